@@ -1,0 +1,122 @@
+//! Command-line interface: argument parsing (clap), configuration checks and
+//! the mapping from errors to exit codes (0 ok, 1 runtime, 2 usage/config).
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+mod emit;
+mod migrate;
+
+/// An error that is the user's to fix (bad flag, bad input, bad workflow): exit 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// Wrap an error so that it exits with code 2.
+pub fn usage(msg: impl std::fmt::Display) -> anyhow::Error {
+    anyhow::Error::new(UsageError(msg.to_string()))
+}
+
+pub fn exit_code_of(err: &anyhow::Error) -> ExitCode {
+    if err.chain().any(|e| e.is::<UsageError>()) {
+        return ExitCode::from(2);
+    }
+    if let Some(herald::db::DbError::InvalidUrl { .. }) = err.downcast_ref::<herald::db::DbError>() {
+        return ExitCode::from(2);
+    }
+    ExitCode::from(1)
+}
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "herald",
+    version,
+    about = "Notification workflow engine: transactional outbox -> NATS JetStream -> YAML workflows -> email",
+    long_about = "Herald sends the emails your application's state changes call for, never losing one and, \
+in the normal course, never sending one twice.\n\n\
+Your application inserts an outbox row in the same database transaction as its change \
+(`herald emit` does this from the shell). `herald relay` publishes committed rows to NATS JetStream. \
+`herald worker` runs the YAML workflows in --workflows: it renders each email, sends it over SMTP, \
+records it in the delivery ledger and only then acknowledges the message.\n\n\
+Every setting is a flag and an environment variable; the flag wins.\n\
+Exit codes: 0 success, 1 runtime failure (server unreachable, database error), 2 invalid usage, configuration or workflow."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Settings shared by every command.
+#[derive(Args, Debug, Clone)]
+pub struct Global {
+    /// Database holding the outbox, the delivery ledger and the dead letters (sqlite://… or postgres://…).
+    #[arg(long, env = "HERALD_DATABASE_URL", default_value = "sqlite://herald.db?mode=rwc", global = true)]
+    pub database_url: String,
+    /// NATS server URL(s), comma-separated.
+    #[arg(long, env = "HERALD_NATS_URL", default_value = "nats://127.0.0.1:4222", global = true)]
+    pub nats_url: String,
+    /// Where email goes: smtp://[user:pass@]host:port (STARTTLS when offered), smtps://… (implicit TLS), file://DIR (one .eml per message).
+    #[arg(long, env = "HERALD_SMTP_URL", default_value = "file://./outbox-mail", global = true)]
+    pub smtp_url: String,
+    /// Directory of workflow YAML files (searched recursively).
+    #[arg(long, env = "HERALD_WORKFLOWS", default_value = "workflows/", global = true)]
+    pub workflows: PathBuf,
+    /// JetStream stream holding the events (subjects events.>).
+    #[arg(long, env = "HERALD_STREAM", default_value = "HERALD", global = true)]
+    pub stream: String,
+    /// Log filter (tracing EnvFilter syntax, e.g. `info,herald=debug`).
+    #[arg(long, env = "HERALD_LOG", default_value = "warn,herald=info", global = true)]
+    pub log: String,
+    /// Log format: human-readable text or one JSON object per line.
+    #[arg(long, env = "HERALD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create or upgrade Herald's tables (idempotent).
+    Migrate,
+    /// Insert one event into the outbox in its own transaction, as an application would; prints its id.
+    Emit(emit::EmitArgs),
+}
+
+fn init_logging(global: &Global) -> Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&global.log)
+        .map_err(|e| usage(format!("invalid --log filter {:?}: {e}", global.log)))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // A second init (tests calling in-process) is harmless, so its error is ignored.
+    let _ = match global.log_format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+    Ok(())
+}
+
+pub fn try_main() -> Result<ExitCode> {
+    let cli = Cli::parse();
+    init_logging(&cli.global)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
+    let g = cli.global;
+    match cli.command {
+        Command::Migrate => migrate::run(&g).await,
+        Command::Emit(args) => emit::run(&g, args).await,
+    }
+}

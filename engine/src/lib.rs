@@ -1,0 +1,12 @@
+//! Herald: a notification workflow engine.
+//!
+//! Applications commit a state change together with an outbox row
+//! ([`outbox::enqueue`]); the relay ([`relay`]) publishes committed rows to
+//! NATS JetStream; the worker ([`worker`]) consumes them through declarative
+//! YAML workflows ([`workflow`]), renders Handlebars emails and sends them over
+//! SMTP ([`smtp`]), recording each delivery in a ledger ([`ledger`]) before it
+//! acknowledges the message. See ARCHITECTURE.md for the map.
+
+pub mod db;
+pub mod outbox;
+pub mod subject;

