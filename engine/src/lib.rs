@@ -10,3 +10,9 @@
 pub mod db;
 pub mod outbox;
 pub mod subject;
+pub mod http;
+pub mod jetstream;
+pub mod metrics;
+pub mod relay;
+pub mod shutdown;
+pub mod duration;

@@ -10,6 +10,7 @@
 //! - [`wait::until`]: wait for a condition with a deadline, never a bare sleep.
 
 pub mod db;
+pub mod env;
 pub mod nats;
 pub mod process;
 pub mod smtp;

@@ -4,3 +4,4 @@
 mod cli;
 mod harness_selftest;
 mod outbox;
+mod relay;

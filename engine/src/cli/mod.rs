@@ -8,6 +8,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 mod emit;
 mod migrate;
+mod outbox;
+mod relay;
 
 /// An error that is the user's to fix (bad flag, bad input, bad workflow): exit 2.
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +90,16 @@ pub enum Command {
     Migrate,
     /// Insert one event into the outbox in its own transaction, as an application would; prints its id.
     Emit(emit::EmitArgs),
+    /// Publish committed outbox rows to JetStream until stopped (SIGINT/SIGTERM: finish the batch, exit 0).
+    Relay(relay::RelayCmd),
+    /// Outbox maintenance: prune published rows, re-drive parked rows.
+    #[command(subcommand)]
+    Outbox(outbox::OutboxCmd),
+}
+
+/// Parse `500ms`, `30s`, `5m`, `2h`, `7d` (a bare number is seconds).
+pub fn duration_arg(s: &str) -> Result<std::time::Duration, String> {
+    herald::duration::parse(s).map_err(|e| e.to_string())
 }
 
 fn init_logging(global: &Global) -> Result<()> {
@@ -95,7 +107,8 @@ fn init_logging(global: &Global) -> Result<()> {
         .map_err(|e| usage(format!("invalid --log filter {:?}: {e}", global.log)))?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     // A second init (tests calling in-process) is harmless, so its error is ignored.
     let _ = match global.log_format {
         LogFormat::Text => builder.try_init(),
@@ -118,5 +131,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Migrate => migrate::run(&g).await,
         Command::Emit(args) => emit::run(&g, args).await,
+        Command::Relay(cmd) => relay::run(&g, cmd).await,
+        Command::Outbox(cmd) => outbox::run(&g, cmd).await,
     }
 }

@@ -1,0 +1,97 @@
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::Args;
+use herald::jetstream::StreamSettings;
+use herald::metrics::Metrics;
+use herald::relay::{Relay, RelayConfig};
+use herald::shutdown;
+
+use super::{Global, duration_arg};
+
+/// Settings of the relay (also used by `herald up`).
+#[derive(Args, Debug, Clone)]
+pub struct RelayArgs {
+    /// Rows claimed and published per batch.
+    #[arg(long, env = "HERALD_RELAY_BATCH", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub relay_batch: u32,
+    /// Fallback poll interval for new rows (PostgreSQL also wakes on NOTIFY), e.g. 200ms, 1s.
+    #[arg(long, env = "HERALD_RELAY_POLL", default_value = "200ms", value_parser = duration_arg)]
+    pub relay_poll: Duration,
+    /// How long a relay holds claimed rows before another relay may take them over.
+    #[arg(long, env = "HERALD_RELAY_LEASE", default_value = "30s", value_parser = duration_arg)]
+    pub relay_lease: Duration,
+    /// Publish attempts of one row before it is parked (see `herald status`, `herald outbox retry`).
+    #[arg(long, env = "HERALD_RELAY_MAX_ATTEMPTS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    pub relay_max_attempts: u32,
+    /// Prune published rows older than this (e.g. 7d); off when not given.
+    #[arg(long, env = "HERALD_OUTBOX_RETENTION", value_parser = duration_arg)]
+    pub outbox_retention: Option<Duration>,
+    /// JetStream duplicate window: a re-publish of the same event id within it is dropped.
+    #[arg(long, env = "HERALD_DUPLICATE_WINDOW", default_value = "10m", value_parser = duration_arg)]
+    pub duplicate_window: Duration,
+    /// Stream replicas (clusters).
+    #[arg(long, env = "HERALD_STREAM_REPLICAS", default_value_t = 1)]
+    pub stream_replicas: usize,
+}
+
+impl RelayArgs {
+    pub fn config(&self) -> RelayConfig {
+        RelayConfig {
+            batch_size: self.relay_batch,
+            lease: self.relay_lease,
+            poll_interval: self.relay_poll,
+            max_attempts: self.relay_max_attempts,
+            retention: self.outbox_retention,
+            ..Default::default()
+        }
+    }
+
+    pub fn stream(&self, g: &Global) -> StreamSettings {
+        StreamSettings {
+            name: g.stream.clone(),
+            duplicate_window: self.duplicate_window,
+            replicas: self.stream_replicas,
+            max_age: None,
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct RelayCmd {
+    #[command(flatten)]
+    pub relay: RelayArgs,
+    /// Serve /healthz, /readyz and /metrics on this address (e.g. 127.0.0.1:9464).
+    #[arg(long, env = "HERALD_HTTP")]
+    pub http: Option<SocketAddr>,
+}
+
+/// Build a relay: database, NATS, stream. Fails fast on configuration errors.
+pub async fn build(g: &Global, args: &RelayArgs, metrics: std::sync::Arc<Metrics>) -> Result<Relay> {
+    herald::db::backend_of(&g.database_url)?;
+    let db = herald::db::connect(&g.database_url).await?;
+    herald::db::migrate(&db).await?;
+    let client = herald::jetstream::connect(&g.nats_url, "herald-relay").await?;
+    let js = async_nats::jetstream::new(client);
+    herald::jetstream::ensure_stream(&js, &args.stream(g)).await?;
+    Ok(Relay::new(db, js, args.config(), metrics))
+}
+
+pub async fn run(g: &Global, cmd: RelayCmd) -> Result<ExitCode> {
+    let (trigger, stop) = shutdown::channel();
+    let metrics = Metrics::new();
+    metrics.set_label("role", "relay");
+    if let Some(addr) = cmd.http {
+        let bound = herald::http::serve(addr, metrics.clone(), stop.clone())
+            .await
+            .map_err(|e| super::usage(format!("cannot listen on --http {addr}: {e}")))?;
+        tracing::info!(%bound, "serving /healthz /readyz /metrics");
+    }
+    let relay = build(g, &cmd.relay, metrics).await?;
+    shutdown::on_signals(trigger);
+    tracing::info!(stream = %g.stream, "relay started");
+    relay.run(stop).await;
+    Ok(ExitCode::SUCCESS)
+}

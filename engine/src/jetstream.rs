@@ -1,0 +1,134 @@
+//! The JetStream side of Herald: connecting, the events stream and its settings.
+use std::time::Duration;
+
+use async_nats::jetstream::{self, stream};
+
+/// Header names Herald sets on every published event.
+pub mod headers {
+    pub const MSG_ID: &str = "Nats-Msg-Id";
+    pub const AGGREGATE: &str = "Herald-Aggregate";
+    pub const OCCURRED_AT: &str = "Herald-Occurred-At";
+    pub const OUTBOX_SEQ: &str = "Herald-Outbox-Seq";
+}
+
+/// Subjects the events stream captures.
+pub const STREAM_SUBJECTS: &str = "events.>";
+
+/// How the events stream is configured (CONTRACT.md: file storage, `events.>`).
+#[derive(Debug, Clone)]
+pub struct StreamSettings {
+    pub name: String,
+    /// Window in which JetStream drops a re-published `Nats-Msg-Id`. A relay that
+    /// crashes after publishing and before marking re-publishes within this window.
+    pub duplicate_window: Duration,
+    pub replicas: usize,
+    /// Drop events older than this (None: keep until limits).
+    pub max_age: Option<Duration>,
+}
+
+impl Default for StreamSettings {
+    fn default() -> Self {
+        StreamSettings {
+            name: "HERALD".into(),
+            duplicate_window: Duration::from_secs(600),
+            replicas: 1,
+            max_age: None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    #[error("cannot connect to NATS at {url}: {source}")]
+    Connect {
+        url: String,
+        #[source]
+        source: async_nats::ConnectError,
+    },
+    #[error(
+        "stream {name} exists with a conflicting configuration: {detail} (fix or delete the stream, or choose another with --stream)"
+    )]
+    Conflict { name: String, detail: String },
+    #[error("JetStream request for stream {name} failed: {detail}")]
+    Request { name: String, detail: String },
+}
+
+/// Connect to NATS. `urls` may be comma-separated. The client reconnects on its
+/// own forever; Herald's loops treat failed requests as transient.
+pub async fn connect(urls: &str, name: &str) -> Result<async_nats::Client, StreamError> {
+    let addrs: Vec<&str> = urls.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+    async_nats::ConnectOptions::new()
+        .name(name)
+        .retry_on_initial_connect()
+        .max_reconnects(None)
+        .connection_timeout(Duration::from_secs(3))
+        .connect(addrs.join(","))
+        .await
+        .map_err(|source| StreamError::Connect {
+            url: urls.to_string(),
+            source,
+        })
+}
+
+/// Connect, failing fast when no server answers (for one-shot commands).
+pub async fn connect_once(urls: &str, name: &str) -> Result<async_nats::Client, StreamError> {
+    let addrs: Vec<&str> = urls.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+    async_nats::ConnectOptions::new()
+        .name(name)
+        .connection_timeout(Duration::from_secs(3))
+        .connect(addrs.join(","))
+        .await
+        .map_err(|source| StreamError::Connect {
+            url: urls.to_string(),
+            source,
+        })
+}
+
+/// Create the events stream, or check and update an existing one.
+pub async fn ensure_stream(
+    js: &jetstream::Context,
+    settings: &StreamSettings,
+) -> Result<stream::Stream, StreamError> {
+    let wanted = stream::Config {
+        name: settings.name.clone(),
+        subjects: vec![STREAM_SUBJECTS.to_string()],
+        storage: stream::StorageType::File,
+        duplicate_window: settings.duplicate_window,
+        num_replicas: settings.replicas,
+        max_age: settings.max_age.unwrap_or_default(),
+        ..Default::default()
+    };
+    let req = |e: &dyn std::fmt::Display| StreamError::Request {
+        name: settings.name.clone(),
+        detail: e.to_string(),
+    };
+    let mut s = js.get_or_create_stream(wanted.clone()).await.map_err(|e| req(&e))?;
+    let info = s.info().await.map_err(|e| req(&e))?.config.clone();
+    if !info.subjects.iter().any(|x| x == STREAM_SUBJECTS) {
+        return Err(StreamError::Conflict {
+            name: settings.name.clone(),
+            detail: format!("subjects are {:?}, Herald needs [{STREAM_SUBJECTS:?}]", info.subjects),
+        });
+    }
+    if info.storage != stream::StorageType::File {
+        return Err(StreamError::Conflict {
+            name: settings.name.clone(),
+            detail: "storage is memory, Herald needs file".into(),
+        });
+    }
+    let differs = info.duplicate_window != settings.duplicate_window
+        || info.num_replicas != settings.replicas
+        || info.max_age != wanted.max_age;
+    if differs {
+        let mut updated = info;
+        updated.duplicate_window = settings.duplicate_window;
+        updated.num_replicas = settings.replicas;
+        updated.max_age = wanted.max_age;
+        js.update_stream(updated).await.map_err(|e| StreamError::Conflict {
+            name: settings.name.clone(),
+            detail: format!("cannot apply settings: {e}"),
+        })?;
+        s = js.get_stream(&settings.name).await.map_err(|e| req(&e))?;
+    }
+    Ok(s)
+}

@@ -1,0 +1,253 @@
+//! The relay's SQL: claim a batch, mark it published, record failures, release
+//! leases, prune. One statement per step and batch, never one per row.
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement, TransactionTrait, Value,
+};
+use uuid::Uuid;
+
+/// A row the relay holds a lease on.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    pub seq: i64,
+    pub event_id: Uuid,
+    pub subject: String,
+    pub ordering_key: Option<String>,
+    pub payload: String,
+    pub headers: String,
+    pub created_at: DateTime<Utc>,
+    pub attempts: i32,
+}
+
+/// Arbitrary constant: the advisory lock that serialises claims on PostgreSQL,
+/// so two relays never both see an aggregate's earlier row as unleased.
+const CLAIM_LOCK: i64 = 0x6865_7261_6c64; // "herald"
+
+/// Numbered placeholders: `$n` on PostgreSQL, `?n` on SQLite (both may repeat).
+fn ph(backend: DbBackend, n: usize) -> String {
+    match backend {
+        DbBackend::Postgres => format!("${n}"),
+        _ => format!("?{n}"),
+    }
+}
+
+fn claim_sql(backend: DbBackend) -> String {
+    let (now, until, owner, limit) = (ph(backend, 1), ph(backend, 2), ph(backend, 3), ph(backend, 4));
+    let lock = if backend == DbBackend::Postgres { " FOR UPDATE SKIP LOCKED" } else { "" };
+    // A row is claimable when it is unpublished, not parked, not leased, not in
+    // backoff, and no earlier row of its aggregate is held elsewhere (leased
+    // or waiting to retry): that keeps each aggregate's rows in order even
+    // with several relays. There is no high-water mark: a row that commits
+    // late with a low seq is simply found by the next claim.
+    format!(
+        "UPDATE herald_outbox SET lease_owner = {owner}, lease_until = {until} \
+         WHERE seq IN ( \
+           SELECT o.seq FROM herald_outbox o \
+           WHERE o.published_at IS NULL AND o.parked_at IS NULL \
+             AND (o.lease_until IS NULL OR o.lease_until < {now}) \
+             AND (o.next_attempt_at IS NULL OR o.next_attempt_at <= {now}) \
+             AND (o.ordering_key IS NULL OR NOT EXISTS ( \
+               SELECT 1 FROM herald_outbox p \
+               WHERE p.ordering_key = o.ordering_key AND p.seq < o.seq \
+                 AND p.published_at IS NULL AND p.parked_at IS NULL \
+                 AND ((p.lease_until IS NOT NULL AND p.lease_until >= {now}) \
+                   OR (p.next_attempt_at IS NOT NULL AND p.next_attempt_at > {now})))) \
+           ORDER BY o.seq LIMIT {limit}{lock}) \
+         RETURNING seq, event_id, subject, ordering_key, payload, headers, created_at, attempts"
+    )
+}
+
+/// Lease up to `limit` publishable rows to `owner` until `until`.
+pub async fn claim(
+    db: &DatabaseConnection,
+    owner: &str,
+    now: DateTime<Utc>,
+    until: DateTime<Utc>,
+    limit: u32,
+) -> Result<Vec<Claimed>, DbErr> {
+    let backend = db.get_database_backend();
+    let sql = claim_sql(backend);
+    let values: Vec<Value> = vec![now.into(), until.into(), owner.into(), i64::from(limit).into()];
+    let stmt = Statement::from_sql_and_values(backend, sql, values);
+    let rows = if backend == DbBackend::Postgres {
+        let txn = db.begin().await?;
+        txn.execute_raw(Statement::from_string(
+            backend,
+            format!("SELECT pg_advisory_xact_lock({CLAIM_LOCK})"),
+        ))
+        .await?;
+        let rows = txn.query_all_raw(stmt).await?;
+        txn.commit().await?;
+        rows
+    } else {
+        db.query_all_raw(stmt).await?
+    };
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        out.push(Claimed {
+            seq: r.try_get("", "seq")?,
+            event_id: r.try_get("", "event_id")?,
+            subject: r.try_get("", "subject")?,
+            ordering_key: r.try_get("", "ordering_key")?,
+            payload: r.try_get("", "payload")?,
+            headers: r.try_get("", "headers")?,
+            created_at: r.try_get("", "created_at")?,
+            attempts: r.try_get("", "attempts")?,
+        });
+    }
+    // RETURNING order is unspecified; publishing order must be seq order.
+    out.sort_by_key(|c| c.seq);
+    Ok(out)
+}
+
+fn seq_list(seqs: impl Iterator<Item = i64>) -> String {
+    seqs.map(|s| s.to_string()).collect::<Vec<_>>().join(",")
+}
+
+/// Mark rows published with their stream sequences, in one statement.
+/// Only rows still leased by `owner` are touched: a row whose lease expired and
+/// went to another relay is that relay's to mark.
+pub async fn mark_published(
+    db: &DatabaseConnection,
+    owner: &str,
+    now: DateTime<Utc>,
+    acks: &[(i64, u64)],
+) -> Result<u64, DbErr> {
+    if acks.is_empty() {
+        return Ok(0);
+    }
+    let backend = db.get_database_backend();
+    // Integers only: safe to inline.
+    let cases: String = acks
+        .iter()
+        .map(|(seq, stream_seq)| format!(" WHEN {seq} THEN {stream_seq}"))
+        .collect();
+    let sql = format!(
+        "UPDATE herald_outbox SET published_at = {}, stream_seq = CASE seq{cases} END, \
+         lease_owner = NULL, lease_until = NULL, last_error = NULL, next_attempt_at = NULL \
+         WHERE lease_owner = {} AND seq IN ({})",
+        ph(backend, 1),
+        ph(backend, 2),
+        seq_list(acks.iter().map(|a| a.0))
+    );
+    let res = db
+        .execute_raw(Statement::from_sql_and_values(backend, sql, [now.into(), owner.into()]))
+        .await?;
+    Ok(res.rows_affected())
+}
+
+/// Give leases back without counting an attempt (NATS unreachable, shutdown).
+pub async fn release(db: &DatabaseConnection, owner: &str, seqs: &[i64]) -> Result<(), DbErr> {
+    if seqs.is_empty() {
+        return Ok(());
+    }
+    let backend = db.get_database_backend();
+    let sql = format!(
+        "UPDATE herald_outbox SET lease_owner = NULL, lease_until = NULL WHERE lease_owner = {} AND seq IN ({})",
+        ph(backend, 1),
+        seq_list(seqs.iter().copied())
+    );
+    db.execute_raw(Statement::from_sql_and_values(backend, sql, [owner.into()]))
+        .await?;
+    Ok(())
+}
+
+/// Record a failed publish of one row: count the attempt, set the next attempt
+/// time, or park the row when `park` is true.
+pub async fn record_failure(
+    db: &DatabaseConnection,
+    owner: &str,
+    seq: i64,
+    error: &str,
+    next_attempt_at: DateTime<Utc>,
+    park: Option<DateTime<Utc>>,
+) -> Result<(), DbErr> {
+    let backend = db.get_database_backend();
+    let sql = format!(
+        "UPDATE herald_outbox SET attempts = attempts + 1, last_error = {}, next_attempt_at = {}, \
+         parked_at = {}, lease_owner = NULL, lease_until = NULL WHERE seq = {} AND lease_owner = {}",
+        ph(backend, 1),
+        ph(backend, 2),
+        ph(backend, 3),
+        ph(backend, 4),
+        ph(backend, 5)
+    );
+    db.execute_raw(Statement::from_sql_and_values(
+        backend,
+        sql,
+        [error.into(), next_attempt_at.into(), park.into(), seq.into(), owner.into()],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// Delete up to `batch` published rows older than `cutoff`; returns how many.
+pub async fn prune(db: &DatabaseConnection, cutoff: DateTime<Utc>, batch: u32) -> Result<u64, DbErr> {
+    let backend = db.get_database_backend();
+    let sql = format!(
+        "DELETE FROM herald_outbox WHERE seq IN (SELECT seq FROM herald_outbox \
+         WHERE published_at IS NOT NULL AND published_at < {} ORDER BY published_at LIMIT {batch})",
+        ph(backend, 1)
+    );
+    let res = db
+        .execute_raw(Statement::from_sql_and_values(backend, sql, [cutoff.into()]))
+        .await?;
+    Ok(res.rows_affected())
+}
+
+/// Un-park rows (all, or one by seq) so the relay tries again.
+pub async fn unpark(db: &DatabaseConnection, seq: Option<i64>) -> Result<u64, DbErr> {
+    let filter = match seq {
+        Some(s) => format!(" AND seq = {s}"),
+        None => String::new(),
+    };
+    let sql = format!(
+        "UPDATE herald_outbox SET parked_at = NULL, attempts = 0, next_attempt_at = NULL \
+         WHERE parked_at IS NOT NULL AND published_at IS NULL{filter}"
+    );
+    Ok(db.execute_unprepared(&sql).await?.rows_affected())
+}
+
+/// Backlog figures for metrics and `herald status`.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Backlog {
+    pub pending: i64,
+    pub parked: i64,
+    pub oldest_pending_age_seconds: f64,
+}
+
+pub async fn backlog(db: &DatabaseConnection, now: DateTime<Utc>) -> Result<Backlog, DbErr> {
+    let backend = db.get_database_backend();
+    let row = db
+        .query_one_raw(Statement::from_string(
+            backend,
+            "SELECT \
+               COUNT(CASE WHEN parked_at IS NULL THEN 1 END) AS pending, \
+               COUNT(CASE WHEN parked_at IS NOT NULL THEN 1 END) AS parked, \
+               MIN(CASE WHEN parked_at IS NULL THEN seq END) AS oldest \
+             FROM herald_outbox WHERE published_at IS NULL",
+        ))
+        .await?;
+    let Some(row) = row else { return Ok(Backlog::default()) };
+    let pending: i64 = row.try_get("", "pending")?;
+    let parked: i64 = row.try_get("", "parked")?;
+    let oldest: Option<i64> = row.try_get("", "oldest")?;
+    let mut age = 0.0;
+    if let Some(seq) = oldest {
+        let r = db
+            .query_one_raw(Statement::from_string(
+                backend,
+                format!("SELECT created_at FROM herald_outbox WHERE seq = {seq}"),
+            ))
+            .await?;
+        if let Some(r) = r {
+            let created: DateTime<Utc> = r.try_get("", "created_at")?;
+            age = (now - created).num_milliseconds().max(0) as f64 / 1000.0;
+        }
+    }
+    Ok(Backlog {
+        pending,
+        parked,
+        oldest_pending_age_seconds: age,
+    })
+}
