@@ -16,3 +16,8 @@ pub mod metrics;
 pub mod relay;
 pub mod shutdown;
 pub mod duration;
+pub mod workflow;
+pub mod dlq;
+pub mod ledger;
+pub mod smtp;
+pub mod worker;

@@ -5,3 +5,4 @@ mod cli;
 mod harness_selftest;
 mod outbox;
 mod relay;
+mod worker;

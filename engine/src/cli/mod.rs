@@ -10,6 +10,8 @@ mod emit;
 mod migrate;
 mod outbox;
 mod relay;
+mod worker;
+mod workflows;
 
 /// An error that is the user's to fix (bad flag, bad input, bad workflow): exit 2.
 #[derive(Debug, thiserror::Error)]
@@ -92,6 +94,11 @@ pub enum Command {
     Emit(emit::EmitArgs),
     /// Publish committed outbox rows to JetStream until stopped (SIGINT/SIGTERM: finish the batch, exit 0).
     Relay(relay::RelayCmd),
+    /// Consume workflows' subjects and send their emails until stopped (SIGINT/SIGTERM: finish in-flight messages, exit 0).
+    Worker(worker::WorkerCmd),
+    /// Validate, render or describe workflow definitions.
+    #[command(subcommand)]
+    Workflows(workflows::WorkflowsCmd),
     /// Outbox maintenance: prune published rows, re-drive parked rows.
     #[command(subcommand)]
     Outbox(outbox::OutboxCmd),
@@ -133,5 +140,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Emit(args) => emit::run(&g, args).await,
         Command::Relay(cmd) => relay::run(&g, cmd).await,
         Command::Outbox(cmd) => outbox::run(&g, cmd).await,
+        Command::Worker(cmd) => worker::run(&g, cmd).await,
+        Command::Workflows(cmd) => workflows::run(&g, cmd).await,
     }
 }

@@ -1,0 +1,89 @@
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Result;
+use clap::Args;
+use herald::metrics::Metrics;
+use herald::shutdown;
+use herald::smtp::Transport;
+use herald::worker::{Worker, WorkerConfig};
+
+use super::{Global, usage};
+
+#[derive(Args, Debug)]
+pub struct WorkerCmd {
+    /// Run only these workflows (repeatable); default: all.
+    #[arg(long = "workflow")]
+    pub workflow: Vec<String>,
+    /// Messages processed at once per workflow.
+    #[arg(long, env = "HERALD_WORKER_CONCURRENCY", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub concurrency: u32,
+    /// JetStream max_ack_pending of each workflow's consumer.
+    #[arg(long, env = "HERALD_MAX_ACK_PENDING", default_value_t = 1000)]
+    pub max_ack_pending: i64,
+    /// JetStream ack wait: an unacknowledged message is redelivered after this (progress acks extend it).
+    #[arg(long, env = "HERALD_ACK_WAIT", default_value = "60s", value_parser = super::duration_arg)]
+    pub ack_wait: std::time::Duration,
+    /// Serve /healthz, /readyz and /metrics on this address.
+    #[arg(long, env = "HERALD_HTTP")]
+    pub http: Option<SocketAddr>,
+}
+
+pub async fn run(g: &Global, cmd: WorkerCmd) -> Result<ExitCode> {
+    // Configuration first, all of it, before any connection.
+    let catalog = herald::workflow::load(&g.workflows).map_err(usage)?;
+    let transport = Transport::from_url(&g.smtp_url).map_err(usage)?;
+    herald::db::backend_of(&g.database_url)?;
+    for name in &cmd.workflow {
+        if catalog.get(name).is_none() {
+            return Err(usage(format!("--workflow {name:?}: no such workflow in {}", g.workflows.display())));
+        }
+    }
+    let selected: Vec<_> = catalog
+        .workflows
+        .iter()
+        .filter(|w| cmd.workflow.is_empty() || cmd.workflow.contains(&w.name))
+        .cloned()
+        .collect();
+    if selected.is_empty() {
+        return Err(usage(format!("no workflows in {}", g.workflows.display())));
+    }
+    let (trigger, stop) = shutdown::channel();
+    let metrics = Metrics::new();
+    metrics.set_label("role", "worker");
+    if let Some(addr) = cmd.http {
+        herald::http::serve(addr, metrics.clone(), stop.clone())
+            .await
+            .map_err(|e| usage(format!("cannot listen on --http {addr}: {e}")))?;
+    }
+    let db = herald::db::connect(&g.database_url).await?;
+    herald::db::migrate(&db).await?;
+    let client = herald::jetstream::connect(&g.nats_url, "herald-worker").await?;
+    let js = async_nats::jetstream::new(client);
+    herald::jetstream::ensure_stream(&js, &herald::jetstream::StreamSettings { name: g.stream.clone(), ..Default::default() }).await?;
+    let worker = Arc::new(Worker {
+        db,
+        catalog: Arc::new(catalog),
+        transport: Arc::new(transport),
+        metrics,
+        cfg: WorkerConfig {
+            stream: g.stream.clone(),
+            concurrency: cmd.concurrency as usize,
+            max_ack_pending: cmd.max_ack_pending,
+            ack_wait: cmd.ack_wait,
+        },
+    });
+    shutdown::on_signals(trigger);
+    let names: Vec<_> = selected.iter().map(|w| w.name.clone()).collect();
+    tracing::info!(workflows = ?names, "worker started");
+    let tasks: Vec<_> = selected
+        .into_iter()
+        .map(|wf| tokio::spawn(worker.clone().run_workflow(js.clone(), wf, stop.clone())))
+        .collect();
+    for t in tasks {
+        let _ = t.await;
+    }
+    tracing::info!(sent = worker.metrics.emails_sent.get(), dead_letters = worker.metrics.dead_letters.get(), "worker stopped");
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,183 @@
+//! The delivery ledger: one row per (event, workflow, recipient). The worker
+//! claims a row before sending and records the result before acking, so a
+//! redelivered or replayed message never sends an email the ledger marks sent.
+use chrono::Utc;
+use herald_entities::delivery;
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
+    sea_query::OnConflict,
+};
+use uuid::Uuid;
+
+/// Delivery states (see ARCHITECTURE.md for the diagram).
+pub mod state {
+    pub const SENDING: &str = "sending";
+    pub const SENT: &str = "sent";
+    pub const RETRYING: &str = "retrying";
+    pub const SKIPPED: &str = "skipped";
+    pub const DEAD: &str = "dead";
+}
+
+/// Ledger key of a skipped event (no recipients were rendered).
+pub const SKIPPED_RECIPIENT: &str = "-";
+
+/// The answer to "may I send this one?".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// Send it; this is attempt number `attempt` (1-based).
+    Send { attempt: u32 },
+    /// Already sent, skipped or dead-lettered: do nothing.
+    Done { state: String },
+}
+
+pub struct Key<'a> {
+    pub event_id: Uuid,
+    pub workflow: &'a str,
+    pub recipient: &'a str,
+}
+
+/// Claim the delivery for an attempt: create it as `sending`, or move a
+/// `sending`/`retrying` row to the next attempt. A row left in `sending` by a
+/// crash between the SMTP reply and the ledger write is sent again (with the
+/// same Message-ID): the one window where a duplicate is possible.
+pub async fn claim(db: &DatabaseConnection, key: &Key<'_>, index: usize, subject: &str) -> Result<Claim, DbErr> {
+    let now = Utc::now();
+    let row = delivery::ActiveModel {
+        event_id: Set(key.event_id),
+        workflow: Set(key.workflow.to_string()),
+        recipient: Set(key.recipient.to_string()),
+        item_index: Set(i32::try_from(index).unwrap_or(i32::MAX)),
+        subject: Set(subject.to_string()),
+        state: Set(state::SENDING.to_string()),
+        attempts: Set(1),
+        message_id: Set(None),
+        smtp_response: Set(None),
+        last_error: Set(None),
+        resend_reason: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+        sent_at: Set(None),
+        ..Default::default()
+    };
+    let inserted = delivery::Entity::insert(row)
+        .on_conflict(
+            OnConflict::columns([delivery::Column::EventId, delivery::Column::Workflow, delivery::Column::Recipient])
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(db)
+        .await?;
+    if inserted > 0 {
+        return Ok(Claim::Send { attempt: 1 });
+    }
+    let existing = find(db, key).await?.ok_or_else(|| DbErr::RecordNotFound("delivery vanished".into()))?;
+    match existing.state.as_str() {
+        state::SENDING | state::RETRYING => {
+            let attempt = existing.attempts + 1;
+            let mut am: delivery::ActiveModel = existing.into();
+            am.state = Set(state::SENDING.into());
+            am.attempts = Set(attempt);
+            am.updated_at = Set(now);
+            am.update(db).await?;
+            Ok(Claim::Send { attempt: u32::try_from(attempt).unwrap_or(1) })
+        }
+        other => Ok(Claim::Done { state: other.to_string() }),
+    }
+}
+
+pub async fn find(db: &DatabaseConnection, key: &Key<'_>) -> Result<Option<delivery::Model>, DbErr> {
+    delivery::Entity::find()
+        .filter(delivery::Column::EventId.eq(key.event_id))
+        .filter(delivery::Column::Workflow.eq(key.workflow))
+        .filter(delivery::Column::Recipient.eq(key.recipient))
+        .one(db)
+        .await
+}
+
+async fn set_state(
+    db: &DatabaseConnection,
+    key: &Key<'_>,
+    state: &str,
+    message_id: Option<&str>,
+    smtp: Option<&str>,
+    error: Option<&str>,
+) -> Result<(), DbErr> {
+    let now = Utc::now();
+    let mut update = delivery::Entity::update_many()
+        .col_expr(delivery::Column::State, state.into())
+        .col_expr(delivery::Column::UpdatedAt, now.into())
+        .filter(delivery::Column::EventId.eq(key.event_id))
+        .filter(delivery::Column::Workflow.eq(key.workflow))
+        .filter(delivery::Column::Recipient.eq(key.recipient));
+    if let Some(m) = message_id {
+        update = update.col_expr(delivery::Column::MessageId, m.into());
+    }
+    if let Some(s) = smtp {
+        update = update.col_expr(delivery::Column::SmtpResponse, s.into());
+    }
+    if let Some(e) = error {
+        update = update.col_expr(delivery::Column::LastError, e.into());
+    }
+    if state == state::SENT {
+        update = update.col_expr(delivery::Column::SentAt, now.into());
+    }
+    update.exec(db).await?;
+    Ok(())
+}
+
+pub async fn mark_sent(db: &DatabaseConnection, key: &Key<'_>, message_id: &str, smtp: &str) -> Result<(), DbErr> {
+    set_state(db, key, state::SENT, Some(message_id), Some(smtp), None).await
+}
+
+pub async fn mark_retrying(db: &DatabaseConnection, key: &Key<'_>, error: &str, smtp: Option<&str>) -> Result<(), DbErr> {
+    set_state(db, key, state::RETRYING, None, smtp, Some(error)).await
+}
+
+pub async fn mark_dead(db: &DatabaseConnection, key: &Key<'_>, error: &str, smtp: Option<&str>) -> Result<(), DbErr> {
+    set_state(db, key, state::DEAD, None, smtp, Some(error)).await
+}
+
+/// Record a skipped event (guard false), once.
+pub async fn record_skipped(db: &DatabaseConnection, event_id: Uuid, workflow: &str, why: &str) -> Result<(), DbErr> {
+    let now = Utc::now();
+    let row = delivery::ActiveModel {
+        event_id: Set(event_id),
+        workflow: Set(workflow.to_string()),
+        recipient: Set(SKIPPED_RECIPIENT.to_string()),
+        item_index: Set(0),
+        subject: Set(String::new()),
+        state: Set(state::SKIPPED.to_string()),
+        attempts: Set(0),
+        message_id: Set(None),
+        smtp_response: Set(None),
+        last_error: Set(Some(format!("guard did not hold: {why}"))),
+        resend_reason: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+        sent_at: Set(None),
+        ..Default::default()
+    };
+    delivery::Entity::insert(row)
+        .on_conflict(
+            OnConflict::columns([delivery::Column::EventId, delivery::Column::Workflow, delivery::Column::Recipient])
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(db)
+        .await?;
+    Ok(())
+}
+
+/// Re-open dead deliveries of one event+workflow for a re-drive.
+pub async fn reopen_dead(db: &DatabaseConnection, event_id: Uuid, workflow: &str) -> Result<u64, DbErr> {
+    let res = delivery::Entity::update_many()
+        .col_expr(delivery::Column::State, state::RETRYING.into())
+        .col_expr(delivery::Column::Attempts, 0.into())
+        .col_expr(delivery::Column::UpdatedAt, Utc::now().into())
+        .filter(delivery::Column::EventId.eq(event_id))
+        .filter(delivery::Column::Workflow.eq(workflow))
+        .filter(delivery::Column::State.eq(state::DEAD))
+        .exec(db)
+        .await?;
+    Ok(res.rows_affected)
+}

@@ -1,0 +1,85 @@
+//! Handlebars helpers for email authors: `upper`, `lower`, `urlencode`, `json`,
+//! `default`, `pluralize`, `date`.
+use handlebars::{
+    Context, Handlebars, Helper, HelperResult, Output, RenderContext, RenderErrorReason, handlebars_helper,
+};
+
+handlebars_helper!(upper: |s: str| s.to_uppercase());
+handlebars_helper!(lower: |s: str| s.to_lowercase());
+handlebars_helper!(urlencode: |s: str| {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+});
+handlebars_helper!(json: |v: Json| v.to_string());
+// {{pluralize count "code" "codes"}}
+handlebars_helper!(pluralize: |n: i64, one: str, many: str| {
+    if n == 1 { one.to_string() } else { many.to_string() }
+});
+
+/// `{{default value "fallback"}}`: the fallback when the value is missing,
+/// null or empty (strict mode still reports misspelt paths elsewhere).
+fn default_helper(
+    h: &Helper,
+    _: &Handlebars,
+    _: &Context,
+    _: &mut RenderContext,
+    out: &mut dyn Output,
+) -> HelperResult {
+    let value = h.param(0).map(|p| p.value().clone()).unwrap_or(serde_json::Value::Null);
+    let fallback = h
+        .param(1)
+        .map(|p| render_plain(p.value()))
+        .ok_or_else(|| RenderErrorReason::ParamNotFoundForIndex("default", 1))?;
+    let empty = matches!(&value, serde_json::Value::Null) || value.as_str().is_some_and(str::is_empty);
+    out.write(&if empty { fallback } else { render_plain(&value) })?;
+    Ok(())
+}
+
+fn render_plain(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+/// `{{date value "%e %B %Y" "Europe/Paris"}}`: format an RFC 3339 timestamp
+/// (or unix seconds) with a strftime pattern in a time zone (default UTC).
+fn date_helper(
+    h: &Helper,
+    _: &Handlebars,
+    _: &Context,
+    _: &mut RenderContext,
+    out: &mut dyn Output,
+) -> HelperResult {
+    let value = h
+        .param(0)
+        .map(|p| p.value().clone())
+        .ok_or_else(|| RenderErrorReason::ParamNotFoundForIndex("date", 0))?;
+    let fmt = h.param(1).and_then(|p| p.value().as_str()).unwrap_or("%Y-%m-%d %H:%M");
+    let tz_name = h.param(2).and_then(|p| p.value().as_str()).unwrap_or("UTC");
+    let tz: chrono_tz::Tz = tz_name
+        .parse()
+        .map_err(|_| RenderErrorReason::Other(format!("date: unknown time zone {tz_name:?}")))?;
+    let dt = match &value {
+        serde_json::Value::String(s) => chrono::DateTime::parse_from_rfc3339(s)
+            .map(|d| d.with_timezone(&chrono::Utc))
+            .map_err(|e| RenderErrorReason::Other(format!("date: {s:?} is not RFC 3339: {e}")))?,
+        serde_json::Value::Number(n) => n
+            .as_i64()
+            .and_then(|s| chrono::DateTime::from_timestamp(s, 0))
+            .ok_or_else(|| RenderErrorReason::Other("date: number out of range".into()))?,
+        other => return Err(RenderErrorReason::Other(format!("date: cannot format {other}")).into()),
+    };
+    out.write(&dt.with_timezone(&tz).format(fmt).to_string())?;
+    Ok(())
+}
+
+pub fn register(hb: &mut Handlebars) {
+    hb.register_helper("upper", Box::new(upper));
+    hb.register_helper("lower", Box::new(lower));
+    hb.register_helper("urlencode", Box::new(urlencode));
+    hb.register_helper("json", Box::new(json));
+    hb.register_helper("pluralize", Box::new(pluralize));
+    hb.register_helper("default", Box::new(default_helper));
+    hb.register_helper("date", Box::new(date_helper));
+}

@@ -1,0 +1,217 @@
+//! Turning one event into the emails a workflow sends: guards, `for_each`,
+//! templates, and the checks that keep a rendered message safe to send.
+use serde_json::{Value, json};
+
+use super::{Catalog, Guard, Workflow};
+
+/// What the templates see besides the payload.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Meta {
+    pub id: String,
+    pub subject: String,
+    pub aggregate: Option<String>,
+    pub occurred_at: String,
+    pub workflow: String,
+}
+
+/// One email ready to send (all header values checked for CR/LF).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Email {
+    /// Position in the event's fan-out; part of the ledger key and Message-ID.
+    pub index: usize,
+    pub from: String,
+    pub to: Vec<String>,
+    pub cc: Vec<String>,
+    pub bcc: Vec<String>,
+    pub reply_to: Vec<String>,
+    pub subject: String,
+    pub text: Option<String>,
+    pub html: Option<String>,
+    pub headers: Vec<(String, String)>,
+}
+
+impl Email {
+    /// Ledger recipient key: the sorted, lower-cased `to` addresses.
+    pub fn recipient_key(&self) -> String {
+        let mut v: Vec<String> = self.to.iter().map(|a| bare_address(a).to_ascii_lowercase()).collect();
+        v.sort();
+        v.join(",")
+    }
+}
+
+/// Why an event cannot be rendered: all permanent.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RenderError {
+    #[error("template {template}: {message}")]
+    Template { template: String, message: String },
+    #[error("for_each: {0}")]
+    ForEach(String),
+    #[error("invalid address {address:?} in {field}")]
+    InvalidAddress { field: String, address: String },
+    #[error("{field} contains CR or LF after rendering (header injection refused)")]
+    HeaderInjection { field: String },
+    #[error("no recipient: email.to rendered empty")]
+    NoRecipient,
+}
+
+/// What a workflow makes of an event.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// A guard did not hold: nothing to send (recorded as skipped).
+    Skipped { guard: String },
+    Emails(Vec<Email>),
+}
+
+pub fn lookup<'a>(ctx: &'a Value, path: &[String]) -> Option<&'a Value> {
+    let mut cur = ctx;
+    for seg in path {
+        cur = match cur {
+            Value::Object(m) => m.get(seg)?,
+            Value::Array(a) => a.get(seg.parse::<usize>().ok()?)?,
+            _ => return None,
+        };
+    }
+    Some(cur)
+}
+
+fn guard_holds(g: &Guard, ctx: &Value) -> bool {
+    match g {
+        Guard::Exists(p, want) => {
+            let present = lookup(ctx, p).is_some_and(|v| !v.is_null() && v.as_str() != Some(""));
+            present == *want
+        }
+        Guard::Equals(p, v) => lookup(ctx, p) == Some(v),
+        Guard::NotEquals(p, v) => lookup(ctx, p) != Some(v),
+        Guard::In(p, vs) => lookup(ctx, p).is_some_and(|x| vs.contains(x)),
+    }
+}
+
+fn describe(g: &Guard) -> String {
+    match g {
+        Guard::Exists(p, b) => format!("{} exists: {b}", p.join(".")),
+        Guard::Equals(p, v) => format!("{} equals {v}", p.join(".")),
+        Guard::NotEquals(p, v) => format!("{} not_equals {v}", p.join(".")),
+        Guard::In(p, v) => format!("{} in {}", p.join("."), Value::Array(v.clone())),
+    }
+}
+
+/// The bare `local@domain` of `Name <local@domain>` or `local@domain`.
+pub fn bare_address(a: &str) -> &str {
+    match (a.rfind('<'), a.rfind('>')) {
+        (Some(l), Some(r)) if l < r => a[l + 1..r].trim(),
+        _ => a.trim(),
+    }
+}
+
+/// The display name of `Name <addr>`, if any.
+pub fn display_name(a: &str) -> Option<&str> {
+    a.rfind('<').map(|l| a[..l].trim().trim_matches('"')).filter(|n| !n.is_empty())
+}
+
+fn valid_address(a: &str) -> bool {
+    let bare = bare_address(a);
+    let Some((local, domain)) = bare.rsplit_once('@') else { return false };
+    !local.is_empty()
+        && (domain.contains('.') || domain == "localhost")
+        && !domain.starts_with('.')
+        && !bare.chars().any(|c| c.is_whitespace() || c.is_control() || c == ',' || c == '<' || c == '>')
+}
+
+fn no_crlf(field: &str, v: &str) -> Result<(), RenderError> {
+    if v.contains(['\r', '\n']) {
+        return Err(RenderError::HeaderInjection { field: field.to_string() });
+    }
+    Ok(())
+}
+
+impl Catalog {
+    fn render_plain(&self, name: &str, ctx: &Value) -> Result<String, RenderError> {
+        self.plain.render(name, ctx).map_err(|e| template_error(name, &e))
+    }
+
+    fn addresses(&self, wf: &Workflow, kind: &str, n: usize, ctx: &Value) -> Result<Vec<String>, RenderError> {
+        let mut out = Vec::new();
+        for i in 0..n {
+            let v = self.render_plain(&format!("{}:{kind}:{i}", wf.name), ctx)?;
+            // A template may render a comma-separated list.
+            for a in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                no_crlf(&format!("email.{kind}"), a)?;
+                if !valid_address(a) {
+                    return Err(RenderError::InvalidAddress { field: format!("email.{kind}"), address: a.to_string() });
+                }
+                out.push(a.to_string());
+            }
+        }
+        Ok(out)
+    }
+
+    fn render_one(&self, wf: &Workflow, index: usize, ctx: &Value) -> Result<Email, RenderError> {
+        let from = self.render_plain(&format!("{}:from", wf.name), ctx)?;
+        no_crlf("email.from", &from)?;
+        if !valid_address(&from) {
+            return Err(RenderError::InvalidAddress { field: "email.from".into(), address: from });
+        }
+        let to = self.addresses(wf, "to", wf.counts.to, ctx)?;
+        if to.is_empty() {
+            return Err(RenderError::NoRecipient);
+        }
+        let subject = self.render_plain(&format!("{}:subject", wf.name), ctx)?;
+        no_crlf("email.subject", &subject)?;
+        let mut headers = Vec::new();
+        for h in &wf.header_names {
+            let v = self.render_plain(&format!("{}:header:{h}", wf.name), ctx)?;
+            no_crlf(&format!("email.headers.{h}"), &v)?;
+            headers.push((h.clone(), v));
+        }
+        let html_name = format!("{}:html", wf.name);
+        Ok(Email {
+            index,
+            from,
+            to,
+            cc: self.addresses(wf, "cc", wf.counts.cc, ctx)?,
+            bcc: self.addresses(wf, "bcc", wf.counts.bcc, ctx)?,
+            reply_to: self.addresses(wf, "reply_to", wf.counts.reply_to, ctx)?,
+            subject,
+            text: if wf.has_text { Some(self.render_plain(&format!("{}:text", wf.name), ctx)?) } else { None },
+            html: if wf.has_html {
+                Some(self.html.render(&html_name, ctx).map_err(|e| template_error(&html_name, &e))?)
+            } else {
+                None
+            },
+            headers,
+        })
+    }
+
+    /// Evaluate guards, expand `for_each`, render every email of this event.
+    pub fn render(&self, wf: &Workflow, payload: &Value, meta: &Meta) -> Result<Outcome, RenderError> {
+        let ctx = json!({ "event": payload, "meta": meta });
+        for g in &wf.guards {
+            if !guard_holds(g, &ctx) {
+                return Ok(Outcome::Skipped { guard: describe(g) });
+            }
+        }
+        let Some(path) = &wf.for_each else {
+            return Ok(Outcome::Emails(vec![self.render_one(wf, 0, &ctx)?]));
+        };
+        let items = match lookup(&ctx, path) {
+            Some(Value::Array(a)) => a.clone(),
+            Some(other) => return Err(RenderError::ForEach(format!("{} is not an array (got {other})", path.join(".")))),
+            None => return Err(RenderError::ForEach(format!("{} is missing", path.join(".")))),
+        };
+        let mut emails = Vec::with_capacity(items.len());
+        for (i, item) in items.into_iter().enumerate() {
+            let ctx = json!({ "event": payload, "meta": meta, "item": item });
+            emails.push(self.render_one(wf, i, &ctx)?);
+        }
+        Ok(Outcome::Emails(emails))
+    }
+}
+
+fn template_error(name: &str, e: &handlebars::RenderError) -> RenderError {
+    let field = name.split_once(':').map(|(_, f)| f.replace(':', ".")).unwrap_or_default();
+    let message = match e.reason() {
+        handlebars::RenderErrorReason::MissingVariable(Some(v)) => format!("missing variable {v}"),
+        other => other.to_string(),
+    };
+    RenderError::Template { template: format!("email.{field}"), message }
+}

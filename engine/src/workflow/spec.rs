@@ -1,0 +1,144 @@
+//! The workflow YAML format as written by users (CONTRACT.md). Parsed with
+//! positions kept (`Spanned`) and unknown keys refused; no checks here beyond
+//! shape: those are in `validate`.
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+/// One notification workflow.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawWorkflow {
+    /// Unique name, `[a-z0-9-]+`; also the durable consumer's name.
+    #[schemars(with = "String")]
+    pub name: Spanned<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    /// Which events the workflow consumes.
+    #[schemars(with = "RawOn")]
+    pub on: Spanned<RawOn>,
+    /// Guards: all must hold, else the event is skipped (recorded, acked).
+    #[serde(default)]
+    #[schemars(with = "Vec<RawGuard>")]
+    pub when: Vec<Spanned<RawGuard>>,
+    /// Path of an array in the context (e.g. `event.recipients`): one email per element, as `item`.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub for_each: Option<Spanned<String>>,
+    #[schemars(with = "RawEmail")]
+    pub email: Spanned<RawEmail>,
+    #[serde(default)]
+    #[schemars(with = "Option<RawRetry>")]
+    pub retry: Option<Spanned<RawRetry>>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawOn {
+    /// NATS subject filters under `events.`; `*` and `>` allowed.
+    #[schemars(with = "Vec<String>")]
+    pub subjects: Vec<Spanned<String>>,
+}
+
+/// `{ path, exists }`, `{ path, equals }`, `{ path, not_equals }` or `{ path, in }`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawGuard {
+    /// Dotted path into the context, e.g. `event.parent.email`.
+    pub path: String,
+    #[serde(default)]
+    pub exists: Option<bool>,
+    #[serde(default)]
+    pub equals: Option<serde_json::Value>,
+    #[serde(default)]
+    pub not_equals: Option<serde_json::Value>,
+    #[serde(default, rename = "in")]
+    pub in_: Option<Vec<serde_json::Value>>,
+}
+
+/// A template string, or a list of them (recipients).
+#[derive(Debug, Deserialize, JsonSchema, Clone)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    pub fn items(&self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s.clone()],
+            OneOrMany::Many(v) => v.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawEmail {
+    /// Sender, e.g. `Club <noreply@club.example>` (a template).
+    #[schemars(with = "String")]
+    pub from: Spanned<String>,
+    #[schemars(with = "OneOrMany")]
+    pub to: Spanned<OneOrMany>,
+    #[serde(default)]
+    #[schemars(with = "Option<OneOrMany>")]
+    pub cc: Option<Spanned<OneOrMany>>,
+    #[serde(default)]
+    #[schemars(with = "Option<OneOrMany>")]
+    pub bcc: Option<Spanned<OneOrMany>>,
+    #[serde(default)]
+    #[schemars(with = "Option<OneOrMany>")]
+    pub reply_to: Option<Spanned<OneOrMany>>,
+    #[schemars(with = "String")]
+    pub subject: Spanned<String>,
+    /// Inline text body template (not HTML-escaped).
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub text: Option<Spanned<String>>,
+    /// Text body template file, relative to the workflows directory.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub text_file: Option<Spanned<String>>,
+    /// Inline HTML body template (values HTML-escaped).
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub html: Option<Spanned<String>>,
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub html_file: Option<Spanned<String>>,
+    /// Extra headers; values are templates.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetry {
+    /// Attempts per recipient before a dead letter (default 8).
+    #[serde(default)]
+    pub max_attempts: Option<u32>,
+    #[serde(default)]
+    pub backoff: Option<RawBackoff>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawBackoff {
+    /// e.g. `1s` (default).
+    #[serde(default)]
+    pub initial: Option<String>,
+    /// e.g. `5m` (default).
+    #[serde(default)]
+    pub max: Option<String>,
+    /// Default 2.0.
+    #[serde(default)]
+    pub multiplier: Option<f64>,
+}
+
+/// JSON Schema of the workflow format, for editors.
+pub fn json_schema() -> serde_json::Value {
+    serde_json::to_value(schemars::schema_for!(RawWorkflow)).unwrap_or(serde_json::Value::Null)
+}
