@@ -70,10 +70,12 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DbError> {
     } else {
         opts.max_connections(16);
     }
-    let db = Database::connect(opts).await.map_err(|source| DbError::Connect {
-        url: redact(url),
-        source,
-    })?;
+    let db = Database::connect(opts)
+        .await
+        .map_err(|source| DbError::Connect {
+            url: redact(url),
+            source,
+        })?;
     // A lazy pool would report an unreachable server only at first use.
     db.execute_unprepared("SELECT 1")
         .await

@@ -8,9 +8,13 @@ pub struct DurationError {
 }
 
 pub fn parse(s: &str) -> Result<Duration, DurationError> {
-    let err = || DurationError { input: s.to_string() };
+    let err = || DurationError {
+        input: s.to_string(),
+    };
     let t = s.trim();
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     let n: f64 = num.parse().map_err(|_| err())?;
     if !n.is_finite() || n < 0.0 {

@@ -12,7 +12,11 @@ use crate::shutdown::Shutdown;
 
 /// Bind `addr` and serve until shutdown. Binding errors are returned at once
 /// (a configuration problem the operator must see at start-up).
-pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>, mut shutdown: Shutdown) -> std::io::Result<SocketAddr> {
+pub async fn serve(
+    addr: SocketAddr,
+    metrics: Arc<Metrics>,
+    mut shutdown: Shutdown,
+) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(addr).await?;
     let local = listener.local_addr()?;
     tokio::spawn(async move {
@@ -21,7 +25,9 @@ pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>, mut shutdown: Shutdo
                 a = listener.accept() => a,
                 _ = shutdown.wait() => return,
             };
-            let Ok((mut sock, _)) = accepted else { continue };
+            let Ok((mut sock, _)) = accepted else {
+                continue;
+            };
             let metrics = metrics.clone();
             tokio::spawn(async move {
                 let mut buf = vec![0u8; 4096];
@@ -30,8 +36,14 @@ pub async fn serve(addr: SocketAddr, metrics: Arc<Metrics>, mut shutdown: Shutdo
                 let path = req.split_whitespace().nth(1).unwrap_or("/");
                 let (status, ctype, body) = match path {
                     "/healthz" => ("200 OK", "text/plain", "ok\n".to_string()),
-                    "/readyz" if metrics.ready.get() >= 1.0 => ("200 OK", "text/plain", "ready\n".to_string()),
-                    "/readyz" => ("503 Service Unavailable", "text/plain", "not ready\n".to_string()),
+                    "/readyz" if metrics.ready.get() >= 1.0 => {
+                        ("200 OK", "text/plain", "ready\n".to_string())
+                    }
+                    "/readyz" => (
+                        "503 Service Unavailable",
+                        "text/plain",
+                        "not ready\n".to_string(),
+                    ),
                     "/metrics" => ("200 OK", "text/plain; version=0.0.4", metrics.render()),
                     _ => ("404 Not Found", "text/plain", "not found\n".to_string()),
                 };

@@ -56,7 +56,11 @@ pub enum StreamError {
 /// Connect to NATS. `urls` may be comma-separated. The client reconnects on its
 /// own forever; Herald's loops treat failed requests as transient.
 pub async fn connect(urls: &str, name: &str) -> Result<async_nats::Client, StreamError> {
-    let addrs: Vec<&str> = urls.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+    let addrs: Vec<&str> = urls
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
     async_nats::ConnectOptions::new()
         .name(name)
         .retry_on_initial_connect()
@@ -72,7 +76,11 @@ pub async fn connect(urls: &str, name: &str) -> Result<async_nats::Client, Strea
 
 /// Connect, failing fast when no server answers (for one-shot commands).
 pub async fn connect_once(urls: &str, name: &str) -> Result<async_nats::Client, StreamError> {
-    let addrs: Vec<&str> = urls.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
+    let addrs: Vec<&str> = urls
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
     async_nats::ConnectOptions::new()
         .name(name)
         .connection_timeout(Duration::from_secs(3))
@@ -102,12 +110,18 @@ pub async fn ensure_stream(
         name: settings.name.clone(),
         detail: e.to_string(),
     };
-    let mut s = js.get_or_create_stream(wanted.clone()).await.map_err(|e| req(&e))?;
+    let mut s = js
+        .get_or_create_stream(wanted.clone())
+        .await
+        .map_err(|e| req(&e))?;
     let info = s.info().await.map_err(|e| req(&e))?.config.clone();
     if !info.subjects.iter().any(|x| x == STREAM_SUBJECTS) {
         return Err(StreamError::Conflict {
             name: settings.name.clone(),
-            detail: format!("subjects are {:?}, Herald needs [{STREAM_SUBJECTS:?}]", info.subjects),
+            detail: format!(
+                "subjects are {:?}, Herald needs [{STREAM_SUBJECTS:?}]",
+                info.subjects
+            ),
         });
     }
     if info.storage != stream::StorageType::File {
@@ -124,10 +138,12 @@ pub async fn ensure_stream(
         updated.duplicate_window = settings.duplicate_window;
         updated.num_replicas = settings.replicas;
         updated.max_age = wanted.max_age;
-        js.update_stream(updated).await.map_err(|e| StreamError::Conflict {
-            name: settings.name.clone(),
-            detail: format!("cannot apply settings: {e}"),
-        })?;
+        js.update_stream(updated)
+            .await
+            .map_err(|e| StreamError::Conflict {
+                name: settings.name.clone(),
+                detail: format!("cannot apply settings: {e}"),
+            })?;
         s = js.get_stream(&settings.name).await.map_err(|e| req(&e))?;
     }
     Ok(s)

@@ -4,8 +4,8 @@
 use chrono::Utc;
 use herald_entities::delivery;
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
-    sea_query::OnConflict,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait,
+    QueryFilter, sea_query::OnConflict,
 };
 use uuid::Uuid;
 
@@ -40,7 +40,12 @@ pub struct Key<'a> {
 /// `sending`/`retrying` row to the next attempt. A row left in `sending` by a
 /// crash between the SMTP reply and the ledger write is sent again (with the
 /// same Message-ID): the one window where a duplicate is possible.
-pub async fn claim(db: &DatabaseConnection, key: &Key<'_>, index: usize, subject: &str) -> Result<Claim, DbErr> {
+pub async fn claim(
+    db: &DatabaseConnection,
+    key: &Key<'_>,
+    index: usize,
+    subject: &str,
+) -> Result<Claim, DbErr> {
     let now = Utc::now();
     let row = delivery::ActiveModel {
         event_id: Set(key.event_id),
@@ -61,16 +66,22 @@ pub async fn claim(db: &DatabaseConnection, key: &Key<'_>, index: usize, subject
     };
     let inserted = delivery::Entity::insert(row)
         .on_conflict(
-            OnConflict::columns([delivery::Column::EventId, delivery::Column::Workflow, delivery::Column::Recipient])
-                .do_nothing()
-                .to_owned(),
+            OnConflict::columns([
+                delivery::Column::EventId,
+                delivery::Column::Workflow,
+                delivery::Column::Recipient,
+            ])
+            .do_nothing()
+            .to_owned(),
         )
         .exec_without_returning(db)
         .await?;
     if inserted > 0 {
         return Ok(Claim::Send { attempt: 1 });
     }
-    let existing = find(db, key).await?.ok_or_else(|| DbErr::RecordNotFound("delivery vanished".into()))?;
+    let existing = find(db, key)
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound("delivery vanished".into()))?;
     match existing.state.as_str() {
         state::SENDING | state::RETRYING => {
             let attempt = existing.attempts + 1;
@@ -79,13 +90,20 @@ pub async fn claim(db: &DatabaseConnection, key: &Key<'_>, index: usize, subject
             am.attempts = Set(attempt);
             am.updated_at = Set(now);
             am.update(db).await?;
-            Ok(Claim::Send { attempt: u32::try_from(attempt).unwrap_or(1) })
+            Ok(Claim::Send {
+                attempt: u32::try_from(attempt).unwrap_or(1),
+            })
         }
-        other => Ok(Claim::Done { state: other.to_string() }),
+        other => Ok(Claim::Done {
+            state: other.to_string(),
+        }),
     }
 }
 
-pub async fn find(db: &DatabaseConnection, key: &Key<'_>) -> Result<Option<delivery::Model>, DbErr> {
+pub async fn find(
+    db: &DatabaseConnection,
+    key: &Key<'_>,
+) -> Result<Option<delivery::Model>, DbErr> {
     delivery::Entity::find()
         .filter(delivery::Column::EventId.eq(key.event_id))
         .filter(delivery::Column::Workflow.eq(key.workflow))
@@ -125,20 +143,40 @@ async fn set_state(
     Ok(())
 }
 
-pub async fn mark_sent(db: &DatabaseConnection, key: &Key<'_>, message_id: &str, smtp: &str) -> Result<(), DbErr> {
+pub async fn mark_sent(
+    db: &DatabaseConnection,
+    key: &Key<'_>,
+    message_id: &str,
+    smtp: &str,
+) -> Result<(), DbErr> {
     set_state(db, key, state::SENT, Some(message_id), Some(smtp), None).await
 }
 
-pub async fn mark_retrying(db: &DatabaseConnection, key: &Key<'_>, error: &str, smtp: Option<&str>) -> Result<(), DbErr> {
+pub async fn mark_retrying(
+    db: &DatabaseConnection,
+    key: &Key<'_>,
+    error: &str,
+    smtp: Option<&str>,
+) -> Result<(), DbErr> {
     set_state(db, key, state::RETRYING, None, smtp, Some(error)).await
 }
 
-pub async fn mark_dead(db: &DatabaseConnection, key: &Key<'_>, error: &str, smtp: Option<&str>) -> Result<(), DbErr> {
+pub async fn mark_dead(
+    db: &DatabaseConnection,
+    key: &Key<'_>,
+    error: &str,
+    smtp: Option<&str>,
+) -> Result<(), DbErr> {
     set_state(db, key, state::DEAD, None, smtp, Some(error)).await
 }
 
 /// Record a skipped event (guard false), once.
-pub async fn record_skipped(db: &DatabaseConnection, event_id: Uuid, workflow: &str, why: &str) -> Result<(), DbErr> {
+pub async fn record_skipped(
+    db: &DatabaseConnection,
+    event_id: Uuid,
+    workflow: &str,
+    why: &str,
+) -> Result<(), DbErr> {
     let now = Utc::now();
     let row = delivery::ActiveModel {
         event_id: Set(event_id),
@@ -159,9 +197,13 @@ pub async fn record_skipped(db: &DatabaseConnection, event_id: Uuid, workflow: &
     };
     delivery::Entity::insert(row)
         .on_conflict(
-            OnConflict::columns([delivery::Column::EventId, delivery::Column::Workflow, delivery::Column::Recipient])
-                .do_nothing()
-                .to_owned(),
+            OnConflict::columns([
+                delivery::Column::EventId,
+                delivery::Column::Workflow,
+                delivery::Column::Recipient,
+            ])
+            .do_nothing()
+            .to_owned(),
         )
         .exec_without_returning(db)
         .await?;
@@ -169,7 +211,11 @@ pub async fn record_skipped(db: &DatabaseConnection, event_id: Uuid, workflow: &
 }
 
 /// Re-open dead deliveries of one event+workflow for a re-drive.
-pub async fn reopen_dead(db: &DatabaseConnection, event_id: Uuid, workflow: &str) -> Result<u64, DbErr> {
+pub async fn reopen_dead(
+    db: &DatabaseConnection,
+    event_id: Uuid,
+    workflow: &str,
+) -> Result<u64, DbErr> {
     let res = delivery::Entity::update_many()
         .col_expr(delivery::Column::State, state::RETRYING.into())
         .col_expr(delivery::Column::Attempts, 0.into())

@@ -8,16 +8,16 @@
 //! acknowledges the message. See ARCHITECTURE.md for the map.
 
 pub mod db;
-pub mod outbox;
-pub mod subject;
+pub mod dlq;
+pub mod duration;
 pub mod http;
 pub mod jetstream;
+pub mod ledger;
 pub mod metrics;
+pub mod outbox;
 pub mod relay;
 pub mod shutdown;
-pub mod duration;
-pub mod workflow;
-pub mod dlq;
-pub mod ledger;
 pub mod smtp;
+pub mod subject;
 pub mod worker;
+pub mod workflow;

@@ -54,8 +54,10 @@ impl Histogram {
             }
         }
         self.count.fetch_add(1, Ordering::Relaxed);
-        self.sum_micros
-            .fetch_add(d.as_micros().min(u128::from(u64::MAX)) as u64, Ordering::Relaxed);
+        self.sum_micros.fetch_add(
+            d.as_micros().min(u128::from(u64::MAX)) as u64,
+            Ordering::Relaxed,
+        );
     }
 }
 
@@ -94,21 +96,81 @@ impl Metrics {
 
     fn families(&self) -> Vec<(&'static str, &'static str, Kind<'_>)> {
         vec![
-            ("herald_outbox_published_total", "Outbox rows published and acknowledged by JetStream", Kind::Counter(&self.outbox_published)),
-            ("herald_outbox_duplicates_total", "Publishes JetStream reported as duplicates (dropped by Nats-Msg-Id)", Kind::Counter(&self.outbox_duplicates)),
-            ("herald_outbox_publish_failures_total", "Failed publish attempts", Kind::Counter(&self.outbox_publish_failures)),
-            ("herald_outbox_parked_total", "Rows parked after exhausting publish attempts", Kind::Counter(&self.outbox_parked)),
-            ("herald_outbox_backlog", "Unpublished, unparked outbox rows", Kind::Gauge(&self.outbox_backlog)),
-            ("herald_outbox_oldest_pending_seconds", "Age of the oldest unpublished row", Kind::Gauge(&self.outbox_oldest_pending_seconds)),
-            ("herald_publish_latency_seconds", "Outbox commit to JetStream PubAck", Kind::Histogram(&self.publish_latency)),
-            ("herald_emails_sent_total", "Emails accepted by the SMTP server and recorded", Kind::Counter(&self.emails_sent)),
-            ("herald_emails_skipped_total", "Deliveries skipped (guard false or already sent)", Kind::Counter(&self.emails_skipped)),
-            ("herald_send_retries_total", "Transient send failures scheduled for retry", Kind::Counter(&self.send_retries)),
-            ("herald_dead_letters_total", "Deliveries moved to the dead-letter store", Kind::Counter(&self.dead_letters)),
-            ("herald_messages_acked_total", "JetStream messages acknowledged by the worker", Kind::Counter(&self.messages_acked)),
-            ("herald_send_latency_seconds", "SMTP send duration", Kind::Histogram(&self.send_latency)),
-            ("herald_end_to_end_latency_seconds", "Outbox commit to SMTP accepted", Kind::Histogram(&self.end_to_end_latency)),
-            ("herald_ready", "1 when the database and NATS answer", Kind::Gauge(&self.ready)),
+            (
+                "herald_outbox_published_total",
+                "Outbox rows published and acknowledged by JetStream",
+                Kind::Counter(&self.outbox_published),
+            ),
+            (
+                "herald_outbox_duplicates_total",
+                "Publishes JetStream reported as duplicates (dropped by Nats-Msg-Id)",
+                Kind::Counter(&self.outbox_duplicates),
+            ),
+            (
+                "herald_outbox_publish_failures_total",
+                "Failed publish attempts",
+                Kind::Counter(&self.outbox_publish_failures),
+            ),
+            (
+                "herald_outbox_parked_total",
+                "Rows parked after exhausting publish attempts",
+                Kind::Counter(&self.outbox_parked),
+            ),
+            (
+                "herald_outbox_backlog",
+                "Unpublished, unparked outbox rows",
+                Kind::Gauge(&self.outbox_backlog),
+            ),
+            (
+                "herald_outbox_oldest_pending_seconds",
+                "Age of the oldest unpublished row",
+                Kind::Gauge(&self.outbox_oldest_pending_seconds),
+            ),
+            (
+                "herald_publish_latency_seconds",
+                "Outbox commit to JetStream PubAck",
+                Kind::Histogram(&self.publish_latency),
+            ),
+            (
+                "herald_emails_sent_total",
+                "Emails accepted by the SMTP server and recorded",
+                Kind::Counter(&self.emails_sent),
+            ),
+            (
+                "herald_emails_skipped_total",
+                "Deliveries skipped (guard false or already sent)",
+                Kind::Counter(&self.emails_skipped),
+            ),
+            (
+                "herald_send_retries_total",
+                "Transient send failures scheduled for retry",
+                Kind::Counter(&self.send_retries),
+            ),
+            (
+                "herald_dead_letters_total",
+                "Deliveries moved to the dead-letter store",
+                Kind::Counter(&self.dead_letters),
+            ),
+            (
+                "herald_messages_acked_total",
+                "JetStream messages acknowledged by the worker",
+                Kind::Counter(&self.messages_acked),
+            ),
+            (
+                "herald_send_latency_seconds",
+                "SMTP send duration",
+                Kind::Histogram(&self.send_latency),
+            ),
+            (
+                "herald_end_to_end_latency_seconds",
+                "Outbox commit to SMTP accepted",
+                Kind::Histogram(&self.end_to_end_latency),
+            ),
+            (
+                "herald_ready",
+                "1 when the database and NATS answer",
+                Kind::Gauge(&self.ready),
+            ),
         ]
     }
 
@@ -126,14 +188,23 @@ impl Metrics {
         let lbl = |extra: Option<String>| {
             let mut all = base.clone();
             all.extend(extra);
-            if all.is_empty() { String::new() } else { format!("{{{}}}", all.join(",")) }
+            if all.is_empty() {
+                String::new()
+            } else {
+                format!("{{{}}}", all.join(","))
+            }
         };
         let mut out = String::new();
         for (name, help, kind) in self.families() {
             let _ = writeln!(out, "# HELP {name} {help}");
             match kind {
                 Kind::Counter(c) => {
-                    let _ = writeln!(out, "# TYPE {name} counter\n{name}{} {}", lbl(None), c.get());
+                    let _ = writeln!(
+                        out,
+                        "# TYPE {name} counter\n{name}{} {}",
+                        lbl(None),
+                        c.get()
+                    );
                 }
                 Kind::Gauge(g) => {
                     let _ = writeln!(out, "# TYPE {name} gauge\n{name}{} {}", lbl(None), g.get());
@@ -142,12 +213,22 @@ impl Metrics {
                     let _ = writeln!(out, "# TYPE {name} histogram");
                     for (i, b) in BUCKETS.iter().enumerate() {
                         let n = h.buckets[i].load(Ordering::Relaxed);
-                        let _ = writeln!(out, "{name}_bucket{} {n}", lbl(Some(format!("le=\"{b}\""))));
+                        let _ =
+                            writeln!(out, "{name}_bucket{} {n}", lbl(Some(format!("le=\"{b}\""))));
                     }
                     let count = h.count.load(Ordering::Relaxed);
-                    let _ = writeln!(out, "{name}_bucket{} {count}", lbl(Some("le=\"+Inf\"".into())));
+                    let _ = writeln!(
+                        out,
+                        "{name}_bucket{} {count}",
+                        lbl(Some("le=\"+Inf\"".into()))
+                    );
                     let sum = h.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
-                    let _ = writeln!(out, "{name}_sum{} {sum}\n{name}_count{} {count}", lbl(None), lbl(None));
+                    let _ = writeln!(
+                        out,
+                        "{name}_sum{} {sum}\n{name}_count{} {count}",
+                        lbl(None),
+                        lbl(None)
+                    );
                 }
             }
         }
@@ -167,7 +248,9 @@ mod tests {
         m.publish_latency.observe(Duration::from_millis(3));
         let text = m.render();
         assert!(text.contains("herald_outbox_published_total{role=\"relay\"} 3"));
-        assert!(text.contains("herald_publish_latency_seconds_bucket{role=\"relay\",le=\"0.005\"} 1"));
+        assert!(
+            text.contains("herald_publish_latency_seconds_bucket{role=\"relay\",le=\"0.005\"} 1")
+        );
         assert!(text.contains("herald_publish_latency_seconds_count{role=\"relay\"} 1"));
     }
 }

@@ -192,7 +192,9 @@ fn check(event: &NewEvent, opts: &EnqueueOptions) -> Result<Checked, EnqueueErro
                 reason: "value contains CR or LF",
             });
         }
-        if name.eq_ignore_ascii_case("Nats-Msg-Id") || name.to_ascii_lowercase().starts_with("herald-") {
+        if name.eq_ignore_ascii_case("Nats-Msg-Id")
+            || name.to_ascii_lowercase().starts_with("herald-")
+        {
             return Err(EnqueueError::InvalidHeader {
                 name: name.clone(),
                 reason: "reserved for Herald",
@@ -263,7 +265,9 @@ pub async fn enqueue_with(
         ..Default::default()
     };
     row.insert(txn).await.map_err(|e| match e.sql_err() {
-        Some(SqlErr::UniqueConstraintViolation(_)) => EnqueueError::DuplicateEventId(checked.event_id),
+        Some(SqlErr::UniqueConstraintViolation(_)) => {
+            EnqueueError::DuplicateEventId(checked.event_id)
+        }
         _ => EnqueueError::Database(e),
     })?;
     if txn.get_database_backend() == DbBackend::Postgres {
@@ -294,20 +298,35 @@ mod tests {
             check(&NewEvent::new("orders.a", json!({})), &o),
             Err(EnqueueError::InvalidSubject { .. })
         ));
-        let small = EnqueueOptions { max_payload_bytes: 10 };
+        let small = EnqueueOptions {
+            max_payload_bytes: 10,
+        };
         assert!(matches!(
-            check(&NewEvent::new("events.a", json!({"k": "0123456789"})), &small),
+            check(
+                &NewEvent::new("events.a", json!({"k": "0123456789"})),
+                &small
+            ),
             Err(EnqueueError::PayloadTooLarge { max: 10, .. })
         ));
         assert!(matches!(
-            check(&NewEvent::new("events.a", json!({})).header("x", "a\r\nb"), &o),
+            check(
+                &NewEvent::new("events.a", json!({})).header("x", "a\r\nb"),
+                &o
+            ),
             Err(EnqueueError::InvalidHeader { .. })
         ));
         assert!(matches!(
-            check(&NewEvent::new("events.a", json!({})).aggregate("a/b", 1), &o),
+            check(
+                &NewEvent::new("events.a", json!({})).aggregate("a/b", 1),
+                &o
+            ),
             Err(EnqueueError::InvalidAggregate { .. })
         ));
-        let ok = check(&NewEvent::new("events.a", json!({})).aggregate("vault", 7), &o).unwrap();
+        let ok = check(
+            &NewEvent::new("events.a", json!({})).aggregate("vault", 7),
+            &o,
+        )
+        .unwrap();
         assert_eq!(ok.ordering_key.as_deref(), Some("vault/7"));
     }
 }

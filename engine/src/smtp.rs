@@ -54,7 +54,10 @@ impl From<mail_send::Error> for SendError {
     fn from(e: mail_send::Error) -> Self {
         match e {
             mail_send::Error::UnexpectedReply(r) | mail_send::Error::AuthenticationFailed(r) => {
-                SendError::Rejected { code: r.code, message: reply_text(&r) }
+                SendError::Rejected {
+                    code: r.code,
+                    message: reply_text(&r),
+                }
             }
             mail_send::Error::Io(e) => SendError::Connection(e.to_string()),
             mail_send::Error::Timeout => SendError::Timeout,
@@ -73,7 +76,8 @@ pub struct SmtpUrlError {
 
 enum Conn {
     Plain(SmtpClient<TcpStream>),
-    Tls(SmtpClient<TlsStream<TcpStream>>),
+    // Boxed: the TLS state is large and most connections in tests are plain.
+    Tls(Box<SmtpClient<TlsStream<TcpStream>>>),
 }
 
 impl Conn {
@@ -120,7 +124,10 @@ pub enum Transport {
 impl Transport {
     /// Check the URL before any I/O (start-up validation).
     pub fn from_url(url: &str) -> Result<Transport, SmtpUrlError> {
-        let err = |reason: &str| SmtpUrlError { url: url.to_string(), reason: reason.into() };
+        let err = |reason: &str| SmtpUrlError {
+            url: url.to_string(),
+            reason: reason.into(),
+        };
         if let Some(path) = url.strip_prefix("file://") {
             if path.is_empty() {
                 return Err(err("file:// needs a directory"));
@@ -131,16 +138,34 @@ impl Transport {
         let implicit_tls = match u.scheme() {
             "smtp" => false,
             "smtps" => true,
-            other => return Err(err(&format!("unsupported scheme {other:?} (smtp, smtps, file)"))),
+            other => {
+                return Err(err(&format!(
+                    "unsupported scheme {other:?} (smtp, smtps, file)"
+                )));
+            }
         };
-        let host = u.host_str().filter(|h| !h.is_empty()).ok_or_else(|| err("no host"))?.to_string();
+        let host = u
+            .host_str()
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| err("no host"))?
+            .to_string();
         let port = u.port().unwrap_or(if implicit_tls { 465 } else { 25 });
         let credentials = (!u.username().is_empty()).then(|| {
-            let dec = |s: &str| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned();
+            let dec = |s: &str| {
+                percent_encoding::percent_decode_str(s)
+                    .decode_utf8_lossy()
+                    .into_owned()
+            };
             (dec(u.username()), dec(u.password().unwrap_or("")))
         });
         Ok(Transport::Smtp(SmtpPool {
-            target: SmtpTarget { host, port, implicit_tls, credentials, timeout: Duration::from_secs(30) },
+            target: SmtpTarget {
+                host,
+                port,
+                implicit_tls,
+                credentials,
+                timeout: Duration::from_secs(30),
+            },
             idle: Mutex::new(Vec::new()),
             max_idle: 16,
         }))
@@ -163,14 +188,19 @@ impl SmtpPool {
             .map_err(SendError::Connection)?
             .implicit_tls(t.implicit_tls)
             .timeout(t.timeout)
-            .helo_host(hostname::get().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "herald".into()));
+            .helo_host(
+                hostname::get()
+                    .ok()
+                    .and_then(|h| h.into_string().ok())
+                    .unwrap_or_else(|| "herald".into()),
+            );
         if let Some((u, p)) = &t.credentials {
             builder = builder.credentials(Credentials::new(u.clone(), p.clone()));
         }
         if t.implicit_tls {
             let c = builder.connect().await?;
             let _ = c.stream.get_ref().0.set_nodelay(true);
-            return Ok(Conn::Tls(c));
+            return Ok(Conn::Tls(Box::new(c)));
         }
         // STARTTLS when the server offers it, plain otherwise.
         let stream = tokio::time::timeout(t.timeout, TcpStream::connect((t.host.as_str(), t.port)))
@@ -179,10 +209,16 @@ impl SmtpPool {
             .map_err(|e| SendError::Connection(e.to_string()))?;
         // mail-send leaves Nagle on: every email would stall ~40 ms on delayed ACKs.
         let _ = stream.set_nodelay(true);
-        let mut client = SmtpClient { stream, timeout: t.timeout };
+        let mut client = SmtpClient {
+            stream,
+            timeout: t.timeout,
+        };
         let greeting = client.read().await?;
         if !(200..300).contains(&greeting.code) {
-            return Err(SendError::Rejected { code: greeting.code, message: greeting.message });
+            return Err(SendError::Rejected {
+                code: greeting.code,
+                message: greeting.message,
+            });
         }
         let helo = builder.local_host.clone();
         let caps = client.ehlo(&helo).await?;
@@ -190,12 +226,15 @@ impl SmtpPool {
             let mut tls = client.start_tls(&builder.tls_connector, &t.host).await?;
             let caps = tls.ehlo(&helo).await?;
             if let Some((u, p)) = &t.credentials {
-                tls.authenticate(Credentials::new(u.as_str(), p.as_str()), &caps).await?;
+                tls.authenticate(Credentials::new(u.as_str(), p.as_str()), &caps)
+                    .await?;
             }
-            Ok(Conn::Tls(tls))
+            Ok(Conn::Tls(Box::new(tls)))
         } else {
             if let Some((u, p)) = &t.credentials {
-                client.authenticate(Credentials::new(u.as_str(), p.as_str()), &caps).await?;
+                client
+                    .authenticate(Credentials::new(u.as_str(), p.as_str()), &caps)
+                    .await?;
             }
             Ok(Conn::Plain(client))
         }
@@ -209,7 +248,10 @@ impl SmtpPool {
         };
         let mut rcpt: Vec<Envelope> = Vec::new();
         for a in email.to.iter().chain(&email.cc).chain(&email.bcc) {
-            rcpt.push(Envelope::new(bare_address(a).to_string(), Parameters::default()));
+            rcpt.push(Envelope::new(
+                bare_address(a).to_string(),
+                Parameters::default(),
+            ));
         }
         let msg = Message {
             mail_from: Envelope::new(bare_address(&email.from).to_string(), Parameters::default()),
@@ -264,15 +306,26 @@ pub fn build(email: &Email, message_id: &str) -> Result<Vec<u8>, SendError> {
     if let Some(h) = &email.html {
         m = m.html_body(h.clone());
     }
-    m.write_to_vec().map_err(|e| SendError::Build(e.to_string()))
+    m.write_to_vec()
+        .map_err(|e| SendError::Build(e.to_string()))
 }
 
-async fn write_file(dir: &std::path::Path, message_id: &str, body: &[u8]) -> Result<String, SendError> {
+async fn write_file(
+    dir: &std::path::Path,
+    message_id: &str,
+    body: &[u8],
+) -> Result<String, SendError> {
     let f = |e: std::io::Error| SendError::File(format!("{}: {e}", dir.display()));
     tokio::fs::create_dir_all(dir).await.map_err(f)?;
     let name: String = message_id
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     let tmp = dir.join(format!(".{name}.tmp"));
     let dst = dir.join(format!("{name}.eml"));

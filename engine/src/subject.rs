@@ -13,7 +13,10 @@ fn check_tokens(subject: &str, wildcards: bool) -> Result<(), SubjectError> {
     if subject.is_empty() {
         return Err(SubjectError("subject is empty".into()));
     }
-    if let Some(c) = subject.chars().find(|c| c.is_whitespace() || c.is_control()) {
+    if let Some(c) = subject
+        .chars()
+        .find(|c| c.is_whitespace() || c.is_control())
+    {
         return Err(SubjectError(format!(
             "subject contains a whitespace or control character ({c:?})"
         )));

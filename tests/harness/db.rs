@@ -26,7 +26,9 @@ impl TestDb {
     pub async fn new(backend: Backend) -> TestDb {
         let db = Self::empty(backend).await;
         let conn = db.connect().await;
-        herald::db::migrate(&conn).await.expect("migrate test database");
+        herald::db::migrate(&conn)
+            .await
+            .expect("migrate test database");
         conn.close().await.ok();
         db
     }
@@ -36,7 +38,10 @@ impl TestDb {
         match backend {
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().expect("temp dir");
-                let url = format!("sqlite://{}?mode=rwc", dir.path().join("herald.db").display());
+                let url = format!(
+                    "sqlite://{}?mode=rwc",
+                    dir.path().join("herald.db").display()
+                );
                 TestDb {
                     backend,
                     url,
@@ -73,21 +78,29 @@ impl TestDb {
     }
 
     pub async fn connect(&self) -> DatabaseConnection {
-        herald::db::connect(&self.url).await.expect("connect to test database")
+        herald::db::connect(&self.url)
+            .await
+            .expect("connect to test database")
     }
 }
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        let Some(name) = self.pg_name.take() else { return };
+        let Some(name) = self.pg_name.take() else {
+            return;
+        };
         // Drop runs outside any runtime guarantee: use a private one on a thread.
         let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build();
             if let Ok(rt) = rt {
                 rt.block_on(async move {
                     if let Ok(admin) = Database::connect(pg_admin_url()).await {
                         let _ = admin
-                            .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                            .execute_unprepared(&format!(
+                                "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                            ))
                             .await;
                         let _ = admin.close().await;
                     }

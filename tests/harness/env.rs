@@ -45,12 +45,22 @@ impl TestEnv {
             .set("HERALD_DATABASE_URL", db.url.clone())
             .set("HERALD_NATS_URL", nats.url())
             .set("HERALD_LOG", "warn,herald=debug");
-        TestEnv { db, conn, nats, herald }
+        TestEnv {
+            db,
+            conn,
+            nats,
+            herald,
+        }
     }
 
     /// Enqueue `n` events spread over `aggregates` aggregates, committed in
     /// transactions of 100. Payload: `{"n": i}`.
-    pub async fn enqueue_many(&self, subject: &str, n: usize, aggregates: usize) -> Vec<uuid::Uuid> {
+    pub async fn enqueue_many(
+        &self,
+        subject: &str,
+        n: usize,
+        aggregates: usize,
+    ) -> Vec<uuid::Uuid> {
         let mut ids = Vec::with_capacity(n);
         for chunk in (0..n).collect::<Vec<_>>().chunks(100) {
             let txn = self.conn.begin().await.expect("begin");
@@ -69,7 +79,10 @@ impl TestEnv {
     pub async fn scalar(&self, sql: &str) -> i64 {
         let row = self
             .conn
-            .query_one_raw(Statement::from_string(self.conn.get_database_backend(), sql))
+            .query_one_raw(Statement::from_string(
+                self.conn.get_database_backend(),
+                sql,
+            ))
             .await
             .expect("query")
             .expect("a row");
@@ -77,7 +90,8 @@ impl TestEnv {
     }
 
     pub async fn unpublished(&self) -> i64 {
-        self.scalar("SELECT COUNT(*) FROM herald_outbox WHERE published_at IS NULL").await
+        self.scalar("SELECT COUNT(*) FROM herald_outbox WHERE published_at IS NULL")
+            .await
     }
 
     pub async fn stream_len(&self) -> u64 {
@@ -89,9 +103,11 @@ impl TestEnv {
     }
 
     pub async fn wait_all_published(&self) {
-        wait::until("every outbox row is published", Duration::from_secs(120), || async {
-            self.unpublished().await == 0
-        })
+        wait::until(
+            "every outbox row is published",
+            Duration::from_secs(120),
+            || async { self.unpublished().await == 0 },
+        )
         .await;
     }
 
@@ -123,7 +139,9 @@ impl TestEnv {
                 subject: m.subject.to_string(),
                 msg_id: get("Nats-Msg-Id").unwrap_or_default(),
                 aggregate: get("Herald-Aggregate"),
-                outbox_seq: get("Herald-Outbox-Seq").and_then(|s| s.parse().ok()).unwrap_or(-1),
+                outbox_seq: get("Herald-Outbox-Seq")
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(-1),
                 payload: serde_json::from_slice(&m.payload).unwrap_or(serde_json::Value::Null),
             });
         }
@@ -145,7 +163,11 @@ pub fn assert_once_and_ordered(msgs: &[StreamMsg], expected: usize) {
         if let Some(a) = &m.aggregate {
             let prev = last.insert(a.clone(), m.outbox_seq);
             if let Some(p) = prev {
-                assert!(p < m.outbox_seq, "aggregate {a}: outbox seq {} after {p}", m.outbox_seq);
+                assert!(
+                    p < m.outbox_seq,
+                    "aggregate {a}: outbox seq {} after {p}",
+                    m.outbox_seq
+                );
             }
         }
     }

@@ -80,7 +80,10 @@ impl NatsServer {
                 let Ok(client) = async_nats::connect(&url).await else {
                     return false;
                 };
-                async_nats::jetstream::new(client).query_account().await.is_ok()
+                async_nats::jetstream::new(client)
+                    .query_account()
+                    .await
+                    .is_ok()
             }
         })
         .await;
@@ -109,7 +112,9 @@ impl NatsServer {
     }
 
     pub async fn client(&self) -> async_nats::Client {
-        async_nats::connect(self.url()).await.expect("connect to test nats")
+        async_nats::connect(self.url())
+            .await
+            .expect("connect to test nats")
     }
 
     pub async fn jetstream(&self) -> async_nats::jetstream::Context {

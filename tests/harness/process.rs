@@ -110,7 +110,10 @@ impl Herald {
             }
             if start.elapsed() > deadline {
                 let _ = self.child.kill();
-                panic!("herald did not exit within {deadline:?}; log:\n{}", self.log());
+                panic!(
+                    "herald did not exit within {deadline:?}; log:\n{}",
+                    self.log()
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }

@@ -42,10 +42,10 @@ impl Received {
             if out.is_some() {
                 break;
             }
-            if let Some((k, v)) = line.split_once(':') {
-                if k.eq_ignore_ascii_case(name) {
-                    out = Some(v.trim().to_string());
-                }
+            if let Some((k, v)) = line.split_once(':')
+                && k.eq_ignore_ascii_case(name)
+            {
+                out = Some(v.trim().to_string());
             }
         }
         out
@@ -75,7 +75,9 @@ pub struct SmtpSink {
 
 impl SmtpSink {
     pub async fn start() -> SmtpSink {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind smtp sink");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind smtp sink");
         let port = listener.local_addr().expect("addr").port();
         let state = Arc::new(Mutex::new(State::default()));
         let st = state.clone();
@@ -166,7 +168,8 @@ async fn session(sock: TcpStream, state: Arc<Mutex<State>>) -> std::io::Result<(
         } else if upper.starts_with("HELO") {
             w.write_all(b"250 herald-test-sink\r\n").await?;
         } else if upper.starts_with("AUTH") {
-            w.write_all(b"235 2.7.0 Authentication successful\r\n").await?;
+            w.write_all(b"235 2.7.0 Authentication successful\r\n")
+                .await?;
         } else if upper.starts_with("MAIL FROM:") {
             from = addr(&cmd[10..]);
             rcpts.clear();
@@ -175,7 +178,8 @@ async fn session(sock: TcpStream, state: Arc<Mutex<State>>) -> std::io::Result<(
             rcpts.push(addr(&cmd[8..]));
             w.write_all(b"250 2.1.5 OK\r\n").await?;
         } else if upper == "DATA" {
-            w.write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n").await?;
+            w.write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n")
+                .await?;
             let mut data = String::new();
             loop {
                 line.clear();
@@ -204,7 +208,9 @@ async fn session(sock: TcpStream, state: Arc<Mutex<State>>) -> std::io::Result<(
             };
             match reply {
                 Reply::Accept => w.write_all(b"250 2.0.0 OK queued\r\n").await?,
-                Reply::Code(code, text) => w.write_all(format!("{code} {text}\r\n").as_bytes()).await?,
+                Reply::Code(code, text) => {
+                    w.write_all(format!("{code} {text}\r\n").as_bytes()).await?
+                }
                 Reply::DropConnection => return Ok(()),
             }
         } else if upper == "RSET" || upper == "NOOP" {

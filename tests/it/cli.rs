@@ -23,7 +23,10 @@ async fn migrate_twice_is_a_noop(backend: Backend) {
     assert!(String::from_utf8_lossy(&first.stdout).contains("applied"));
     let second = env.run(&["migrate"]);
     assert!(second.status.success(), "{}", stderr(&second));
-    assert_eq!(String::from_utf8_lossy(&second.stdout).trim(), "schema is up to date");
+    assert_eq!(
+        String::from_utf8_lossy(&second.stdout).trim(),
+        "schema is up to date"
+    );
 }
 
 async fn emit_writes_one_row(backend: Backend) {
@@ -51,10 +54,22 @@ async fn emit_bad_input_exits_2_and_writes_nothing(backend: Backend) {
     let db = TestDb::new(backend).await;
     let env = env_for(&db);
     let cases: [(&[&str], &str); 4] = [
-        (&["emit", "--subject", "events.a", "--payload", "{not json"], "invalid JSON"),
-        (&["emit", "--subject", "orders.created", "--payload", "{}"], "invalid subject"),
-        (&["emit", "--subject", "events.a b", "--payload", "{}"], "invalid subject"),
-        (&["emit", "--subject", "events.a", "--payload", "[1,2]"], "JSON object"),
+        (
+            &["emit", "--subject", "events.a", "--payload", "{not json"],
+            "invalid JSON",
+        ),
+        (
+            &["emit", "--subject", "orders.created", "--payload", "{}"],
+            "invalid subject",
+        ),
+        (
+            &["emit", "--subject", "events.a b", "--payload", "{}"],
+            "invalid subject",
+        ),
+        (
+            &["emit", "--subject", "events.a", "--payload", "[1,2]"],
+            "JSON object",
+        ),
     ];
     for (args, needle) in cases {
         let out = env.run(args);
@@ -62,7 +77,10 @@ async fn emit_bad_input_exits_2_and_writes_nothing(backend: Backend) {
         let err = stderr(&out);
         assert!(err.starts_with("herald: "), "one clear line: {err}");
         assert!(err.contains(needle), "{args:?}: {err}");
-        assert!(!err.contains("panicked") && !err.contains("backtrace"), "{err}");
+        assert!(
+            !err.contains("panicked") && !err.contains("backtrace"),
+            "{err}"
+        );
     }
     let conn = db.connect().await;
     assert_eq!(row::Entity::find().count(&conn).await.unwrap(), 0);
@@ -78,10 +96,17 @@ both_backends!(
 fn unreachable_database_exits_1() {
     let port = herald_tests::free_port();
     let mut env = HeraldEnv::default();
-    env.set("HERALD_DATABASE_URL", format!("postgres://postgres@127.0.0.1:{port}/nothing"));
+    env.set(
+        "HERALD_DATABASE_URL",
+        format!("postgres://postgres@127.0.0.1:{port}/nothing"),
+    );
     let out = env.run(&["emit", "--subject", "events.a", "--payload", "{}"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(stderr(&out).contains("cannot connect to database"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("cannot connect to database"),
+        "{}",
+        stderr(&out)
+    );
     let out = env.run(&["migrate"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
 }
@@ -92,7 +117,11 @@ fn bad_database_url_exits_2() {
     env.set("HERALD_DATABASE_URL", "mysql://localhost/x");
     let out = env.run(&["migrate"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(stderr(&out).contains("invalid database URL"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("invalid database URL"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]

@@ -18,13 +18,20 @@ async fn nats_restart_keeps_stream() {
     })
     .await
     .unwrap();
-    js.publish("selftest.a", "hello".into()).await.unwrap().await.unwrap();
+    js.publish("selftest.a", "hello".into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
     let version = nats.client().await.server_info().version;
     let (major, minor) = {
         let mut it = version.split('.').map(|p| p.parse::<u32>().unwrap_or(0));
         (it.next().unwrap_or(0), it.next().unwrap_or(0))
     };
-    assert!(major > 2 || (major == 2 && minor >= 10), "nats-server {version} < 2.10");
+    assert!(
+        major > 2 || (major == 2 && minor >= 10),
+        "nats-server {version} < 2.10"
+    );
 
     nats.restart().await;
     let js = nats.jetstream().await;
@@ -55,7 +62,10 @@ async fn smtp_sink_records_and_scripts() {
     assert_eq!(got.header("Subject").as_deref(), Some("first"));
     assert_eq!(got.rcpt_to, vec!["b@example.com".to_string()]);
 
-    sink.script([Reply::Code(451, "4.3.0 try again later".into()), Reply::Code(550, "5.1.1 no such user".into())]);
+    sink.script([
+        Reply::Code(451, "4.3.0 try again later".into()),
+        Reply::Code(550, "5.1.1 no such user".into()),
+    ]);
     match send(sink.port, "second").await {
         Err(mail_send::Error::UnexpectedReply(r)) => assert_eq!(r.code, 451),
         other => panic!("expected 451, got {other:?}"),

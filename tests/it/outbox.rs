@@ -33,7 +33,9 @@ async fn commit_writes_one_row(backend: Backend) {
     business_table(&db).await;
 
     let txn = db.begin().await.unwrap();
-    txn.execute_unprepared("UPDATE contracts SET status = 'signed' WHERE id = 1").await.unwrap();
+    txn.execute_unprepared("UPDATE contracts SET status = 'signed' WHERE id = 1")
+        .await
+        .unwrap();
     let id = enqueue(
         &txn,
         NewEvent::new("events.contract.signed", json!({"contract_id": 1})).aggregate("contract", 1),
@@ -58,14 +60,27 @@ async fn rollback_leaves_nothing(backend: Backend) {
     business_table(&db).await;
 
     let txn = db.begin().await.unwrap();
-    txn.execute_unprepared("UPDATE contracts SET status = 'signed' WHERE id = 1").await.unwrap();
-    enqueue(&txn, NewEvent::new("events.contract.signed", json!({"contract_id": 1})))
+    txn.execute_unprepared("UPDATE contracts SET status = 'signed' WHERE id = 1")
         .await
         .unwrap();
+    enqueue(
+        &txn,
+        NewEvent::new("events.contract.signed", json!({"contract_id": 1})),
+    )
+    .await
+    .unwrap();
     txn.rollback().await.unwrap();
 
-    assert_eq!(row::Entity::find().count(&db).await.unwrap(), 0, "no outbox row after rollback");
-    assert_eq!(status(&db).await, "offered", "the business change rolled back too");
+    assert_eq!(
+        row::Entity::find().count(&db).await.unwrap(),
+        0,
+        "no outbox row after rollback"
+    );
+    assert_eq!(
+        status(&db).await,
+        "offered",
+        "the business change rolled back too"
+    );
 }
 
 async fn rejects_invalid_events(backend: Backend) {
@@ -73,22 +88,50 @@ async fn rejects_invalid_events(backend: Backend) {
     let db = tdb.connect().await;
     let txn = db.begin().await.unwrap();
 
-    let err = enqueue(&txn, NewEvent::new("contract.signed", json!({}))).await.unwrap_err();
-    assert!(matches!(err, EnqueueError::InvalidSubject { .. }), "{err}");
-    let err = enqueue(&txn, NewEvent::new("events.contract.*", json!({}))).await.unwrap_err();
-    assert!(matches!(err, EnqueueError::InvalidSubject { .. }), "{err}");
-    let err = enqueue(&txn, NewEvent::new("events.contract.signed", json!("text"))).await.unwrap_err();
-    assert!(matches!(err, EnqueueError::PayloadNotObject { kind: "a string" }), "{err}");
-    let err = enqueue(&txn, NewEvent::new("events.contract.signed", json!([1, 2]))).await.unwrap_err();
-    assert!(matches!(err, EnqueueError::PayloadNotObject { .. }), "{err}");
-    let big = json!({ "blob": "x".repeat(1024 * 1024) });
-    let err = enqueue(&txn, NewEvent::new("events.contract.signed", big)).await.unwrap_err();
-    assert!(matches!(err, EnqueueError::PayloadTooLarge { max: 1048576, .. }), "{err}");
-    let opts = EnqueueOptions { max_payload_bytes: 64 };
-    let err = enqueue_with(&txn, NewEvent::new("events.a", json!({"k": "v".repeat(100)})), &opts)
+    let err = enqueue(&txn, NewEvent::new("contract.signed", json!({})))
         .await
         .unwrap_err();
-    assert!(matches!(err, EnqueueError::PayloadTooLarge { max: 64, .. }), "{err}");
+    assert!(matches!(err, EnqueueError::InvalidSubject { .. }), "{err}");
+    let err = enqueue(&txn, NewEvent::new("events.contract.*", json!({})))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, EnqueueError::InvalidSubject { .. }), "{err}");
+    let err = enqueue(&txn, NewEvent::new("events.contract.signed", json!("text")))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, EnqueueError::PayloadNotObject { kind: "a string" }),
+        "{err}"
+    );
+    let err = enqueue(&txn, NewEvent::new("events.contract.signed", json!([1, 2])))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, EnqueueError::PayloadNotObject { .. }),
+        "{err}"
+    );
+    let big = json!({ "blob": "x".repeat(1024 * 1024) });
+    let err = enqueue(&txn, NewEvent::new("events.contract.signed", big))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, EnqueueError::PayloadTooLarge { max: 1048576, .. }),
+        "{err}"
+    );
+    let opts = EnqueueOptions {
+        max_payload_bytes: 64,
+    };
+    let err = enqueue_with(
+        &txn,
+        NewEvent::new("events.a", json!({"k": "v".repeat(100)})),
+        &opts,
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(err, EnqueueError::PayloadTooLarge { max: 64, .. }),
+        "{err}"
+    );
     txn.commit().await.unwrap();
     assert_eq!(row::Entity::find().count(&db).await.unwrap(), 0);
 }
@@ -98,11 +141,18 @@ async fn duplicate_event_id_is_refused(backend: Backend) {
     let db = tdb.connect().await;
     let id = uuid::Uuid::now_v7();
     let txn = db.begin().await.unwrap();
-    enqueue(&txn, NewEvent::new("events.a", json!({})).event_id(id)).await.unwrap();
+    enqueue(&txn, NewEvent::new("events.a", json!({})).event_id(id))
+        .await
+        .unwrap();
     txn.commit().await.unwrap();
     let txn = db.begin().await.unwrap();
-    let err = enqueue(&txn, NewEvent::new("events.a", json!({})).event_id(id)).await.unwrap_err();
-    assert!(matches!(err, EnqueueError::DuplicateEventId(d) if d == id), "{err}");
+    let err = enqueue(&txn, NewEvent::new("events.a", json!({})).event_id(id))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, EnqueueError::DuplicateEventId(d) if d == id),
+        "{err}"
+    );
 }
 
 both_backends!(

@@ -2,12 +2,12 @@
 use std::time::Duration;
 
 use herald::outbox::{NewEvent, enqueue};
+use herald_entities::outbox;
 use herald_tests::both_backends;
 use herald_tests::db::Backend;
 use herald_tests::env::{TestEnv, assert_once_and_ordered};
 use herald_tests::process::Herald;
 use herald_tests::wait;
-use herald_entities::outbox;
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, TransactionTrait};
 use serde_json::json;
 
@@ -44,7 +44,8 @@ async fn publishes_1000_exactly_once(backend: Backend) {
     assert_eq!(msgs.len(), 1000);
     assert_once_and_ordered(&msgs, 1000);
     assert_eq!(
-        env.scalar("SELECT COUNT(*) FROM herald_outbox WHERE stream_seq IS NULL").await,
+        env.scalar("SELECT COUNT(*) FROM herald_outbox WHERE stream_seq IS NULL")
+            .await,
         0,
         "every row records its stream sequence"
     );
@@ -55,16 +56,22 @@ async fn kill9_mid_batch_loses_nothing(backend: Backend) {
     let env = TestEnv::start(backend).await;
     env.enqueue_many("events.test.created", 3000, 30).await;
     let mut relay = env.herald.spawn(&relay_args(&["--relay-batch", "100"]));
-    wait::until("the relay has published some rows", wait::DEFAULT, || async {
-        env.stream_len().await >= 300
-    })
+    wait::until(
+        "the relay has published some rows",
+        wait::DEFAULT,
+        || async { env.stream_len().await >= 300 },
+    )
     .await;
     relay.kill9();
     assert!(env.unpublished().await > 0, "the kill happened mid-run");
     let mut relay = env.herald.spawn(&relay_args(&["--relay-batch", "100"]));
     env.wait_all_published().await;
     let msgs = env.stream_messages().await;
-    assert_eq!(msgs.len(), 3000, "re-published rows were dropped as duplicates");
+    assert_eq!(
+        msgs.len(),
+        3000,
+        "re-published rows were dropped as duplicates"
+    );
     assert_once_and_ordered(&msgs, 3000);
     assert_eq!(relay.terminate(Duration::from_secs(30)).code(), Some(0));
 }
@@ -76,29 +83,50 @@ async fn late_commit_with_lower_seq_is_published(backend: Backend) {
     if backend == Backend::Postgres {
         // A real interleaving: A takes the lower seq, B commits first.
         let a = env.conn.begin().await.unwrap();
-        let id_a = enqueue(&a, NewEvent::new("events.test.a", json!({}))).await.unwrap();
+        let id_a = enqueue(&a, NewEvent::new("events.test.a", json!({})))
+            .await
+            .unwrap();
         let b = env.conn.begin().await.unwrap();
-        let id_b = enqueue(&b, NewEvent::new("events.test.b", json!({}))).await.unwrap();
+        let id_b = enqueue(&b, NewEvent::new("events.test.b", json!({})))
+            .await
+            .unwrap();
         b.commit().await.unwrap();
-        wait::until("B is published", wait::DEFAULT, || async { env.stream_len().await == 1 }).await;
+        wait::until("B is published", wait::DEFAULT, || async {
+            env.stream_len().await == 1
+        })
+        .await;
         a.commit().await.unwrap();
         env.wait_all_published().await;
         let msgs = env.stream_messages().await;
         assert_eq!(msgs.len(), 2);
         assert_eq!(msgs[0].msg_id, id_b.to_string());
         assert_eq!(msgs[1].msg_id, id_a.to_string());
-        assert!(msgs[1].outbox_seq < msgs[0].outbox_seq, "A has the lower seq");
+        assert!(
+            msgs[1].outbox_seq < msgs[0].outbox_seq,
+            "A has the lower seq"
+        );
     } else {
         // SQLite serialises writers, so commit order is seq order; the same
         // situation arises when a row appears with a seq below published ones.
         let txn = env.conn.begin().await.unwrap();
-        let id_b = enqueue(&txn, NewEvent::new("events.test.b", json!({}))).await.unwrap();
-        txn.execute_unprepared("UPDATE herald_outbox SET seq = 1000").await.unwrap();
+        let id_b = enqueue(&txn, NewEvent::new("events.test.b", json!({})))
+            .await
+            .unwrap();
+        txn.execute_unprepared("UPDATE herald_outbox SET seq = 1000")
+            .await
+            .unwrap();
         txn.commit().await.unwrap();
-        wait::until("B is published", wait::DEFAULT, || async { env.stream_len().await == 1 }).await;
+        wait::until("B is published", wait::DEFAULT, || async {
+            env.stream_len().await == 1
+        })
+        .await;
         let txn = env.conn.begin().await.unwrap();
-        let id_a = enqueue(&txn, NewEvent::new("events.test.a", json!({}))).await.unwrap();
-        txn.execute_unprepared("UPDATE herald_outbox SET seq = 5 WHERE seq <> 1000").await.unwrap();
+        let id_a = enqueue(&txn, NewEvent::new("events.test.a", json!({})))
+            .await
+            .unwrap();
+        txn.execute_unprepared("UPDATE herald_outbox SET seq = 5 WHERE seq <> 1000")
+            .await
+            .unwrap();
         txn.commit().await.unwrap();
         env.wait_all_published().await;
         let msgs = env.stream_messages().await;
@@ -118,12 +146,19 @@ async fn several_relays_share_without_duplicates(backend: Backend) {
     env.wait_all_published().await;
     let mut published = 0;
     for r in &mut relays {
-        assert_eq!(r.terminate(Duration::from_secs(30)).code(), Some(0), "SIGTERM exits 0");
+        assert_eq!(
+            r.terminate(Duration::from_secs(30)).code(),
+            Some(0),
+            "SIGTERM exits 0"
+        );
         let (p, d) = stop_counts(r);
         assert_eq!(d, 0, "no event was published by two relays");
         published += p;
     }
-    assert_eq!(published, 5000, "PubAcks with duplicate=false, summed over relays");
+    assert_eq!(
+        published, 5000,
+        "PubAcks with duplicate=false, summed over relays"
+    );
     let msgs = env.stream_messages().await;
     assert_eq!(msgs.len(), 5000);
     assert_once_and_ordered(&msgs, 5000);
@@ -141,9 +176,13 @@ async fn poison_row_is_parked_others_flow(backend: Backend) {
     .unwrap();
     txn.commit().await.unwrap();
     env.enqueue_many("events.test.small", 50, 5).await;
-    let mut relay = env.herald.spawn(&relay_args(&["--relay-max-attempts", "2"]));
+    let mut relay = env
+        .herald
+        .spawn(&relay_args(&["--relay-max-attempts", "2"]));
     wait::until("the poison row is parked", wait::DEFAULT, || async {
-        env.scalar("SELECT COUNT(*) FROM herald_outbox WHERE parked_at IS NOT NULL").await == 1
+        env.scalar("SELECT COUNT(*) FROM herald_outbox WHERE parked_at IS NOT NULL")
+            .await
+            == 1
     })
     .await;
     wait::until("the 100 others are published", wait::DEFAULT, || async {
@@ -175,14 +214,20 @@ async fn nats_outage_relay_keeps_running(backend: Backend) {
         relay.log().contains("relay cannot publish")
     })
     .await;
-    assert!(relay.try_status().is_none(), "the relay does not exit while NATS is down");
+    assert!(
+        relay.try_status().is_none(),
+        "the relay does not exit while NATS is down"
+    );
     env.nats.restart().await;
     env.wait_all_published().await;
     let msgs = env.stream_messages().await;
     assert_once_and_ordered(&msgs, 400);
     assert!(relay.log().contains("relay recovered"));
     let warnings = relay.log().matches("relay cannot publish").count();
-    assert!(warnings <= 3, "logged per state change, not per row ({warnings} lines)");
+    assert!(
+        warnings <= 3,
+        "logged per state change, not per row ({warnings} lines)"
+    );
     assert_eq!(relay.terminate(Duration::from_secs(30)).code(), Some(0));
 }
 

@@ -32,8 +32,13 @@ impl World {
             Some(d) => d.path().to_path_buf(),
             None => herald_tests::workspace_root().join("workflows"),
         };
-        env.herald.set("HERALD_WORKFLOWS", dir.display().to_string());
-        World { env, sink, _wf_dir: wf_dir }
+        env.herald
+            .set("HERALD_WORKFLOWS", dir.display().to_string());
+        World {
+            env,
+            sink,
+            _wf_dir: wf_dir,
+        }
     }
 
     fn relay(&self) -> Herald {
@@ -49,13 +54,28 @@ impl World {
     }
 
     fn emit(&self, subject: &str, payload: serde_json::Value) -> String {
-        let out = self.env.herald.run(&["emit", "--subject", subject, "--payload", &payload.to_string()]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let out = self.env.herald.run(&[
+            "emit",
+            "--subject",
+            subject,
+            "--payload",
+            &payload.to_string(),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).trim().to_string()
     }
 
     async fn wait_emails(&self, n: usize) {
-        wait::until(&format!("{n} email(s) reach the sink"), wait::DEFAULT, || async { self.sink.count() >= n }).await;
+        wait::until(
+            &format!("{n} email(s) reach the sink"),
+            wait::DEFAULT,
+            || async { self.sink.count() >= n },
+        )
+        .await;
     }
 
     async fn count(&self, sql: &str) -> i64 {
@@ -82,7 +102,10 @@ async fn example_workflows_send_expected_emails(backend: Backend) {
     let _relay = w.relay();
     let mut worker = w.worker();
     let signed: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(herald_tests::workspace_root().join("workflows/samples/contract-signed.json")).unwrap(),
+        &std::fs::read_to_string(
+            herald_tests::workspace_root().join("workflows/samples/contract-signed.json"),
+        )
+        .unwrap(),
     )
     .unwrap();
     let id = w.emit("events.contract.signed", signed.clone());
@@ -92,27 +115,53 @@ async fn example_workflows_send_expected_emails(backend: Backend) {
     let recipients: Vec<_> = (0..50)
         .map(|i| json!({"name": format!("Member {i}"), "email": format!("m{i}@example.com"), "code": format!("CODE-{i:03}")}))
         .collect();
-    w.emit("events.campaign.wave_sent", json!({"campaign": "Spring", "recipients": recipients}));
+    w.emit(
+        "events.campaign.wave_sent",
+        json!({"campaign": "Spring", "recipients": recipients}),
+    );
     w.wait_emails(51).await;
     wait::until("the guard skip is recorded", wait::DEFAULT, || async {
-        w.count("SELECT COUNT(*) FROM herald_deliveries WHERE state = 'skipped'").await == 1
+        w.count("SELECT COUNT(*) FROM herald_deliveries WHERE state = 'skipped'")
+            .await
+            == 1
     })
     .await;
     let got = w.sink.received();
-    let welcome: Vec<_> = got.iter().filter(|m| m.header("Subject").is_some_and(|s| s.starts_with("Welcome"))).collect();
+    let welcome: Vec<_> = got
+        .iter()
+        .filter(|m| {
+            m.header("Subject")
+                .is_some_and(|s| s.starts_with("Welcome"))
+        })
+        .collect();
     assert_eq!(welcome.len(), 1);
     let m = welcome[0];
-    assert_eq!(m.header("Subject").unwrap(), "Welcome to U12 Tigers, Sam Lee");
+    assert_eq!(
+        m.header("Subject").unwrap(),
+        "Welcome to U12 Tigers, Sam Lee"
+    );
     assert_eq!(m.rcpt_to, vec!["alex@example.com".to_string()]);
-    assert_eq!(m.message_id(), format!("<{id}.contract-signed-welcome.0@club.example>"));
+    assert_eq!(
+        m.message_id(),
+        format!("<{id}.contract-signed-welcome.0@club.example>")
+    );
     assert!(m.data.contains("https://groupme.com/join_group/123/abc"));
     let mut codes: Vec<String> = got
         .iter()
         .filter(|m| m.header("X-Campaign").is_some())
         .map(|m| {
             let to = m.rcpt_to[0].clone();
-            let n: usize = to.trim_start_matches('m').split('@').next().unwrap().parse().unwrap();
-            assert!(m.data.contains(&format!("CODE-{n:03}")), "{to} got its own code");
+            let n: usize = to
+                .trim_start_matches('m')
+                .split('@')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!(
+                m.data.contains(&format!("CODE-{n:03}")),
+                "{to} got its own code"
+            );
             to
         })
         .collect();
@@ -125,39 +174,65 @@ async fn example_workflows_send_expected_emails(backend: Backend) {
 
 async fn transient_4xx_then_success_sends_once(backend: Backend) {
     let w = World::start(backend, Some(&[("notify.yaml", FAST_RETRY)])).await;
-    w.sink.script([Reply::Code(451, "4.3.0 try later".into()), Reply::Code(451, "4.3.0 try later".into())]);
+    w.sink.script([
+        Reply::Code(451, "4.3.0 try later".into()),
+        Reply::Code(451, "4.3.0 try later".into()),
+    ]);
     let _relay = w.relay();
     let _worker = w.worker();
-    w.emit("events.test.a", json!({"email": "a@example.com", "name": "A"}));
+    w.emit(
+        "events.test.a",
+        json!({"email": "a@example.com", "name": "A"}),
+    );
     w.wait_emails(1).await;
     wait::until("the ledger records sent", wait::DEFAULT, || async {
-        w.count("SELECT COUNT(*) FROM herald_deliveries WHERE state = 'sent'").await == 1
+        w.count("SELECT COUNT(*) FROM herald_deliveries WHERE state = 'sent'")
+            .await
+            == 1
     })
     .await;
     assert_eq!(w.sink.count(), 1, "exactly one email");
     assert_eq!(w.sink.data_commands(), 3);
-    assert_eq!(w.count("SELECT CAST(attempts AS BIGINT) FROM herald_deliveries").await as i32, 3);
+    assert_eq!(
+        w.count("SELECT CAST(attempts AS BIGINT) FROM herald_deliveries")
+            .await as i32,
+        3
+    );
     assert_eq!(w.count("SELECT COUNT(*) FROM herald_dead_letters").await, 0);
 }
 
 async fn permanent_5xx_dead_letters_and_others_flow(backend: Backend) {
     let w = World::start(backend, Some(&[("notify.yaml", FAST_RETRY)])).await;
-    w.sink.script([Reply::Code(550, "5.1.1 no such user".into())]);
+    w.sink
+        .script([Reply::Code(550, "5.1.1 no such user".into())]);
     let _relay = w.relay();
     let _worker = w.worker();
-    w.emit("events.test.a", json!({"email": "gone@example.com", "name": "A"}));
+    w.emit(
+        "events.test.a",
+        json!({"email": "gone@example.com", "name": "A"}),
+    );
     wait::until("a dead letter", wait::DEFAULT, || async {
         w.count("SELECT COUNT(*) FROM herald_dead_letters").await == 1
     })
     .await;
-    w.emit("events.test.b", json!({"email": "b@example.com", "name": "B"}));
+    w.emit(
+        "events.test.b",
+        json!({"email": "b@example.com", "name": "B"}),
+    );
     w.wait_emails(1).await;
     let conn = &w.env.conn;
     use sea_orm::EntityTrait;
-    let dl = herald_entities::dead_letter::Entity::find().one(conn).await.unwrap().unwrap();
+    let dl = herald_entities::dead_letter::Entity::find()
+        .one(conn)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(dl.smtp_reply.as_deref(), Some("550 5.1.1 no such user"));
     assert_eq!(dl.kind, "permanent");
-    assert_eq!(w.sink.received()[0].rcpt_to, vec!["b@example.com".to_string()]);
+    assert_eq!(
+        w.sink.received()[0].rcpt_to,
+        vec!["b@example.com".to_string()]
+    );
 }
 
 /// Kill the worker after the ledger says `sent` but before the ack: the
@@ -168,14 +243,19 @@ async fn crash_after_ledger_before_ack_sends_once(backend: Backend) {
     let mut crashing = w.env.herald.clone();
     crashing.set("HERALD_FAILPOINT", "after_ledger_sent");
     let mut worker = w.worker_with(&crashing);
-    w.emit("events.test.a", json!({"email": "a@example.com", "name": "A"}));
+    w.emit(
+        "events.test.a",
+        json!({"email": "a@example.com", "name": "A"}),
+    );
     let status = worker.wait(Duration::from_secs(60));
     assert!(!status.success(), "the failpoint aborted the worker");
     assert_eq!(w.sink.count(), 1);
     let _worker = w.worker();
-    wait::until("the redelivered message is acked", wait::DEFAULT, || async {
-        stream_ack_floor(&w.env).await >= 1
-    })
+    wait::until(
+        "the redelivered message is acked",
+        wait::DEFAULT,
+        || async { stream_ack_floor(&w.env).await >= 1 },
+    )
     .await;
     assert_eq!(w.sink.count(), 1, "no second email");
 }
@@ -188,17 +268,30 @@ async fn crash_after_accept_before_ledger_resends_same_message_id(backend: Backe
     let mut crashing = w.env.herald.clone();
     crashing.set("HERALD_FAILPOINT", "after_smtp_accept");
     let mut worker = w.worker_with(&crashing);
-    w.emit("events.test.a", json!({"email": "a@example.com", "name": "A"}));
+    w.emit(
+        "events.test.a",
+        json!({"email": "a@example.com", "name": "A"}),
+    );
     assert!(!worker.wait(Duration::from_secs(60)).success());
     let _worker = w.worker();
     w.wait_emails(2).await;
     wait::until("the ledger records sent", wait::DEFAULT, || async {
-        w.count("SELECT COUNT(*) FROM herald_deliveries WHERE state = 'sent'").await == 1
+        w.count("SELECT COUNT(*) FROM herald_deliveries WHERE state = 'sent'")
+            .await
+            == 1
     })
     .await;
     let got = w.sink.received();
-    assert_eq!(got.len(), 2, "one duplicate inside the accepted-but-not-recorded window");
-    assert_eq!(got[0].message_id(), got[1].message_id(), "a duplicate is recognisable downstream");
+    assert_eq!(
+        got.len(),
+        2,
+        "one duplicate inside the accepted-but-not-recorded window"
+    );
+    assert_eq!(
+        got[0].message_id(),
+        got[1].message_id(),
+        "a duplicate is recognisable downstream"
+    );
 }
 
 async fn render_problems_dead_letter_and_escape(backend: Backend) {
@@ -216,11 +309,20 @@ email:
     let _relay = w.relay();
     let _worker = w.worker();
     // Missing variable: event.subject.
-    w.emit("events.test.a", json!({"email": "a@example.com", "name": "A"}));
+    w.emit(
+        "events.test.a",
+        json!({"email": "a@example.com", "name": "A"}),
+    );
     // Header injection in the subject.
-    w.emit("events.test.b", json!({"email": "b@example.com", "name": "B", "subject": "hi\r\nBcc: x@evil.example"}));
+    w.emit(
+        "events.test.b",
+        json!({"email": "b@example.com", "name": "B", "subject": "hi\r\nBcc: x@evil.example"}),
+    );
     // Script in a name: escaped in HTML.
-    w.emit("events.test.c", json!({"email": "c@example.com", "name": "<script>alert(1)</script>", "subject": "ok"}));
+    w.emit(
+        "events.test.c",
+        json!({"email": "c@example.com", "name": "<script>alert(1)</script>", "subject": "ok"}),
+    );
     wait::until("two dead letters", wait::DEFAULT, || async {
         w.count("SELECT COUNT(*) FROM herald_dead_letters").await == 2
     })
@@ -233,20 +335,40 @@ email:
         .await
         .unwrap();
     let reasons: Vec<_> = dls.iter().map(|d| d.reason.clone()).collect();
-    assert!(reasons.iter().any(|r| r.contains("missing variable event.subject")), "{reasons:?}");
-    assert!(reasons.iter().any(|r| r.contains("CR or LF")), "{reasons:?}");
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.contains("missing variable event.subject")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains("CR or LF")),
+        "{reasons:?}"
+    );
     let m = &w.sink.received()[0];
-    assert!(m.data.contains("&lt;script&gt;"), "HTML escaped: {}", m.data);
+    assert!(
+        m.data.contains("&lt;script&gt;"),
+        "HTML escaped: {}",
+        m.data
+    );
     assert!(!m.data.to_lowercase().contains("bcc:"));
 }
 
 async fn stream_ack_floor(env: &TestEnv) -> u64 {
     let js = env.nats.jetstream().await;
-    let Ok(stream) = js.get_stream("HERALD").await else { return 0 };
-    let Ok(mut c) = stream.get_consumer::<async_nats::jetstream::consumer::pull::Config>("herald-notify").await else {
+    let Ok(stream) = js.get_stream("HERALD").await else {
         return 0;
     };
-    c.info().await.map(|i| i.ack_floor.stream_sequence).unwrap_or(0)
+    let Ok(mut c) = stream
+        .get_consumer::<async_nats::jetstream::consumer::pull::Config>("herald-notify")
+        .await
+    else {
+        return 0;
+    };
+    c.info()
+        .await
+        .map(|i| i.ack_floor.stream_sequence)
+        .unwrap_or(0)
 }
 
 both_backends!(
@@ -262,14 +384,30 @@ both_backends!(
 fn invalid_workflows_report_file_line_col() {
     let d = tempfile::tempdir().unwrap();
     std::fs::write(d.path().join("a.yaml"), "name: Bad_Name\non:\n  subjects: [\"orders.x\"]\nemail:\n  from: a@b.example\n  to: \"{{x\"\n  subject: s\n  text: t\n").unwrap();
-    std::fs::write(d.path().join("b.yaml"), "name: b\non:\n  subjects: [events.x]\n  extra: 1\n").unwrap();
+    std::fs::write(
+        d.path().join("b.yaml"),
+        "name: b\non:\n  subjects: [events.x]\n  extra: 1\n",
+    )
+    .unwrap();
     let out = HeraldEnv::default().run(&["workflows", "validate", d.path().to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     let a = d.path().join("a.yaml").display().to_string();
     let b = d.path().join("b.yaml").display().to_string();
-    assert!(err.contains(&format!("{a}:1:7: name \"Bad_Name\"")), "{err}");
-    assert!(err.contains(&format!("{a}:3:")) && err.contains("orders.x"), "{err}");
-    assert!(err.contains(&format!("{a}:6:")) && err.contains("invalid template"), "{err}");
-    assert!(err.contains(&format!("{b}:4:3: unknown field `extra`")), "{err}");
+    assert!(
+        err.contains(&format!("{a}:1:7: name \"Bad_Name\"")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("{a}:3:")) && err.contains("orders.x"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("{a}:6:")) && err.contains("invalid template"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("{b}:4:3: unknown field `extra`")),
+        "{err}"
+    );
 }

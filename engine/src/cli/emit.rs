@@ -33,7 +33,8 @@ pub struct EmitArgs {
 pub fn read_payload(arg: &str) -> Result<serde_json::Value> {
     let (text, origin) = match arg.strip_prefix('@') {
         Some(path) => (
-            std::fs::read_to_string(path).map_err(|e| usage(format!("cannot read payload file {path}: {e}")))?,
+            std::fs::read_to_string(path)
+                .map_err(|e| usage(format!("cannot read payload file {path}: {e}")))?,
             path.to_string(),
         ),
         None => (arg.to_string(), "--payload".to_string()),
@@ -48,10 +49,13 @@ pub async fn run(g: &Global, args: EmitArgs) -> Result<ExitCode> {
     let payload = read_payload(&args.payload)?;
     let mut event = NewEvent::new(args.subject.clone(), payload);
     if let Some(id) = &args.aggregate {
-        let kind = args
-            .aggregate_type
-            .clone()
-            .unwrap_or_else(|| args.subject.split('.').nth(1).unwrap_or("event").to_string());
+        let kind = args.aggregate_type.clone().unwrap_or_else(|| {
+            args.subject
+                .split('.')
+                .nth(1)
+                .unwrap_or("event")
+                .to_string()
+        });
         event = event.aggregate(kind, id);
     }
     if let Some(id) = args.event_id {

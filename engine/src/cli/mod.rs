@@ -27,7 +27,8 @@ pub fn exit_code_of(err: &anyhow::Error) -> ExitCode {
     if err.chain().any(|e| e.is::<UsageError>()) {
         return ExitCode::from(2);
     }
-    if let Some(herald::db::DbError::InvalidUrl { .. }) = err.downcast_ref::<herald::db::DbError>() {
+    if let Some(herald::db::DbError::InvalidUrl { .. }) = err.downcast_ref::<herald::db::DbError>()
+    {
         return ExitCode::from(2);
     }
     ExitCode::from(1)
@@ -58,22 +59,47 @@ pub struct Cli {
 #[derive(Args, Debug, Clone)]
 pub struct Global {
     /// Database holding the outbox, the delivery ledger and the dead letters (sqlite://… or postgres://…).
-    #[arg(long, env = "HERALD_DATABASE_URL", default_value = "sqlite://herald.db?mode=rwc", global = true)]
+    #[arg(
+        long,
+        env = "HERALD_DATABASE_URL",
+        default_value = "sqlite://herald.db?mode=rwc",
+        global = true
+    )]
     pub database_url: String,
     /// NATS server URL(s), comma-separated.
-    #[arg(long, env = "HERALD_NATS_URL", default_value = "nats://127.0.0.1:4222", global = true)]
+    #[arg(
+        long,
+        env = "HERALD_NATS_URL",
+        default_value = "nats://127.0.0.1:4222",
+        global = true
+    )]
     pub nats_url: String,
     /// Where email goes: smtp://[user:pass@]host:port (STARTTLS when offered), smtps://… (implicit TLS), file://DIR (one .eml per message).
-    #[arg(long, env = "HERALD_SMTP_URL", default_value = "file://./outbox-mail", global = true)]
+    #[arg(
+        long,
+        env = "HERALD_SMTP_URL",
+        default_value = "file://./outbox-mail",
+        global = true
+    )]
     pub smtp_url: String,
     /// Directory of workflow YAML files (searched recursively).
-    #[arg(long, env = "HERALD_WORKFLOWS", default_value = "workflows/", global = true)]
+    #[arg(
+        long,
+        env = "HERALD_WORKFLOWS",
+        default_value = "workflows/",
+        global = true
+    )]
     pub workflows: PathBuf,
     /// JetStream stream holding the events (subjects events.>).
     #[arg(long, env = "HERALD_STREAM", default_value = "HERALD", global = true)]
     pub stream: String,
     /// Log filter (tracing EnvFilter syntax, e.g. `info,herald=debug`).
-    #[arg(long, env = "HERALD_LOG", default_value = "warn,herald=info", global = true)]
+    #[arg(
+        long,
+        env = "HERALD_LOG",
+        default_value = "warn,herald=info",
+        global = true
+    )]
     pub log: String,
     /// Log format: human-readable text or one JSON object per line.
     #[arg(long, env = "HERALD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]

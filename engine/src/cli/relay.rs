@@ -69,7 +69,11 @@ pub struct RelayCmd {
 }
 
 /// Build a relay: database, NATS, stream. Fails fast on configuration errors.
-pub async fn build(g: &Global, args: &RelayArgs, metrics: std::sync::Arc<Metrics>) -> Result<Relay> {
+pub async fn build(
+    g: &Global,
+    args: &RelayArgs,
+    metrics: std::sync::Arc<Metrics>,
+) -> Result<Relay> {
     herald::db::backend_of(&g.database_url)?;
     let db = herald::db::connect(&g.database_url).await?;
     herald::db::migrate(&db).await?;

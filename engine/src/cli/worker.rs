@@ -37,7 +37,10 @@ pub async fn run(g: &Global, cmd: WorkerCmd) -> Result<ExitCode> {
     herald::db::backend_of(&g.database_url)?;
     for name in &cmd.workflow {
         if catalog.get(name).is_none() {
-            return Err(usage(format!("--workflow {name:?}: no such workflow in {}", g.workflows.display())));
+            return Err(usage(format!(
+                "--workflow {name:?}: no such workflow in {}",
+                g.workflows.display()
+            )));
         }
     }
     let selected: Vec<_> = catalog
@@ -61,7 +64,14 @@ pub async fn run(g: &Global, cmd: WorkerCmd) -> Result<ExitCode> {
     herald::db::migrate(&db).await?;
     let client = herald::jetstream::connect(&g.nats_url, "herald-worker").await?;
     let js = async_nats::jetstream::new(client);
-    herald::jetstream::ensure_stream(&js, &herald::jetstream::StreamSettings { name: g.stream.clone(), ..Default::default() }).await?;
+    herald::jetstream::ensure_stream(
+        &js,
+        &herald::jetstream::StreamSettings {
+            name: g.stream.clone(),
+            ..Default::default()
+        },
+    )
+    .await?;
     let worker = Arc::new(Worker {
         db,
         catalog: Arc::new(catalog),
@@ -84,6 +94,10 @@ pub async fn run(g: &Global, cmd: WorkerCmd) -> Result<ExitCode> {
     for t in tasks {
         let _ = t.await;
     }
-    tracing::info!(sent = worker.metrics.emails_sent.get(), dead_letters = worker.metrics.dead_letters.get(), "worker stopped");
+    tracing::info!(
+        sent = worker.metrics.emails_sent.get(),
+        dead_letters = worker.metrics.dead_letters.get(),
+        "worker stopped"
+    );
     Ok(ExitCode::SUCCESS)
 }

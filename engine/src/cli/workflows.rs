@@ -34,7 +34,11 @@ pub async fn run(g: &Global, cmd: WorkflowsCmd) -> Result<ExitCode> {
             let dir = dir.unwrap_or_else(|| g.workflows.clone());
             match herald::workflow::load(&dir) {
                 Ok(c) => {
-                    println!("{} workflow(s) valid in {}", c.workflows.len(), dir.display());
+                    println!(
+                        "{} workflow(s) valid in {}",
+                        c.workflows.len(),
+                        dir.display()
+                    );
                     Ok(ExitCode::SUCCESS)
                 }
                 Err(problems) => {
@@ -45,13 +49,29 @@ pub async fn run(g: &Global, cmd: WorkflowsCmd) -> Result<ExitCode> {
                 }
             }
         }
-        WorkflowsCmd::Render { name, payload, subject } => {
+        WorkflowsCmd::Render {
+            name,
+            payload,
+            subject,
+        } => {
             let catalog = herald::workflow::load(&g.workflows).map_err(usage)?;
-            let wf = catalog.get(&name).ok_or_else(|| usage(format!("no workflow named {name:?}")))?;
+            let wf = catalog
+                .get(&name)
+                .ok_or_else(|| usage(format!("no workflow named {name:?}")))?;
             let payload = read_payload(&payload)?;
-            let subject = subject.unwrap_or_else(|| wf.subjects[0].replace(".>", ".sample").replace('*', "sample"));
+            let subject = subject.unwrap_or_else(|| {
+                wf.subjects[0]
+                    .replace(".>", ".sample")
+                    .replace('*', "sample")
+            });
             let id = uuid::Uuid::now_v7();
-            let meta = Meta { id: id.to_string(), subject, aggregate: None, occurred_at: chrono::Utc::now().to_rfc3339(), workflow: name.clone() };
+            let meta = Meta {
+                id: id.to_string(),
+                subject,
+                aggregate: None,
+                occurred_at: chrono::Utc::now().to_rfc3339(),
+                workflow: name.clone(),
+            };
             match catalog.render(wf, &payload, &meta).map_err(usage)? {
                 Outcome::Skipped { guard } => println!("skipped: guard did not hold: {guard}"),
                 Outcome::Emails(emails) => {
@@ -65,7 +85,10 @@ pub async fn run(g: &Global, cmd: WorkflowsCmd) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         WorkflowsCmd::Schema => {
-            println!("{}", serde_json::to_string_pretty(&herald::workflow::spec::json_schema())?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&herald::workflow::spec::json_schema())?
+            );
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -122,9 +122,9 @@ enum PublishFailure {
 
 fn classify(kind: PublishErrorKind, err: &dyn std::fmt::Display) -> PublishFailure {
     match kind {
-        PublishErrorKind::TimedOut | PublishErrorKind::BrokenPipe | PublishErrorKind::MaxAckPending => {
-            PublishFailure::Transport(err.to_string())
-        }
+        PublishErrorKind::TimedOut
+        | PublishErrorKind::BrokenPipe
+        | PublishErrorKind::MaxAckPending => PublishFailure::Transport(err.to_string()),
         // No stream: someone deleted it; ensure_stream at the next start fixes it,
         // the rows must not burn their attempts meanwhile.
         PublishErrorKind::StreamNotFound => PublishFailure::Transport(err.to_string()),
@@ -133,8 +133,8 @@ fn classify(kind: PublishErrorKind, err: &dyn std::fmt::Display) -> PublishFailu
 }
 
 fn build_headers(row: &Claimed) -> Result<HeaderMap, String> {
-    let extra: std::collections::BTreeMap<String, String> =
-        serde_json::from_str(&row.headers).map_err(|e| format!("headers column is not a JSON object of strings: {e}"))?;
+    let extra: std::collections::BTreeMap<String, String> = serde_json::from_str(&row.headers)
+        .map_err(|e| format!("headers column is not a JSON object of strings: {e}"))?;
     let mut h = HeaderMap::new();
     for (k, v) in extra {
         h.insert(k.as_str(), v.as_str());
@@ -149,7 +149,12 @@ fn build_headers(row: &Claimed) -> Result<HeaderMap, String> {
 }
 
 impl Relay {
-    pub fn new(db: DatabaseConnection, js: jetstream::Context, cfg: RelayConfig, metrics: Arc<Metrics>) -> Relay {
+    pub fn new(
+        db: DatabaseConnection,
+        js: jetstream::Context,
+        cfg: RelayConfig,
+        metrics: Arc<Metrics>,
+    ) -> Relay {
         Relay {
             db,
             js,
@@ -162,8 +167,16 @@ impl Relay {
     /// Claim, publish and mark one batch.
     pub async fn run_once(&self) -> Result<BatchOutcome, RelayError> {
         let now = Utc::now();
-        let until = now + chrono::Duration::from_std(self.cfg.lease).unwrap_or(chrono::Duration::seconds(30));
-        let rows = store::claim(&self.db, &self.cfg.instance, now, until, self.cfg.batch_size).await?;
+        let until = now
+            + chrono::Duration::from_std(self.cfg.lease).unwrap_or(chrono::Duration::seconds(30));
+        let rows = store::claim(
+            &self.db,
+            &self.cfg.instance,
+            now,
+            until,
+            self.cfg.batch_size,
+        )
+        .await?;
         let mut out = BatchOutcome {
             claimed: rows.len(),
             ..Default::default()
@@ -187,7 +200,11 @@ impl Relay {
             };
             match self
                 .js
-                .publish_with_headers(row.subject.clone(), hdrs, bytes::Bytes::from(row.payload.clone()))
+                .publish_with_headers(
+                    row.subject.clone(),
+                    hdrs,
+                    bytes::Bytes::from(row.payload.clone()),
+                )
                 .await
             {
                 Ok(fut) => pending.push((row, fut)),
@@ -200,7 +217,12 @@ impl Relay {
                 },
             }
         }
-        let results = join_all(pending.into_iter().map(|(row, fut)| async move { (row, fut.await) })).await;
+        let results = join_all(
+            pending
+                .into_iter()
+                .map(|(row, fut)| async move { (row, fut.await) }),
+        )
+        .await;
         let acked_at = Utc::now();
         let mut acks = Vec::with_capacity(results.len());
         for (row, res) in results {
@@ -246,10 +268,10 @@ impl Relay {
             store::record_failure(&self.db, &self.cfg.instance, row.seq, msg, next, park).await?;
         }
         store::release(&self.db, &self.cfg.instance, &transport).await?;
-        if let Some(e) = transport_error {
-            if acks.is_empty() {
-                return Err(RelayError::Nats(e));
-            }
+        if let Some(e) = transport_error
+            && acks.is_empty()
+        {
+            return Err(RelayError::Nats(e));
         }
         Ok(out)
     }
@@ -280,7 +302,11 @@ impl Relay {
                         tracing::debug!(?o, "batch");
                     }
                     // A full batch means more is waiting: go again at once.
-                    if o.claimed as u32 >= self.cfg.batch_size { None } else { Some(self.cfg.poll_interval) }
+                    if o.claimed as u32 >= self.cfg.batch_size {
+                        None
+                    } else {
+                        Some(self.cfg.poll_interval)
+                    }
                 }
                 Err(e) => {
                     let msg = e.to_string();
@@ -296,14 +322,16 @@ impl Relay {
                 last_gauges = Instant::now();
                 if let Ok(b) = store::backlog(&self.db, Utc::now()).await {
                     self.metrics.outbox_backlog.set(b.pending as f64);
-                    self.metrics.outbox_oldest_pending_seconds.set(b.oldest_pending_age_seconds);
+                    self.metrics
+                        .outbox_oldest_pending_seconds
+                        .set(b.oldest_pending_age_seconds);
                 }
             }
-            if let Some(ret) = self.cfg.retention {
-                if last_prune.elapsed() > Duration::from_secs(60) {
-                    last_prune = Instant::now();
-                    self.prune(ret).await;
-                }
+            if let Some(ret) = self.cfg.retention
+                && last_prune.elapsed() > Duration::from_secs(60)
+            {
+                last_prune = Instant::now();
+                self.prune(ret).await;
             }
             if let Some(d) = wait {
                 tokio::select! {

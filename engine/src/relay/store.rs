@@ -32,8 +32,17 @@ fn ph(backend: DbBackend, n: usize) -> String {
 }
 
 fn claim_sql(backend: DbBackend) -> String {
-    let (now, until, owner, limit) = (ph(backend, 1), ph(backend, 2), ph(backend, 3), ph(backend, 4));
-    let lock = if backend == DbBackend::Postgres { " FOR UPDATE SKIP LOCKED" } else { "" };
+    let (now, until, owner, limit) = (
+        ph(backend, 1),
+        ph(backend, 2),
+        ph(backend, 3),
+        ph(backend, 4),
+    );
+    let lock = if backend == DbBackend::Postgres {
+        " FOR UPDATE SKIP LOCKED"
+    } else {
+        ""
+    };
     // A row is claimable when it is unpublished, not parked, not leased, not in
     // backoff, and no earlier row of its aggregate is held elsewhere (leased
     // or waiting to retry): that keeps each aggregate's rows in order even
@@ -67,7 +76,12 @@ pub async fn claim(
 ) -> Result<Vec<Claimed>, DbErr> {
     let backend = db.get_database_backend();
     let sql = claim_sql(backend);
-    let values: Vec<Value> = vec![now.into(), until.into(), owner.into(), i64::from(limit).into()];
+    let values: Vec<Value> = vec![
+        now.into(),
+        until.into(),
+        owner.into(),
+        i64::from(limit).into(),
+    ];
     let stmt = Statement::from_sql_and_values(backend, sql, values);
     let rows = if backend == DbBackend::Postgres {
         let txn = db.begin().await?;
@@ -131,7 +145,11 @@ pub async fn mark_published(
         seq_list(acks.iter().map(|a| a.0))
     );
     let res = db
-        .execute_raw(Statement::from_sql_and_values(backend, sql, [now.into(), owner.into()]))
+        .execute_raw(Statement::from_sql_and_values(
+            backend,
+            sql,
+            [now.into(), owner.into()],
+        ))
         .await?;
     Ok(res.rows_affected())
 }
@@ -175,14 +193,24 @@ pub async fn record_failure(
     db.execute_raw(Statement::from_sql_and_values(
         backend,
         sql,
-        [error.into(), next_attempt_at.into(), park.into(), seq.into(), owner.into()],
+        [
+            error.into(),
+            next_attempt_at.into(),
+            park.into(),
+            seq.into(),
+            owner.into(),
+        ],
     ))
     .await?;
     Ok(())
 }
 
 /// Delete up to `batch` published rows older than `cutoff`; returns how many.
-pub async fn prune(db: &DatabaseConnection, cutoff: DateTime<Utc>, batch: u32) -> Result<u64, DbErr> {
+pub async fn prune(
+    db: &DatabaseConnection,
+    cutoff: DateTime<Utc>,
+    batch: u32,
+) -> Result<u64, DbErr> {
     let backend = db.get_database_backend();
     let sql = format!(
         "DELETE FROM herald_outbox WHERE seq IN (SELECT seq FROM herald_outbox \
@@ -190,7 +218,11 @@ pub async fn prune(db: &DatabaseConnection, cutoff: DateTime<Utc>, batch: u32) -
         ph(backend, 1)
     );
     let res = db
-        .execute_raw(Statement::from_sql_and_values(backend, sql, [cutoff.into()]))
+        .execute_raw(Statement::from_sql_and_values(
+            backend,
+            sql,
+            [cutoff.into()],
+        ))
         .await?;
     Ok(res.rows_affected())
 }
@@ -228,7 +260,9 @@ pub async fn backlog(db: &DatabaseConnection, now: DateTime<Utc>) -> Result<Back
              FROM herald_outbox WHERE published_at IS NULL",
         ))
         .await?;
-    let Some(row) = row else { return Ok(Backlog::default()) };
+    let Some(row) = row else {
+        return Ok(Backlog::default());
+    };
     let pending: i64 = row.try_get("", "pending")?;
     let parked: i64 = row.try_get("", "parked")?;
     let oldest: Option<i64> = row.try_get("", "oldest")?;

@@ -31,7 +31,12 @@ pub struct WorkerConfig {
 
 impl Default for WorkerConfig {
     fn default() -> Self {
-        WorkerConfig { stream: "HERALD".into(), concurrency: 16, max_ack_pending: 1000, ack_wait: Duration::from_secs(60) }
+        WorkerConfig {
+            stream: "HERALD".into(),
+            concurrency: 16,
+            max_ack_pending: 1000,
+            ack_wait: Duration::from_secs(60),
+        }
     }
 }
 
@@ -39,9 +44,13 @@ impl Default for WorkerConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Disposition {
     Ack,
-    Retry { after: Duration },
+    Retry {
+        after: Duration,
+    },
     /// Terminate: the event as a whole cannot be processed (dead letter written).
-    Terminate { reason: String },
+    Terminate {
+        reason: String,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -78,11 +87,15 @@ impl Event {
         let h = m.headers.clone().unwrap_or_default();
         let get = |k: &str| h.get(k).map(|v| v.as_str().to_string());
         let id = get(headers::MSG_ID).ok_or("message has no Nats-Msg-Id header")?;
-        let id = Uuid::parse_str(&id).map_err(|e| format!("Nats-Msg-Id {id:?} is not a UUID: {e}"))?;
+        let id =
+            Uuid::parse_str(&id).map_err(|e| format!("Nats-Msg-Id {id:?} is not a UUID: {e}"))?;
         let mut map = serde_json::Map::new();
         for (k, vs) in h.iter() {
             if let Some(v) = vs.first() {
-                map.insert(k.to_string(), serde_json::Value::String(v.as_str().to_string()));
+                map.insert(
+                    k.to_string(),
+                    serde_json::Value::String(v.as_str().to_string()),
+                );
             }
         }
         Ok(Event {
@@ -120,22 +133,35 @@ pub fn consumer_name(wf: &str) -> String {
 }
 
 impl Worker {
-    async fn dead_letter(&self, wf: &Workflow, ev: &Event, recipient: Option<&str>, kind: &'static str, reason: String, smtp: Option<String>, attempts: u32) -> Result<(), DbErr> {
+    #[allow(clippy::too_many_arguments)] // one row's fields, named at every call site
+    async fn dead_letter(
+        &self,
+        wf: &Workflow,
+        ev: &Event,
+        recipient: Option<&str>,
+        kind: &'static str,
+        reason: String,
+        smtp: Option<String>,
+        attempts: u32,
+    ) -> Result<(), DbErr> {
         self.metrics.dead_letters.inc();
         tracing::error!(workflow = %wf.name, event_id = %ev.id, subject = %ev.subject, recipient = ?recipient, %reason, "dead letter");
-        dlq::insert(&self.db, NewDeadLetter {
-            event_id: ev.id,
-            workflow: &wf.name,
-            recipient,
-            subject: &ev.subject,
-            stream_seq: ev.stream_seq,
-            payload: &ev.payload,
-            headers: ev.headers.clone(),
-            kind,
-            reason,
-            smtp_reply: smtp,
-            attempts,
-        })
+        dlq::insert(
+            &self.db,
+            NewDeadLetter {
+                event_id: ev.id,
+                workflow: &wf.name,
+                recipient,
+                subject: &ev.subject,
+                stream_seq: ev.stream_seq,
+                payload: &ev.payload,
+                headers: ev.headers.clone(),
+                kind,
+                reason,
+                smtp_reply: smtp,
+                attempts,
+            },
+        )
         .await
         .map(|_| ())
     }
@@ -147,7 +173,8 @@ impl Worker {
             Ok(v @ serde_json::Value::Object(_)) => v,
             Ok(_) | Err(_) => {
                 let reason = format!("payload of {} is not a JSON object", ev.subject);
-                self.dead_letter(wf, ev, None, "permanent", reason.clone(), None, 1).await?;
+                self.dead_letter(wf, ev, None, "permanent", reason.clone(), None, 1)
+                    .await?;
                 return Ok(Disposition::Terminate { reason });
             }
         };
@@ -175,7 +202,11 @@ impl Worker {
                 // The same address twice in one fan-out: keep both, keyed apart.
                 recipient = format!("{recipient}#{}", email.index);
             }
-            let key = Key { event_id: ev.id, workflow: &wf.name, recipient: &recipient };
+            let key = Key {
+                event_id: ev.id,
+                workflow: &wf.name,
+                recipient: &recipient,
+            };
             let attempt = match ledger::claim(&self.db, &key, email.index, &email.subject).await? {
                 Claim::Done { .. } => {
                     self.metrics.emails_skipped.inc();
@@ -193,7 +224,10 @@ impl Worker {
                     self.metrics.emails_sent.inc();
                     self.metrics.send_latency.observe(started.elapsed());
                     if let Ok(t) = chrono::DateTime::parse_from_rfc3339(&ev.occurred_at) {
-                        let lat = chrono::Utc::now().signed_duration_since(t).to_std().unwrap_or_default();
+                        let lat = chrono::Utc::now()
+                            .signed_duration_since(t)
+                            .to_std()
+                            .unwrap_or_default();
                         self.metrics.end_to_end_latency.observe(lat);
                     }
                 }
@@ -201,19 +235,27 @@ impl Worker {
                     let reply = e.smtp_reply();
                     if e.is_transient() && attempt < wf.retry.max_attempts {
                         self.metrics.send_retries.inc();
-                        ledger::mark_retrying(&self.db, &key, &e.to_string(), reply.as_deref()).await?;
+                        ledger::mark_retrying(&self.db, &key, &e.to_string(), reply.as_deref())
+                            .await?;
                         let d = wf.retry.delay(attempt);
                         tracing::warn!(workflow = %wf.name, event_id = %ev.id, %recipient, attempt, error = %e, retry_in = ?d, "send failed, will retry");
                         retry_after = Some(retry_after.map_or(d, |x| x.min(d)));
                     } else {
-                        let kind = if e.is_transient() { "exhausted" } else { "permanent" };
+                        let kind = if e.is_transient() {
+                            "exhausted"
+                        } else {
+                            "permanent"
+                        };
                         let reason = match &e {
                             SendError::Rejected { .. } => format!("SMTP rejected the message: {e}"),
-                            _ if e.is_transient() => format!("gave up after {attempt} attempts: {e}"),
+                            _ if e.is_transient() => {
+                                format!("gave up after {attempt} attempts: {e}")
+                            }
                             _ => e.to_string(),
                         };
                         ledger::mark_dead(&self.db, &key, &reason, reply.as_deref()).await?;
-                        self.dead_letter(wf, ev, Some(&recipient), kind, reason, reply, attempt).await?;
+                        self.dead_letter(wf, ev, Some(&recipient), kind, reason, reply, attempt)
+                            .await?;
                     }
                 }
             }
@@ -224,15 +266,25 @@ impl Worker {
         })
     }
 
-    async fn render_failed(&self, wf: &Workflow, ev: &Event, e: RenderError) -> Result<Disposition, DbErr> {
+    async fn render_failed(
+        &self,
+        wf: &Workflow,
+        ev: &Event,
+        e: RenderError,
+    ) -> Result<Disposition, DbErr> {
         let reason = e.to_string();
-        let key = Key { event_id: ev.id, workflow: &wf.name, recipient: "*" };
+        let key = Key {
+            event_id: ev.id,
+            workflow: &wf.name,
+            recipient: "*",
+        };
         if let Claim::Done { .. } = ledger::claim(&self.db, &key, 0, "").await? {
             // Already dead-lettered by an earlier delivery of this message.
             return Ok(Disposition::Terminate { reason });
         }
         ledger::mark_dead(&self.db, &key, &reason, None).await?;
-        self.dead_letter(wf, ev, None, "permanent", reason.clone(), None, 1).await?;
+        self.dead_letter(wf, ev, None, "permanent", reason.clone(), None, 1)
+            .await?;
         Ok(Disposition::Terminate { reason })
     }
 
@@ -240,7 +292,9 @@ impl Worker {
     async fn settle(&self, msg: &jetstream::Message, d: &Disposition) {
         let r = match d {
             Disposition::Ack => msg.double_ack().await.map(|_| ()),
-            Disposition::Retry { after } => msg.ack_with(AckKind::Nak(Some(*after))).await.map(|_| ()),
+            Disposition::Retry { after } => {
+                msg.ack_with(AckKind::Nak(Some(*after))).await.map(|_| ())
+            }
             Disposition::Terminate { .. } => msg.ack_with(AckKind::Term).await.map(|_| ()),
         };
         match r {
@@ -256,8 +310,18 @@ impl Worker {
             Ok(ev) => ev,
             Err(reason) => {
                 // No id: nothing to key a ledger row on; keep it whole in the DLQ.
-                let ev = Event { id: Uuid::nil(), subject: msg.subject.to_string(), payload: String::from_utf8_lossy(&msg.payload).into_owned(), aggregate: None, occurred_at: String::new(), stream_seq: seq, headers: "{}".into() };
-                let _ = self.dead_letter(wf, &ev, None, "permanent", reason.clone(), None, 1).await;
+                let ev = Event {
+                    id: Uuid::nil(),
+                    subject: msg.subject.to_string(),
+                    payload: String::from_utf8_lossy(&msg.payload).into_owned(),
+                    aggregate: None,
+                    occurred_at: String::new(),
+                    stream_seq: seq,
+                    headers: "{}".into(),
+                };
+                let _ = self
+                    .dead_letter(wf, &ev, None, "permanent", reason.clone(), None, 1)
+                    .await;
                 self.settle(&msg, &Disposition::Terminate { reason }).await;
                 return;
             }
@@ -277,7 +341,9 @@ impl Worker {
             Ok(d) => d,
             Err(e) => {
                 tracing::warn!(workflow = %wf.name, event_id = %ev.id, error = %e, "database error; message will be retried");
-                Disposition::Retry { after: Duration::from_secs(1) }
+                Disposition::Retry {
+                    after: Duration::from_secs(1),
+                }
             }
         };
         progress.abort();
@@ -285,10 +351,20 @@ impl Worker {
     }
 
     /// Create or update the durable consumer of `wf`.
-    pub async fn consumer(&self, js: &jetstream::Context, wf: &Workflow) -> Result<consumer::PullConsumer, WorkerError> {
+    pub async fn consumer(
+        &self,
+        js: &jetstream::Context,
+        wf: &Workflow,
+    ) -> Result<consumer::PullConsumer, WorkerError> {
         let name = consumer_name(&wf.name);
-        let err = |detail: String| WorkerError::Consumer { consumer: name.clone(), detail };
-        let stream = js.get_stream(&self.cfg.stream).await.map_err(|e| err(format!("stream {}: {e}", self.cfg.stream)))?;
+        let err = |detail: String| WorkerError::Consumer {
+            consumer: name.clone(),
+            detail,
+        };
+        let stream = js
+            .get_stream(&self.cfg.stream)
+            .await
+            .map_err(|e| err(format!("stream {}: {e}", self.cfg.stream)))?;
         let config = consumer::pull::Config {
             durable_name: Some(name.clone()),
             filter_subjects: wf.subjects.clone(),
@@ -299,13 +375,24 @@ impl Worker {
             ..Default::default()
         };
         match stream.get_consumer::<consumer::pull::Config>(&name).await {
-            Ok(_) => stream.update_consumer(config).await.map_err(|e| err(e.to_string())),
-            Err(_) => stream.create_consumer(config).await.map_err(|e| err(e.to_string())),
+            Ok(_) => stream
+                .update_consumer(config)
+                .await
+                .map_err(|e| err(e.to_string())),
+            Err(_) => stream
+                .create_consumer(config)
+                .await
+                .map_err(|e| err(e.to_string())),
         }
     }
 
     /// Consume one workflow until shutdown; reconnects on consumer errors.
-    pub async fn run_workflow(self: Arc<Self>, js: jetstream::Context, wf: Workflow, mut shutdown: Shutdown) {
+    pub async fn run_workflow(
+        self: Arc<Self>,
+        js: jetstream::Context,
+        wf: Workflow,
+        mut shutdown: Shutdown,
+    ) {
         let wf = Arc::new(wf);
         while !shutdown.is_triggered() {
             let consumer = match self.consumer(&js, &wf).await {

@@ -1,7 +1,8 @@
 //! Handlebars helpers for email authors: `upper`, `lower`, `urlencode`, `json`,
 //! `default`, `pluralize`, `date`.
 use handlebars::{
-    Context, Handlebars, Helper, HelperResult, Output, RenderContext, RenderErrorReason, handlebars_helper,
+    Context, Handlebars, Helper, HelperResult, Output, RenderContext, RenderErrorReason,
+    handlebars_helper,
 };
 
 handlebars_helper!(upper: |s: str| s.to_uppercase());
@@ -24,13 +25,21 @@ fn default_helper(
     _: &mut RenderContext,
     out: &mut dyn Output,
 ) -> HelperResult {
-    let value = h.param(0).map(|p| p.value().clone()).unwrap_or(serde_json::Value::Null);
+    let value = h
+        .param(0)
+        .map(|p| p.value().clone())
+        .unwrap_or(serde_json::Value::Null);
     let fallback = h
         .param(1)
         .map(|p| render_plain(p.value()))
         .ok_or_else(|| RenderErrorReason::ParamNotFoundForIndex("default", 1))?;
-    let empty = matches!(&value, serde_json::Value::Null) || value.as_str().is_some_and(str::is_empty);
-    out.write(&if empty { fallback } else { render_plain(&value) })?;
+    let empty =
+        matches!(&value, serde_json::Value::Null) || value.as_str().is_some_and(str::is_empty);
+    out.write(&if empty {
+        fallback
+    } else {
+        render_plain(&value)
+    })?;
     Ok(())
 }
 
@@ -55,7 +64,10 @@ fn date_helper(
         .param(0)
         .map(|p| p.value().clone())
         .ok_or_else(|| RenderErrorReason::ParamNotFoundForIndex("date", 0))?;
-    let fmt = h.param(1).and_then(|p| p.value().as_str()).unwrap_or("%Y-%m-%d %H:%M");
+    let fmt = h
+        .param(1)
+        .and_then(|p| p.value().as_str())
+        .unwrap_or("%Y-%m-%d %H:%M");
     let tz_name = h.param(2).and_then(|p| p.value().as_str()).unwrap_or("UTC");
     let tz: chrono_tz::Tz = tz_name
         .parse()
@@ -68,7 +80,9 @@ fn date_helper(
             .as_i64()
             .and_then(|s| chrono::DateTime::from_timestamp(s, 0))
             .ok_or_else(|| RenderErrorReason::Other("date: number out of range".into()))?,
-        other => return Err(RenderErrorReason::Other(format!("date: cannot format {other}")).into()),
+        other => {
+            return Err(RenderErrorReason::Other(format!("date: cannot format {other}")).into());
+        }
     };
     out.write(&dt.with_timezone(&tz).format(fmt).to_string())?;
     Ok(())

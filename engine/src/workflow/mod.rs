@@ -27,7 +27,14 @@ pub struct Problem {
 
 impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}:{}: {}", self.file.display(), self.line, self.col, self.message)
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file.display(),
+            self.line,
+            self.col,
+            self.message
+        )
     }
 }
 
@@ -172,7 +179,10 @@ fn yaml_files(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
 /// Parse one file; YAML and shape errors come back located.
 pub fn parse(file: &Path, text: &str) -> Result<RawWorkflow, Problem> {
     serde_saphyr::from_str::<RawWorkflow>(text).map_err(|e| {
-        let (line, col) = e.location().map(|l| (l.line(), l.column())).unwrap_or((1, 1));
+        let (line, col) = e
+            .location()
+            .map(|l| (l.line(), l.column()))
+            .unwrap_or((1, 1));
         Problem {
             file: file.to_path_buf(),
             line: line.max(1),
@@ -185,7 +195,10 @@ pub fn parse(file: &Path, text: &str) -> Result<RawWorkflow, Problem> {
 fn path_segments(p: &str) -> Option<Vec<String>> {
     let segs: Vec<String> = p.split('.').map(str::to_string).collect();
     let ok = segs.iter().all(|s| !s.is_empty())
-        && matches!(segs.first().map(String::as_str), Some("event" | "meta" | "item"));
+        && matches!(
+            segs.first().map(String::as_str),
+            Some("event" | "meta" | "item")
+        );
     ok.then_some(segs)
 }
 
@@ -216,59 +229,111 @@ impl Builder {
     /// Resolve a template file strictly inside the workflows directory.
     fn read_template(&mut self, file: &Path, field: &Spanned<String>) -> Option<String> {
         let rel = Path::new(&field.value);
-        if rel.is_absolute() || rel.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
-            self.problems.push(loc_problem(file, &field.referenced,
-                format!("template path {:?} must be relative and stay inside the workflows directory", field.value)));
+        if rel.is_absolute()
+            || rel
+                .components()
+                .any(|c| matches!(c, std::path::Component::ParentDir))
+        {
+            self.problems.push(loc_problem(
+                file,
+                &field.referenced,
+                format!(
+                    "template path {:?} must be relative and stay inside the workflows directory",
+                    field.value
+                ),
+            ));
             return None;
         }
         let path = self.dir.join(rel);
         let inside = match (path.canonicalize(), self.dir.canonicalize()) {
             (Ok(p), Ok(d)) => p.starts_with(d),
             _ => {
-                self.problems.push(loc_problem(file, &field.referenced, format!("template file {:?} not found", field.value)));
+                self.problems.push(loc_problem(
+                    file,
+                    &field.referenced,
+                    format!("template file {:?} not found", field.value),
+                ));
                 return None;
             }
         };
         if !inside {
-            self.problems.push(loc_problem(file, &field.referenced,
-                format!("template path {:?} resolves outside the workflows directory", field.value)));
+            self.problems.push(loc_problem(
+                file,
+                &field.referenced,
+                format!(
+                    "template path {:?} resolves outside the workflows directory",
+                    field.value
+                ),
+            ));
             return None;
         }
         match std::fs::read_to_string(&path) {
             Ok(t) => Some(t),
             Err(e) => {
-                self.problems.push(loc_problem(file, &field.referenced, format!("cannot read template {:?}: {e}", field.value)));
+                self.problems.push(loc_problem(
+                    file,
+                    &field.referenced,
+                    format!("cannot read template {:?}: {e}", field.value),
+                ));
                 None
             }
         }
     }
 
-    fn compile(&mut self, html: bool, name: String, text: &str, file: &Path, loc: &Location, what: &str) {
-        let reg = if html { &mut self.html } else { &mut self.plain };
+    fn compile(
+        &mut self,
+        html: bool,
+        name: String,
+        text: &str,
+        file: &Path,
+        loc: &Location,
+        what: &str,
+    ) {
+        let reg = if html {
+            &mut self.html
+        } else {
+            &mut self.plain
+        };
         if let Err(e) = reg.register_template_string(&name, text) {
-            self.problems.push(loc_problem(file, loc, format!("{what}: invalid template: {}", e.reason())));
+            self.problems.push(loc_problem(
+                file,
+                loc,
+                format!("{what}: invalid template: {}", e.reason()),
+            ));
         }
     }
 
     fn partials(&mut self) {
         let pdir = self.dir.join("templates/partials");
-        let Ok(entries) = std::fs::read_dir(&pdir) else { return };
+        let Ok(entries) = std::fs::read_dir(&pdir) else {
+            return;
+        };
         let mut entries: Vec<_> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
         entries.sort();
         for p in entries {
-            let Some(fname) = p.file_name().and_then(|f| f.to_str()) else { continue };
-            let Some(stem) = fname.strip_suffix(".hbs") else { continue };
-            let name = stem.trim_end_matches(".html").trim_end_matches(".txt").to_string();
+            let Some(fname) = p.file_name().and_then(|f| f.to_str()) else {
+                continue;
+            };
+            let Some(stem) = fname.strip_suffix(".hbs") else {
+                continue;
+            };
+            let name = stem
+                .trim_end_matches(".html")
+                .trim_end_matches(".txt")
+                .to_string();
             match std::fs::read_to_string(&p) {
                 Ok(t) => {
                     for reg in [&mut self.html, &mut self.plain] {
                         if let Err(e) = reg.register_partial(&name, &t) {
-                            self.problems.push(file_problem(&p, format!("invalid partial: {}", e.reason())));
+                            self.problems
+                                .push(file_problem(&p, format!("invalid partial: {}", e.reason())));
                             break;
                         }
                     }
                 }
-                Err(e) => self.problems.push(file_problem(&p, format!("cannot read partial: {e}"))),
+                Err(e) => self
+                    .problems
+                    .push(file_problem(&p, format!("cannot read partial: {e}"))),
             }
         }
     }
@@ -276,10 +341,21 @@ impl Builder {
     fn recipients(&mut self, wf: &str, kind: &str, v: &Spanned<OneOrMany>, file: &Path) -> usize {
         let items = v.value.items();
         if kind == "to" && (items.is_empty() || items.iter().all(|s| s.trim().is_empty())) {
-            self.problems.push(loc_problem(file, &v.referenced, "email.to must name at least one recipient"));
+            self.problems.push(loc_problem(
+                file,
+                &v.referenced,
+                "email.to must name at least one recipient",
+            ));
         }
         for (i, t) in items.iter().enumerate() {
-            self.compile(false, format!("{wf}:{kind}:{i}"), t, file, &v.referenced, &format!("email.{kind}"));
+            self.compile(
+                false,
+                format!("{wf}:{kind}:{i}"),
+                t,
+                file,
+                &v.referenced,
+                &format!("email.{kind}"),
+            );
         }
         items.len()
     }
@@ -287,14 +363,28 @@ impl Builder {
     fn guard(&mut self, g: &Spanned<RawGuard>, file: &Path) -> Option<Guard> {
         let raw = &g.value;
         let Some(path) = path_segments(&raw.path) else {
-            self.problems.push(loc_problem(file, &g.referenced,
-                format!("when: path {:?} must be dotted and start with event, meta or item", raw.path)));
+            self.problems.push(loc_problem(
+                file,
+                &g.referenced,
+                format!(
+                    "when: path {:?} must be dotted and start with event, meta or item",
+                    raw.path
+                ),
+            ));
             return None;
         };
-        let ops = [raw.exists.is_some(), raw.equals.is_some(), raw.not_equals.is_some(), raw.in_.is_some()];
+        let ops = [
+            raw.exists.is_some(),
+            raw.equals.is_some(),
+            raw.not_equals.is_some(),
+            raw.in_.is_some(),
+        ];
         if ops.iter().filter(|b| **b).count() != 1 {
-            self.problems.push(loc_problem(file, &g.referenced,
-                "when: each guard needs exactly one of exists, equals, not_equals, in"));
+            self.problems.push(loc_problem(
+                file,
+                &g.referenced,
+                "when: each guard needs exactly one of exists, equals, not_equals, in",
+            ));
             return None;
         }
         Some(if let Some(b) = raw.exists {
@@ -308,59 +398,138 @@ impl Builder {
         })
     }
 
-    fn workflow(&mut self, file: &Path, raw: RawWorkflow, names: &mut BTreeMap<String, PathBuf>) -> Option<Workflow> {
+    fn workflow(
+        &mut self,
+        file: &Path,
+        raw: RawWorkflow,
+        names: &mut BTreeMap<String, PathBuf>,
+    ) -> Option<Workflow> {
         let before = self.problems.len();
         let name = raw.name.value.clone();
-        let name_ok = !name.is_empty() && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        let name_ok = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
         if !name_ok {
-            self.problems.push(loc_problem(file, &raw.name.referenced, format!("name {name:?} must match [a-z0-9-]+")));
+            self.problems.push(loc_problem(
+                file,
+                &raw.name.referenced,
+                format!("name {name:?} must match [a-z0-9-]+"),
+            ));
         } else if let Some(other) = names.insert(name.clone(), file.to_path_buf()) {
-            self.problems.push(loc_problem(file, &raw.name.referenced,
-                format!("duplicate workflow name {name:?} (also in {})", other.display())));
+            self.problems.push(loc_problem(
+                file,
+                &raw.name.referenced,
+                format!(
+                    "duplicate workflow name {name:?} (also in {})",
+                    other.display()
+                ),
+            ));
         }
         if raw.on.value.subjects.is_empty() {
-            self.problems.push(loc_problem(file, &raw.on.referenced, "on.subjects must list at least one subject filter"));
+            self.problems.push(loc_problem(
+                file,
+                &raw.on.referenced,
+                "on.subjects must list at least one subject filter",
+            ));
         }
         let mut subjects = Vec::new();
         for s in &raw.on.value.subjects {
             match subject::validate_filter(&s.value) {
                 Ok(()) => subjects.push(s.value.clone()),
-                Err(e) => self.problems.push(loc_problem(file, &s.referenced, format!("on.subjects: {:?}: {e}", s.value))),
+                Err(e) => self.problems.push(loc_problem(
+                    file,
+                    &s.referenced,
+                    format!("on.subjects: {:?}: {e}", s.value),
+                )),
             }
         }
-        let guards: Vec<Guard> = raw.when.iter().filter_map(|g| self.guard(g, file)).collect();
+        let guards: Vec<Guard> = raw
+            .when
+            .iter()
+            .filter_map(|g| self.guard(g, file))
+            .collect();
         let for_each = raw.for_each.as_ref().and_then(|f| {
             let segs = path_segments(&f.value);
             if segs.is_none() {
-                self.problems.push(loc_problem(file, &f.referenced,
-                    format!("for_each: path {:?} must be dotted and start with event or meta", f.value)));
+                self.problems.push(loc_problem(
+                    file,
+                    &f.referenced,
+                    format!(
+                        "for_each: path {:?} must be dotted and start with event or meta",
+                        f.value
+                    ),
+                ));
             }
             segs
         });
         let email = &raw.email.value;
         let eloc = raw.email.referenced;
-        self.compile(false, format!("{name}:from"), &email.from.value, file, &email.from.referenced, "email.from");
+        self.compile(
+            false,
+            format!("{name}:from"),
+            &email.from.value,
+            file,
+            &email.from.referenced,
+            "email.from",
+        );
         let mut counts = RecipientCounts {
             to: self.recipients(&name, "to", &email.to, file),
             ..Default::default()
         };
-        if let Some(v) = &email.cc { counts.cc = self.recipients(&name, "cc", v, file); }
-        if let Some(v) = &email.bcc { counts.bcc = self.recipients(&name, "bcc", v, file); }
-        if let Some(v) = &email.reply_to { counts.reply_to = self.recipients(&name, "reply_to", v, file); }
-        self.compile(false, format!("{name}:subject"), &email.subject.value, file, &email.subject.referenced, "email.subject");
-        let body = |b: &mut Builder, inline: &Option<Spanned<String>>, from_file: &Option<Spanned<String>>, html: bool, what: &str| -> bool {
+        if let Some(v) = &email.cc {
+            counts.cc = self.recipients(&name, "cc", v, file);
+        }
+        if let Some(v) = &email.bcc {
+            counts.bcc = self.recipients(&name, "bcc", v, file);
+        }
+        if let Some(v) = &email.reply_to {
+            counts.reply_to = self.recipients(&name, "reply_to", v, file);
+        }
+        self.compile(
+            false,
+            format!("{name}:subject"),
+            &email.subject.value,
+            file,
+            &email.subject.referenced,
+            "email.subject",
+        );
+        let body = |b: &mut Builder,
+                    inline: &Option<Spanned<String>>,
+                    from_file: &Option<Spanned<String>>,
+                    html: bool,
+                    what: &str|
+         -> bool {
             match (inline, from_file) {
                 (Some(_), Some(f)) => {
-                    b.problems.push(loc_problem(file, &f.referenced, format!("email.{what} and email.{what}_file are exclusive")));
+                    b.problems.push(loc_problem(
+                        file,
+                        &f.referenced,
+                        format!("email.{what} and email.{what}_file are exclusive"),
+                    ));
                     false
                 }
                 (Some(t), None) => {
-                    b.compile(html, format!("{name}:{what}"), &t.value, file, &t.referenced, &format!("email.{what}"));
+                    b.compile(
+                        html,
+                        format!("{name}:{what}"),
+                        &t.value,
+                        file,
+                        &t.referenced,
+                        &format!("email.{what}"),
+                    );
                     true
                 }
                 (None, Some(f)) => match b.read_template(file, f) {
                     Some(t) => {
-                        b.compile(html, format!("{name}:{what}"), &t, file, &f.referenced, &format!("email.{what}_file {:?}", f.value));
+                        b.compile(
+                            html,
+                            format!("{name}:{what}"),
+                            &t,
+                            file,
+                            &f.referenced,
+                            &format!("email.{what}_file {:?}", f.value),
+                        );
                         true
                     }
                     None => false,
@@ -370,40 +539,86 @@ impl Builder {
         };
         let has_text = body(self, &email.text, &email.text_file, false, "text");
         let has_html = body(self, &email.html, &email.html_file, true, "html");
-        if email.text.is_none() && email.text_file.is_none() && email.html.is_none() && email.html_file.is_none() {
-            self.problems.push(loc_problem(file, &eloc, "email needs a body: text, text_file, html or html_file"));
+        if email.text.is_none()
+            && email.text_file.is_none()
+            && email.html.is_none()
+            && email.html_file.is_none()
+        {
+            self.problems.push(loc_problem(
+                file,
+                &eloc,
+                "email needs a body: text, text_file, html or html_file",
+            ));
         }
         let mut header_names = Vec::new();
         for (h, v) in &email.headers {
-            let bad = h.is_empty() || h.chars().any(|c| c == ':' || c.is_whitespace() || c.is_control());
-            let reserved = ["from", "to", "cc", "bcc", "subject", "message-id", "date", "reply-to"].contains(&h.to_ascii_lowercase().as_str());
+            let bad = h.is_empty()
+                || h.chars()
+                    .any(|c| c == ':' || c.is_whitespace() || c.is_control());
+            let reserved = [
+                "from",
+                "to",
+                "cc",
+                "bcc",
+                "subject",
+                "message-id",
+                "date",
+                "reply-to",
+            ]
+            .contains(&h.to_ascii_lowercase().as_str());
             if bad || reserved {
-                self.problems.push(loc_problem(file, &eloc, format!("email.headers: {h:?} is not an allowed header name")));
+                self.problems.push(loc_problem(
+                    file,
+                    &eloc,
+                    format!("email.headers: {h:?} is not an allowed header name"),
+                ));
                 continue;
             }
-            self.compile(false, format!("{name}:header:{h}"), v, file, &eloc, &format!("email.headers.{h}"));
+            self.compile(
+                false,
+                format!("{name}:header:{h}"),
+                v,
+                file,
+                &eloc,
+                &format!("email.headers.{h}"),
+            );
             header_names.push(h.clone());
         }
         let mut retry = RetryPolicy::default();
         if let Some(r) = &raw.retry {
             if let Some(m) = r.value.max_attempts {
                 if m == 0 {
-                    self.problems.push(loc_problem(file, &r.referenced, "retry.max_attempts must be at least 1"));
+                    self.problems.push(loc_problem(
+                        file,
+                        &r.referenced,
+                        "retry.max_attempts must be at least 1",
+                    ));
                 }
                 retry.max_attempts = m;
             }
             if let Some(b) = &r.value.backoff {
-                for (field, val, slot) in [("initial", &b.initial, &mut retry.initial), ("max", &b.max, &mut retry.max)] {
+                for (field, val, slot) in [
+                    ("initial", &b.initial, &mut retry.initial),
+                    ("max", &b.max, &mut retry.max),
+                ] {
                     if let Some(v) = val {
                         match crate::duration::parse(v) {
                             Ok(d) => *slot = d,
-                            Err(e) => self.problems.push(loc_problem(file, &r.referenced, format!("retry.backoff.{field}: {e}"))),
+                            Err(e) => self.problems.push(loc_problem(
+                                file,
+                                &r.referenced,
+                                format!("retry.backoff.{field}: {e}"),
+                            )),
                         }
                     }
                 }
                 if let Some(m) = b.multiplier {
                     if !(1.0..=10.0).contains(&m) {
-                        self.problems.push(loc_problem(file, &r.referenced, "retry.backoff.multiplier must be between 1.0 and 10.0"));
+                        self.problems.push(loc_problem(
+                            file,
+                            &r.referenced,
+                            "retry.backoff.multiplier must be between 1.0 and 10.0",
+                        ));
                     }
                     retry.multiplier = m;
                 }
@@ -429,7 +644,10 @@ impl Builder {
 pub fn load(dir: &Path) -> Result<Catalog, Problems> {
     let mut files = Vec::new();
     if let Err(e) = yaml_files(dir, &mut files) {
-        return Err(Problems(vec![file_problem(dir, format!("cannot read workflows directory: {e}"))]));
+        return Err(Problems(vec![file_problem(
+            dir,
+            format!("cannot read workflows directory: {e}"),
+        )]));
     }
     let mut b = Builder::new(dir);
     b.partials();
@@ -439,7 +657,8 @@ pub fn load(dir: &Path) -> Result<Catalog, Problems> {
         let text = match std::fs::read_to_string(file) {
             Ok(t) => t,
             Err(e) => {
-                b.problems.push(file_problem(file, format!("cannot read: {e}")));
+                b.problems
+                    .push(file_problem(file, format!("cannot read: {e}")));
                 continue;
             }
         };

@@ -33,7 +33,11 @@ pub struct Email {
 impl Email {
     /// Ledger recipient key: the sorted, lower-cased `to` addresses.
     pub fn recipient_key(&self) -> String {
-        let mut v: Vec<String> = self.to.iter().map(|a| bare_address(a).to_ascii_lowercase()).collect();
+        let mut v: Vec<String> = self
+            .to
+            .iter()
+            .map(|a| bare_address(a).to_ascii_lowercase())
+            .collect();
         v.sort();
         v.join(",")
     }
@@ -58,7 +62,9 @@ pub enum RenderError {
 #[derive(Debug, Clone)]
 pub enum Outcome {
     /// A guard did not hold: nothing to send (recorded as skipped).
-    Skipped { guard: String },
+    Skipped {
+        guard: String,
+    },
     Emails(Vec<Email>),
 }
 
@@ -105,31 +111,47 @@ pub fn bare_address(a: &str) -> &str {
 
 /// The display name of `Name <addr>`, if any.
 pub fn display_name(a: &str) -> Option<&str> {
-    a.rfind('<').map(|l| a[..l].trim().trim_matches('"')).filter(|n| !n.is_empty())
+    a.rfind('<')
+        .map(|l| a[..l].trim().trim_matches('"'))
+        .filter(|n| !n.is_empty())
 }
 
 fn valid_address(a: &str) -> bool {
     let bare = bare_address(a);
-    let Some((local, domain)) = bare.rsplit_once('@') else { return false };
+    let Some((local, domain)) = bare.rsplit_once('@') else {
+        return false;
+    };
     !local.is_empty()
         && (domain.contains('.') || domain == "localhost")
         && !domain.starts_with('.')
-        && !bare.chars().any(|c| c.is_whitespace() || c.is_control() || c == ',' || c == '<' || c == '>')
+        && !bare
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == ',' || c == '<' || c == '>')
 }
 
 fn no_crlf(field: &str, v: &str) -> Result<(), RenderError> {
     if v.contains(['\r', '\n']) {
-        return Err(RenderError::HeaderInjection { field: field.to_string() });
+        return Err(RenderError::HeaderInjection {
+            field: field.to_string(),
+        });
     }
     Ok(())
 }
 
 impl Catalog {
     fn render_plain(&self, name: &str, ctx: &Value) -> Result<String, RenderError> {
-        self.plain.render(name, ctx).map_err(|e| template_error(name, &e))
+        self.plain
+            .render(name, ctx)
+            .map_err(|e| template_error(name, &e))
     }
 
-    fn addresses(&self, wf: &Workflow, kind: &str, n: usize, ctx: &Value) -> Result<Vec<String>, RenderError> {
+    fn addresses(
+        &self,
+        wf: &Workflow,
+        kind: &str,
+        n: usize,
+        ctx: &Value,
+    ) -> Result<Vec<String>, RenderError> {
         let mut out = Vec::new();
         for i in 0..n {
             let v = self.render_plain(&format!("{}:{kind}:{i}", wf.name), ctx)?;
@@ -137,7 +159,10 @@ impl Catalog {
             for a in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
                 no_crlf(&format!("email.{kind}"), a)?;
                 if !valid_address(a) {
-                    return Err(RenderError::InvalidAddress { field: format!("email.{kind}"), address: a.to_string() });
+                    return Err(RenderError::InvalidAddress {
+                        field: format!("email.{kind}"),
+                        address: a.to_string(),
+                    });
                 }
                 out.push(a.to_string());
             }
@@ -149,7 +174,10 @@ impl Catalog {
         let from = self.render_plain(&format!("{}:from", wf.name), ctx)?;
         no_crlf("email.from", &from)?;
         if !valid_address(&from) {
-            return Err(RenderError::InvalidAddress { field: "email.from".into(), address: from });
+            return Err(RenderError::InvalidAddress {
+                field: "email.from".into(),
+                address: from,
+            });
         }
         let to = self.addresses(wf, "to", wf.counts.to, ctx)?;
         if to.is_empty() {
@@ -172,9 +200,17 @@ impl Catalog {
             bcc: self.addresses(wf, "bcc", wf.counts.bcc, ctx)?,
             reply_to: self.addresses(wf, "reply_to", wf.counts.reply_to, ctx)?,
             subject,
-            text: if wf.has_text { Some(self.render_plain(&format!("{}:text", wf.name), ctx)?) } else { None },
+            text: if wf.has_text {
+                Some(self.render_plain(&format!("{}:text", wf.name), ctx)?)
+            } else {
+                None
+            },
             html: if wf.has_html {
-                Some(self.html.render(&html_name, ctx).map_err(|e| template_error(&html_name, &e))?)
+                Some(
+                    self.html
+                        .render(&html_name, ctx)
+                        .map_err(|e| template_error(&html_name, &e))?,
+                )
             } else {
                 None
             },
@@ -183,7 +219,12 @@ impl Catalog {
     }
 
     /// Evaluate guards, expand `for_each`, render every email of this event.
-    pub fn render(&self, wf: &Workflow, payload: &Value, meta: &Meta) -> Result<Outcome, RenderError> {
+    pub fn render(
+        &self,
+        wf: &Workflow,
+        payload: &Value,
+        meta: &Meta,
+    ) -> Result<Outcome, RenderError> {
         let ctx = json!({ "event": payload, "meta": meta });
         for g in &wf.guards {
             if !guard_holds(g, &ctx) {
@@ -195,8 +236,18 @@ impl Catalog {
         };
         let items = match lookup(&ctx, path) {
             Some(Value::Array(a)) => a.clone(),
-            Some(other) => return Err(RenderError::ForEach(format!("{} is not an array (got {other})", path.join(".")))),
-            None => return Err(RenderError::ForEach(format!("{} is missing", path.join(".")))),
+            Some(other) => {
+                return Err(RenderError::ForEach(format!(
+                    "{} is not an array (got {other})",
+                    path.join(".")
+                )));
+            }
+            None => {
+                return Err(RenderError::ForEach(format!(
+                    "{} is missing",
+                    path.join(".")
+                )));
+            }
         };
         let mut emails = Vec::with_capacity(items.len());
         for (i, item) in items.into_iter().enumerate() {
@@ -208,10 +259,16 @@ impl Catalog {
 }
 
 fn template_error(name: &str, e: &handlebars::RenderError) -> RenderError {
-    let field = name.split_once(':').map(|(_, f)| f.replace(':', ".")).unwrap_or_default();
+    let field = name
+        .split_once(':')
+        .map(|(_, f)| f.replace(':', "."))
+        .unwrap_or_default();
     let message = match e.reason() {
         handlebars::RenderErrorReason::MissingVariable(Some(v)) => format!("missing variable {v}"),
         other => other.to_string(),
     };
-    RenderError::Template { template: format!("email.{field}"), message }
+    RenderError::Template {
+        template: format!("email.{field}"),
+        message,
+    }
 }
