@@ -305,6 +305,12 @@ impl Worker {
     }
 
     async fn handle(&self, wf: &Workflow, msg: jetstream::Message) {
+        // A server older than 2.10 ignores multi-subject filters and delivers
+        // everything: never run a workflow on a subject it did not ask for.
+        if !wf.subjects.iter().any(|f| crate::subject::matches(f, &msg.subject)) {
+            self.settle(&msg, &Disposition::Ack).await;
+            return;
+        }
         let seq = msg.info().ok().map(|i| i.stream_sequence);
         let ev = match Event::from_message(&msg, seq) {
             Ok(ev) => ev,
