@@ -57,23 +57,17 @@ pub enum StreamError {
 /// The client waits for a first server and reconnects forever; Herald's loops
 /// treat failed requests as transient.
 pub async fn connect(urls: &str, name: &str) -> Result<async_nats::Client, StreamError> {
-    connect_with(urls, name, true).await
-}
-
-/// Connect, failing fast when no server answers (for one-shot commands).
-pub async fn connect_once(urls: &str, name: &str) -> Result<async_nats::Client, StreamError> {
-    connect_with(urls, name, false).await
-}
-
-async fn connect_with(urls: &str, name: &str, retry: bool) -> Result<async_nats::Client, StreamError> {
-    let addrs: Vec<&str> = urls.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
-    let mut opts = async_nats::ConnectOptions::new()
+    let addrs: Vec<&str> = urls
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    async_nats::ConnectOptions::new()
         .name(name)
-        .connection_timeout(Duration::from_secs(3));
-    if retry {
-        opts = opts.retry_on_initial_connect().max_reconnects(None);
-    }
-    opts.connect(addrs.join(","))
+        .connection_timeout(Duration::from_secs(3))
+        .retry_on_initial_connect()
+        .max_reconnects(None)
+        .connect(addrs.join(","))
         .await
         .map_err(|source| StreamError::Connect {
             url: urls.to_string(),

@@ -4,8 +4,8 @@
 use chrono::Utc;
 use herald_entities::delivery;
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait,
-    QueryFilter, sea_query::OnConflict,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, DatabaseConnection, DbErr,
+    EntityTrait, QueryFilter, sea_query::OnConflict,
 };
 use uuid::Uuid;
 
@@ -36,34 +36,40 @@ pub struct Key<'a> {
     pub recipient: &'a str,
 }
 
-/// Claim the delivery for an attempt: create it as `sending`, or move a
-/// `sending`/`retrying` row to the next attempt. A row left in `sending` by a
-/// crash between the SMTP reply and the ledger write is sent again (with the
-/// same Message-ID): the one window where a duplicate is possible.
-pub async fn claim(
-    db: &DatabaseConnection,
+/// A fresh ledger row for `key`.
+fn new_row(
     key: &Key<'_>,
     index: usize,
     subject: &str,
-) -> Result<Claim, DbErr> {
+    state: &str,
+    attempts: i32,
+    last_error: Option<String>,
+) -> delivery::ActiveModel {
     let now = Utc::now();
-    let row = delivery::ActiveModel {
+    delivery::ActiveModel {
         event_id: Set(key.event_id),
         workflow: Set(key.workflow.to_string()),
         recipient: Set(key.recipient.to_string()),
         item_index: Set(i32::try_from(index).unwrap_or(i32::MAX)),
         subject: Set(subject.to_string()),
-        state: Set(state::SENDING.to_string()),
-        attempts: Set(1),
+        state: Set(state.to_string()),
+        attempts: Set(attempts),
         message_id: Set(None),
         smtp_response: Set(None),
-        last_error: Set(None),
+        last_error: Set(last_error),
         resend_reason: Set(None),
         created_at: Set(now),
         updated_at: Set(now),
         sent_at: Set(None),
         ..Default::default()
-    };
+    }
+}
+
+/// Insert `row` unless its key exists; true when it was inserted.
+async fn insert_if_absent(
+    db: &DatabaseConnection,
+    row: delivery::ActiveModel,
+) -> Result<bool, DbErr> {
     let inserted = delivery::Entity::insert(row)
         .on_conflict(
             OnConflict::columns([
@@ -76,10 +82,33 @@ pub async fn claim(
         )
         .exec_without_returning(db)
         .await?;
-    if inserted > 0 {
+    Ok(inserted > 0)
+}
+
+/// The condition selecting `key`'s row.
+fn by_key(key: &Key<'_>) -> Condition {
+    Condition::all()
+        .add(delivery::Column::EventId.eq(key.event_id))
+        .add(delivery::Column::Workflow.eq(key.workflow))
+        .add(delivery::Column::Recipient.eq(key.recipient))
+}
+
+/// Claim the delivery for an attempt: create it as `sending`, or move a
+/// `sending`/`retrying` row to the next attempt. A row left in `sending` by a
+/// crash between the SMTP reply and the ledger write is sent again (with the
+/// same Message-ID): the one window where a duplicate is possible.
+pub async fn claim(
+    db: &DatabaseConnection,
+    key: &Key<'_>,
+    index: usize,
+    subject: &str,
+) -> Result<Claim, DbErr> {
+    if insert_if_absent(db, new_row(key, index, subject, state::SENDING, 1, None)).await? {
         return Ok(Claim::Send { attempt: 1 });
     }
-    let existing = find(db, key)
+    let existing = delivery::Entity::find()
+        .filter(by_key(key))
+        .one(db)
         .await?
         .ok_or_else(|| DbErr::RecordNotFound("delivery vanished".into()))?;
     match existing.state.as_str() {
@@ -88,7 +117,7 @@ pub async fn claim(
             let mut am: delivery::ActiveModel = existing.into();
             am.state = Set(state::SENDING.into());
             am.attempts = Set(attempt);
-            am.updated_at = Set(now);
+            am.updated_at = Set(Utc::now());
             am.update(db).await?;
             Ok(Claim::Send {
                 attempt: u32::try_from(attempt).unwrap_or(1),
@@ -98,18 +127,6 @@ pub async fn claim(
             state: other.to_string(),
         }),
     }
-}
-
-pub async fn find(
-    db: &DatabaseConnection,
-    key: &Key<'_>,
-) -> Result<Option<delivery::Model>, DbErr> {
-    delivery::Entity::find()
-        .filter(delivery::Column::EventId.eq(key.event_id))
-        .filter(delivery::Column::Workflow.eq(key.workflow))
-        .filter(delivery::Column::Recipient.eq(key.recipient))
-        .one(db)
-        .await
 }
 
 async fn set_state(
@@ -124,9 +141,7 @@ async fn set_state(
     let mut update = delivery::Entity::update_many()
         .col_expr(delivery::Column::State, state.into())
         .col_expr(delivery::Column::UpdatedAt, now.into())
-        .filter(delivery::Column::EventId.eq(key.event_id))
-        .filter(delivery::Column::Workflow.eq(key.workflow))
-        .filter(delivery::Column::Recipient.eq(key.recipient));
+        .filter(by_key(key));
     if let Some(m) = message_id {
         update = update.col_expr(delivery::Column::MessageId, m.into());
     }
@@ -177,53 +192,18 @@ pub async fn record_skipped(
     workflow: &str,
     why: &str,
 ) -> Result<(), DbErr> {
-    let now = Utc::now();
-    let row = delivery::ActiveModel {
-        event_id: Set(event_id),
-        workflow: Set(workflow.to_string()),
-        recipient: Set(SKIPPED_RECIPIENT.to_string()),
-        item_index: Set(0),
-        subject: Set(String::new()),
-        state: Set(state::SKIPPED.to_string()),
-        attempts: Set(0),
-        message_id: Set(None),
-        smtp_response: Set(None),
-        last_error: Set(Some(format!("guard did not hold: {why}"))),
-        resend_reason: Set(None),
-        created_at: Set(now),
-        updated_at: Set(now),
-        sent_at: Set(None),
-        ..Default::default()
+    let key = Key {
+        event_id,
+        workflow,
+        recipient: SKIPPED_RECIPIENT,
     };
-    delivery::Entity::insert(row)
-        .on_conflict(
-            OnConflict::columns([
-                delivery::Column::EventId,
-                delivery::Column::Workflow,
-                delivery::Column::Recipient,
-            ])
-            .do_nothing()
-            .to_owned(),
-        )
-        .exec_without_returning(db)
-        .await?;
-    Ok(())
-}
-
-/// Re-open dead deliveries of one event+workflow for a re-drive.
-pub async fn reopen_dead(
-    db: &DatabaseConnection,
-    event_id: Uuid,
-    workflow: &str,
-) -> Result<u64, DbErr> {
-    let res = delivery::Entity::update_many()
-        .col_expr(delivery::Column::State, state::RETRYING.into())
-        .col_expr(delivery::Column::Attempts, 0.into())
-        .col_expr(delivery::Column::UpdatedAt, Utc::now().into())
-        .filter(delivery::Column::EventId.eq(event_id))
-        .filter(delivery::Column::Workflow.eq(workflow))
-        .filter(delivery::Column::State.eq(state::DEAD))
-        .exec(db)
-        .await?;
-    Ok(res.rows_affected)
+    let row = new_row(
+        &key,
+        0,
+        "",
+        state::SKIPPED,
+        0,
+        Some(format!("guard did not hold: {why}")),
+    );
+    insert_if_absent(db, row).await.map(|_| ())
 }

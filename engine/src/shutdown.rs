@@ -32,13 +32,6 @@ impl Shutdown {
     pub async fn wait(&mut self) {
         let _ = self.0.wait_for(|v| *v).await;
     }
-
-    /// A shutdown that never fires (one-shot commands, tests).
-    pub fn never() -> Shutdown {
-        let (tx, rx) = watch::channel(false);
-        std::mem::forget(tx);
-        Shutdown(rx)
-    }
 }
 
 /// Trigger on SIGINT or SIGTERM (first one); a second signal is left to the default.

@@ -81,12 +81,13 @@ enum Conn {
 }
 
 impl Conn {
-    async fn send(&mut self, m: Message<'_>) -> mail_send::Result<smtp_reply::Reply> {
+    /// Send one message; the server's reply as `CODE [ESC] text`.
+    async fn send(&mut self, m: Message<'_>) -> mail_send::Result<String> {
         let r = match self {
             Conn::Plain(c) => c.send(m).await?,
             Conn::Tls(c) => c.send(m).await?,
         };
-        Ok(smtp_reply::Reply(format!("{} {}", r.code, reply_text(&r))))
+        Ok(format!("{} {}", r.code, reply_text(&r)))
     }
 }
 
@@ -96,10 +97,6 @@ fn reply_text(r: &smtp_proto::Response<String>) -> String {
         [0, 0, 0] => r.message.clone(),
         [a, b, c] => format!("{a}.{b}.{c} {}", r.message),
     }
-}
-
-mod smtp_reply {
-    pub struct Reply(pub String);
 }
 
 struct SmtpTarget {
@@ -264,7 +261,7 @@ impl SmtpPool {
                 if idle.len() < self.max_idle {
                     idle.push(conn);
                 }
-                Ok(reply.0)
+                Ok(reply)
             }
             // A failed connection is dropped, never reused. A rejected
             // message leaves the session usable, but RSET state is uncertain:

@@ -1,7 +1,6 @@
 //! A real nats-server with JetStream, owned by one test.
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
 use crate::wait;
 
@@ -126,9 +125,4 @@ impl Drop for NatsServer {
     fn drop(&mut self) {
         self.kill();
     }
-}
-
-/// Wait a little for the port to close after a kill (used before restart).
-pub async fn settle() {
-    tokio::time::sleep(Duration::from_millis(50)).await;
 }

@@ -83,10 +83,6 @@ pub struct Herald {
 }
 
 impl Herald {
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
     /// Crash it: SIGKILL, no cleanup.
     pub fn kill9(&mut self) {
         let _ = self.child.kill();

@@ -235,13 +235,13 @@ async fn permanent_5xx_dead_letters_and_others_flow(backend: Backend) {
     );
 }
 
-/// Kill the worker after the ledger says `sent` but before the ack: the
-/// redelivered message finds the ledger row and sends nothing.
-async fn crash_after_ledger_before_ack_sends_once(backend: Backend) {
+/// Run relay and a worker that aborts at `failpoint` while handling one
+/// event; returns once that worker has died (the relay keeps running).
+async fn crash_worker_at(backend: Backend, failpoint: &str) -> (World, Herald) {
     let w = World::start(backend, Some(&[("notify.yaml", FAST_RETRY)])).await;
-    let _relay = w.relay();
+    let relay = w.relay();
     let mut crashing = w.env.herald.clone();
-    crashing.set("HERALD_FAILPOINT", "after_ledger_sent");
+    crashing.set("HERALD_FAILPOINT", failpoint);
     let mut worker = w.worker_with(&crashing);
     w.emit(
         "events.test.a",
@@ -249,6 +249,13 @@ async fn crash_after_ledger_before_ack_sends_once(backend: Backend) {
     );
     let status = worker.wait(Duration::from_secs(60));
     assert!(!status.success(), "the failpoint aborted the worker");
+    (w, relay)
+}
+
+/// Kill the worker after the ledger says `sent` but before the ack: the
+/// redelivered message finds the ledger row and sends nothing.
+async fn crash_after_ledger_before_ack_sends_once(backend: Backend) {
+    let (w, _relay) = crash_worker_at(backend, "after_ledger_sent").await;
     assert_eq!(w.sink.count(), 1);
     let _worker = w.worker();
     wait::until(
@@ -263,16 +270,7 @@ async fn crash_after_ledger_before_ack_sends_once(backend: Backend) {
 /// Kill the worker after SMTP accepted but before the ledger write: the
 /// message is sent again with the same Message-ID (the documented window).
 async fn crash_after_accept_before_ledger_resends_same_message_id(backend: Backend) {
-    let w = World::start(backend, Some(&[("notify.yaml", FAST_RETRY)])).await;
-    let _relay = w.relay();
-    let mut crashing = w.env.herald.clone();
-    crashing.set("HERALD_FAILPOINT", "after_smtp_accept");
-    let mut worker = w.worker_with(&crashing);
-    w.emit(
-        "events.test.a",
-        json!({"email": "a@example.com", "name": "A"}),
-    );
-    assert!(!worker.wait(Duration::from_secs(60)).success());
+    let (w, _relay) = crash_worker_at(backend, "after_smtp_accept").await;
     let _worker = w.worker();
     w.wait_emails(2).await;
     wait::until("the ledger records sent", wait::DEFAULT, || async {

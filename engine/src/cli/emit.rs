@@ -65,7 +65,6 @@ pub async fn run(g: &Global, args: EmitArgs) -> Result<ExitCode> {
         event = event.traceparent(tp);
     }
     outbox::validate(&event, &outbox::EnqueueOptions::default()).map_err(usage)?;
-    herald::db::backend_of(&g.database_url)?;
     let db = herald::db::connect(&g.database_url).await?;
     herald::db::migrate(&db).await?;
     let txn = db.begin().await.context("cannot begin transaction")?;

@@ -22,7 +22,6 @@ pub enum OutboxCmd {
 }
 
 pub async fn run(g: &Global, cmd: OutboxCmd) -> Result<ExitCode> {
-    herald::db::backend_of(&g.database_url)?;
     let db = herald::db::connect(&g.database_url).await?;
     herald::db::migrate(&db).await?;
     match cmd {

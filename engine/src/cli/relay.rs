@@ -39,14 +39,15 @@ pub struct RelayArgs {
 
 impl RelayArgs {
     pub fn config(&self) -> RelayConfig {
-        RelayConfig {
+        let mut cfg = RelayConfig {
             batch_size: self.relay_batch,
             lease: self.relay_lease,
             poll_interval: self.relay_poll,
-            max_attempts: self.relay_max_attempts,
             retention: self.outbox_retention,
             ..Default::default()
-        }
+        };
+        cfg.retry.max_attempts = self.relay_max_attempts;
+        cfg
     }
 
     pub fn stream(&self, g: &Global) -> StreamSettings {
@@ -74,7 +75,6 @@ pub async fn build(
     args: &RelayArgs,
     metrics: std::sync::Arc<Metrics>,
 ) -> Result<Relay> {
-    herald::db::backend_of(&g.database_url)?;
     let db = herald::db::connect(&g.database_url).await?;
     herald::db::migrate(&db).await?;
     let client = herald::jetstream::connect(&g.nats_url, "herald-relay").await?;

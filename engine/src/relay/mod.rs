@@ -21,6 +21,7 @@ use tokio::sync::Notify;
 
 use crate::jetstream::headers;
 use crate::metrics::Metrics;
+use crate::retry::RetryPolicy;
 use crate::shutdown::Shutdown;
 use store::Claimed;
 
@@ -33,10 +34,8 @@ pub struct RelayConfig {
     pub lease: Duration,
     /// Fallback poll interval (PostgreSQL also wakes on NOTIFY).
     pub poll_interval: Duration,
-    /// Publish attempts before a row is parked (a poison row).
-    pub max_attempts: u32,
-    pub backoff_initial: Duration,
-    pub backoff_max: Duration,
+    /// Publish attempts before a row is parked (a poison row), and the delay between them.
+    pub retry: RetryPolicy,
     /// Prune published rows older than this (None: keep them).
     pub retention: Option<Duration>,
     /// This relay's identity in `lease_owner`.
@@ -49,9 +48,12 @@ impl Default for RelayConfig {
             batch_size: 500,
             lease: Duration::from_secs(30),
             poll_interval: Duration::from_millis(200),
-            max_attempts: 5,
-            backoff_initial: Duration::from_millis(500),
-            backoff_max: Duration::from_secs(60),
+            retry: RetryPolicy {
+                max_attempts: 5,
+                initial: Duration::from_millis(500),
+                max: Duration::from_secs(60),
+                multiplier: 2.0,
+            },
             retention: None,
             instance: instance_id("relay"),
         }
@@ -92,25 +94,6 @@ pub struct Relay {
     cfg: RelayConfig,
     metrics: Arc<Metrics>,
     wake: Arc<Notify>,
-}
-
-/// Delay before attempt `attempt + 1` of a row (exponential, no jitter: the
-/// value is stored in the row and must be reproducible).
-pub fn retry_delay(initial: Duration, max: Duration, attempt: u32) -> Duration {
-    let mut b = backoff::ExponentialBackoff {
-        initial_interval: initial,
-        current_interval: initial,
-        randomization_factor: 0.0,
-        multiplier: 2.0,
-        max_interval: max,
-        max_elapsed_time: None,
-        ..Default::default()
-    };
-    let mut d = initial;
-    for _ in 0..=attempt.min(64) {
-        d = b.next_backoff().unwrap_or(max);
-    }
-    d.min(max)
 }
 
 enum PublishFailure {
@@ -253,9 +236,9 @@ impl Relay {
             out.failed += 1;
             self.metrics.outbox_publish_failures.inc();
             let attempt = u32::try_from(row.attempts).unwrap_or(0);
-            let delay = retry_delay(self.cfg.backoff_initial, self.cfg.backoff_max, attempt);
+            let delay = self.cfg.retry.delay(attempt + 1);
             let next = acked_at + chrono::Duration::from_std(delay).unwrap_or_default();
-            let park = (attempt + 1 >= self.cfg.max_attempts).then_some(acked_at);
+            let park = (attempt + 1 >= self.cfg.retry.max_attempts).then_some(acked_at);
             if park.is_some() {
                 out.parked += 1;
                 self.metrics.outbox_parked.inc();
@@ -393,20 +376,5 @@ pub async fn prune(db: &DatabaseConnection, older_than: Duration) -> Result<u64,
         if n < 1000 {
             return Ok(total);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn retry_delay_grows_and_caps() {
-        let i = Duration::from_millis(100);
-        let m = Duration::from_secs(1);
-        assert_eq!(retry_delay(i, m, 0), Duration::from_millis(100));
-        assert_eq!(retry_delay(i, m, 1), Duration::from_millis(200));
-        assert_eq!(retry_delay(i, m, 2), Duration::from_millis(400));
-        assert_eq!(retry_delay(i, m, 10), m);
     }
 }

@@ -53,10 +53,9 @@ pub enum Disposition {
     },
 }
 
+/// Binding a workflow's durable consumer failed.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {
-    #[error("database: {0}")]
-    Database(#[from] DbErr),
     #[error("JetStream consumer {consumer}: {detail}")]
     Consumer { consumer: String, detail: String },
 }
@@ -307,7 +306,11 @@ impl Worker {
     async fn handle(&self, wf: &Workflow, msg: jetstream::Message) {
         // A server older than 2.10 ignores multi-subject filters and delivers
         // everything: never run a workflow on a subject it did not ask for.
-        if !wf.subjects.iter().any(|f| crate::subject::matches(f, &msg.subject)) {
+        if !wf
+            .subjects
+            .iter()
+            .any(|f| crate::subject::matches(f, &msg.subject))
+        {
             self.settle(&msg, &Disposition::Ack).await;
             return;
         }

@@ -6,13 +6,13 @@ pub mod helpers;
 pub mod render;
 pub mod spec;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use handlebars::Handlebars;
 use serde_saphyr::{Location, Spanned};
 
+use crate::retry::RetryPolicy;
 use crate::subject;
 use spec::{OneOrMany, RawGuard, RawWorkflow};
 
@@ -50,47 +50,6 @@ pub enum Guard {
     Equals(Vec<String>, serde_json::Value),
     NotEquals(Vec<String>, serde_json::Value),
     In(Vec<String>, Vec<serde_json::Value>),
-}
-
-/// Retry policy of a workflow's deliveries.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RetryPolicy {
-    pub max_attempts: u32,
-    pub initial: Duration,
-    pub max: Duration,
-    pub multiplier: f64,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            max_attempts: 8,
-            initial: Duration::from_secs(1),
-            max: Duration::from_secs(300),
-            multiplier: 2.0,
-        }
-    }
-}
-
-impl RetryPolicy {
-    /// Delay after failed attempt number `attempt` (1-based), computed with `backoff`.
-    pub fn delay(&self, attempt: u32) -> Duration {
-        use backoff::backoff::Backoff;
-        let mut b = backoff::ExponentialBackoff {
-            initial_interval: self.initial,
-            current_interval: self.initial,
-            randomization_factor: 0.0,
-            multiplier: self.multiplier,
-            max_interval: self.max,
-            max_elapsed_time: None,
-            ..Default::default()
-        };
-        let mut d = self.initial;
-        for _ in 0..attempt.clamp(1, 64) {
-            d = b.next_backoff().unwrap_or(self.max);
-        }
-        d.min(self.max)
-    }
 }
 
 /// A validated workflow; its templates live in the [`Catalog`]'s registries.
@@ -674,8 +633,6 @@ pub fn load(dir: &Path) -> Result<Catalog, Problems> {
     if !b.problems.is_empty() {
         return Err(Problems(b.problems));
     }
-    let consumers: BTreeSet<_> = workflows.iter().map(|w| w.name.clone()).collect();
-    debug_assert_eq!(consumers.len(), workflows.len());
     Ok(Catalog {
         dir: dir.to_path_buf(),
         workflows,
