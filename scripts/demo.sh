@@ -10,20 +10,20 @@ NATS_BIN="$(bash scripts/setup.sh | tail -n 1)"
 cargo build --release --bin herald
 HERALD=./target/release/herald
 export HERALD_DATABASE_URL="${HERALD_DATABASE_URL:-sqlite://herald.db?mode=rwc}"
-export HERALD_NATS_URL="${HERALD_NATS_URL:-nats://127.0.0.1:4222}"
 export HERALD_SMTP_URL="${HERALD_SMTP_URL:-file://./outbox-mail}"
 
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT
 
-port=${HERALD_NATS_URL##*:}
-if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+if [ -z "${HERALD_NATS_URL:-}" ]; then
+  # Our own server on free ports: whatever listens on 4222 may be too old.
+  port=$(free_port); mport=$(free_port)
   mkdir -p .herald
-  "$NATS_BIN" -c nats.conf > .herald/nats.log 2>&1 & pids+=($!)
+  "$NATS_BIN" -c nats.conf -p "$port" -m "$mport" > .herald/nats.log 2>&1 & pids+=($!)
+  export HERALD_NATS_URL="nats://127.0.0.1:$port"
   for _ in $(seq 1 50); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
-else
-  echo "demo: a server already answers on $port; make sure it is nats-server >= 2.10 with JetStream" >&2
 fi
 
 $HERALD migrate

@@ -2,7 +2,10 @@
 use std::time::Duration;
 
 use herald_migration::{Migrator, MigratorTrait};
-use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr,
+    TransactionTrait,
+};
 
 /// Errors of opening or migrating the database.
 #[derive(Debug, thiserror::Error)]
@@ -70,12 +73,29 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DbError> {
     } else {
         opts.max_connections(16);
     }
-    let db = Database::connect(opts)
-        .await
-        .map_err(|source| DbError::Connect {
-            url: redact(url),
-            source,
-        })?;
+    // Several processes opening a new SQLite file at once race to switch it to
+    // WAL, and that switch fails with SQLITE_BUSY instead of waiting on the
+    // busy timeout: retry the open briefly in that one case.
+    let mut tries = 0;
+    let db = loop {
+        match Database::connect(opts.clone()).await {
+            Ok(db) => break db,
+            Err(e)
+                if backend == DbBackend::Sqlite
+                    && tries < 50
+                    && e.to_string().contains("(code: 5)") =>
+            {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(source) => {
+                return Err(DbError::Connect {
+                    url: redact(url),
+                    source,
+                });
+            }
+        }
+    };
     // A lazy pool would report an unreachable server only at first use.
     db.execute_unprepared("SELECT 1")
         .await
@@ -86,13 +106,41 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DbError> {
     Ok(db)
 }
 
-/// Create or upgrade Herald's tables; a no-op when they are current.
-pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbError> {
-    Migrator::up(db, None).await.map_err(DbError::Migrate)
+/// Arbitrary constant: the advisory lock that serialises Herald's migrations.
+const MIGRATE_LOCK: i64 = 0x6865_7261_6c64_6d67; // "heraldmg"
+
+/// Create or upgrade Herald's tables; returns how many migrations it applied
+/// (0 when the schema was current). Safe to run from several processes at once
+/// (relays and workers all migrate at start-up): PostgreSQL serialises them
+/// with an advisory lock held by the migration's transaction; on SQLite, where
+/// the loser of a race fails on the version row, a run succeeds when nothing is
+/// left pending.
+pub async fn migrate(db: &DatabaseConnection) -> Result<usize, DbError> {
+    if db.get_database_backend() == DbBackend::Postgres {
+        let txn = db.begin().await.map_err(DbError::Migrate)?;
+        txn.execute_unprepared(&format!("SELECT pg_advisory_xact_lock({MIGRATE_LOCK})"))
+            .await
+            .map_err(DbError::Migrate)?;
+        let pending = Migrator::get_pending_migrations(&txn)
+            .await
+            .map_err(DbError::Migrate)?
+            .len();
+        Migrator::up(&txn, None).await.map_err(DbError::Migrate)?;
+        txn.commit().await.map_err(DbError::Migrate)?;
+        return Ok(pending);
+    }
+    let pending = pending_migrations(db).await?;
+    match Migrator::up(db, None).await {
+        Ok(()) => Ok(pending),
+        Err(e) if pending_migrations(db).await? == 0 => {
+            tracing::debug!(error = %e, "another process applied the migrations first");
+            Ok(0)
+        }
+        Err(e) => Err(DbError::Migrate(e)),
+    }
 }
 
-/// Migrations not yet applied (used by start-up checks).
-pub async fn pending_migrations(db: &DatabaseConnection) -> Result<usize, DbError> {
+async fn pending_migrations(db: &DatabaseConnection) -> Result<usize, DbError> {
     Ok(Migrator::get_pending_migrations(db)
         .await
         .map_err(DbError::Migrate)?

@@ -51,6 +51,20 @@ pub enum StreamError {
     Conflict { name: String, detail: String },
     #[error("JetStream request for stream {name} failed: {detail}")]
     Request { name: String, detail: String },
+    #[error(
+        "nats-server {version} is too old: Herald needs >= 2.10 (multi-subject consumer filters); scripts/setup.sh installs one"
+    )]
+    ServerTooOld { version: String },
+}
+
+/// Is this nats-server version (`2.10.4`, `v2.9.10`) at least 2.10?
+pub fn server_supported(version: &str) -> bool {
+    let mut parts = version
+        .trim_start_matches('v')
+        .split(['.', '-'])
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    (major, minor) >= (2, 10)
 }
 
 /// Connect to NATS for a long-running process. `urls` may be comma-separated.
@@ -97,6 +111,13 @@ pub async fn ensure_stream(
         .get_or_create_stream(wanted.clone())
         .await
         .map_err(|e| req(&e))?;
+    // Older servers silently ignore `filter_subjects` and would hand every
+    // workflow every event: refuse them before any work. (Read after the first
+    // request: until connected, the client knows no server version.)
+    let version = js.client().server_info().version;
+    if !server_supported(&version) {
+        return Err(StreamError::ServerTooOld { version });
+    }
     let info = s.info().await.map_err(|e| req(&e))?.config.clone();
     if !info.subjects.iter().any(|x| x == STREAM_SUBJECTS) {
         return Err(StreamError::Conflict {
@@ -130,4 +151,17 @@ pub async fn ensure_stream(
         s = js.get_stream(&settings.name).await.map_err(|e| req(&e))?;
     }
     Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn server_versions() {
+        assert!(super::server_supported("2.10.0"));
+        assert!(super::server_supported("2.15.1"));
+        assert!(super::server_supported("3.0.0"));
+        assert!(!super::server_supported("2.9.10"));
+        assert!(!super::server_supported("v2.9.25"));
+        assert!(!super::server_supported(""));
+    }
 }

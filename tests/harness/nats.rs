@@ -18,6 +18,7 @@ pub fn binary() -> PathBuf {
 }
 
 pub struct NatsServer {
+    bin: PathBuf,
     child: Option<Child>,
     pub port: u16,
     pub store: tempfile::TempDir,
@@ -32,6 +33,11 @@ impl NatsServer {
 
     /// Start with extra config lines (e.g. `max_payload: 4096`).
     pub async fn start_with(extra_config: &str) -> NatsServer {
+        Self::start_bin(binary(), extra_config).await
+    }
+
+    /// Start a given nats-server binary (e.g. an old one, to test refusal).
+    pub async fn start_bin(bin: PathBuf, extra_config: &str) -> NatsServer {
         let store = tempfile::tempdir().expect("temp store dir");
         let port = crate::free_port();
         let config = store.path().join("nats.conf");
@@ -44,6 +50,7 @@ impl NatsServer {
         )
         .expect("write nats config");
         let mut s = NatsServer {
+            bin,
             child: None,
             port,
             store,
@@ -59,7 +66,7 @@ impl NatsServer {
             .append(true)
             .open(self.store.path().join("nats.log"))
             .expect("nats log");
-        let child = Command::new(binary())
+        let child = Command::new(&self.bin)
             .arg("-c")
             .arg(&self.config)
             .stdout(Stdio::null())
@@ -68,7 +75,7 @@ impl NatsServer {
             .unwrap_or_else(|e| {
                 panic!(
                     "cannot start nats-server {:?}: {e}; run scripts/setup.sh or set HERALD_NATS_SERVER_BIN",
-                    binary()
+                    self.bin
                 )
             });
         self.child = Some(child);
@@ -79,6 +86,12 @@ impl NatsServer {
                 let Ok(client) = async_nats::connect(&url).await else {
                     return false;
                 };
+                let info = client.server_info();
+                // Old servers (refusal tests) answer account queries in a
+                // format the current client may not parse: their flag suffices.
+                if !herald::jetstream::server_supported(&info.version) {
+                    return info.jetstream;
+                }
                 async_nats::jetstream::new(client)
                     .query_account()
                     .await

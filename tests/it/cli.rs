@@ -133,3 +133,22 @@ fn help_explains_commands() {
         assert!(text.contains(word), "--help lacks {word}: {text}");
     }
 }
+
+/// Relays and workers started together on a new database each migrate it:
+/// concurrent migrations must all succeed.
+async fn concurrent_migrations_all_succeed(backend: Backend) {
+    let db = TestDb::empty(backend).await;
+    let env = env_for(&db);
+    let runs: Vec<_> = (0..4)
+        .map(|_| {
+            let env = env.clone();
+            std::thread::spawn(move || env.run(&["migrate"]))
+        })
+        .collect();
+    for r in runs {
+        let out = r.join().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+}
+
+both_backends!(concurrent_migrations_all_succeed);

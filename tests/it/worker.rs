@@ -409,3 +409,80 @@ fn invalid_workflows_report_file_line_col() {
         "{err}"
     );
 }
+
+/// A message that is not a Herald event (no Nats-Msg-Id) is dead-lettered
+/// whole and does not block the event behind it.
+async fn foreign_message_dead_letters_and_others_flow(backend: Backend) {
+    let w = World::start(backend, Some(&[("notify.yaml", FAST_RETRY)])).await;
+    let _relay = w.relay();
+    let _worker = w.worker();
+    w.emit(
+        "events.test.first",
+        json!({"email": "a@example.com", "name": "A"}),
+    );
+    w.wait_emails(1).await;
+    let js = w.env.nats.jetstream().await;
+    js.publish("events.test.foreign", r#"{"email":"x@example.com"}"#.into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    w.emit(
+        "events.test.after",
+        json!({"email": "b@example.com", "name": "B"}),
+    );
+    w.wait_emails(2).await;
+    wait::until(
+        "the foreign message is dead-lettered",
+        wait::DEFAULT,
+        || async { w.count("SELECT COUNT(*) FROM herald_dead_letters").await == 1 },
+    )
+    .await;
+    use sea_orm::EntityTrait;
+    let dl = herald_entities::dead_letter::Entity::find()
+        .one(&w.env.conn)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(dl.reason.contains("no Nats-Msg-Id"), "{}", dl.reason);
+    assert_eq!(dl.subject, "events.test.foreign");
+    assert!(dl.payload.contains("x@example.com"), "kept whole");
+}
+
+both_backends!(foreign_message_dead_letters_and_others_flow);
+
+/// A nats-server older than 2.10 ignores multi-subject consumer filters, so
+/// the relay and the worker refuse it at start-up. Uses the Debian 2.9 server
+/// when the machine has one (the rust-svc machines do).
+#[tokio::test]
+async fn old_nats_server_is_refused() {
+    let old = std::path::PathBuf::from("/usr/sbin/nats-server");
+    let version = std::process::Command::new(&old).arg("--version").output();
+    let Ok(version) = version else {
+        eprintln!("no /usr/sbin/nats-server here: nothing old to refuse");
+        return;
+    };
+    let version = String::from_utf8_lossy(&version.stdout).to_string();
+    if herald::jetstream::server_supported(version.trim().trim_start_matches("nats-server: ")) {
+        eprintln!("/usr/sbin/nats-server is {version}: not old");
+        return;
+    }
+    let nats = herald_tests::nats::NatsServer::start_bin(old, "").await;
+    let db = herald_tests::db::TestDb::new(Backend::Sqlite).await;
+    let mut env = HeraldEnv::default();
+    env.set("HERALD_DATABASE_URL", db.url.clone())
+        .set("HERALD_NATS_URL", nats.url())
+        .set(
+            "HERALD_WORKFLOWS",
+            herald_tests::workspace_root()
+                .join("workflows")
+                .display()
+                .to_string(),
+        );
+    for cmd in ["relay", "worker"] {
+        let out = env.run(&[cmd]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{cmd}: {err}");
+        assert!(err.contains("too old"), "{cmd}: {err}");
+    }
+}

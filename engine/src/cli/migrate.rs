@@ -6,8 +6,7 @@ use super::Global;
 
 pub async fn run(g: &Global) -> Result<ExitCode> {
     let db = herald::db::connect(&g.database_url).await?;
-    let pending = herald::db::pending_migrations(&db).await?;
-    herald::db::migrate(&db).await?;
+    let pending = herald::db::migrate(&db).await?;
     if pending == 0 {
         println!("schema is up to date");
     } else {

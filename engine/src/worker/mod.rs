@@ -304,16 +304,6 @@ impl Worker {
     }
 
     async fn handle(&self, wf: &Workflow, msg: jetstream::Message) {
-        // A server older than 2.10 ignores multi-subject filters and delivers
-        // everything: never run a workflow on a subject it did not ask for.
-        if !wf
-            .subjects
-            .iter()
-            .any(|f| crate::subject::matches(f, &msg.subject))
-        {
-            self.settle(&msg, &Disposition::Ack).await;
-            return;
-        }
         let seq = msg.info().ok().map(|i| i.stream_sequence);
         let ev = match Event::from_message(&msg, seq) {
             Ok(ev) => ev,
@@ -328,10 +318,20 @@ impl Worker {
                     stream_seq: seq,
                     headers: "{}".into(),
                 };
-                let _ = self
+                // Terminate only once the dead letter is stored: nothing is dropped.
+                let d = match self
                     .dead_letter(wf, &ev, None, "permanent", reason.clone(), None, 1)
-                    .await;
-                self.settle(&msg, &Disposition::Terminate { reason }).await;
+                    .await
+                {
+                    Ok(()) => Disposition::Terminate { reason },
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot store dead letter; message will be retried");
+                        Disposition::Retry {
+                            after: Duration::from_secs(1),
+                        }
+                    }
+                };
+                self.settle(&msg, &d).await;
                 return;
             }
         };

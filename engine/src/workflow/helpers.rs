@@ -97,3 +97,74 @@ pub fn register(hb: &mut Handlebars) {
     hb.register_helper("default", Box::new(default_helper));
     hb.register_helper("date", Box::new(date_helper));
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn render(tpl: &str, ctx: serde_json::Value) -> Result<String, String> {
+        let mut hb = Handlebars::new();
+        hb.set_strict_mode(true);
+        hb.register_escape_fn(handlebars::no_escape);
+        register(&mut hb);
+        hb.render_template(tpl, &ctx).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn helpers_render() {
+        let ctx = json!({"name": "Ana", "n": 2, "one": 1, "q": "a b&c", "obj": {"k": [1]},
+                         "at": "2026-03-01T12:30:00Z", "empty": "", "null": null});
+        assert_eq!(
+            render("{{upper name}} {{lower name}}", ctx.clone()).unwrap(),
+            "ANA ana"
+        );
+        assert_eq!(render("{{urlencode q}}", ctx.clone()).unwrap(), "a%20b%26c");
+        assert_eq!(render("{{json obj}}", ctx.clone()).unwrap(), r#"{"k":[1]}"#);
+        assert_eq!(
+            render("{{n}} {{pluralize n \"code\" \"codes\"}}", ctx.clone()).unwrap(),
+            "2 codes"
+        );
+        assert_eq!(
+            render("{{pluralize one \"code\" \"codes\"}}", ctx.clone()).unwrap(),
+            "code"
+        );
+        assert_eq!(
+            render(
+                "{{date at \"%d %B %Y %H:%M\" \"Europe/Paris\"}}",
+                ctx.clone()
+            )
+            .unwrap(),
+            "01 March 2026 13:30"
+        );
+        assert!(
+            render("{{date at \"%Y\" \"Mars/Olympus\"}}", ctx.clone())
+                .unwrap_err()
+                .contains("unknown time zone")
+        );
+        assert_eq!(
+            render(
+                "{{default empty \"x\"}}|{{default null \"y\"}}|{{default name \"z\"}}",
+                ctx.clone()
+            )
+            .unwrap(),
+            "x|y|Ana"
+        );
+    }
+
+    #[test]
+    fn default_covers_missing_fields_in_strict_mode() {
+        assert_eq!(
+            render("{{default actor \"the system\"}}", json!({})).unwrap(),
+            "the system"
+        );
+        assert_eq!(
+            render(
+                "{{default event.actor \"the system\"}}",
+                json!({"event": {}})
+            )
+            .unwrap(),
+            "the system"
+        );
+    }
+}
