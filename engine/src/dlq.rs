@@ -41,3 +41,36 @@ pub async fn insert(db: &DatabaseConnection, d: NewDeadLetter<'_>) -> Result<i64
     };
     Ok(row.insert(db).await?.id)
 }
+
+/// Dead letters, newest last; `workflow` filters; `include_retried` shows re-driven ones too.
+pub async fn list(
+    db: &DatabaseConnection,
+    workflow: Option<&str>,
+    include_retried: bool,
+) -> Result<Vec<dead_letter::Model>, DbErr> {
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+    let mut q = dead_letter::Entity::find().order_by_asc(dead_letter::Column::Id);
+    if let Some(w) = workflow {
+        q = q.filter(dead_letter::Column::Workflow.eq(w));
+    }
+    if !include_retried {
+        q = q.filter(dead_letter::Column::RetriedAt.is_null());
+    }
+    q.all(db).await
+}
+
+pub async fn get(db: &DatabaseConnection, id: i64) -> Result<Option<dead_letter::Model>, DbErr> {
+    use sea_orm::EntityTrait;
+    dead_letter::Entity::find_by_id(id).one(db).await
+}
+
+/// Record that a dead letter was re-driven (it stays, for the record).
+pub async fn mark_retried(db: &DatabaseConnection, id: i64) -> Result<(), DbErr> {
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    dead_letter::Entity::update_many()
+        .col_expr(dead_letter::Column::RetriedAt, Utc::now().into())
+        .filter(dead_letter::Column::Id.eq(id))
+        .exec(db)
+        .await?;
+    Ok(())
+}

@@ -207,3 +207,33 @@ pub async fn record_skipped(
     );
     insert_if_absent(db, row).await.map(|_| ())
 }
+
+/// Ledger key of an event that failed as a whole (render error).
+pub const WHOLE_EVENT_RECIPIENT: &str = "*";
+
+/// Prepare a re-drive of one event through one workflow: dead deliveries go
+/// back to `retrying` with a fresh attempt budget, and the whole-event failure
+/// marker is removed. Deliveries already `sent` are untouched, so the re-drive
+/// cannot send them twice.
+pub async fn reopen_dead(
+    db: &DatabaseConnection,
+    event_id: Uuid,
+    workflow: &str,
+) -> Result<u64, DbErr> {
+    delivery::Entity::delete_many()
+        .filter(delivery::Column::EventId.eq(event_id))
+        .filter(delivery::Column::Workflow.eq(workflow))
+        .filter(delivery::Column::Recipient.eq(WHOLE_EVENT_RECIPIENT))
+        .exec(db)
+        .await?;
+    let res = delivery::Entity::update_many()
+        .col_expr(delivery::Column::State, state::RETRYING.into())
+        .col_expr(delivery::Column::Attempts, 0.into())
+        .col_expr(delivery::Column::UpdatedAt, Utc::now().into())
+        .filter(delivery::Column::EventId.eq(event_id))
+        .filter(delivery::Column::Workflow.eq(workflow))
+        .filter(delivery::Column::State.eq(state::DEAD))
+        .exec(db)
+        .await?;
+    Ok(res.rows_affected)
+}

@@ -19,6 +19,7 @@ pub mod relay;
 pub mod retry;
 pub mod shutdown;
 pub mod smtp;
+pub mod status;
 pub mod subject;
 pub mod worker;
 pub mod workflow;

@@ -62,6 +62,11 @@ impl From<mail_send::Error> for SendError {
             mail_send::Error::Io(e) => SendError::Connection(e.to_string()),
             mail_send::Error::Timeout => SendError::Timeout,
             mail_send::Error::Tls(e) => SendError::Connection(format!("TLS: {e}")),
+            // mail-send reports a connection closed by the server (EOF) as an
+            // unparseable reply: a connection failure, so transient.
+            mail_send::Error::UnparseableReply => SendError::Connection(
+                "connection closed by the server (or unreadable reply)".into(),
+            ),
             other => SendError::Protocol(other.to_string()),
         }
     }

@@ -102,6 +102,15 @@ impl TestEnv {
         }
     }
 
+    pub async fn wait_until_unpublished(&self, n: i64) {
+        wait::until(
+            &format!("{n} outbox row(s) left unpublished"),
+            Duration::from_secs(120),
+            || async { self.unpublished().await == n },
+        )
+        .await;
+    }
+
     pub async fn wait_all_published(&self) {
         wait::until(
             "every outbox row is published",

@@ -6,10 +6,12 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+mod dlq;
 mod emit;
 mod migrate;
 mod outbox;
 mod relay;
+mod status;
 mod worker;
 mod workflows;
 
@@ -125,6 +127,11 @@ pub enum Command {
     /// Validate, render or describe workflow definitions.
     #[command(subcommand)]
     Workflows(workflows::WorkflowsCmd),
+    /// Inspect and re-drive dead letters.
+    #[command(subcommand)]
+    Dlq(dlq::DlqCmd),
+    /// Outbox backlog and parked rows, stream state, consumer lag, delivery counts, dead letters.
+    Status(status::StatusCmd),
     /// Outbox maintenance: prune published rows, re-drive parked rows.
     #[command(subcommand)]
     Outbox(outbox::OutboxCmd),
@@ -166,6 +173,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Emit(args) => emit::run(&g, args).await,
         Command::Relay(cmd) => relay::run(&g, cmd).await,
         Command::Outbox(cmd) => outbox::run(&g, cmd).await,
+        Command::Dlq(cmd) => dlq::run(&g, cmd).await,
+        Command::Status(cmd) => status::run(&g, cmd).await,
         Command::Worker(cmd) => worker::run(&g, cmd).await,
         Command::Workflows(cmd) => workflows::run(&g, cmd).await,
     }

@@ -30,20 +30,52 @@ pub struct WorkerCmd {
     pub http: Option<SocketAddr>,
 }
 
-pub async fn run(g: &Global, cmd: WorkerCmd) -> Result<ExitCode> {
-    // Configuration first, all of it, before any connection.
+/// What every command that sends email needs, checked in order: workflows
+/// and SMTP URL (no I/O), then the database.
+pub struct Engine {
+    pub catalog: herald::workflow::Catalog,
+    pub transport: Transport,
+    pub db: sea_orm::DatabaseConnection,
+}
+
+pub async fn engine(g: &Global) -> Result<Engine> {
     let catalog = herald::workflow::load(&g.workflows).map_err(usage)?;
     let transport = Transport::from_url(&g.smtp_url).map_err(usage)?;
     herald::db::backend_of(&g.database_url)?;
+    let db = herald::db::connect(&g.database_url).await?;
+    herald::db::migrate(&db).await?;
+    Ok(Engine {
+        catalog,
+        transport,
+        db,
+    })
+}
+
+impl Engine {
+    pub fn worker(self, cfg: WorkerConfig, metrics: Arc<Metrics>) -> Worker {
+        Worker {
+            db: self.db,
+            catalog: Arc::new(self.catalog),
+            transport: Arc::new(self.transport),
+            metrics,
+            cfg,
+        }
+    }
+}
+
+pub async fn run(g: &Global, cmd: WorkerCmd) -> Result<ExitCode> {
+    // Configuration first, all of it, before NATS.
+    let engine = engine(g).await?;
     for name in &cmd.workflow {
-        if catalog.get(name).is_none() {
+        if engine.catalog.get(name).is_none() {
             return Err(usage(format!(
                 "--workflow {name:?}: no such workflow in {}",
                 g.workflows.display()
             )));
         }
     }
-    let selected: Vec<_> = catalog
+    let selected: Vec<_> = engine
+        .catalog
         .workflows
         .iter()
         .filter(|w| cmd.workflow.is_empty() || cmd.workflow.contains(&w.name))
@@ -60,8 +92,6 @@ pub async fn run(g: &Global, cmd: WorkerCmd) -> Result<ExitCode> {
             .await
             .map_err(|e| usage(format!("cannot listen on --http {addr}: {e}")))?;
     }
-    let db = herald::db::connect(&g.database_url).await?;
-    herald::db::migrate(&db).await?;
     let client = herald::jetstream::connect(&g.nats_url, "herald-worker").await?;
     let js = async_nats::jetstream::new(client);
     herald::jetstream::ensure_stream(
@@ -72,18 +102,15 @@ pub async fn run(g: &Global, cmd: WorkerCmd) -> Result<ExitCode> {
         },
     )
     .await?;
-    let worker = Arc::new(Worker {
-        db,
-        catalog: Arc::new(catalog),
-        transport: Arc::new(transport),
-        metrics,
-        cfg: WorkerConfig {
+    let worker = Arc::new(engine.worker(
+        WorkerConfig {
             stream: g.stream.clone(),
             concurrency: cmd.concurrency as usize,
             max_ack_pending: cmd.max_ack_pending,
             ack_wait: cmd.ack_wait,
         },
-    });
+        metrics,
+    ));
     shutdown::on_signals(trigger);
     let names: Vec<_> = selected.iter().map(|w| w.name.clone()).collect();
     tracing::info!(workflows = ?names, "worker started");

@@ -60,6 +60,15 @@ pub enum WorkerError {
     Consumer { consumer: String, detail: String },
 }
 
+/// Why a dead letter could not be re-driven.
+#[derive(Debug, thiserror::Error)]
+pub enum RedriveError {
+    #[error("workflow {0:?} is not in the workflows directory")]
+    UnknownWorkflow(String),
+    #[error("database: {0}")]
+    Database(#[from] DbErr),
+}
+
 /// Everything the processing of one message needs.
 pub struct Worker {
     pub db: DatabaseConnection,
@@ -275,7 +284,7 @@ impl Worker {
         let key = Key {
             event_id: ev.id,
             workflow: &wf.name,
-            recipient: "*",
+            recipient: ledger::WHOLE_EVENT_RECIPIENT,
         };
         if let Claim::Done { .. } = ledger::claim(&self.db, &key, 0, "").await? {
             // Already dead-lettered by an earlier delivery of this message.
@@ -285,6 +294,36 @@ impl Worker {
         self.dead_letter(wf, ev, None, "permanent", reason.clone(), None, 1)
             .await?;
         Ok(Disposition::Terminate { reason })
+    }
+
+    /// Re-drive a dead letter through the normal path: reopen its dead
+    /// deliveries, process the stored event again (the ledger skips what was
+    /// sent), and mark the dead letter retried. A new failure writes a new
+    /// dead letter.
+    pub async fn redrive(
+        &self,
+        dl: &herald_entities::dead_letter::Model,
+    ) -> Result<Disposition, RedriveError> {
+        let wf = self
+            .catalog
+            .get(&dl.workflow)
+            .ok_or_else(|| RedriveError::UnknownWorkflow(dl.workflow.clone()))?;
+        ledger::reopen_dead(&self.db, dl.event_id, &dl.workflow).await?;
+        let headers: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(&dl.headers).unwrap_or_default();
+        let header = |k: &str| headers.get(k).and_then(|v| v.as_str()).map(str::to_string);
+        let ev = Event {
+            id: dl.event_id,
+            subject: dl.subject.clone(),
+            payload: dl.payload.clone(),
+            aggregate: header(headers::AGGREGATE),
+            occurred_at: header(headers::OCCURRED_AT).unwrap_or_default(),
+            stream_seq: dl.stream_seq.and_then(|s| u64::try_from(s).ok()),
+            headers: dl.headers.clone(),
+        };
+        let d = self.process(wf, &ev).await?;
+        dlq::mark_retried(&self.db, dl.id).await?;
+        Ok(d)
     }
 
     /// Apply a disposition to a message: the only place that acks.

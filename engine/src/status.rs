@@ -1,0 +1,148 @@
+//! `herald status`: one snapshot of everything an operator asks first —
+//! outbox backlog and parked rows, the stream, each workflow's consumer lag,
+//! ledger counts by state, dead letters. The database part never needs NATS.
+use std::collections::BTreeMap;
+
+use async_nats::jetstream;
+use chrono::Utc;
+use futures::StreamExt;
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, Statement};
+use serde::Serialize;
+
+use crate::relay::store::{self, Backlog};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub outbox: Backlog,
+    /// Delivery counts by state (`sent`, `skipped`, `dead`, `retrying`, `sending`).
+    pub deliveries: BTreeMap<String, i64>,
+    /// Dead letters not yet retried.
+    pub dead_letters: i64,
+    /// None when NATS could not be asked (see `stream_error`).
+    pub stream: Option<StreamStatus>,
+    pub stream_error: Option<String>,
+    pub consumers: Vec<ConsumerStatus>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StreamStatus {
+    pub name: String,
+    pub messages: u64,
+    pub bytes: u64,
+    pub first_seq: u64,
+    pub last_seq: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ConsumerStatus {
+    pub name: String,
+    /// Messages not yet delivered to the consumer.
+    pub pending: u64,
+    /// Delivered, not yet acknowledged.
+    pub ack_pending: usize,
+    pub redelivered: usize,
+}
+
+/// The database part of the status.
+pub async fn from_database(db: &DatabaseConnection) -> Result<Status, DbErr> {
+    let outbox = store::backlog(db, Utc::now()).await?;
+    let backend = db.get_database_backend();
+    let mut deliveries: BTreeMap<String, i64> = ["sent", "skipped", "dead", "retrying", "sending"]
+        .iter()
+        .map(|s| (s.to_string(), 0))
+        .collect();
+    for row in db
+        .query_all_raw(Statement::from_string(
+            backend,
+            "SELECT state, COUNT(*) AS n FROM herald_deliveries GROUP BY state",
+        ))
+        .await?
+    {
+        deliveries.insert(row.try_get("", "state")?, row.try_get("", "n")?);
+    }
+    let dead_letters = db
+        .query_one_raw(Statement::from_string(
+            backend,
+            "SELECT COUNT(*) AS n FROM herald_dead_letters WHERE retried_at IS NULL",
+        ))
+        .await?
+        .map(|r| r.try_get::<i64>("", "n"))
+        .transpose()?
+        .unwrap_or(0);
+    Ok(Status {
+        outbox,
+        deliveries,
+        dead_letters,
+        stream: None,
+        stream_error: None,
+        consumers: Vec::new(),
+    })
+}
+
+/// Fill in the stream and its Herald consumers (`herald-*`).
+pub async fn add_stream(
+    status: &mut Status,
+    js: &jetstream::Context,
+    name: &str,
+) -> Result<(), String> {
+    let mut stream = js
+        .get_stream(name)
+        .await
+        .map_err(|e| format!("stream {name}: {e}"))?;
+    let info = stream
+        .info()
+        .await
+        .map_err(|e| format!("stream {name}: {e}"))?;
+    status.stream = Some(StreamStatus {
+        name: name.to_string(),
+        messages: info.state.messages,
+        bytes: info.state.bytes,
+        first_seq: info.state.first_sequence,
+        last_seq: info.state.last_sequence,
+    });
+    let mut consumers = stream.consumers();
+    while let Some(c) = consumers.next().await {
+        let c = c.map_err(|e| format!("consumers of {name}: {e}"))?;
+        if c.name.starts_with("herald-") {
+            status.consumers.push(ConsumerStatus {
+                name: c.name.clone(),
+                pending: c.num_pending,
+                ack_pending: c.num_ack_pending,
+                redelivered: c.num_redelivered,
+            });
+        }
+    }
+    status.consumers.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(())
+}
+
+/// The human rendering: aligned `key  value` lines by section.
+pub fn render_text(s: &Status) -> String {
+    let mut out = String::new();
+    out.push_str(&format!(
+        "outbox       pending {}  parked {}  oldest pending {:.1}s\n",
+        s.outbox.pending, s.outbox.parked, s.outbox.oldest_pending_age_seconds
+    ));
+    match (&s.stream, &s.stream_error) {
+        (Some(st), _) => out.push_str(&format!(
+            "stream       {}  messages {}  bytes {}  seq {}..{}\n",
+            st.name, st.messages, st.bytes, st.first_seq, st.last_seq
+        )),
+        (None, Some(e)) => out.push_str(&format!("stream       unavailable: {e}\n")),
+        (None, None) => {}
+    }
+    for c in &s.consumers {
+        out.push_str(&format!(
+            "consumer     {}  pending {}  ack pending {}  redelivered {}\n",
+            c.name, c.pending, c.ack_pending, c.redelivered
+        ));
+    }
+    let d: Vec<String> = s
+        .deliveries
+        .iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect();
+    out.push_str(&format!("deliveries   {}\n", d.join("  ")));
+    out.push_str(&format!("dead letters {}\n", s.dead_letters));
+    out
+}

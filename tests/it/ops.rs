@@ -1,0 +1,297 @@
+//! Operations: status, outbox prune/retry, dead-letter re-drive, database outages.
+use std::time::Duration;
+
+use herald_tests::both_backends;
+use herald_tests::db::Backend;
+use herald_tests::env::TestEnv;
+use herald_tests::process::HeraldEnv;
+use herald_tests::smtp::SmtpSink;
+use herald_tests::wait;
+use sea_orm::ConnectionTrait;
+use serde_json::json;
+
+fn ok_stdout(out: &std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "exit {:?}: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn workflows_dir(yaml: &str) -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join("wf.yaml"), yaml).unwrap();
+    d
+}
+
+fn with_workflows(env: &TestEnv, sink: &SmtpSink, dir: &tempfile::TempDir) -> HeraldEnv {
+    let mut h = env.herald.clone();
+    h.set("HERALD_SMTP_URL", sink.url())
+        .set("HERALD_WORKFLOWS", dir.path().display().to_string());
+    h
+}
+
+async fn status_shows_parked_rows_and_stream(backend: Backend) {
+    let env = TestEnv::start_with(backend, "max_payload: 8192").await;
+    env.enqueue_many("events.test.small", 20, 2).await;
+    let h = &env.herald;
+    ok_stdout(&h.run(&[
+        "emit",
+        "--subject",
+        "events.test.big",
+        "--payload",
+        &json!({ "blob": "x".repeat(20_000) }).to_string(),
+    ]));
+    let mut relay = h.spawn(&["relay", "--relay-poll", "50ms", "--relay-max-attempts", "1"]);
+    wait::until("the poison row is parked", wait::DEFAULT, || async {
+        env.scalar("SELECT COUNT(*) FROM herald_outbox WHERE parked_at IS NOT NULL")
+            .await
+            == 1
+    })
+    .await;
+    env.wait_until_unpublished(1).await;
+    let status: serde_json::Value =
+        serde_json::from_str(&ok_stdout(&h.run(&["status", "--json"]))).unwrap();
+    assert_eq!(status["outbox"]["parked"], 1, "{status}");
+    assert_eq!(status["outbox"]["pending"], 0, "{status}");
+    assert_eq!(status["stream"]["messages"], 20, "{status}");
+    assert_eq!(status["deliveries"]["sent"], 0, "{status}");
+    assert_eq!(status["dead_letters"], 0, "{status}");
+    let text = ok_stdout(&h.run(&["status"]));
+    assert!(text.contains("parked 1"), "{text}");
+    assert_eq!(relay.terminate(Duration::from_secs(30)).code(), Some(0));
+    assert!(ok_stdout(&h.run(&["outbox", "retry"])).contains("re-queued 1"));
+    assert_eq!(
+        env.scalar("SELECT COUNT(*) FROM herald_outbox WHERE parked_at IS NOT NULL")
+            .await,
+        0
+    );
+}
+
+async fn prune_deletes_only_old_published_rows(backend: Backend) {
+    let env = TestEnv::start(backend).await;
+    env.enqueue_many("events.test.a", 30, 3).await;
+    let mut relay = env.herald.spawn(&["relay", "--relay-poll", "50ms"]);
+    env.wait_all_published().await;
+    assert_eq!(relay.terminate(Duration::from_secs(30)).code(), Some(0));
+    env.enqueue_many("events.test.b", 5, 0).await;
+    let out = ok_stdout(&env.herald.run(&["outbox", "prune", "--older-than", "1h"]));
+    assert!(out.contains("pruned 0"), "{out}");
+    let out = ok_stdout(&env.herald.run(&["outbox", "prune", "--older-than", "0s"]));
+    assert!(out.contains("pruned 30"), "{out}");
+    assert_eq!(
+        env.scalar("SELECT COUNT(*) FROM herald_outbox").await,
+        5,
+        "unpublished rows stay"
+    );
+}
+
+const BROKEN: &str = r#"
+name: greet
+on: { subjects: ["events.test.>"] }
+email:
+  from: "Test <noreply@test.example>"
+  to: "{{event.email}}"
+  subject: "{{event.greeting}}"
+  text: "Hi {{event.name}}"
+retry:
+  max_attempts: 2
+  backoff: { initial: 100ms, max: 100ms }
+"#;
+
+/// A template bug dead-letters 20 events; after the fix, a re-drive sends 20
+/// emails once, and a second re-drive sends nothing.
+async fn dlq_redrive_after_template_fix(backend: Backend) {
+    let env = TestEnv::start(backend).await;
+    let sink = SmtpSink::start().await;
+    let dir = workflows_dir(BROKEN);
+    let h = with_workflows(&env, &sink, &dir);
+    let _relay = h.spawn(&["relay", "--relay-poll", "50ms"]);
+    let _worker = h.spawn(&["worker"]);
+    for i in 0..20 {
+        ok_stdout(&h.run(&[
+            "emit",
+            "--subject",
+            "events.test.hello",
+            "--payload",
+            &json!({"email": format!("u{i}@example.com"), "name": format!("U{i}")}).to_string(),
+        ]));
+    }
+    wait::until("20 dead letters", wait::DEFAULT, || async {
+        env.scalar("SELECT COUNT(*) FROM herald_dead_letters").await == 20
+    })
+    .await;
+    let list: Vec<serde_json::Value> =
+        serde_json::from_str(&ok_stdout(&h.run(&["dlq", "list", "--json"]))).unwrap();
+    assert_eq!(list.len(), 20);
+    assert!(
+        list[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("missing variable event.greeting")
+    );
+    let shown = ok_stdout(&h.run(&["dlq", "show", &list[0]["id"].to_string()]));
+    assert!(
+        shown.contains("u0@example.com") || shown.contains("\"payload\""),
+        "{shown}"
+    );
+    assert_eq!(sink.count(), 0);
+
+    std::fs::write(
+        dir.path().join("wf.yaml"),
+        BROKEN.replace("{{event.greeting}}", "Hello {{event.name}}"),
+    )
+    .unwrap();
+    let out = ok_stdout(&h.run(&["dlq", "retry", "--all"]));
+    assert!(out.contains("20 delivered"), "{out}");
+    assert_eq!(sink.count(), 20);
+    let mut to: Vec<_> = sink
+        .received()
+        .iter()
+        .map(|m| m.rcpt_to[0].clone())
+        .collect();
+    to.sort();
+    to.dedup();
+    assert_eq!(to.len(), 20, "each recipient once");
+    let out = ok_stdout(&h.run(&["dlq", "retry", "--all"]));
+    assert!(out.contains("re-drove 0"), "{out}");
+    assert_eq!(sink.count(), 20, "a second re-drive sends nothing");
+    let list: Vec<serde_json::Value> =
+        serde_json::from_str(&ok_stdout(&h.run(&["dlq", "list", "--json"]))).unwrap();
+    assert!(list.is_empty());
+}
+
+/// SMTP down longer than the retry budget: dead letters; after recovery a
+/// re-drive delivers each once.
+async fn smtp_outage_beyond_budget_then_redrive(backend: Backend) {
+    let env = TestEnv::start(backend).await;
+    let sink = SmtpSink::start().await;
+    sink.set_down(true);
+    let dir = workflows_dir(&BROKEN.replace("{{event.greeting}}", "Hello {{event.name}}"));
+    let h = with_workflows(&env, &sink, &dir);
+    let _relay = h.spawn(&["relay", "--relay-poll", "50ms"]);
+    let _worker = h.spawn(&["worker"]);
+    for i in 0..10 {
+        ok_stdout(&h.run(&[
+            "emit",
+            "--subject",
+            "events.test.hello",
+            "--payload",
+            &json!({"email": format!("u{i}@example.com"), "name": format!("U{i}")}).to_string(),
+        ]));
+    }
+    wait::until("10 exhausted dead letters", wait::DEFAULT, || async {
+        env.scalar("SELECT COUNT(*) FROM herald_dead_letters WHERE kind = 'exhausted'")
+            .await
+            == 10
+    })
+    .await;
+    sink.set_down(false);
+    let out = ok_stdout(&h.run(&["dlq", "retry", "--all"]));
+    assert!(out.contains("10 delivered"), "{out}");
+    assert_eq!(sink.count(), 10);
+    assert_eq!(
+        env.scalar("SELECT COUNT(*) FROM herald_deliveries WHERE state = 'sent'")
+            .await,
+        10
+    );
+}
+
+/// SMTP refuses connections for a while, shorter than the retry budget:
+/// every event is delivered once by retries, nothing is dead-lettered.
+async fn smtp_outage_within_budget_delivers_all_once(backend: Backend) {
+    let env = TestEnv::start(backend).await;
+    let sink = SmtpSink::start().await;
+    sink.set_down(true);
+    let dir = workflows_dir(
+        r#"
+name: numbered
+on: { subjects: ["events.test.>"] }
+email:
+  from: "Test <noreply@test.example>"
+  to: "u{{event.n}}@example.com"
+  subject: "n={{event.n}}"
+  text: "event {{event.n}}"
+retry:
+  max_attempts: 50
+  backoff: { initial: 100ms, max: 300ms }
+"#,
+    );
+    let h = with_workflows(&env, &sink, &dir);
+    let _relay = h.spawn(&["relay", "--relay-poll", "50ms"]);
+    let _worker = h.spawn(&["worker"]);
+    env.enqueue_many("events.test.n", 200, 20).await;
+    wait::until(
+        "the worker has hit the outage 200 times",
+        wait::DEFAULT,
+        || async { sink.connections() >= 200 },
+    )
+    .await;
+    sink.set_down(false);
+    wait::until("200 emails", wait::DEFAULT, || async {
+        sink.count() >= 200
+    })
+    .await;
+    wait::until("200 deliveries recorded sent", wait::DEFAULT, || async {
+        env.scalar("SELECT COUNT(*) FROM herald_deliveries WHERE state = 'sent'")
+            .await
+            == 200
+    })
+    .await;
+    let mut to: Vec<_> = sink
+        .received()
+        .iter()
+        .map(|m| m.rcpt_to[0].clone())
+        .collect();
+    to.sort();
+    to.dedup();
+    assert_eq!(to.len(), 200, "every event delivered");
+    assert_eq!(sink.count(), 200, "duplicates: {}", sink.count() - 200);
+    assert_eq!(
+        env.scalar("SELECT COUNT(*) FROM herald_dead_letters").await,
+        0
+    );
+}
+
+both_backends!(
+    smtp_outage_within_budget_delivers_all_once,
+    status_shows_parked_rows_and_stream,
+    prune_deletes_only_old_published_rows,
+    dlq_redrive_after_template_fix,
+    smtp_outage_beyond_budget_then_redrive,
+);
+
+/// PostgreSQL drops every connection of the relay mid-run (as a restart
+/// does): the relay keeps running, reconnects and publishes everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_survives_postgres_connection_loss() {
+    let env = TestEnv::start(Backend::Postgres).await;
+    env.enqueue_many("events.test.a", 200, 10).await;
+    let mut relay = env
+        .herald
+        .spawn(&["relay", "--relay-poll", "50ms", "--relay-batch", "20"]);
+    wait::until("some rows are published", wait::DEFAULT, || async {
+        env.stream_len().await > 0
+    })
+    .await;
+    let admin = sea_orm::Database::connect(herald_tests::db::pg_admin_url())
+        .await
+        .unwrap();
+    let db_name = env.db.url.rsplit('/').next().unwrap().to_string();
+    for _ in 0..3 {
+        admin
+            .execute_unprepared(&format!(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db_name}' AND pid <> pg_backend_pid() AND application_name NOT LIKE 'test%'"
+            ))
+            .await
+            .unwrap();
+        env.enqueue_many("events.test.a", 100, 10).await;
+    }
+    env.wait_all_published().await;
+    let msgs = env.stream_messages().await;
+    herald_tests::env::assert_once_and_ordered(&msgs, 500);
+    assert!(relay.try_status().is_none(), "the relay did not exit");
+    assert_eq!(relay.terminate(Duration::from_secs(30)).code(), Some(0));
+}
