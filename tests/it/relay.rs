@@ -239,3 +239,16 @@ both_backends!(
     poison_row_is_parked_others_flow,
     nats_outage_relay_keeps_running,
 );
+
+/// A batch larger than async-nats' default cap on acks in flight (5,000)
+/// must not wait forever for a free slot.
+async fn batch_larger_than_ack_cap_completes(backend: Backend) {
+    let env = TestEnv::start(backend).await;
+    env.enqueue_many("events.test.created", 6000, 60).await;
+    let mut relay = env.herald.spawn(&relay_args(&["--relay-batch", "6000"]));
+    env.wait_all_published().await;
+    assert_eq!(env.stream_len().await, 6000);
+    assert_eq!(relay.terminate(Duration::from_secs(30)).code(), Some(0));
+}
+
+both_backends!(batch_larger_than_ack_cap_completes);

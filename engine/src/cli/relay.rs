@@ -78,7 +78,7 @@ pub async fn build(
     let db = herald::db::connect(&g.database_url).await?;
     herald::db::migrate(&db).await?;
     let client = herald::jetstream::connect(&g.nats_url, "herald-relay").await?;
-    let js = async_nats::jetstream::new(client);
+    let js = herald::relay::jetstream_context(client, args.relay_batch);
     herald::jetstream::ensure_stream(&js, &args.stream(g)).await?;
     Ok(Relay::new(db, js, args.config(), metrics))
 }

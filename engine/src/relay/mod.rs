@@ -60,6 +60,16 @@ impl Default for RelayConfig {
     }
 }
 
+/// The JetStream context a relay publishes with. async-nats caps the acks in
+/// flight (5,000 by default) and makes `publish` wait for a free slot; since
+/// the relay issues a whole batch before awaiting any ack, a batch larger than
+/// the cap would wait forever. The cap is therefore at least the batch size.
+pub fn jetstream_context(client: async_nats::Client, batch_size: u32) -> jetstream::Context {
+    jetstream::context::ContextBuilder::new()
+        .max_ack_inflight((batch_size as usize).max(5_000))
+        .build(client)
+}
+
 /// `host-pid-xxxx`: unique per process, readable in the table.
 pub fn instance_id(role: &str) -> String {
     let host = hostname::get()

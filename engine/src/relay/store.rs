@@ -31,6 +31,20 @@ fn ph(backend: DbBackend, n: usize) -> String {
     }
 }
 
+/// A PostgreSQL transaction for the relay's own bookkeeping (leases, the
+/// published mark), committed without waiting for the WAL flush. Losing such a
+/// commit in a crash only makes a row publishable again, and JetStream drops
+/// the re-publish by its Nats-Msg-Id: durability here buys nothing but an
+/// fsync per batch, which bounded the relay at a fraction of raw publishing.
+async fn bookkeeping_txn(db: &DatabaseConnection) -> Result<sea_orm::DatabaseTransaction, DbErr> {
+    let txn = db.begin().await?;
+    // The claim's planner estimate is large enough to trigger JIT compilation,
+    // which costs more than the query itself (measured: 12 ms of 19 ms).
+    txn.execute_unprepared("SET LOCAL synchronous_commit = off; SET LOCAL jit = off")
+        .await?;
+    Ok(txn)
+}
+
 fn claim_sql(backend: DbBackend) -> String {
     let (now, until, owner, limit) = (
         ph(backend, 1),
@@ -44,24 +58,38 @@ fn claim_sql(backend: DbBackend) -> String {
         ""
     };
     // A row is claimable when it is unpublished, not parked, not leased, not in
-    // backoff, and no earlier row of its aggregate is held elsewhere (leased
-    // or waiting to retry): that keeps each aggregate's rows in order even
-    // with several relays. There is no high-water mark: a row that commits
-    // late with a low seq is simply found by the next claim.
+    // backoff, and its aggregate is not held elsewhere: no row of the same
+    // aggregate is leased or waiting to retry. That keeps each aggregate's
+    // rows in order even with several relays (claims are serialised, and a
+    // batch takes eligible rows in seq order). The held aggregates are
+    // computed once per claim from a small partial index (in-flight rows
+    // only), not probed per candidate row: a per-row probe walked every dead
+    // index entry a published aggregate left behind, O(backlog) per claim.
+    // There is no high-water mark: a row that commits late with a low seq is
+    // simply found by the next claim.
+    //
+    // PostgreSQL plans `seq IN (subquery)` as a hash join over the whole
+    // table; `= ANY(ARRAY(subquery))` keeps it on the primary key (measured
+    // on a 20,000-row backlog: 186 ms -> 6 ms per claim).
+    let (open, close) = if backend == DbBackend::Postgres {
+        ("= ANY(ARRAY(", "))")
+    } else {
+        ("IN (", ")")
+    };
     format!(
         "UPDATE herald_outbox SET lease_owner = {owner}, lease_until = {until} \
-         WHERE seq IN ( \
+         WHERE seq {open} \
            SELECT o.seq FROM herald_outbox o \
            WHERE o.published_at IS NULL AND o.parked_at IS NULL \
              AND (o.lease_until IS NULL OR o.lease_until < {now}) \
              AND (o.next_attempt_at IS NULL OR o.next_attempt_at <= {now}) \
-             AND (o.ordering_key IS NULL OR NOT EXISTS ( \
-               SELECT 1 FROM herald_outbox p \
-               WHERE p.ordering_key = o.ordering_key AND p.seq < o.seq \
-                 AND p.published_at IS NULL AND p.parked_at IS NULL \
-                 AND ((p.lease_until IS NOT NULL AND p.lease_until >= {now}) \
-                   OR (p.next_attempt_at IS NOT NULL AND p.next_attempt_at > {now})))) \
-           ORDER BY o.seq LIMIT {limit}{lock}) \
+             AND (o.ordering_key IS NULL OR o.ordering_key NOT IN ( \
+               SELECT h.ordering_key FROM herald_outbox h \
+               WHERE h.published_at IS NULL \
+                 AND (h.lease_until IS NOT NULL OR h.next_attempt_at IS NOT NULL) \
+                 AND h.parked_at IS NULL AND h.ordering_key IS NOT NULL \
+                 AND (h.lease_until >= {now} OR h.next_attempt_at > {now}))) \
+           ORDER BY o.seq LIMIT {limit}{lock}{close} \
          RETURNING seq, event_id, subject, ordering_key, payload, headers, created_at, attempts"
     )
 }
@@ -84,7 +112,7 @@ pub async fn claim(
     ];
     let stmt = Statement::from_sql_and_values(backend, sql, values);
     let rows = if backend == DbBackend::Postgres {
-        let txn = db.begin().await?;
+        let txn = bookkeeping_txn(db).await?;
         txn.execute_raw(Statement::from_string(
             backend,
             format!("SELECT pg_advisory_xact_lock({CLAIM_LOCK})"),
@@ -144,14 +172,14 @@ pub async fn mark_published(
         ph(backend, 2),
         seq_list(acks.iter().map(|a| a.0))
     );
-    let res = db
-        .execute_raw(Statement::from_sql_and_values(
-            backend,
-            sql,
-            [now.into(), owner.into()],
-        ))
-        .await?;
-    Ok(res.rows_affected())
+    let stmt = Statement::from_sql_and_values(backend, sql, [now.into(), owner.into()]);
+    if backend != DbBackend::Postgres {
+        return Ok(db.execute_raw(stmt).await?.rows_affected());
+    }
+    let txn = bookkeeping_txn(db).await?;
+    let n = txn.execute_raw(stmt).await?.rows_affected();
+    txn.commit().await?;
+    Ok(n)
 }
 
 /// Give leases back without counting an attempt (NATS unreachable, shutdown).
