@@ -2,7 +2,7 @@
 //! implicit TLS for smtps://, AUTH when credentials are given) and the
 //! `file://DIR` capture that writes one `.eml` per message atomically.
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mail_send::mail_builder::MessageBuilder;
 use mail_send::mail_builder::headers::address::Address;
@@ -86,6 +86,14 @@ enum Conn {
 }
 
 impl Conn {
+    /// Is a pooled connection still usable? (Servers close idle sessions.)
+    async fn alive(&mut self) -> bool {
+        match self {
+            Conn::Plain(c) => c.noop().await.is_ok(),
+            Conn::Tls(c) => c.noop().await.is_ok(),
+        }
+    }
+
     /// Send one message; the server's reply as `CODE [ESC] text`.
     async fn send(&mut self, m: Message<'_>) -> mail_send::Result<String> {
         let r = match self {
@@ -114,8 +122,13 @@ struct SmtpTarget {
 
 pub struct SmtpPool {
     target: SmtpTarget,
-    idle: Mutex<Vec<Conn>>,
+    /// Idle connections with the time they were last used.
+    idle: Mutex<Vec<(Conn, Instant)>>,
     max_idle: usize,
+    /// A connection idle longer than this is checked with NOOP before reuse: a
+    /// server that closed it meanwhile would otherwise cost the next email an
+    /// attempt and a backoff.
+    check_idle_after: Duration,
 }
 
 pub enum Transport {
@@ -152,6 +165,25 @@ impl Transport {
             .ok_or_else(|| err("no host"))?
             .to_string();
         let port = u.port().unwrap_or(if implicit_tls { 465 } else { 25 });
+        // Pool settings from the query: ?pool=N (idle connections kept, 16)
+        // and ?idle_check=DURATION (NOOP before reusing a connection idle
+        // that long, 5s).
+        let mut max_idle = 16;
+        let mut check_idle_after = Duration::from_secs(5);
+        for (k, v) in u.query_pairs() {
+            match k.as_ref() {
+                "pool" => max_idle = v.parse().map_err(|_| err("pool must be a number"))?,
+                "idle_check" => {
+                    check_idle_after =
+                        crate::duration::parse(&v).map_err(|e| err(&e.to_string()))?
+                }
+                other => {
+                    return Err(err(&format!(
+                        "unknown parameter {other:?} (pool, idle_check)"
+                    )));
+                }
+            }
+        }
         let credentials = (!u.username().is_empty()).then(|| {
             let dec = |s: &str| {
                 percent_encoding::percent_decode_str(s)
@@ -169,7 +201,8 @@ impl Transport {
                 timeout: Duration::from_secs(30),
             },
             idle: Mutex::new(Vec::new()),
-            max_idle: 16,
+            max_idle,
+            check_idle_after,
         }))
     }
 
@@ -243,9 +276,15 @@ impl SmtpPool {
     }
 
     async fn send(&self, email: &Email, body: Vec<u8>) -> Result<String, SendError> {
-        let conn = self.idle.lock().await.pop();
-        let mut conn = match conn {
-            Some(c) => c,
+        let pooled = self.idle.lock().await.pop();
+        let mut conn = match pooled {
+            Some((mut c, last)) => {
+                if last.elapsed() < self.check_idle_after || c.alive().await {
+                    c
+                } else {
+                    self.connect().await?
+                }
+            }
             None => self.connect().await?,
         };
         let mut rcpt: Vec<Envelope> = Vec::new();
@@ -264,7 +303,7 @@ impl SmtpPool {
             Ok(reply) => {
                 let mut idle = self.idle.lock().await;
                 if idle.len() < self.max_idle {
-                    idle.push(conn);
+                    idle.push((conn, Instant::now()));
                 }
                 Ok(reply)
             }

@@ -100,11 +100,18 @@ pub async fn add_stream(
         first_seq: info.state.first_sequence,
         last_seq: info.state.last_sequence,
     });
-    let mut consumers = stream.consumers();
-    while let Some(c) = consumers.next().await {
-        let c = c.map_err(|e| format!("consumers of {name}: {e}"))?;
+    status.consumers = consumers(&stream).await?;
+    Ok(())
+}
+
+/// Herald's consumers (`herald-*`) of a stream, by name.
+pub async fn consumers(stream: &jetstream::stream::Stream) -> Result<Vec<ConsumerStatus>, String> {
+    let mut out = Vec::new();
+    let mut list = stream.consumers();
+    while let Some(c) = list.next().await {
+        let c = c.map_err(|e| format!("consumers: {e}"))?;
         if c.name.starts_with("herald-") {
-            status.consumers.push(ConsumerStatus {
+            out.push(ConsumerStatus {
                 name: c.name.clone(),
                 pending: c.num_pending,
                 ack_pending: c.num_ack_pending,
@@ -112,8 +119,8 @@ pub async fn add_stream(
             });
         }
     }
-    status.consumers.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(())
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
 }
 
 /// The human rendering: aligned `key  value` lines by section.

@@ -9,6 +9,7 @@
 //! - [`process::Herald`]: the `herald` binary as a child process (kill -9, SIGTERM).
 //! - [`wait::until`]: wait for a condition with a deadline, never a bare sleep.
 
+pub mod bench;
 pub mod db;
 pub mod env;
 pub mod nats;

@@ -56,8 +56,9 @@ impl Received {
     }
 }
 
-#[derive(Default)]
 struct State {
+    /// Bumped by `close_idle`: sessions waiting for a command hang up.
+    kick: tokio::sync::watch::Sender<u64>,
     received: Vec<Received>,
     script: VecDeque<Reply>,
     /// When set, connections are closed at once (an SMTP outage).
@@ -79,7 +80,14 @@ impl SmtpSink {
             .await
             .expect("bind smtp sink");
         let port = listener.local_addr().expect("addr").port();
-        let state = Arc::new(Mutex::new(State::default()));
+        let state = Arc::new(Mutex::new(State {
+            kick: tokio::sync::watch::channel(0).0,
+            received: Vec::new(),
+            script: VecDeque::new(),
+            down: false,
+            connections: 0,
+            data_commands: 0,
+        }));
         let st = state.clone();
         let task = tokio::spawn(async move {
             while let Ok((sock, _)) = listener.accept().await {
@@ -108,6 +116,12 @@ impl SmtpSink {
     /// Start or end an outage: while down, every connection is closed at once.
     pub fn set_down(&self, down: bool) {
         self.lock().down = down;
+    }
+
+    /// Hang up every session waiting for a command, as servers do with idle
+    /// connections.
+    pub fn close_idle(&self) {
+        self.lock().kick.send_modify(|g| *g += 1);
     }
 
     pub fn received(&self) -> Vec<Received> {
@@ -142,13 +156,14 @@ impl Drop for SmtpSink {
 
 async fn session(sock: TcpStream, state: Arc<Mutex<State>>) -> std::io::Result<()> {
     sock.set_nodelay(true)?;
-    {
+    let mut kick = {
         let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
         s.connections += 1;
         if s.down {
             return Ok(());
         }
-    }
+        s.kick.subscribe()
+    };
     let (r, mut w) = sock.into_split();
     let mut r = BufReader::new(r);
     w.write_all(b"220 herald-test-sink ESMTP\r\n").await?;
@@ -157,8 +172,9 @@ async fn session(sock: TcpStream, state: Arc<Mutex<State>>) -> std::io::Result<(
     let mut line = String::new();
     loop {
         line.clear();
-        if r.read_line(&mut line).await? == 0 {
-            return Ok(());
+        tokio::select! {
+            n = r.read_line(&mut line) => if n? == 0 { return Ok(()) },
+            _ = kick.changed() => return Ok(()),
         }
         let cmd = line.trim_end().to_string();
         let upper = cmd.to_ascii_uppercase();

@@ -6,4 +6,5 @@ mod harness_selftest;
 mod ops;
 mod outbox;
 mod relay;
+mod up;
 mod worker;

@@ -103,7 +103,7 @@ async fn example_workflows_send_expected_emails(backend: Backend) {
     let mut worker = w.worker();
     let signed: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(
-            herald_tests::workspace_root().join("workflows/samples/contract-signed.json"),
+            herald_tests::workspace_root().join("workflows/samples/events.contract.signed.json"),
         )
         .unwrap(),
     )
@@ -486,3 +486,47 @@ async fn old_nats_server_is_refused() {
         assert!(err.contains("too old"), "{cmd}: {err}");
     }
 }
+
+/// Connections are pooled, not opened per email; a pooled connection the
+/// server closed while idle is replaced before use, costing no attempt.
+async fn smtp_connections_are_pooled_and_checked(backend: Backend) {
+    let mut w = World::start(backend, Some(&[("notify.yaml", FAST_RETRY)])).await;
+    w.env.herald.set(
+        "HERALD_SMTP_URL",
+        format!("{}?pool=4&idle_check=0s", w.sink.url()),
+    );
+    let _relay = w.relay();
+    let _worker = w.env.herald.spawn(&["worker", "--concurrency", "4"]);
+    for i in 0..30 {
+        w.emit(
+            "events.test.a",
+            json!({"email": format!("u{i}@example.com"), "name": "N"}),
+        );
+    }
+    w.wait_emails(30).await;
+    assert!(
+        w.sink.connections() <= 4,
+        "{} connections for 30 emails",
+        w.sink.connections()
+    );
+    w.sink.close_idle();
+    w.emit(
+        "events.test.b",
+        json!({"email": "late@example.com", "name": "L"}),
+    );
+    w.wait_emails(31).await;
+    wait::until("the late email is recorded sent", wait::DEFAULT, || async {
+        w.count("SELECT COUNT(*) FROM herald_deliveries WHERE state = 'sent'")
+            .await
+            == 31
+    })
+    .await;
+    assert_eq!(
+        w.count("SELECT COUNT(*) FROM herald_deliveries WHERE attempts > 1")
+            .await,
+        0,
+        "no attempt was spent on a dead pooled connection"
+    );
+}
+
+both_backends!(smtp_connections_are_pooled_and_checked);

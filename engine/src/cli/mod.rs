@@ -12,6 +12,7 @@ mod migrate;
 mod outbox;
 mod relay;
 mod status;
+mod up;
 mod worker;
 mod workflows;
 
@@ -122,6 +123,10 @@ pub enum Command {
     Emit(emit::EmitArgs),
     /// Publish committed outbox rows to JetStream until stopped (SIGINT/SIGTERM: finish the batch, exit 0).
     Relay(relay::RelayCmd),
+    /// Everything in one process for a laptop: migrate, start `nats-server -c nats.conf` if none answers, relay and worker. Ctrl-C stops.
+    Up(up::UpCmd),
+    /// Run `up` briefly: emit workflows/samples/SUBJECT.json events, wait until their emails are processed, say where they are, exit.
+    Demo(up::DemoCmd),
     /// Consume workflows' subjects and send their emails until stopped (SIGINT/SIGTERM: finish in-flight messages, exit 0).
     Worker(worker::WorkerCmd),
     /// Validate, render or describe workflow definitions.
@@ -175,6 +180,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Outbox(cmd) => outbox::run(&g, cmd).await,
         Command::Dlq(cmd) => dlq::run(&g, cmd).await,
         Command::Status(cmd) => status::run(&g, cmd).await,
+        Command::Up(cmd) => up::run_up(&g, cmd).await,
+        Command::Demo(cmd) => up::run_demo(&g, cmd).await,
         Command::Worker(cmd) => worker::run(&g, cmd).await,
         Command::Workflows(cmd) => workflows::run(&g, cmd).await,
     }

@@ -5,14 +5,15 @@ use std::sync::Arc;
 use anyhow::Result;
 use clap::Args;
 use herald::metrics::Metrics;
-use herald::shutdown;
+use herald::shutdown::{self, Shutdown};
 use herald::smtp::Transport;
 use herald::worker::{Worker, WorkerConfig};
 
 use super::{Global, usage};
 
-#[derive(Args, Debug)]
-pub struct WorkerCmd {
+/// Settings of the worker (also used by `herald up`).
+#[derive(Args, Debug, Clone)]
+pub struct WorkerArgs {
     /// Run only these workflows (repeatable); default: all.
     #[arg(long = "workflow")]
     pub workflow: Vec<String>,
@@ -25,6 +26,12 @@ pub struct WorkerCmd {
     /// JetStream ack wait: an unacknowledged message is redelivered after this (progress acks extend it).
     #[arg(long, env = "HERALD_ACK_WAIT", default_value = "60s", value_parser = super::duration_arg)]
     pub ack_wait: std::time::Duration,
+}
+
+#[derive(Args, Debug)]
+pub struct WorkerCmd {
+    #[command(flatten)]
+    pub worker: WorkerArgs,
     /// Serve /healthz, /readyz and /metrics on this address.
     #[arg(long, env = "HERALD_HTTP")]
     pub http: Option<SocketAddr>,
@@ -63,10 +70,13 @@ impl Engine {
     }
 }
 
-pub async fn run(g: &Global, cmd: WorkerCmd) -> Result<ExitCode> {
-    // Configuration first, all of it, before NATS.
-    let engine = engine(g).await?;
-    for name in &cmd.workflow {
+/// The selected workflows, checked against the catalog.
+fn select(
+    g: &Global,
+    engine: &Engine,
+    args: &WorkerArgs,
+) -> Result<Vec<herald::workflow::Workflow>> {
+    for name in &args.workflow {
         if engine.catalog.get(name).is_none() {
             return Err(usage(format!(
                 "--workflow {name:?}: no such workflow in {}",
@@ -78,12 +88,47 @@ pub async fn run(g: &Global, cmd: WorkerCmd) -> Result<ExitCode> {
         .catalog
         .workflows
         .iter()
-        .filter(|w| cmd.workflow.is_empty() || cmd.workflow.contains(&w.name))
+        .filter(|w| args.workflow.is_empty() || args.workflow.contains(&w.name))
         .cloned()
         .collect();
     if selected.is_empty() {
         return Err(usage(format!("no workflows in {}", g.workflows.display())));
     }
+    Ok(selected)
+}
+
+/// Bind every selected workflow's consumer and run it until `stop`.
+pub async fn start(
+    g: &Global,
+    args: &WorkerArgs,
+    engine: Engine,
+    js: async_nats::jetstream::Context,
+    metrics: Arc<Metrics>,
+    stop: Shutdown,
+) -> Result<(Arc<Worker>, Vec<tokio::task::JoinHandle<()>>)> {
+    let selected = select(g, &engine, args)?;
+    let worker = Arc::new(engine.worker(
+        WorkerConfig {
+            stream: g.stream.clone(),
+            concurrency: args.concurrency as usize,
+            max_ack_pending: args.max_ack_pending,
+            ack_wait: args.ack_wait,
+        },
+        metrics,
+    ));
+    let names: Vec<_> = selected.iter().map(|w| w.name.clone()).collect();
+    tracing::info!(workflows = ?names, "worker started");
+    let tasks = selected
+        .into_iter()
+        .map(|wf| tokio::spawn(worker.clone().run_workflow(js.clone(), wf, stop.clone())))
+        .collect();
+    Ok((worker, tasks))
+}
+
+pub async fn run(g: &Global, cmd: WorkerCmd) -> Result<ExitCode> {
+    // Configuration first, all of it, before NATS.
+    let engine = engine(g).await?;
+    select(g, &engine, &cmd.worker)?;
     let (trigger, stop) = shutdown::channel();
     let metrics = Metrics::new();
     metrics.set_label("role", "worker");
@@ -102,22 +147,8 @@ pub async fn run(g: &Global, cmd: WorkerCmd) -> Result<ExitCode> {
         },
     )
     .await?;
-    let worker = Arc::new(engine.worker(
-        WorkerConfig {
-            stream: g.stream.clone(),
-            concurrency: cmd.concurrency as usize,
-            max_ack_pending: cmd.max_ack_pending,
-            ack_wait: cmd.ack_wait,
-        },
-        metrics,
-    ));
+    let (worker, tasks) = start(g, &cmd.worker, engine, js, metrics, stop).await?;
     shutdown::on_signals(trigger);
-    let names: Vec<_> = selected.iter().map(|w| w.name.clone()).collect();
-    tracing::info!(workflows = ?names, "worker started");
-    let tasks: Vec<_> = selected
-        .into_iter()
-        .map(|wf| tokio::spawn(worker.clone().run_workflow(js.clone(), wf, stop.clone())))
-        .collect();
     for t in tasks {
         let _ = t.await;
     }

@@ -1,0 +1,278 @@
+//! Relay benchmark (BENCHMARKS.md). In one run, per backend:
+//! (a) raw pipelined JetStream publishing of the same messages (the ceiling),
+//! (b) Herald's relay draining a pre-filled backlog,
+//! (c) a naive relay (select one, publish, await, update one),
+//! (d) commit → PubAck latency at a steady 1,000 events/s.
+//! Sizes: HERALD_BENCH_EVENTS (100000), HERALD_BENCH_NAIVE (2000), HERALD_BENCH_STEADY_SECS (5).
+use std::time::{Duration, Instant};
+
+use async_nats::HeaderMap;
+use herald::metrics::Metrics;
+use herald::outbox::{NewEvent, enqueue};
+use herald::relay::{Relay, RelayConfig};
+use herald_tests::bench::{percentile_ms, rate, size};
+use herald_tests::db::{Backend, TestDb};
+use herald_tests::nats::NatsServer;
+use sea_orm::{ConnectionTrait, DatabaseConnection, EntityTrait, Statement, TransactionTrait};
+use serde_json::json;
+
+fn payload(i: usize) -> serde_json::Value {
+    json!({"contract_id": i, "status": "signed", "player": {"name": "Sam Lee"},
+           "parent": {"name": "Alex Lee", "email": "alex@example.com"},
+           "team": {"name": "U12 Tigers", "groupme_share_url": "https://groupme.com/join_group/123/abc"}})
+}
+
+async fn fill(db: &DatabaseConnection, n: usize) {
+    for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
+        let txn = db.begin().await.unwrap();
+        for &i in chunk {
+            enqueue(
+                &txn,
+                NewEvent::new("events.contract.signed", payload(i)).aggregate("contract", i % 100),
+            )
+            .await
+            .unwrap();
+        }
+        txn.commit().await.unwrap();
+    }
+}
+
+async fn purge(js: &async_nats::jetstream::Context) {
+    js.get_stream("HERALD")
+        .await
+        .unwrap()
+        .purge()
+        .await
+        .unwrap();
+}
+
+async fn raw_publish(js: &async_nats::jetstream::Context, n: usize) -> Duration {
+    let body = bytes::Bytes::from(payload(0).to_string());
+    let start = Instant::now();
+    // Fully pipelined, in windows of 4,000 (under async-nats' default cap of
+    // 5,000 acks in flight): the fastest this client publishes.
+    for window in (0..n).collect::<Vec<_>>().chunks(4000) {
+        let mut acks = Vec::with_capacity(window.len());
+        for &i in window {
+            let mut h = HeaderMap::new();
+            h.insert("Nats-Msg-Id", uuid::Uuid::now_v7().to_string().as_str());
+            h.insert("Herald-Aggregate", format!("contract/{}", i % 100).as_str());
+            acks.push(
+                js.publish_with_headers("events.contract.signed", h, body.clone())
+                    .await
+                    .unwrap(),
+            );
+        }
+        for a in acks {
+            a.await.unwrap();
+        }
+    }
+    start.elapsed()
+}
+
+async fn herald_relay(relay: &Relay) -> Duration {
+    let start = Instant::now();
+    loop {
+        let o = relay.run_once().await.unwrap();
+        if o.claimed == 0 {
+            return start.elapsed();
+        }
+    }
+}
+
+/// What the hand-written relays of the use cases do: one row at a time.
+async fn naive_relay(
+    db: &DatabaseConnection,
+    js: &async_nats::jetstream::Context,
+) -> (usize, Duration) {
+    let backend = db.get_database_backend();
+    let (p1, p2) = if backend == sea_orm::DbBackend::Postgres {
+        ("$1", "$2")
+    } else {
+        ("?1", "?2")
+    };
+    let start = Instant::now();
+    let mut n = 0;
+    loop {
+        let row = db
+            .query_one_raw(Statement::from_string(
+                backend,
+                "SELECT seq, event_id, subject, payload FROM herald_outbox WHERE published_at IS NULL ORDER BY seq LIMIT 1",
+            ))
+            .await
+            .unwrap();
+        let Some(row) = row else {
+            return (n, start.elapsed());
+        };
+        let seq: i64 = row.try_get("", "seq").unwrap();
+        let id: uuid::Uuid = row.try_get("", "event_id").unwrap();
+        let subject: String = row.try_get("", "subject").unwrap();
+        let body: String = row.try_get("", "payload").unwrap();
+        let mut h = HeaderMap::new();
+        h.insert("Nats-Msg-Id", id.to_string().as_str());
+        js.publish_with_headers(subject, h, body.into())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        db.execute_raw(Statement::from_sql_and_values(
+            backend,
+            format!("UPDATE herald_outbox SET published_at = {p1} WHERE seq = {p2}"),
+            [chrono::Utc::now().into(), seq.into()],
+        ))
+        .await
+        .unwrap();
+        n += 1;
+    }
+}
+
+/// Commit one event per millisecond for `secs` with the relay running; the
+/// latency of each row is published_at - created_at, read back from the table.
+async fn steady_latency(
+    db: &DatabaseConnection,
+    js: &async_nats::jetstream::Context,
+    poll: Duration,
+    secs: u64,
+) -> (usize, f64, f64) {
+    db.execute_unprepared("DELETE FROM herald_outbox")
+        .await
+        .unwrap();
+    let relay = Relay::new(
+        db.clone(),
+        js.clone(),
+        RelayConfig {
+            poll_interval: poll,
+            ..Default::default()
+        },
+        Metrics::new(),
+    );
+    let (trigger, stop) = herald::shutdown::channel();
+    let task = tokio::spawn(async move { relay.run(stop).await });
+    let mut tick = tokio::time::interval(Duration::from_millis(1));
+    let end = Instant::now() + Duration::from_secs(secs);
+    let mut i = 0;
+    while Instant::now() < end {
+        tick.tick().await;
+        let txn = db.begin().await.unwrap();
+        enqueue(
+            &txn,
+            NewEvent::new("events.contract.signed", payload(i)).aggregate("contract", i % 100),
+        )
+        .await
+        .unwrap();
+        txn.commit().await.unwrap();
+        i += 1;
+    }
+    loop {
+        let left = db
+            .query_one_raw(Statement::from_string(
+                db.get_database_backend(),
+                "SELECT COUNT(*) FROM herald_outbox WHERE published_at IS NULL",
+            ))
+            .await
+            .unwrap()
+            .unwrap()
+            .try_get_by_index::<i64>(0)
+            .unwrap();
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    trigger.trigger();
+    task.await.unwrap();
+    let rows = herald_entities::outbox::Entity::find()
+        .all(db)
+        .await
+        .unwrap();
+    let mut lat: Vec<f64> = rows
+        .iter()
+        .filter_map(|r| {
+            r.published_at
+                .map(|p| (p - r.created_at).num_microseconds().unwrap_or(0) as f64 / 1000.0)
+        })
+        .collect();
+    let n = lat.len();
+    (
+        n,
+        percentile_ms(&mut lat, 50.0),
+        percentile_ms(&mut lat, 99.0),
+    )
+}
+
+async fn bench(backend: Backend) {
+    let n = size("HERALD_BENCH_EVENTS", 100_000);
+    let naive_n = size("HERALD_BENCH_NAIVE", 2_000);
+    let secs = size("HERALD_BENCH_STEADY_SECS", 5) as u64;
+    let nats = NatsServer::start().await;
+    let tdb = TestDb::new(backend).await;
+    let db = tdb.connect().await;
+    let js = nats.jetstream().await;
+    herald::jetstream::ensure_stream(&js, &Default::default())
+        .await
+        .unwrap();
+
+    let raw = raw_publish(&js, n).await;
+    purge(&js).await;
+
+    fill(&db, n).await;
+    let relay = Relay::new(
+        db.clone(),
+        js.clone(),
+        RelayConfig::default(),
+        Metrics::new(),
+    );
+    let ours = herald_relay(&relay).await;
+    assert_eq!(
+        js.get_stream("HERALD")
+            .await
+            .unwrap()
+            .info()
+            .await
+            .unwrap()
+            .state
+            .messages as usize,
+        n
+    );
+    purge(&js).await;
+    db.execute_unprepared("DELETE FROM herald_outbox")
+        .await
+        .unwrap();
+
+    fill(&db, naive_n).await;
+    let (nn, naive) = naive_relay(&db, &js).await;
+    purge(&js).await;
+
+    let poll = if backend == Backend::Sqlite {
+        Duration::from_millis(25)
+    } else {
+        RelayConfig::default().poll_interval
+    };
+    let (ln, p50, p99) = steady_latency(&db, &js, poll, secs).await;
+
+    let (r_raw, r_ours, r_naive) = (rate(n, raw), rate(n, ours), rate(nn, naive));
+    println!("| {backend:?} | raw publish (a) | {n} | {r_raw:.0}/s | 1.00 |");
+    println!(
+        "| {backend:?} | herald relay (b) | {n} | {r_ours:.0}/s | {:.2} of (a) |",
+        r_ours / r_raw
+    );
+    println!(
+        "| {backend:?} | naive relay (c) | {nn} | {r_naive:.0}/s | (b) is {:.1}x (c) |",
+        r_ours / r_naive
+    );
+    println!(
+        "| {backend:?} | commit→PubAck at 1,000/s (d) | {ln} | p50 {p50:.1} ms, p99 {p99:.1} ms (poll {poll:?}) | |"
+    );
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    println!("| backend | measure | events | result | ratio |\n|---|---|---|---|---|");
+    rt.block_on(async {
+        bench(Backend::Postgres).await;
+        bench(Backend::Sqlite).await;
+    });
+}

@@ -1,0 +1,228 @@
+//! Worker benchmark (BENCHMARKS.md). In one run, against the harness's Rust
+//! SMTP sink, on SQLite and PostgreSQL:
+//! (a) a raw mail-send loop sending the same rendered messages over one
+//!     reused connection (TCP_NODELAY) — the ceiling;
+//! (b) the worker end to end from a pre-filled stream;
+//! (c) commit → SMTP accepted latency at a steady rate, with relay and worker
+//!     as separate processes (needs HERALD_BIN = a release herald).
+//! Sizes: HERALD_BENCH_EMAILS (20000), HERALD_BENCH_RATE (500), HERALD_BENCH_STEADY_SECS (5).
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::HeaderMap;
+use herald::metrics::Metrics;
+use herald::outbox::{NewEvent, enqueue};
+use herald::smtp::Transport;
+use herald::worker::{Worker, WorkerConfig};
+use herald::workflow::render::Email;
+use herald_tests::bench::{percentile_ms, rate, size};
+use herald_tests::db::{Backend, TestDb};
+use herald_tests::nats::NatsServer;
+use herald_tests::process::HeraldEnv;
+use herald_tests::smtp::SmtpSink;
+use mail_send::SmtpClientBuilder;
+use mail_send::smtp::message::{Address, Message, Parameters};
+use sea_orm::{ConnectionTrait, Statement, TransactionTrait};
+use serde_json::json;
+
+const WORKFLOW: &str = r#"
+name: bench
+on: { subjects: ["events.bench.>"] }
+email:
+  from: "Bench <bench@herald.example>"
+  to: "{{event.email}}"
+  subject: "Hello {{event.name}}"
+  text: "Hi {{event.name}}, your code is {{event.code}}."
+  html: "<p>Hi {{event.name}}, your code is <b>{{event.code}}</b>.</p>"
+"#;
+
+fn payload(i: usize) -> serde_json::Value {
+    json!({"email": format!("u{i}@example.com"), "name": format!("User {i}"), "code": format!("CODE-{i}")})
+}
+
+async fn raw_loop(sink: &SmtpSink, n: usize) -> Duration {
+    let email = Email {
+        index: 0,
+        from: "Bench <bench@herald.example>".into(),
+        to: vec!["u0@example.com".into()],
+        cc: vec![],
+        bcc: vec![],
+        reply_to: vec![],
+        subject: "Hello User 0".into(),
+        text: Some("Hi User 0, your code is CODE-0.".into()),
+        html: Some("<p>Hi User 0, your code is <b>CODE-0</b>.</p>".into()),
+        headers: vec![],
+    };
+    let start = Instant::now();
+    let mut client = SmtpClientBuilder::new("127.0.0.1", sink.port)
+        .unwrap()
+        .implicit_tls(false)
+        .connect_plain()
+        .await
+        .unwrap();
+    client.stream.set_nodelay(true).unwrap();
+    for i in 0..n {
+        // Rendering the same message is part of the loop, as it is for the worker.
+        let body = herald::smtp::build(&email, &format!("{i}.bench.0@herald.example")).unwrap();
+        let msg = Message {
+            mail_from: Address::new("bench@herald.example", Parameters::default()),
+            rcpt_to: vec![Address::new("u0@example.com", Parameters::default())],
+            body: body.into(),
+        };
+        client.send(msg).await.unwrap();
+    }
+    start.elapsed()
+}
+
+async fn worker_e2e(backend: Backend, sink: &SmtpSink, n: usize) -> Duration {
+    let nats = NatsServer::start().await;
+    let js = nats.jetstream().await;
+    herald::jetstream::ensure_stream(&js, &Default::default())
+        .await
+        .unwrap();
+    for window in (0..n).collect::<Vec<_>>().chunks(4000) {
+        let mut acks = Vec::new();
+        for &i in window {
+            let mut h = HeaderMap::new();
+            h.insert("Nats-Msg-Id", uuid::Uuid::now_v7().to_string().as_str());
+            h.insert(
+                "Herald-Occurred-At",
+                chrono::Utc::now().to_rfc3339().as_str(),
+            );
+            acks.push(
+                js.publish_with_headers("events.bench.sent", h, payload(i).to_string().into())
+                    .await
+                    .unwrap(),
+            );
+        }
+        for a in acks {
+            a.await.unwrap();
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("bench.yaml"), WORKFLOW).unwrap();
+    let catalog = herald::workflow::load(dir.path()).unwrap();
+    let wf = catalog.workflows[0].clone();
+    let tdb = TestDb::new(backend).await;
+    let worker = Arc::new(Worker {
+        db: tdb.connect().await,
+        catalog: Arc::new(catalog),
+        transport: Arc::new(Transport::from_url(&sink.url()).unwrap()),
+        metrics: Metrics::new(),
+        cfg: WorkerConfig::default(),
+    });
+    let before = sink.count();
+    let (trigger, stop) = herald::shutdown::channel();
+    let start = Instant::now();
+    let task = tokio::spawn(worker.clone().run_workflow(js.clone(), wf, stop));
+    while sink.count() < before + n {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let took = start.elapsed();
+    trigger.trigger();
+    let _ = task.await;
+    took
+}
+
+async fn steady_latency(
+    backend: Backend,
+    sink: &SmtpSink,
+    per_sec: usize,
+    secs: u64,
+) -> Option<(usize, f64, f64)> {
+    let bin = std::env::var("HERALD_BIN").ok()?;
+    let nats = NatsServer::start().await;
+    let tdb = TestDb::new(backend).await;
+    let db = tdb.connect().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("bench.yaml"), WORKFLOW).unwrap();
+    let mut env = HeraldEnv::default();
+    env.set("HERALD_BIN", bin)
+        .set("HERALD_DATABASE_URL", tdb.url.clone())
+        .set("HERALD_NATS_URL", nats.url())
+        .set("HERALD_SMTP_URL", sink.url())
+        .set("HERALD_WORKFLOWS", dir.path().display().to_string());
+    let poll = if backend == Backend::Sqlite {
+        "25ms"
+    } else {
+        "200ms"
+    };
+    let mut relay = env.spawn(&["relay", "--relay-poll", poll]);
+    let mut worker = env.spawn(&["worker"]);
+    // Let both bind (stream, consumer) before the clock starts.
+    let js = nats.jetstream().await;
+    loop {
+        if let Ok(s) = js.get_stream("HERALD").await
+            && s.get_consumer::<async_nats::jetstream::consumer::pull::Config>("herald-bench")
+                .await
+                .is_ok()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let before = sink.count();
+    let total = per_sec * secs as usize;
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / per_sec as f64));
+    for i in 0..total {
+        tick.tick().await;
+        let txn = db.begin().await.unwrap();
+        enqueue(&txn, NewEvent::new("events.bench.sent", payload(i)))
+            .await
+            .unwrap();
+        txn.commit().await.unwrap();
+    }
+    while sink.count() < before + total {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let rows = db
+        .query_all_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT o.created_at AS c, d.sent_at AS s FROM herald_outbox o JOIN herald_deliveries d ON d.event_id = o.event_id",
+        ))
+        .await
+        .unwrap();
+    let mut lat: Vec<f64> = rows
+        .iter()
+        .filter_map(|r| {
+            let c: chrono::DateTime<chrono::Utc> = r.try_get("", "c").ok()?;
+            let s: chrono::DateTime<chrono::Utc> = r.try_get("", "s").ok()?;
+            Some((s - c).num_microseconds()? as f64 / 1000.0)
+        })
+        .collect();
+    relay.terminate(Duration::from_secs(30));
+    worker.terminate(Duration::from_secs(30));
+    let n = lat.len();
+    Some((
+        n,
+        percentile_ms(&mut lat, 50.0),
+        percentile_ms(&mut lat, 99.0),
+    ))
+}
+
+fn main() {
+    let n = size("HERALD_BENCH_EMAILS", 20_000);
+    let per_sec = size("HERALD_BENCH_RATE", 500);
+    let secs = size("HERALD_BENCH_STEADY_SECS", 5) as u64;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    println!("| backend | measure | emails | result | ratio |\n|---|---|---|---|---|");
+    rt.block_on(async {
+        for backend in [Backend::Postgres, Backend::Sqlite] {
+            let sink = SmtpSink::start().await;
+            let raw = raw_loop(&sink, n).await;
+            let ours = worker_e2e(backend, &sink, n).await;
+            let (r_raw, r_ours) = (rate(n, raw), rate(n, ours));
+            println!("| {backend:?} | raw mail-send loop, 1 connection (a) | {n} | {r_raw:.0}/s | 1.00 |");
+            println!("| {backend:?} | worker end to end (b) | {n} | {r_ours:.0}/s | {:.2} of (a) |", r_ours / r_raw);
+            match steady_latency(backend, &sink, per_sec, secs).await {
+                Some((ln, p50, p99)) => println!(
+                    "| {backend:?} | commit→SMTP accepted at {per_sec}/s, relay + worker processes (c) | {ln} | p50 {p50:.1} ms, p99 {p99:.1} ms | |"
+                ),
+                None => println!("| {backend:?} | (c) skipped: set HERALD_BIN to a release herald | | | |"),
+            }
+        }
+    });
+}

@@ -1,0 +1,114 @@
+//! `herald up` and `herald demo`: everything in one process, starting its own
+//! nats-server when none answers.
+use std::time::Duration;
+
+use herald_tests::db::{Backend, TestDb};
+use herald_tests::process::HeraldEnv;
+use herald_tests::smtp::SmtpSink;
+use herald_tests::wait;
+
+/// A herald environment whose NATS URL points at a free port where nothing
+/// answers, with a nats.conf of its own (temp store, no monitoring port).
+fn env_without_nats(db: &TestDb, sink: &SmtpSink, dir: &tempfile::TempDir) -> (HeraldEnv, u16) {
+    let port = herald_tests::free_port();
+    let conf = dir.path().join("nats.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "listen: 127.0.0.1:4222\njetstream {{ store_dir: {:?} }}\n",
+            dir.path().join("js")
+        ),
+    )
+    .unwrap();
+    let mut env = HeraldEnv::default();
+    env.set("HERALD_DATABASE_URL", db.url.clone())
+        .set("HERALD_NATS_URL", format!("nats://127.0.0.1:{port}"))
+        .set("HERALD_SMTP_URL", sink.url())
+        .set(
+            "HERALD_WORKFLOWS",
+            herald_tests::workspace_root()
+                .join("workflows")
+                .display()
+                .to_string(),
+        )
+        .set("HERALD_NATS_CONFIG", conf.display().to_string())
+        .set(
+            "HERALD_NATS_SERVER_BIN",
+            herald_tests::nats::binary().display().to_string(),
+        );
+    env.cwd = Some(dir.path().to_path_buf());
+    (env, port)
+}
+
+fn port_answers(port: u16) -> bool {
+    std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_sends_the_sample_emails_and_cleans_up() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let sink = SmtpSink::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (env, port) = env_without_nats(&db, &sink, &dir);
+    // Off the runtime: the SMTP sink the demo sends to runs on it.
+    let out = tokio::task::spawn_blocking(move || env.run(&["demo"]))
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // contract (1) + vault (1, to both owners) + campaign (2 recipients)
+    assert!(stdout.contains("demo: 4 email(s) sent"), "{stdout}");
+    assert_eq!(sink.count(), 4);
+    assert!(
+        !port_answers(port),
+        "the nats-server child is stopped with the demo"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_runs_until_sigterm() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let sink = SmtpSink::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (env, port) = env_without_nats(&db, &sink, &dir);
+    let mut up = env.spawn(&["up"]);
+    wait::until("up has started its nats-server", wait::DEFAULT, || async {
+        port_answers(port)
+    })
+    .await;
+    let sample =
+        herald_tests::workspace_root().join("workflows/samples/events.campaign.wave_sent.json");
+    let out = env.run(&[
+        "emit",
+        "--subject",
+        "events.campaign.wave_sent",
+        "--payload",
+        &format!("@{}", sample.display()),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait::until(
+        "the emitted campaign is delivered",
+        wait::DEFAULT,
+        || async { sink.count() >= 2 },
+    )
+    .await;
+    assert_eq!(
+        up.terminate(Duration::from_secs(30)).code(),
+        Some(0),
+        "{}",
+        up.log()
+    );
+    assert!(
+        !port_answers(port),
+        "the nats-server child is stopped with up"
+    );
+    assert_eq!(sink.count(), 2);
+}
