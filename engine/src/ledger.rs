@@ -237,3 +237,35 @@ pub async fn reopen_dead(
         .await?;
     Ok(res.rows_affected)
 }
+
+/// The state of one delivery, if the ledger has it.
+pub async fn state_of(db: &DatabaseConnection, key: &Key<'_>) -> Result<Option<String>, DbErr> {
+    Ok(delivery::Entity::find()
+        .filter(by_key(key))
+        .one(db)
+        .await?
+        .map(|d| d.state))
+}
+
+/// Take a `sent` delivery for a deliberate resend (`herald replay --resend`):
+/// back to `sending` with the next attempt number and the reason recorded.
+/// Returns the attempt number, which makes the resent Message-ID distinct.
+pub async fn claim_resend(
+    db: &DatabaseConnection,
+    key: &Key<'_>,
+    reason: &str,
+) -> Result<u32, DbErr> {
+    let existing = delivery::Entity::find()
+        .filter(by_key(key))
+        .one(db)
+        .await?
+        .ok_or_else(|| DbErr::RecordNotFound("delivery vanished".into()))?;
+    let attempt = existing.attempts + 1;
+    let mut am: delivery::ActiveModel = existing.into();
+    am.state = Set(state::SENDING.into());
+    am.attempts = Set(attempt);
+    am.resend_reason = Set(Some(reason.to_string()));
+    am.updated_at = Set(Utc::now());
+    am.update(db).await?;
+    Ok(u32::try_from(attempt).unwrap_or(1))
+}

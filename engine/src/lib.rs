@@ -16,6 +16,7 @@ pub mod ledger;
 pub mod metrics;
 pub mod outbox;
 pub mod relay;
+pub mod replay;
 pub mod retry;
 pub mod shutdown;
 pub mod smtp;

@@ -110,6 +110,7 @@ async fn worker_e2e(backend: Backend, sink: &SmtpSink, n: usize) -> Duration {
         transport: Arc::new(Transport::from_url(&sink.url()).unwrap()),
         metrics: Metrics::new(),
         cfg: WorkerConfig::default(),
+        resend: None,
     });
     let before = sink.count();
     let (trigger, stop) = herald::shutdown::channel();

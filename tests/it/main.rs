@@ -6,5 +6,6 @@ mod harness_selftest;
 mod ops;
 mod outbox;
 mod relay;
+mod replay;
 mod up;
 mod worker;

@@ -11,6 +11,7 @@ mod emit;
 mod migrate;
 mod outbox;
 mod relay;
+mod replay;
 mod status;
 mod up;
 mod worker;
@@ -132,6 +133,8 @@ pub enum Command {
     /// Validate, render or describe workflow definitions.
     #[command(subcommand)]
     Workflows(workflows::WorkflowsCmd),
+    /// Run a workflow again over a range of the stream; the ledger skips what was sent (unless --resend).
+    Replay(replay::ReplayCmd),
     /// Inspect and re-drive dead letters.
     #[command(subcommand)]
     Dlq(dlq::DlqCmd),
@@ -178,6 +181,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Emit(args) => emit::run(&g, args).await,
         Command::Relay(cmd) => relay::run(&g, cmd).await,
         Command::Outbox(cmd) => outbox::run(&g, cmd).await,
+        Command::Replay(cmd) => replay::run(&g, cmd).await,
         Command::Dlq(cmd) => dlq::run(&g, cmd).await,
         Command::Status(cmd) => status::run(&g, cmd).await,
         Command::Up(cmd) => up::run_up(&g, cmd).await,

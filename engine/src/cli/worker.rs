@@ -66,6 +66,7 @@ impl Engine {
             transport: Arc::new(self.transport),
             metrics,
             cfg,
+            resend: None,
         }
     }
 }

@@ -76,6 +76,9 @@ pub struct Worker {
     pub transport: Arc<Transport>,
     pub metrics: Arc<Metrics>,
     pub cfg: WorkerConfig,
+    /// `herald replay --resend`: send deliveries the ledger has as sent once
+    /// more, recording this reason, with a distinct Message-ID.
+    pub resend: Option<String>,
 }
 
 /// An event as the worker sees it, from a stream message (or a dead letter).
@@ -215,14 +218,24 @@ impl Worker {
                 workflow: &wf.name,
                 recipient: &recipient,
             };
-            let attempt = match ledger::claim(&self.db, &key, email.index, &email.subject).await? {
-                Claim::Done { .. } => {
-                    self.metrics.emails_skipped.inc();
-                    continue;
-                }
-                Claim::Send { attempt } => attempt,
-            };
-            let mid = message_id(ev.id, &wf.name, email.index, &email.from);
+            let (attempt, resent) =
+                match ledger::claim(&self.db, &key, email.index, &email.subject).await? {
+                    Claim::Done { state } => match &self.resend {
+                        Some(reason) if state == ledger::state::SENT => {
+                            (ledger::claim_resend(&self.db, &key, reason).await?, true)
+                        }
+                        _ => {
+                            self.metrics.emails_skipped.inc();
+                            continue;
+                        }
+                    },
+                    Claim::Send { attempt } => (attempt, false),
+                };
+            let mut mid = message_id(ev.id, &wf.name, email.index, &email.from);
+            if resent {
+                // A deliberate resend must not look like the original downstream.
+                mid = mid.replacen('@', &format!(".r{attempt}@"), 1);
+            }
             let started = std::time::Instant::now();
             match self.transport.send(email, &mid).await {
                 Ok(reply) => {

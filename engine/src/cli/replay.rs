@@ -1,0 +1,147 @@
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use chrono::{DateTime, Utc};
+use clap::Args;
+use herald::metrics::Metrics;
+use herald::replay::{self, ReplayOptions, Start};
+use herald::shutdown;
+use herald::worker::WorkerConfig;
+
+use super::worker::engine;
+use super::{Global, usage};
+
+#[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("start").required(true).args(["since", "from_seq"])))]
+pub struct ReplayCmd {
+    /// The workflow to run again over its subjects.
+    #[arg(long)]
+    pub workflow: String,
+    /// Start at this time: RFC 3339 (2026-11-23T09:00:00Z) or a duration ago (1h, 30m).
+    #[arg(long, value_parser = time_arg)]
+    pub since: Option<DateTime<Utc>>,
+    /// Start at this stream sequence (e.g. the one an interrupted replay printed).
+    #[arg(long)]
+    pub from_seq: Option<u64>,
+    /// Stop at messages published after this time (RFC 3339 or a duration ago).
+    #[arg(long, value_parser = time_arg)]
+    pub until: Option<DateTime<Utc>>,
+    /// Print each email that would be sent (recipient, subject); send and record nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Send again deliveries the ledger has as sent, with a new Message-ID suffix; the reason is recorded.
+    #[arg(long)]
+    pub resend: bool,
+    /// Reason recorded with --resend.
+    #[arg(long, default_value = "herald replay --resend", requires = "resend")]
+    pub reason: String,
+}
+
+/// RFC 3339, or a duration meaning "that long ago".
+fn time_arg(s: &str) -> Result<DateTime<Utc>, String> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(s) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    let d = herald::duration::parse(s)
+        .map_err(|_| format!("{s:?} is neither an RFC 3339 time nor a duration (1h, 30m)"))?;
+    let d = chrono::Duration::from_std(d).map_err(|e| e.to_string())?;
+    Ok(Utc::now() - d)
+}
+
+pub async fn run(g: &Global, cmd: ReplayCmd) -> Result<ExitCode> {
+    let engine = engine(g).await?;
+    let wf = engine.catalog.get(&cmd.workflow).cloned().ok_or_else(|| {
+        usage(format!(
+            "no workflow named {:?} in {}",
+            cmd.workflow,
+            g.workflows.display()
+        ))
+    })?;
+    let client = herald::jetstream::connect(&g.nats_url, "herald-replay").await?;
+    let js = async_nats::jetstream::new(client);
+    let mut worker = engine.worker(WorkerConfig::default(), Metrics::new());
+    if cmd.resend {
+        worker.resend = Some(cmd.reason.clone());
+    }
+    let opts = ReplayOptions {
+        start: match (cmd.from_seq, cmd.since) {
+            (Some(n), _) => Start::Seq(n),
+            (None, Some(t)) => Start::Time(t),
+            (None, None) => return Err(usage("give --since or --from-seq")),
+        },
+        until: cmd.until,
+        dry_run: cmd.dry_run,
+    };
+    let (trigger, stop) = shutdown::channel();
+    shutdown::on_signals(trigger);
+
+    // A bar with rate and ETA on a terminal; a plain line every 2 s otherwise.
+    let bar = std::io::stderr().is_terminal().then(|| {
+        let b = indicatif::ProgressBar::new(0);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {pos}/{len} seq {msg} {per_sec} ETA {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b
+    });
+    let mut last_line = Instant::now();
+    let mut done = 0u64;
+    let dry_run = cmd.dry_run;
+    let on_progress = |p: &replay::Progress| {
+        done += 1;
+        if dry_run {
+            for (to, subject, already) in &p.would_send {
+                let note = if *already {
+                    "  (already sent: skipped)"
+                } else {
+                    ""
+                };
+                println!("seq {}  to {to}  subject {subject:?}{note}", p.seq);
+            }
+        }
+        match &bar {
+            Some(b) => {
+                b.set_length(done + p.remaining);
+                b.set_position(done);
+                b.set_message(p.seq.to_string());
+            }
+            None if last_line.elapsed() > Duration::from_secs(2) => {
+                last_line = Instant::now();
+                tracing::info!(
+                    seq = p.seq,
+                    done,
+                    remaining = p.remaining,
+                    "replay progress"
+                );
+            }
+            None => {}
+        }
+    };
+    let summary = replay::replay(&worker, &js, &g.stream, &wf, &opts, on_progress, stop).await?;
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    println!(
+        "replayed {}, sent {}, skipped {}, failed {}",
+        summary.replayed, summary.sent, summary.skipped, summary.failed
+    );
+    if summary.interrupted {
+        match summary.last_seq {
+            Some(s) => eprintln!(
+                "interrupted after sequence {s}: continue with --from-seq {}",
+                s + 1
+            ),
+            None => eprintln!("interrupted before the first message"),
+        }
+        return Ok(ExitCode::from(1));
+    }
+    Ok(if summary.failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}

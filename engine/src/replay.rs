@@ -1,0 +1,222 @@
+//! Replay: run a workflow again over a range of the stream, after an outage
+//! or a bug. It reads with an ephemeral ordered consumer (the workflow's
+//! durable consumer is untouched) and sends each message through the normal
+//! path, so the ledger decides: deliveries already sent are skipped unless
+//! `resend` is set.
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer};
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+
+use crate::shutdown::Shutdown;
+use crate::worker::{Disposition, Event, Worker};
+use crate::workflow::Workflow;
+use crate::workflow::render::{Meta, Outcome};
+
+/// Where a replay starts.
+#[derive(Debug, Clone, Copy)]
+pub enum Start {
+    Time(DateTime<Utc>),
+    Seq(u64),
+}
+
+#[derive(Debug, Clone)]
+pub struct ReplayOptions {
+    pub start: Start,
+    /// Stop at messages published after this time.
+    pub until: Option<DateTime<Utc>>,
+    /// List what would be sent; send nothing, write nothing.
+    pub dry_run: bool,
+}
+
+/// Counts for the summary line `replayed N, sent S, skipped K, failed F`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub replayed: u64,
+    pub sent: u64,
+    pub skipped: u64,
+    pub failed: u64,
+    /// The last stream sequence processed (continue with `--from-seq last+1`).
+    pub last_seq: Option<u64>,
+    /// Stopped by a signal before the end of the range.
+    pub interrupted: bool,
+}
+
+/// One step, for progress display.
+#[derive(Debug, Clone)]
+pub struct Progress {
+    pub seq: u64,
+    /// Messages of the range still ahead.
+    pub remaining: u64,
+    /// Dry run: the emails this message would send, `(recipient, subject, already_sent)`.
+    pub would_send: Vec<(String, String, bool)>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error("stream {stream}: {detail}")]
+    Stream { stream: String, detail: String },
+    #[error(
+        "the stream no longer holds sequence {requested}: it starts at {first} (retention); replay from --from-seq {first}, and use `herald outbox republish` for older events"
+    )]
+    RangeGone { requested: u64, first: u64 },
+    #[error("database: {0}")]
+    Database(#[from] sea_orm::DbErr),
+}
+
+pub async fn replay(
+    worker: &Worker,
+    js: &jetstream::Context,
+    stream_name: &str,
+    wf: &Workflow,
+    opts: &ReplayOptions,
+    mut on_progress: impl FnMut(&Progress),
+    mut shutdown: Shutdown,
+) -> Result<Summary, ReplayError> {
+    let err = |detail: String| ReplayError::Stream {
+        stream: stream_name.to_string(),
+        detail,
+    };
+    let mut stream = js
+        .get_stream(stream_name)
+        .await
+        .map_err(|e| err(e.to_string()))?;
+    let state = stream
+        .info()
+        .await
+        .map_err(|e| err(e.to_string()))?
+        .state
+        .clone();
+    let deliver_policy = match opts.start {
+        Start::Seq(n) if n < state.first_sequence && state.messages > 0 => {
+            return Err(ReplayError::RangeGone {
+                requested: n,
+                first: state.first_sequence,
+            });
+        }
+        Start::Seq(n) => consumer::DeliverPolicy::ByStartSequence {
+            start_sequence: n.max(1),
+        },
+        Start::Time(t) => {
+            let first: DateTime<Utc> =
+                DateTime::from_timestamp(state.first_timestamp.unix_timestamp(), 0).unwrap_or(t);
+            if state.messages > 0 && first > t {
+                tracing::warn!(requested = %t, first = %first, "the stream holds messages only from {first}: older ones are gone (retention)");
+            }
+            let secs = t.timestamp();
+            consumer::DeliverPolicy::ByStartTime {
+                start_time: time::OffsetDateTime::from_unix_timestamp(secs)
+                    .map_err(|e| err(e.to_string()))?,
+            }
+        }
+    };
+    let mut summary = Summary::default();
+    if state.messages == 0 || state.last_sequence == 0 {
+        return Ok(summary);
+    }
+    let consumer = stream
+        .create_consumer(consumer::pull::OrderedConfig {
+            filter_subjects: wf.subjects.clone(),
+            deliver_policy,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| err(e.to_string()))?;
+    let mut messages = consumer.messages().await.map_err(|e| err(e.to_string()))?;
+    loop {
+        let next = tokio::select! {
+            m = tokio::time::timeout(Duration::from_secs(2), messages.next()) => m,
+            _ = shutdown.wait() => { summary.interrupted = true; break; }
+        };
+        // Nothing within the timeout: the range (filtered) is exhausted.
+        let Ok(Some(msg)) = next else { break };
+        let msg = msg.map_err(|e| err(e.to_string()))?;
+        let info = msg.info().map_err(|e| err(e.to_string()))?;
+        let (seq, remaining) = (info.stream_sequence, info.pending);
+        let published: DateTime<Utc> =
+            DateTime::from_timestamp(info.published.unix_timestamp(), info.published.nanosecond())
+                .unwrap_or_else(Utc::now);
+        if opts.until.is_some_and(|u| published > u) {
+            break;
+        }
+        let ev = match Event::from_message(&msg.message, Some(seq)) {
+            Ok(ev) => ev,
+            Err(reason) => {
+                tracing::warn!(seq, %reason, "not a Herald event; skipped");
+                summary.skipped += 1;
+                summary.last_seq = Some(seq);
+                continue;
+            }
+        };
+        summary.replayed += 1;
+        let mut step = Progress {
+            seq,
+            remaining,
+            would_send: Vec::new(),
+        };
+        if opts.dry_run {
+            step.would_send = dry_run(worker, wf, &ev).await?;
+            for (_, _, already) in &step.would_send {
+                if *already {
+                    summary.skipped += 1
+                } else {
+                    summary.sent += 1
+                }
+            }
+        } else {
+            let (sent0, skipped0, dead0) = (
+                worker.metrics.emails_sent.get(),
+                worker.metrics.emails_skipped.get(),
+                worker.metrics.dead_letters.get(),
+            );
+            let d = worker.process(wf, &ev).await?;
+            summary.sent += worker.metrics.emails_sent.get() - sent0;
+            summary.skipped += worker.metrics.emails_skipped.get() - skipped0;
+            summary.failed += worker.metrics.dead_letters.get() - dead0;
+            if let Disposition::Retry { .. } = d {
+                // A transient failure cannot wait here; the durable consumer
+                // or a later replay will deliver it.
+                summary.failed += 1;
+            }
+        }
+        summary.last_seq = Some(seq);
+        on_progress(&step);
+        if remaining == 0 {
+            break;
+        }
+    }
+    Ok(summary)
+}
+
+/// What a message would send: each email's recipients and subject, and
+/// whether the ledger already has it as sent.
+async fn dry_run(
+    worker: &Worker,
+    wf: &Workflow,
+    ev: &Event,
+) -> Result<Vec<(String, String, bool)>, ReplayError> {
+    let payload: serde_json::Value = serde_json::from_str(&ev.payload).unwrap_or_default();
+    let meta = Meta {
+        id: ev.id.to_string(),
+        subject: ev.subject.clone(),
+        aggregate: ev.aggregate.clone(),
+        occurred_at: ev.occurred_at.clone(),
+        workflow: wf.name.clone(),
+    };
+    let mut out = Vec::new();
+    if let Ok(Outcome::Emails(emails)) = worker.catalog.render(wf, &payload, &meta) {
+        for e in emails {
+            let recipient = e.recipient_key();
+            let key = crate::ledger::Key {
+                event_id: ev.id,
+                workflow: &wf.name,
+                recipient: &recipient,
+            };
+            let sent = crate::ledger::state_of(&worker.db, &key).await?.as_deref()
+                == Some(crate::ledger::state::SENT);
+            out.push((e.to.join(", "), e.subject.clone(), sent));
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,226 @@
+//! Replay after an outage: the ledger decides, nobody is emailed twice.
+use std::time::Duration;
+
+use herald_tests::both_backends;
+use herald_tests::db::Backend;
+use herald_tests::env::TestEnv;
+use herald_tests::process::HeraldEnv;
+use herald_tests::smtp::SmtpSink;
+use herald_tests::wait;
+
+const WF: &str = r#"
+name: notify
+on: { subjects: ["events.test.>"] }
+email:
+  from: "Test <noreply@test.example>"
+  to: "u{{event.n}}@example.com"
+  subject: "n={{event.n}}"
+  text: "event {{event.n}}"
+"#;
+
+struct World {
+    env: TestEnv,
+    sink: SmtpSink,
+    h: HeraldEnv,
+    _dir: tempfile::TempDir,
+}
+
+async fn world(backend: Backend, nats_config: &str) -> World {
+    let env = TestEnv::start_with(backend, nats_config).await;
+    let sink = SmtpSink::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("wf.yaml"), WF).unwrap();
+    let mut h = env.herald.clone();
+    h.set("HERALD_SMTP_URL", sink.url())
+        .set("HERALD_WORKFLOWS", dir.path().display().to_string());
+    World {
+        env,
+        sink,
+        h,
+        _dir: dir,
+    }
+}
+
+/// Run herald off the runtime (the sink it sends to runs on it).
+async fn run(h: &HeraldEnv, args: &[&str]) -> (Option<i32>, String, String) {
+    let h = h.clone();
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    let out = tokio::task::spawn_blocking(move || {
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        h.run(&a)
+    })
+    .await
+    .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The durable consumer is lost while 5 events were not yet processed; a
+/// replay of the last hour sends only those 5.
+async fn replay_after_consumer_loss_sends_only_unsent(backend: Backend) {
+    let w = world(backend, "").await;
+    let mut relay = w.h.spawn(&["relay", "--relay-poll", "50ms"]);
+    let mut worker = w.h.spawn(&["worker"]);
+    w.env.enqueue_many("events.test.a", 10, 0).await;
+    wait::until("10 emails", wait::DEFAULT, || async {
+        w.sink.count() == 10
+    })
+    .await;
+    assert_eq!(worker.terminate(Duration::from_secs(30)).code(), Some(0));
+    w.env.enqueue_many("events.test.b", 5, 0).await;
+    wait::until("15 events in the stream", wait::DEFAULT, || async {
+        w.env.stream_len().await == 15
+    })
+    .await;
+    let js = w.env.nats.jetstream().await;
+    js.get_stream("HERALD")
+        .await
+        .unwrap()
+        .delete_consumer("herald-notify")
+        .await
+        .unwrap();
+
+    let (code, out, err) = run(
+        &w.h,
+        &[
+            "replay",
+            "--workflow",
+            "notify",
+            "--since",
+            "1h",
+            "--dry-run",
+        ],
+    )
+    .await;
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("seq ")).count(),
+        15,
+        "{out}"
+    );
+    assert_eq!(out.matches("already sent").count(), 10, "{out}");
+    assert!(
+        out.contains("replayed 15, sent 5, skipped 10, failed 0"),
+        "{out}"
+    );
+    assert_eq!(w.sink.count(), 10, "a dry run sends nothing");
+
+    let (code, out, err) = run(&w.h, &["replay", "--workflow", "notify", "--since", "1h"]).await;
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains("replayed 15, sent 5, skipped 10, failed 0"),
+        "{out}"
+    );
+    assert_eq!(w.sink.count(), 15);
+    let mut to: Vec<_> = w
+        .sink
+        .received()
+        .iter()
+        .map(|m| m.rcpt_to[0].clone())
+        .collect();
+    to.sort();
+    to.dedup();
+    assert_eq!(
+        to.len(),
+        10,
+        "5 new events reuse n=0..4 addresses: 10 distinct, 15 emails, no duplicate event"
+    );
+
+    let (code, out, _) = run(&w.h, &["replay", "--workflow", "notify", "--from-seq", "1"]).await;
+    assert_eq!(code, Some(0));
+    assert!(
+        out.contains("replayed 15, sent 0, skipped 15, failed 0"),
+        "{out}"
+    );
+    assert_eq!(w.sink.count(), 15, "a second replay sends nothing");
+    assert_eq!(relay.terminate(Duration::from_secs(30)).code(), Some(0));
+}
+
+/// --resend sends again, with a distinct Message-ID and the reason recorded.
+async fn replay_resend_marks_new_message_ids(backend: Backend) {
+    let w = world(backend, "").await;
+    let _relay = w.h.spawn(&["relay", "--relay-poll", "50ms"]);
+    let mut worker = w.h.spawn(&["worker"]);
+    w.env.enqueue_many("events.test.a", 3, 0).await;
+    wait::until("3 emails", wait::DEFAULT, || async { w.sink.count() == 3 }).await;
+    worker.terminate(Duration::from_secs(30));
+    let (code, out, err) = run(
+        &w.h,
+        &[
+            "replay",
+            "--workflow",
+            "notify",
+            "--from-seq",
+            "1",
+            "--resend",
+            "--reason",
+            "template fix",
+        ],
+    )
+    .await;
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains("replayed 3, sent 3, skipped 0, failed 0"),
+        "{out}"
+    );
+    let got = w.sink.received();
+    assert_eq!(got.len(), 6);
+    let originals: Vec<_> = got[..3].iter().map(|m| m.message_id()).collect();
+    for m in &got[3..] {
+        assert!(m.message_id().contains(".r2@"), "{}", m.message_id());
+        assert!(!originals.contains(&m.message_id()));
+    }
+    assert_eq!(
+        w.env.scalar("SELECT COUNT(*) FROM herald_deliveries WHERE resend_reason = 'template fix' AND state = 'sent'").await,
+        3
+    );
+}
+
+/// A range the stream no longer holds is reported, not silently skipped.
+async fn replay_of_a_range_gone_says_so(backend: Backend) {
+    let w = world(backend, "").await;
+    let js = w.env.nats.jetstream().await;
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: "HERALD".into(),
+        subjects: vec!["events.>".into()],
+        max_messages: 5,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let _relay = w.h.spawn(&["relay", "--relay-poll", "50ms"]);
+    w.env.enqueue_many("events.test.a", 10, 0).await;
+    w.env.wait_all_published().await;
+    let (code, _, err) = run(
+        &w.h,
+        &[
+            "replay",
+            "--workflow",
+            "notify",
+            "--from-seq",
+            "1",
+            "--dry-run",
+        ],
+    )
+    .await;
+    assert_eq!(code, Some(1), "{err}");
+    assert!(
+        err.contains("no longer holds sequence 1") && err.contains("starts at 6"),
+        "{err}"
+    );
+}
+
+both_backends!(
+    replay_after_consumer_loss_sends_only_unsent,
+    replay_resend_marks_new_message_ids,
+    replay_of_a_range_gone_says_so,
+);
+
+#[test]
+fn replay_needs_a_start() {
+    let out = HeraldEnv::default().run(&["replay", "--workflow", "x"]);
+    assert_eq!(out.status.code(), Some(2));
+}
