@@ -252,3 +252,45 @@ async fn batch_larger_than_ack_cap_completes(backend: Backend) {
 }
 
 both_backends!(batch_larger_than_ack_cap_completes);
+
+/// `--http`: liveness, readiness and Prometheus metrics of a running relay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_serves_health_and_metrics() {
+    let env = TestEnv::start(Backend::Sqlite).await;
+    env.enqueue_many("events.test.created", 25, 5).await;
+    let port = herald_tests::free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let mut relay = env.herald.spawn(&relay_args(&["--http", &addr]));
+    env.wait_all_published().await;
+    let get = |path: &'static str| {
+        let addr = addr.clone();
+        async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut s = tokio::net::TcpStream::connect(&addr).await.ok()?;
+            s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+                .await
+                .ok()?;
+            let mut out = String::new();
+            s.read_to_string(&mut out).await.ok()?;
+            Some(out)
+        }
+    };
+    wait::until("the relay reports 25 published", wait::DEFAULT, || async {
+        get("/metrics")
+            .await
+            .is_some_and(|m| m.contains("herald_outbox_published_total{role=\"relay\"} 25"))
+    })
+    .await;
+    assert!(get("/healthz").await.unwrap().starts_with("HTTP/1.1 200"));
+    assert!(get("/readyz").await.unwrap().starts_with("HTTP/1.1 200"));
+    let metrics = get("/metrics").await.unwrap();
+    for name in [
+        "herald_publish_latency_seconds_bucket",
+        "herald_outbox_backlog",
+        "herald_outbox_publish_failures_total",
+    ] {
+        assert!(metrics.contains(name), "{name} missing:\n{metrics}");
+    }
+    assert!(get("/nope").await.unwrap().starts_with("HTTP/1.1 404"));
+    assert_eq!(relay.terminate(Duration::from_secs(30)).code(), Some(0));
+}

@@ -530,3 +530,183 @@ async fn smtp_connections_are_pooled_and_checked(backend: Backend) {
 }
 
 both_backends!(smtp_connections_are_pooled_and_checked);
+
+/// The worker killed -9 at several points while 500 events flow, restarted
+/// each time: every event is delivered; duplicates can only come from the
+/// accepted-but-not-recorded window, and keep their Message-ID.
+async fn worker_killed_repeatedly_delivers_everything(backend: Backend) {
+    let w = World::start(
+        backend,
+        Some(&[(
+            "notify.yaml",
+            &FAST_RETRY
+                .replace("{{event.email}}", "u{{event.n}}@example.com")
+                .replace("{{event.name}}", "{{event.n}}"),
+        )]),
+    )
+    .await;
+    let _relay = w.relay();
+    w.env.enqueue_many("events.test.n", 500, 25).await;
+    let kills = [60usize, 170, 290, 420];
+    for at in kills {
+        let mut worker = w.worker();
+        wait::until(&format!("{at} emails"), wait::DEFAULT, || async {
+            w.sink.count() >= at
+        })
+        .await;
+        worker.kill9();
+    }
+    let _worker = w.worker();
+    wait::until(
+        "all 500 deliveries recorded sent",
+        Duration::from_secs(120),
+        || async {
+            w.count("SELECT COUNT(*) FROM herald_deliveries WHERE state = 'sent'")
+                .await
+                == 500
+        },
+    )
+    .await;
+    let got = w.sink.received();
+    let mut by_id = std::collections::HashMap::new();
+    for m in &got {
+        *by_id.entry(m.message_id()).or_insert(0) += 1;
+    }
+    assert_eq!(by_id.len(), 500, "every event delivered");
+    let duplicates = got.len() - 500;
+    eprintln!(
+        "worker killed {} times: {duplicates} duplicate email(s), all with the original Message-ID",
+        kills.len()
+    );
+    // Each kill can interrupt at most `concurrency` sends between SMTP accept and the ledger write.
+    assert!(duplicates <= kills.len() * 16, "{duplicates} duplicates");
+}
+
+both_backends!(worker_killed_repeatedly_delivers_everything);
+
+/// Replace what differs between runs (event id, Date, MIME boundary) so a
+/// rendered email can be compared with its golden file.
+fn normalize(data: &str, event_id: &str) -> String {
+    let mut out = data.replace(event_id, "{EVENT_ID}");
+    if let Some(start) = out.find("boundary=\"") {
+        let rest = &out[start + 10..];
+        if let Some(end) = rest.find('"') {
+            let boundary = rest[..end].to_string();
+            out = out.replace(&boundary, "{BOUNDARY}");
+        }
+    }
+    out.split("\r\n")
+        .map(|l| {
+            if l.starts_with("Date: ") {
+                "Date: {DATE}"
+            } else {
+                l
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Compare with tests/golden/NAME.eml; HERALD_UPDATE_GOLDEN=1 rewrites it.
+fn golden(name: &str, actual: &str) {
+    let path = herald_tests::workspace_root()
+        .join("tests/golden")
+        .join(format!("{name}.eml"));
+    if std::env::var("HERALD_UPDATE_GOLDEN").is_ok() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, actual).unwrap();
+    }
+    let expected = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (HERALD_UPDATE_GOLDEN=1 writes it)", path.display()));
+    assert_eq!(
+        actual,
+        expected,
+        "rendered email differs from {}",
+        path.display()
+    );
+}
+
+/// Each example workflow with its sample payload renders exactly its golden email.
+async fn example_workflows_match_golden_files(backend: Backend) {
+    let w = World::start(backend, None).await;
+    let _relay = w.relay();
+    let _worker = w.worker();
+    let samples = herald_tests::workspace_root().join("workflows/samples");
+    let mut ids = Vec::new();
+    for subject in [
+        "events.contract.signed",
+        "events.vault.archived",
+        "events.campaign.wave_sent",
+    ] {
+        let payload: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(samples.join(format!("{subject}.json"))).unwrap(),
+        )
+        .unwrap();
+        ids.push((subject, w.emit(subject, payload)));
+    }
+    w.wait_emails(4).await;
+    let got = w.sink.received();
+    for (subject, id) in &ids {
+        let mut mine: Vec<_> = got
+            .iter()
+            .filter(|m| m.message_id().contains(id.as_str()))
+            .collect();
+        mine.sort_by_key(|m| m.message_id());
+        assert!(!mine.is_empty(), "no email for {subject}");
+        for (i, m) in mine.iter().enumerate() {
+            golden(&format!("{subject}.{i}"), &normalize(&m.data, id));
+        }
+    }
+}
+
+both_backends!(example_workflows_match_golden_files);
+
+/// The embedded default transport: one complete .eml per message, named
+/// after its Message-ID, written atomically (no temp file left behind).
+async fn file_transport_writes_eml_files(backend: Backend) {
+    let mut w = World::start(backend, Some(&[("notify.yaml", FAST_RETRY)])).await;
+    let mail = tempfile::tempdir().unwrap();
+    w.env.herald.set(
+        "HERALD_SMTP_URL",
+        format!("file://{}", mail.path().display()),
+    );
+    let _relay = w.relay();
+    let _worker = w.worker();
+    let id = w.emit(
+        "events.test.a",
+        json!({"email": "a@example.com", "name": "A"}),
+    );
+    let file = mail.path().join(format!("{id}.notify.0_test.example.eml"));
+    wait::until("the .eml file exists", wait::DEFAULT, || async {
+        file.exists()
+    })
+    .await;
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        text.contains(&format!("Message-ID: <{id}.notify.0@test.example>")),
+        "{text}"
+    );
+    assert!(text.contains("Subject: Hello A"), "{text}");
+    let names: Vec<_> = std::fs::read_dir(mail.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names.len(), 1, "only the .eml, no temp file: {names:?}");
+}
+
+both_backends!(file_transport_writes_eml_files);
+
+#[test]
+fn workflow_schema_describes_the_format() {
+    let out = HeraldEnv::default().run(&["workflows", "schema"]);
+    assert!(out.status.success());
+    let schema: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let props = &schema["properties"];
+    for key in ["name", "on", "when", "for_each", "email", "retry"] {
+        assert!(props.get(key).is_some(), "schema lacks {key}: {schema}");
+    }
+    assert!(
+        schema.to_string().contains("additionalProperties"),
+        "unknown keys are refused in the schema too"
+    );
+}
