@@ -113,8 +113,8 @@ const MIGRATE_LOCK: i64 = 0x6865_7261_6c64_6d67; // "heraldmg"
 /// (0 when the schema was current). Safe to run from several processes at once
 /// (relays and workers all migrate at start-up): PostgreSQL serialises them
 /// with an advisory lock held by the migration's transaction; on SQLite, where
-/// the loser of a race fails on the version row, a run succeeds when nothing is
-/// left pending.
+/// the loser of a race fails on a version row, it retries until nothing is left
+/// pending (the migrations are idempotent).
 pub async fn migrate(db: &DatabaseConnection) -> Result<usize, DbError> {
     if db.get_database_backend() == DbBackend::Postgres {
         let txn = db.begin().await.map_err(DbError::Migrate)?;
@@ -129,14 +129,26 @@ pub async fn migrate(db: &DatabaseConnection) -> Result<usize, DbError> {
         txn.commit().await.map_err(DbError::Migrate)?;
         return Ok(pending);
     }
+    // SQLite: racing processes collide on the version rows. Herald's
+    // migrations are idempotent (IF [NOT] EXISTS), so the loser retries until
+    // nothing is pending (the winner may still be applying a later one).
     let pending = pending_migrations(db).await?;
-    match Migrator::up(db, None).await {
-        Ok(()) => Ok(pending),
-        Err(e) if pending_migrations(db).await? == 0 => {
-            tracing::debug!(error = %e, "another process applied the migrations first");
-            Ok(0)
+    let mut tries = 0;
+    loop {
+        match Migrator::up(db, None).await {
+            Ok(()) => return Ok(pending),
+            Err(e) => {
+                if pending_migrations(db).await? == 0 {
+                    tracing::debug!(error = %e, "another process applied the migrations first");
+                    return Ok(0);
+                }
+                tries += 1;
+                if tries >= 50 {
+                    return Err(DbError::Migrate(e));
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
         }
-        Err(e) => Err(DbError::Migrate(e)),
     }
 }
 

@@ -22,5 +22,6 @@ pub mod shutdown;
 pub mod smtp;
 pub mod status;
 pub mod subject;
+pub mod trace;
 pub mod worker;
 pub mod workflow;

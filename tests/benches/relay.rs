@@ -250,7 +250,18 @@ async fn bench(backend: Backend) {
     };
     let (ln, p50, p99) = steady_latency(&db, &js, poll, secs).await;
 
+    // The durability setting: the same raw publishing against a server that
+    // fsyncs every write (`sync_interval: always`).
+    let synced = NatsServer::start_with_jetstream("sync_interval: always").await;
+    let sjs = synced.jetstream().await;
+    herald::jetstream::ensure_stream(&sjs, &Default::default())
+        .await
+        .unwrap();
+    let raw_synced = raw_publish(&sjs, n).await;
+    drop(synced);
+
     let (r_raw, r_ours, r_naive) = (rate(n, raw), rate(n, ours), rate(nn, naive));
+    let r_synced = rate(n, raw_synced);
     println!("| {backend:?} | raw publish (a) | {n} | {r_raw:.0}/s | 1.00 |");
     println!(
         "| {backend:?} | herald relay (b) | {n} | {r_ours:.0}/s | {:.2} of (a) |",
@@ -259,6 +270,10 @@ async fn bench(backend: Backend) {
     println!(
         "| {backend:?} | naive relay (c) | {nn} | {r_naive:.0}/s | (b) is {:.1}x (c) |",
         r_ours / r_naive
+    );
+    println!(
+        "| {backend:?} | raw publish, sync_interval: always (e) | {n} | {r_synced:.0}/s | {:.2} of (a) |",
+        r_synced / r_raw
     );
     println!(
         "| {backend:?} | commit→PubAck at 1,000/s (d) | {ln} | p50 {p50:.1} ms, p99 {p99:.1} ms (poll {poll:?}) | |"

@@ -61,19 +61,7 @@ impl TestEnv {
         n: usize,
         aggregates: usize,
     ) -> Vec<uuid::Uuid> {
-        let mut ids = Vec::with_capacity(n);
-        for chunk in (0..n).collect::<Vec<_>>().chunks(100) {
-            let txn = self.conn.begin().await.expect("begin");
-            for &i in chunk {
-                let mut ev = NewEvent::new(subject, json!({ "n": i }));
-                if aggregates > 0 {
-                    ev = ev.aggregate("agg", i % aggregates);
-                }
-                ids.push(enqueue(&txn, ev).await.expect("enqueue").0);
-            }
-            txn.commit().await.expect("commit");
-        }
-        ids
+        enqueue_many_on(&self.conn, subject, n, aggregates).await
     }
 
     pub async fn scalar(&self, sql: &str) -> i64 {
@@ -180,4 +168,27 @@ pub fn assert_once_and_ordered(msgs: &[StreamMsg], expected: usize) {
             }
         }
     }
+}
+
+/// Enqueue `n` events spread over `aggregates` aggregates, committed in
+/// transactions of 100. Payload: `{"n": i}`.
+pub async fn enqueue_many_on(
+    conn: &DatabaseConnection,
+    subject: &str,
+    n: usize,
+    aggregates: usize,
+) -> Vec<uuid::Uuid> {
+    let mut ids = Vec::with_capacity(n);
+    for chunk in (0..n).collect::<Vec<_>>().chunks(100) {
+        let txn = conn.begin().await.expect("begin");
+        for &i in chunk {
+            let mut ev = NewEvent::new(subject, json!({ "n": i }));
+            if aggregates > 0 {
+                ev = ev.aggregate("agg", i % aggregates);
+            }
+            ids.push(enqueue(&txn, ev).await.expect("enqueue").0);
+        }
+        txn.commit().await.expect("commit");
+    }
+    ids
 }

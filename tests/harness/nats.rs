@@ -38,13 +38,22 @@ impl NatsServer {
 
     /// Start a given nats-server binary (e.g. an old one, to test refusal).
     pub async fn start_bin(bin: PathBuf, extra_config: &str) -> NatsServer {
+        Self::start_full(bin, "", extra_config).await
+    }
+
+    /// Start with extra lines inside the `jetstream {}` block (e.g. `sync_interval: always`).
+    pub async fn start_with_jetstream(jetstream_config: &str) -> NatsServer {
+        Self::start_full(binary(), jetstream_config, "").await
+    }
+
+    async fn start_full(bin: PathBuf, jetstream_config: &str, extra_config: &str) -> NatsServer {
         let store = tempfile::tempdir().expect("temp store dir");
         let port = crate::free_port();
         let config = store.path().join("nats.conf");
         std::fs::write(
             &config,
             format!(
-                "listen: 127.0.0.1:{port}\njetstream {{\n  store_dir: {:?}\n}}\n{extra_config}\n",
+                "listen: 127.0.0.1:{port}\njetstream {{\n  store_dir: {:?}\n  {jetstream_config}\n}}\n{extra_config}\n",
                 store.path().join("js")
             ),
         )

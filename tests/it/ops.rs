@@ -295,3 +295,220 @@ async fn relay_survives_postgres_connection_loss() {
     assert!(relay.try_status().is_none(), "the relay did not exit");
     assert_eq!(relay.terminate(Duration::from_secs(30)).code(), Some(0));
 }
+
+/// `herald trace` follows one event through outbox, publish and delivery.
+async fn trace_shows_an_events_life(backend: Backend) {
+    let env = TestEnv::start(backend).await;
+    let sink = SmtpSink::start().await;
+    let dir = workflows_dir(&BROKEN.replace("{{event.greeting}}", "Hello {{event.name}}"));
+    let h = with_workflows(&env, &sink, &dir);
+    let _relay = h.spawn(&["relay", "--relay-poll", "50ms"]);
+    let _worker = h.spawn(&["worker"]);
+    let id = ok_stdout(&h.run(&[
+        "emit",
+        "--subject",
+        "events.test.hello",
+        "--payload",
+        r#"{"email": "t@example.com", "name": "T"}"#,
+    ]))
+    .trim()
+    .to_string();
+    wait::until("the email is sent", wait::DEFAULT, || async {
+        sink.count() == 1
+    })
+    .await;
+    wait::until("the delivery is recorded", wait::DEFAULT, || async {
+        env.scalar("SELECT COUNT(*) FROM herald_deliveries WHERE state = 'sent'")
+            .await
+            == 1
+    })
+    .await;
+    let t: serde_json::Value = serde_json::from_str(&ok_stdout(&h.run(&["trace", &id]))).unwrap();
+    assert_eq!(t["outbox"]["subject"], "events.test.hello", "{t}");
+    assert!(t["outbox"]["published_at"].is_string(), "{t}");
+    assert_eq!(t["deliveries"][0]["workflow"], "greet", "{t}");
+    assert_eq!(t["deliveries"][0]["state"], "sent", "{t}");
+    assert_eq!(t["deliveries"][0]["recipient"], "t@example.com", "{t}");
+    assert!(
+        t["deliveries"][0]["smtp_response"]
+            .as_str()
+            .unwrap()
+            .starts_with("250"),
+        "{t}"
+    );
+    let out = h.run(&["trace", &uuid::Uuid::now_v7().to_string()]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+/// JetStream lost its messages (store wiped); the outbox still holds the
+/// published rows: republish restores the stream and the ledger keeps the
+/// worker from emailing anyone twice.
+async fn republish_after_stream_loss_sends_nothing_twice(backend: Backend) {
+    let env = TestEnv::start(backend).await;
+    let sink = SmtpSink::start().await;
+    let dir = workflows_dir(
+        r#"
+name: numbered
+on: { subjects: ["events.test.>"] }
+email:
+  from: "Test <noreply@test.example>"
+  to: "u{{event.n}}@example.com"
+  subject: "n={{event.n}}"
+  text: "event {{event.n}}"
+"#,
+    );
+    let h = with_workflows(&env, &sink, &dir);
+    let mut relay = h.spawn(&["relay", "--relay-poll", "50ms"]);
+    let mut worker = h.spawn(&["worker"]);
+    env.enqueue_many("events.test.n", 20, 0).await;
+    wait::until("20 emails", wait::DEFAULT, || async { sink.count() == 20 }).await;
+    relay.terminate(Duration::from_secs(30));
+    worker.terminate(Duration::from_secs(30));
+    // The stream loses everything it acknowledged.
+    let js = env.nats.jetstream().await;
+    js.delete_stream("HERALD").await.unwrap();
+    let out = ok_stdout(&h.run(&["outbox", "republish", "--since", "1h"]));
+    assert!(
+        out.contains("republished 20 row(s): 20 stored again"),
+        "{out}"
+    );
+    assert_eq!(env.stream_len().await, 20);
+    let _worker = h.spawn(&["worker"]);
+    wait::until(
+        "the new consumer has acked all 20",
+        wait::DEFAULT,
+        || async {
+            let Ok(s) = js.get_stream("HERALD").await else {
+                return false;
+            };
+            let Ok(mut c) = s
+                .get_consumer::<async_nats::jetstream::consumer::pull::Config>("herald-numbered")
+                .await
+            else {
+                return false;
+            };
+            c.info()
+                .await
+                .is_ok_and(|i| i.ack_floor.stream_sequence >= 20)
+        },
+    )
+    .await;
+    assert_eq!(sink.count(), 20, "duplicates: {}", sink.count() - 20);
+    let out = ok_stdout(&h.run(&[
+        "outbox",
+        "republish",
+        "--since",
+        "1h",
+        "--subject",
+        "events.other.>",
+    ]));
+    assert!(out.contains("republished 0 row(s)"), "{out}");
+}
+
+/// NATS restarts on the same store mid-flow: relay and worker recover
+/// without a restart, every event is delivered once.
+async fn nats_restart_mid_flow_relay_and_worker_recover(backend: Backend) {
+    let mut env = TestEnv::start(backend).await;
+    let sink = SmtpSink::start().await;
+    let dir = workflows_dir(
+        &BROKEN
+            .replace("{{event.greeting}}", "n={{event.n}}")
+            .replace("{{event.email}}", "u{{event.n}}@example.com")
+            .replace("{{event.name}}", "{{event.n}}")
+            .replace("max_attempts: 2", "max_attempts: 50"),
+    );
+    let h = with_workflows(&env, &sink, &dir);
+    let mut relay = h.spawn(&["relay", "--relay-poll", "50ms"]);
+    let mut worker = h.spawn(&["worker"]);
+    env.enqueue_many("events.test.n", 100, 10).await;
+    wait::until("some emails", wait::DEFAULT, || async {
+        sink.count() >= 20
+    })
+    .await;
+    env.nats.restart().await;
+    env.enqueue_many("events.test.m", 100, 10).await;
+    wait::until("200 deliveries sent", Duration::from_secs(120), || async {
+        env.scalar("SELECT COUNT(*) FROM herald_deliveries WHERE state = 'sent'")
+            .await
+            == 200
+    })
+    .await;
+    assert_eq!(
+        sink.count(),
+        200,
+        "duplicates: {}",
+        sink.count().saturating_sub(200)
+    );
+    assert!(
+        relay.try_status().is_none() && worker.try_status().is_none(),
+        "neither process exited"
+    );
+    assert_eq!(relay.terminate(Duration::from_secs(30)).code(), Some(0));
+    assert_eq!(worker.terminate(Duration::from_secs(30)).code(), Some(0));
+}
+
+both_backends!(
+    trace_shows_an_events_life,
+    republish_after_stream_loss_sends_nothing_twice,
+    nats_restart_mid_flow_relay_and_worker_recover,
+);
+
+/// PostgreSQL drops every connection of relay and worker mid-flow: both
+/// recover without a restart; every event delivered once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_connection_loss_relay_and_worker_recover() {
+    let env = TestEnv::start(Backend::Postgres).await;
+    let sink = SmtpSink::start().await;
+    let dir = workflows_dir(
+        &BROKEN
+            .replace("{{event.greeting}}", "n={{event.n}}")
+            .replace("{{event.email}}", "u{{event.n}}@example.com")
+            .replace("{{event.name}}", "{{event.n}}")
+            .replace("max_attempts: 2", "max_attempts: 50"),
+    );
+    let h = with_workflows(&env, &sink, &dir);
+    let mut relay = h.spawn(&["relay", "--relay-poll", "50ms"]);
+    let mut worker = h.spawn(&["worker"]);
+    env.enqueue_many("events.test.n", 100, 10).await;
+    wait::until("some emails", wait::DEFAULT, || async {
+        sink.count() >= 20
+    })
+    .await;
+    let admin = sea_orm::Database::connect(herald_tests::db::pg_admin_url())
+        .await
+        .unwrap();
+    let db_name = env.db.url.rsplit('/').next().unwrap().to_string();
+    admin
+        .execute_unprepared(&format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db_name}' AND pid <> pg_backend_pid()"
+        ))
+        .await
+        .unwrap();
+    let conn = env.db.connect().await;
+    herald_tests::env::enqueue_many_on(&conn, "events.test.m", 100, 10).await;
+    wait::until("200 deliveries sent", Duration::from_secs(120), || async {
+        let Ok(Some(r)) = conn
+            .query_one_raw(sea_orm::Statement::from_string(
+                sea_orm::DbBackend::Postgres,
+                "SELECT COUNT(*) FROM herald_deliveries WHERE state = 'sent'",
+            ))
+            .await
+        else {
+            return false;
+        };
+        r.try_get_by_index::<i64>(0).unwrap_or(0) == 200
+    })
+    .await;
+    assert_eq!(
+        sink.count(),
+        200,
+        "duplicates: {}",
+        sink.count().saturating_sub(200)
+    );
+    assert!(
+        relay.try_status().is_none() && worker.try_status().is_none(),
+        "neither process exited"
+    );
+    assert_eq!(relay.terminate(Duration::from_secs(30)).code(), Some(0));
+    assert_eq!(worker.terminate(Duration::from_secs(30)).code(), Some(0));
+}

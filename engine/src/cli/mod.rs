@@ -13,6 +13,7 @@ mod outbox;
 mod relay;
 mod replay;
 mod status;
+mod trace;
 mod up;
 mod worker;
 mod workflows;
@@ -138,6 +139,8 @@ pub enum Command {
     /// Inspect and re-drive dead letters.
     #[command(subcommand)]
     Dlq(dlq::DlqCmd),
+    /// Where is my email? One event's outbox row, publish, and each workflow's deliveries and dead letters.
+    Trace(trace::TraceCmd),
     /// Outbox backlog and parked rows, stream state, consumer lag, delivery counts, dead letters.
     Status(status::StatusCmd),
     /// Outbox maintenance: prune published rows, re-drive parked rows.
@@ -183,6 +186,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Outbox(cmd) => outbox::run(&g, cmd).await,
         Command::Replay(cmd) => replay::run(&g, cmd).await,
         Command::Dlq(cmd) => dlq::run(&g, cmd).await,
+        Command::Trace(cmd) => trace::run(&g, cmd).await,
         Command::Status(cmd) => status::run(&g, cmd).await,
         Command::Up(cmd) => up::run_up(&g, cmd).await,
         Command::Demo(cmd) => up::run_demo(&g, cmd).await,

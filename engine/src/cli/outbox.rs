@@ -4,7 +4,7 @@ use std::time::Duration;
 use anyhow::Result;
 use clap::Subcommand;
 
-use super::{Global, duration_arg};
+use super::{Global, duration_arg, usage};
 
 #[derive(Subcommand, Debug)]
 pub enum OutboxCmd {
@@ -19,6 +19,19 @@ pub enum OutboxCmd {
         #[arg(long)]
         seq: Option<i64>,
     },
+    /// Publish again rows already published in a time range (the outbox keeps them until pruned),
+    /// e.g. after JetStream lost acknowledged messages; the ledger prevents duplicate email.
+    Republish {
+        /// RFC 3339 time or a duration ago (e.g. 2h).
+        #[arg(long, value_parser = super::replay::time_arg)]
+        since: chrono::DateTime<chrono::Utc>,
+        /// RFC 3339 time or a duration ago [default: now].
+        #[arg(long, value_parser = super::replay::time_arg)]
+        until: Option<chrono::DateTime<chrono::Utc>>,
+        /// Only subjects matching this NATS filter (e.g. events.vault.>).
+        #[arg(long)]
+        subject: Option<String>,
+    },
 }
 
 pub async fn run(g: &Global, cmd: OutboxCmd) -> Result<ExitCode> {
@@ -32,6 +45,41 @@ pub async fn run(g: &Global, cmd: OutboxCmd) -> Result<ExitCode> {
         OutboxCmd::Retry { seq } => {
             let n = herald::relay::store::unpark(&db, seq).await?;
             println!("re-queued {n} parked row(s)");
+        }
+        OutboxCmd::Republish {
+            since,
+            until,
+            subject,
+        } => {
+            if let Some(f) = &subject {
+                herald::subject::validate_filter(f)
+                    .map_err(|e| usage(format!("--subject {f:?}: {e}")))?;
+            }
+            let until = until.unwrap_or_else(chrono::Utc::now);
+            let rows: Vec<_> = herald::relay::store::published_between(&db, since, until)
+                .await?
+                .into_iter()
+                .filter(|r| {
+                    subject
+                        .as_deref()
+                        .is_none_or(|f| herald::subject::matches(f, &r.subject))
+                })
+                .collect();
+            let client = herald::jetstream::connect(&g.nats_url, "herald-republish").await?;
+            let js = async_nats::jetstream::new(client);
+            herald::jetstream::ensure_stream(
+                &js,
+                &herald::jetstream::StreamSettings {
+                    name: g.stream.clone(),
+                    ..Default::default()
+                },
+            )
+            .await?;
+            let (published, duplicates) = herald::relay::republish(&js, &rows).await?;
+            println!(
+                "republished {} row(s): {published} stored again, {duplicates} still held by the stream (dropped as duplicates)",
+                rows.len()
+            );
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -40,7 +40,7 @@ pub struct ReplayCmd {
 }
 
 /// RFC 3339, or a duration meaning "that long ago".
-fn time_arg(s: &str) -> Result<DateTime<Utc>, String> {
+pub fn time_arg(s: &str) -> Result<DateTime<Utc>, String> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Ok(t.with_timezone(&Utc));
     }

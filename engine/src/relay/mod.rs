@@ -141,6 +141,52 @@ fn build_headers(row: &Claimed) -> Result<HeaderMap, String> {
     Ok(h)
 }
 
+/// Publish already-published rows again (`herald outbox republish`), e.g. after
+/// JetStream lost acknowledged messages. Same headers and `Nats-Msg-Id` as the
+/// first time: JetStream drops those it still holds within its duplicate
+/// window, and the ledger keeps the worker from emailing anyone twice.
+/// Returns (published, dropped as duplicates).
+pub async fn republish(
+    js: &jetstream::Context,
+    rows: &[herald_entities::outbox::Model],
+) -> Result<(u64, u64), RelayError> {
+    let (mut published, mut duplicates) = (0, 0);
+    for chunk in rows.chunks(500) {
+        let mut pending = Vec::with_capacity(chunk.len());
+        for r in chunk {
+            let claimed = Claimed {
+                seq: r.seq,
+                event_id: r.event_id,
+                subject: r.subject.clone(),
+                ordering_key: r.ordering_key.clone(),
+                payload: r.payload.clone(),
+                headers: r.headers.clone(),
+                created_at: r.created_at,
+                attempts: r.attempts,
+            };
+            let hdrs = build_headers(&claimed).map_err(RelayError::Nats)?;
+            let fut = js
+                .publish_with_headers(
+                    r.subject.clone(),
+                    hdrs,
+                    bytes::Bytes::from(r.payload.clone()),
+                )
+                .await
+                .map_err(|e| RelayError::Nats(e.to_string()))?;
+            pending.push(fut);
+        }
+        for fut in pending {
+            let ack = fut.await.map_err(|e| RelayError::Nats(e.to_string()))?;
+            if ack.duplicate {
+                duplicates += 1
+            } else {
+                published += 1
+            }
+        }
+    }
+    Ok((published, duplicates))
+}
+
 impl Relay {
     pub fn new(
         db: DatabaseConnection,

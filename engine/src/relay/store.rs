@@ -313,3 +313,21 @@ pub async fn backlog(db: &DatabaseConnection, now: DateTime<Utc>) -> Result<Back
         oldest_pending_age_seconds: age,
     })
 }
+
+/// Published rows still in the outbox (retention), for `herald outbox
+/// republish`: those published in [since, until), optionally on subjects
+/// matching a filter, oldest first.
+pub async fn published_between(
+    db: &DatabaseConnection,
+    since: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> Result<Vec<herald_entities::outbox::Model>, DbErr> {
+    use herald_entities::outbox;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+    outbox::Entity::find()
+        .filter(outbox::Column::PublishedAt.gte(since))
+        .filter(outbox::Column::PublishedAt.lt(until))
+        .order_by_asc(outbox::Column::Seq)
+        .all(db)
+        .await
+}

@@ -240,7 +240,22 @@ impl Worker {
             match self.transport.send(email, &mid).await {
                 Ok(reply) => {
                     failpoint("after_smtp_accept");
-                    ledger::mark_sent(&self.db, &key, &format!("<{mid}>"), &reply).await?;
+                    // The server has the email: recording it is now the only
+                    // thing between us and a duplicate, so a database blip is
+                    // retried here rather than turned into a redelivery.
+                    let policy = backoff::ExponentialBackoff {
+                        initial_interval: Duration::from_millis(50),
+                        max_interval: Duration::from_secs(2),
+                        max_elapsed_time: Some(Duration::from_secs(30)),
+                        ..Default::default()
+                    };
+                    let message_id = format!("<{mid}>");
+                    backoff::future::retry(policy, || async {
+                        ledger::mark_sent(&self.db, &key, &message_id, &reply)
+                            .await
+                            .map_err(backoff::Error::transient)
+                    })
+                    .await?;
                     failpoint("after_ledger_sent");
                     self.metrics.emails_sent.inc();
                     self.metrics.send_latency.observe(started.elapsed());

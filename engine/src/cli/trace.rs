@@ -1,0 +1,27 @@
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Args;
+
+use super::{Global, usage};
+
+#[derive(Args, Debug)]
+pub struct TraceCmd {
+    /// The event id `herald emit` (or enqueue) returned.
+    pub event_id: uuid::Uuid,
+}
+
+/// Prints the event's life as JSON; exit 2 when Herald knows nothing of it.
+pub async fn run(g: &Global, cmd: TraceCmd) -> Result<ExitCode> {
+    let db = herald::db::connect(&g.database_url).await?;
+    herald::db::migrate(&db).await?;
+    let t = herald::trace::trace(&db, cmd.event_id).await?;
+    if t.outbox.is_none() && t.deliveries.is_empty() && t.dead_letters.is_empty() {
+        return Err(usage(format!(
+            "no event {} in the outbox, the ledger or the dead letters",
+            cmd.event_id
+        )));
+    }
+    println!("{}", serde_json::to_string_pretty(&t)?);
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,63 @@
+//! "Where is my email?": one event's life from the outbox row through each
+//! workflow's deliveries and dead letters.
+use herald_entities::{dead_letter, delivery, outbox};
+use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder};
+use serde::Serialize;
+use uuid::Uuid;
+
+#[derive(Debug, Serialize)]
+pub struct Trace {
+    pub event_id: Uuid,
+    /// None when the row was pruned (or never existed).
+    pub outbox: Option<serde_json::Value>,
+    pub deliveries: Vec<serde_json::Value>,
+    pub dead_letters: Vec<serde_json::Value>,
+}
+
+pub async fn trace(db: &DatabaseConnection, event_id: Uuid) -> Result<Trace, DbErr> {
+    let row = outbox::Entity::find()
+        .filter(outbox::Column::EventId.eq(event_id))
+        .one(db)
+        .await?;
+    let deliveries = delivery::Entity::find()
+        .filter(delivery::Column::EventId.eq(event_id))
+        .order_by_asc(delivery::Column::Id)
+        .all(db)
+        .await?;
+    let dead = dead_letter::Entity::find()
+        .filter(dead_letter::Column::EventId.eq(event_id))
+        .order_by_asc(dead_letter::Column::Id)
+        .all(db)
+        .await?;
+    Ok(Trace {
+        event_id,
+        outbox: row.map(|r| {
+            serde_json::json!({
+                "seq": r.seq, "subject": r.subject, "aggregate": r.ordering_key,
+                "created_at": r.created_at, "published_at": r.published_at, "stream_seq": r.stream_seq,
+                "attempts": r.attempts, "last_error": r.last_error, "parked_at": r.parked_at,
+            })
+        }),
+        deliveries: deliveries
+            .into_iter()
+            .map(|d| {
+                serde_json::json!({
+                    "workflow": d.workflow, "recipient": d.recipient, "state": d.state,
+                    "attempts": d.attempts, "message_id": d.message_id, "smtp_response": d.smtp_response,
+                    "last_error": d.last_error, "resend_reason": d.resend_reason,
+                    "updated_at": d.updated_at, "sent_at": d.sent_at,
+                })
+            })
+            .collect(),
+        dead_letters: dead
+            .into_iter()
+            .map(|d| {
+                serde_json::json!({
+                    "id": d.id, "workflow": d.workflow, "recipient": d.recipient, "kind": d.kind,
+                    "reason": d.reason, "smtp_reply": d.smtp_reply, "created_at": d.created_at,
+                    "retried_at": d.retried_at,
+                })
+            })
+            .collect(),
+    })
+}
