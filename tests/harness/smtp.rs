@@ -65,6 +65,8 @@ struct State {
     down: bool,
     connections: usize,
     data_commands: usize,
+    /// Credentials of the last successful AUTH PLAIN.
+    auth: Option<(String, String)>,
 }
 
 #[derive(Clone)]
@@ -87,6 +89,7 @@ impl SmtpSink {
             down: false,
             connections: 0,
             data_commands: 0,
+            auth: None,
         }));
         let st = state.clone();
         let task = tokio::spawn(async move {
@@ -130,6 +133,11 @@ impl SmtpSink {
 
     pub fn count(&self) -> usize {
         self.lock().received.len()
+    }
+
+    /// (user, password) of the last AUTH PLAIN.
+    pub fn auth(&self) -> Option<(String, String)> {
+        self.lock().auth.clone()
     }
 
     pub fn connections(&self) -> usize {
@@ -179,13 +187,29 @@ async fn session(sock: TcpStream, state: Arc<Mutex<State>>) -> std::io::Result<(
         let cmd = line.trim_end().to_string();
         let upper = cmd.to_ascii_uppercase();
         if upper.starts_with("EHLO") {
-            w.write_all(b"250-herald-test-sink\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-AUTH PLAIN LOGIN\r\n250 SIZE 52428800\r\n")
+            w.write_all(b"250-herald-test-sink\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-AUTH PLAIN\r\n250 SIZE 52428800\r\n")
                 .await?;
         } else if upper.starts_with("HELO") {
             w.write_all(b"250 herald-test-sink\r\n").await?;
-        } else if upper.starts_with("AUTH") {
-            w.write_all(b"235 2.7.0 Authentication successful\r\n")
-                .await?;
+        } else if upper.starts_with("AUTH PLAIN ") {
+            // RFC 4616: base64("authzid\0user\0password").
+            use base64::Engine as _;
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(cmd[11..].trim())
+                .unwrap_or_default();
+            let parts: Vec<String> = decoded
+                .split(|b| *b == 0)
+                .map(|p| String::from_utf8_lossy(p).into_owned())
+                .collect();
+            if let [_, user, pass] = parts.as_slice() {
+                state.lock().unwrap_or_else(|p| p.into_inner()).auth =
+                    Some((user.clone(), pass.clone()));
+                w.write_all(b"235 2.7.0 Authentication successful\r\n")
+                    .await?;
+            } else {
+                w.write_all(b"501 5.5.2 Cannot decode AUTH PLAIN\r\n")
+                    .await?;
+            }
         } else if upper.starts_with("MAIL FROM:") {
             from = addr(&cmd[10..]);
             rcpts.clear();

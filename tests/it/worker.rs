@@ -710,3 +710,26 @@ fn workflow_schema_describes_the_format() {
         "unknown keys are refused in the schema too"
     );
 }
+
+/// smtp://user:pass@host authenticates (AUTH PLAIN), percent-decoding the URL.
+async fn smtp_credentials_are_used(backend: Backend) {
+    let mut w = World::start(backend, Some(&[("notify.yaml", FAST_RETRY)])).await;
+    let url = format!(
+        "smtp://herald%40app:p%40ss%3Aword@127.0.0.1:{}",
+        w.sink.port
+    );
+    w.env.herald.set("HERALD_SMTP_URL", url);
+    let _relay = w.relay();
+    let _worker = w.worker();
+    w.emit(
+        "events.test.a",
+        json!({"email": "a@example.com", "name": "A"}),
+    );
+    w.wait_emails(1).await;
+    assert_eq!(
+        w.sink.auth(),
+        Some(("herald@app".to_string(), "p@ss:word".to_string()))
+    );
+}
+
+both_backends!(smtp_credentials_are_used);
