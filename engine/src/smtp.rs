@@ -118,6 +118,7 @@ struct SmtpTarget {
     implicit_tls: bool,
     credentials: Option<(String, String)>,
     timeout: Duration,
+    tls_insecure: bool,
 }
 
 pub struct SmtpPool {
@@ -170,6 +171,9 @@ impl Transport {
         // that long, 5s).
         let mut max_idle = 16;
         let mut check_idle_after = Duration::from_secs(5);
+        // ?tls_insecure=true: accept any certificate (self-signed dev and test
+        // servers only; never for a real provider).
+        let mut tls_insecure = false;
         for (k, v) in u.query_pairs() {
             match k.as_ref() {
                 "pool" => max_idle = v.parse().map_err(|_| err("pool must be a number"))?,
@@ -177,9 +181,14 @@ impl Transport {
                     check_idle_after =
                         crate::duration::parse(&v).map_err(|e| err(&e.to_string()))?
                 }
+                "tls_insecure" => {
+                    tls_insecure = v
+                        .parse()
+                        .map_err(|_| err("tls_insecure must be true or false"))?
+                }
                 other => {
                     return Err(err(&format!(
-                        "unknown parameter {other:?} (pool, idle_check)"
+                        "unknown parameter {other:?} (pool, idle_check, tls_insecure)"
                     )));
                 }
             }
@@ -199,6 +208,7 @@ impl Transport {
                 implicit_tls,
                 credentials,
                 timeout: Duration::from_secs(30),
+                tls_insecure,
             },
             idle: Mutex::new(Vec::new()),
             max_idle,
@@ -231,6 +241,10 @@ impl SmtpPool {
             );
         if let Some((u, p)) = &t.credentials {
             builder = builder.credentials(Credentials::new(u.clone(), p.clone()));
+        }
+        if t.tls_insecure {
+            builder.tls_connector =
+                mail_send::smtp::tls::build_tls_connector(true).map_err(SendError::Connection)?;
         }
         if t.implicit_tls {
             let c = builder.connect().await?;

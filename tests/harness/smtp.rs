@@ -24,6 +24,8 @@ pub struct Received {
     pub mail_from: String,
     pub rcpt_to: Vec<String>,
     pub data: String,
+    /// Whether the session was encrypted when the message was accepted.
+    pub tls: bool,
 }
 
 impl Received {
@@ -78,6 +80,16 @@ pub struct SmtpSink {
 
 impl SmtpSink {
     pub async fn start() -> SmtpSink {
+        Self::start_with(Tls::None).await
+    }
+
+    /// A sink speaking TLS: offering STARTTLS, or implicit (smtps).
+    pub async fn start_with(tls: Tls) -> SmtpSink {
+        let acceptor = match tls {
+            Tls::None => None,
+            Tls::StartTls | Tls::Implicit => Some(tls_acceptor()),
+        };
+        let implicit = tls == Tls::Implicit;
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind smtp sink");
@@ -95,8 +107,9 @@ impl SmtpSink {
         let task = tokio::spawn(async move {
             while let Ok((sock, _)) = listener.accept().await {
                 let st = st.clone();
+                let acceptor = acceptor.clone();
                 tokio::spawn(async move {
-                    let _ = session(sock, st).await;
+                    let _ = session(sock, st, acceptor, implicit).await;
                 });
             }
         });
@@ -162,9 +175,42 @@ impl Drop for SmtpSink {
     }
 }
 
-async fn session(sock: TcpStream, state: Arc<Mutex<State>>) -> std::io::Result<()> {
+/// TLS modes of the sink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tls {
+    None,
+    /// Plain connection that offers STARTTLS.
+    StartTls,
+    /// TLS from the first byte (smtps).
+    Implicit,
+}
+
+/// A throwaway self-signed certificate for 127.0.0.1 and localhost.
+fn tls_acceptor() -> Arc<tokio_rustls::TlsAcceptor> {
+    let ck =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string(), "localhost".to_string()])
+            .expect("generate a test certificate");
+    let cert = rustls::pki_types::CertificateDer::from(ck.cert.der().to_vec());
+    let key = rustls::pki_types::PrivateKeyDer::Pkcs8(ck.signing_key.serialize_der().into());
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("TLS versions")
+    .with_no_client_auth()
+    .with_single_cert(vec![cert], key)
+    .expect("TLS server config");
+    Arc::new(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+async fn session(
+    sock: TcpStream,
+    state: Arc<Mutex<State>>,
+    acceptor: Option<Arc<tokio_rustls::TlsAcceptor>>,
+    implicit: bool,
+) -> std::io::Result<()> {
     sock.set_nodelay(true)?;
-    let mut kick = {
+    let kick = {
         let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
         s.connections += 1;
         if s.down {
@@ -172,25 +218,75 @@ async fn session(sock: TcpStream, state: Arc<Mutex<State>>) -> std::io::Result<(
         }
         s.kick.subscribe()
     };
-    let (r, mut w) = sock.into_split();
-    let mut r = BufReader::new(r);
-    w.write_all(b"220 herald-test-sink ESMTP\r\n").await?;
+    if implicit {
+        let Some(acceptor) = acceptor else {
+            return Ok(());
+        };
+        let tls = acceptor.accept(sock).await?;
+        converse(tls, &state, kick, None, true, true).await?;
+        return Ok(());
+    }
+    // STARTTLS hands the raw stream back for the handshake, then the
+    // conversation goes on encrypted (the client greets again with EHLO).
+    if let Some(raw) = converse(sock, &state, kick.clone(), acceptor.clone(), false, true).await?
+        && let Some(acceptor) = acceptor
+    {
+        let tls = acceptor.accept(raw).await?;
+        converse(tls, &state, kick, None, true, false).await?;
+    }
+    Ok(())
+}
+
+/// One SMTP conversation over `stream`; returns the stream when the client
+/// asked for STARTTLS (offered when `starttls` is set).
+async fn converse<S>(
+    stream: S,
+    state: &Arc<Mutex<State>>,
+    mut kick: tokio::sync::watch::Receiver<u64>,
+    starttls: Option<Arc<tokio_rustls::TlsAcceptor>>,
+    is_tls: bool,
+    greet: bool,
+) -> std::io::Result<Option<S>>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let mut r = BufReader::new(stream);
+    if greet {
+        r.get_mut()
+            .write_all(b"220 herald-test-sink ESMTP\r\n")
+            .await?;
+    }
     let mut from = String::new();
     let mut rcpts: Vec<String> = Vec::new();
     let mut line = String::new();
     loop {
         line.clear();
         tokio::select! {
-            n = r.read_line(&mut line) => if n? == 0 { return Ok(()) },
-            _ = kick.changed() => return Ok(()),
+            n = r.read_line(&mut line) => if n? == 0 { return Ok(None) },
+            _ = kick.changed() => return Ok(None),
         }
         let cmd = line.trim_end().to_string();
         let upper = cmd.to_ascii_uppercase();
         if upper.starts_with("EHLO") {
-            w.write_all(b"250-herald-test-sink\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-AUTH PLAIN\r\n250 SIZE 52428800\r\n")
+            let tls_line: &[u8] = if starttls.is_some() {
+                b"250-STARTTLS\r\n"
+            } else {
+                b""
+            };
+            r.get_mut()
+                .write_all(b"250-herald-test-sink\r\n250-PIPELINING\r\n250-8BITMIME\r\n")
                 .await?;
+            r.get_mut().write_all(tls_line).await?;
+            r.get_mut()
+                .write_all(b"250-AUTH PLAIN\r\n250 SIZE 52428800\r\n")
+                .await?;
+        } else if upper == "STARTTLS" && starttls.is_some() {
+            r.get_mut()
+                .write_all(b"220 2.0.0 Ready to start TLS\r\n")
+                .await?;
+            return Ok(Some(r.into_inner()));
         } else if upper.starts_with("HELO") {
-            w.write_all(b"250 herald-test-sink\r\n").await?;
+            r.get_mut().write_all(b"250 herald-test-sink\r\n").await?;
         } else if upper.starts_with("AUTH PLAIN ") {
             // RFC 4616: base64("authzid\0user\0password").
             use base64::Engine as _;
@@ -204,27 +300,30 @@ async fn session(sock: TcpStream, state: Arc<Mutex<State>>) -> std::io::Result<(
             if let [_, user, pass] = parts.as_slice() {
                 state.lock().unwrap_or_else(|p| p.into_inner()).auth =
                     Some((user.clone(), pass.clone()));
-                w.write_all(b"235 2.7.0 Authentication successful\r\n")
+                r.get_mut()
+                    .write_all(b"235 2.7.0 Authentication successful\r\n")
                     .await?;
             } else {
-                w.write_all(b"501 5.5.2 Cannot decode AUTH PLAIN\r\n")
+                r.get_mut()
+                    .write_all(b"501 5.5.2 Cannot decode AUTH PLAIN\r\n")
                     .await?;
             }
         } else if upper.starts_with("MAIL FROM:") {
             from = addr(&cmd[10..]);
             rcpts.clear();
-            w.write_all(b"250 2.1.0 OK\r\n").await?;
+            r.get_mut().write_all(b"250 2.1.0 OK\r\n").await?;
         } else if upper.starts_with("RCPT TO:") {
             rcpts.push(addr(&cmd[8..]));
-            w.write_all(b"250 2.1.5 OK\r\n").await?;
+            r.get_mut().write_all(b"250 2.1.5 OK\r\n").await?;
         } else if upper == "DATA" {
-            w.write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n")
+            r.get_mut()
+                .write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n")
                 .await?;
             let mut data = String::new();
             loop {
                 line.clear();
                 if r.read_line(&mut line).await? == 0 {
-                    return Ok(());
+                    return Ok(None);
                 }
                 if line == ".\r\n" {
                     break;
@@ -242,24 +341,29 @@ async fn session(sock: TcpStream, state: Arc<Mutex<State>>) -> std::io::Result<(
                         mail_from: from.clone(),
                         rcpt_to: rcpts.clone(),
                         data: data.clone(),
+                        tls: is_tls,
                     });
                 }
                 reply
             };
             match reply {
-                Reply::Accept => w.write_all(b"250 2.0.0 OK queued\r\n").await?,
+                Reply::Accept => r.get_mut().write_all(b"250 2.0.0 OK queued\r\n").await?,
                 Reply::Code(code, text) => {
-                    w.write_all(format!("{code} {text}\r\n").as_bytes()).await?
+                    r.get_mut()
+                        .write_all(format!("{code} {text}\r\n").as_bytes())
+                        .await?
                 }
-                Reply::DropConnection => return Ok(()),
+                Reply::DropConnection => return Ok(None),
             }
         } else if upper == "RSET" || upper == "NOOP" {
-            w.write_all(b"250 2.0.0 OK\r\n").await?;
+            r.get_mut().write_all(b"250 2.0.0 OK\r\n").await?;
         } else if upper == "QUIT" {
-            w.write_all(b"221 2.0.0 Bye\r\n").await?;
-            return Ok(());
+            r.get_mut().write_all(b"221 2.0.0 Bye\r\n").await?;
+            return Ok(None);
         } else {
-            w.write_all(b"502 5.5.2 Command not recognized\r\n").await?;
+            r.get_mut()
+                .write_all(b"502 5.5.2 Command not recognized\r\n")
+                .await?;
         }
     }
 }

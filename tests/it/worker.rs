@@ -733,3 +733,53 @@ async fn smtp_credentials_are_used(backend: Backend) {
 }
 
 both_backends!(smtp_credentials_are_used);
+
+/// smtp:// upgrades with STARTTLS when the server offers it; smtps:// speaks
+/// TLS from the first byte. (The test server's certificate is self-signed,
+/// hence ?tls_insecure=true.)
+async fn smtp_tls_starttls_and_implicit(backend: Backend) {
+    use herald_tests::smtp::Tls;
+    let mut w = World::start(backend, Some(&[("notify.yaml", FAST_RETRY)])).await;
+    let starttls = SmtpSink::start_with(Tls::StartTls).await;
+    let implicit = SmtpSink::start_with(Tls::Implicit).await;
+    let _relay = w.relay();
+    w.env.herald.set(
+        "HERALD_SMTP_URL",
+        format!("smtp://u:p@127.0.0.1:{}?tls_insecure=true", starttls.port),
+    );
+    let mut worker = w.worker();
+    w.emit(
+        "events.test.a",
+        json!({"email": "a@example.com", "name": "A"}),
+    );
+    wait::until(
+        "the STARTTLS server has the email",
+        wait::DEFAULT,
+        || async { starttls.count() == 1 },
+    )
+    .await;
+    assert!(starttls.received()[0].tls, "sent after STARTTLS");
+    assert_eq!(
+        starttls.auth(),
+        Some(("u".into(), "p".into())),
+        "authenticated inside TLS"
+    );
+    worker.terminate(Duration::from_secs(30));
+
+    w.env.herald.set(
+        "HERALD_SMTP_URL",
+        format!("smtps://127.0.0.1:{}?tls_insecure=true", implicit.port),
+    );
+    let _worker = w.worker();
+    w.emit(
+        "events.test.b",
+        json!({"email": "b@example.com", "name": "B"}),
+    );
+    wait::until("the smtps server has the email", wait::DEFAULT, || async {
+        implicit.count() == 1
+    })
+    .await;
+    assert!(implicit.received()[0].tls);
+}
+
+both_backends!(smtp_tls_starttls_and_implicit);
