@@ -83,6 +83,13 @@ pub struct Herald {
 }
 
 impl Herald {
+    /// Send a signal by name (e.g. "INT").
+    pub fn signal(&self, name: &str) {
+        let _ = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status();
+    }
+
     /// Crash it: SIGKILL, no cleanup.
     pub fn kill9(&mut self) {
         let _ = self.child.kill();

@@ -16,6 +16,8 @@ pub enum Reply {
     Code(u16, String),
     /// Read the message, then close the socket without a reply; not recorded.
     DropConnection,
+    /// Wait this long, then accept (a slow server); recorded when it answers.
+    Delay(std::time::Duration),
 }
 
 /// One accepted message.
@@ -335,8 +337,14 @@ where
             let reply = {
                 let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
                 s.data_commands += 1;
-                let reply = s.script.pop_front().unwrap_or(Reply::Accept);
-                if reply == Reply::Accept {
+                s.script.pop_front().unwrap_or(Reply::Accept)
+            };
+            if let Reply::Delay(d) = reply {
+                tokio::time::sleep(d).await;
+            }
+            let reply = {
+                let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
+                if matches!(reply, Reply::Accept | Reply::Delay(_)) {
                     s.received.push(Received {
                         mail_from: from.clone(),
                         rcpt_to: rcpts.clone(),
@@ -347,7 +355,9 @@ where
                 reply
             };
             match reply {
-                Reply::Accept => r.get_mut().write_all(b"250 2.0.0 OK queued\r\n").await?,
+                Reply::Accept | Reply::Delay(_) => {
+                    r.get_mut().write_all(b"250 2.0.0 OK queued\r\n").await?
+                }
                 Reply::Code(code, text) => {
                     r.get_mut()
                         .write_all(format!("{code} {text}\r\n").as_bytes())

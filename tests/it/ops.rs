@@ -132,9 +132,22 @@ async fn dlq_redrive_after_template_fix(backend: Backend) {
             .unwrap()
             .contains("missing variable event.greeting")
     );
-    let shown = ok_stdout(&h.run(&["dlq", "show", &list[0]["id"].to_string()]));
+    let shown: serde_json::Value = serde_json::from_str(&ok_stdout(&h.run(&[
+        "dlq",
+        "show",
+        &list[0]["id"].to_string(),
+    ])))
+    .unwrap();
+    assert_eq!(shown["payload"]["email"], "u0@example.com", "{shown}");
     assert!(
-        shown.contains("u0@example.com") || shown.contains("\"payload\""),
+        shown["reason"].as_str().unwrap().contains("event.greeting"),
+        "{shown}"
+    );
+    assert!(
+        shown["rendered"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("missing variable event.greeting"),
         "{shown}"
     );
     assert_eq!(sink.count(), 0);
@@ -144,6 +157,17 @@ async fn dlq_redrive_after_template_fix(backend: Backend) {
         BROKEN.replace("{{event.greeting}}", "Hello {{event.name}}"),
     )
     .unwrap();
+    let fixed: serde_json::Value = serde_json::from_str(&ok_stdout(&h.run(&[
+        "dlq",
+        "show",
+        &list[0]["id"].to_string(),
+    ])))
+    .unwrap();
+    assert_eq!(
+        fixed["rendered"][0]["to"][0], "u0@example.com",
+        "after the fix: {fixed}"
+    );
+    assert_eq!(fixed["rendered"][0]["subject"], "Hello U0", "{fixed}");
     let out = ok_stdout(&h.run(&["dlq", "retry", "--all"]));
     assert!(out.contains("20 delivered"), "{out}");
     assert_eq!(sink.count(), 20);

@@ -224,3 +224,48 @@ fn replay_needs_a_start() {
     let out = HeraldEnv::default().run(&["replay", "--workflow", "x"]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// SIGINT stops a replay between messages; it prints where to continue, and
+/// continuing from there finishes the range with nobody emailed twice.
+async fn replay_interrupted_then_resumed(backend: Backend) {
+    let w = world(backend, "").await;
+    let mut relay = w.h.spawn(&["relay", "--relay-poll", "50ms"]);
+    w.env.enqueue_many("events.test.a", 20, 0).await;
+    w.env.wait_all_published().await;
+    relay.terminate(Duration::from_secs(30));
+    w.sink
+        .script((0..20).map(|_| herald_tests::smtp::Reply::Delay(Duration::from_millis(200))));
+    let mut replay =
+        w.h.spawn(&["replay", "--workflow", "notify", "--from-seq", "1"]);
+    wait::until("the replay has sent a few", wait::DEFAULT, || async {
+        w.sink.count() >= 3
+    })
+    .await;
+    replay.signal("INT");
+    let status = replay.wait(Duration::from_secs(30));
+    let log = replay.log();
+    assert_eq!(status.code(), Some(1), "{log}");
+    let next: u64 = log
+        .split("continue with --from-seq ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no continuation hint in:\n{log}"));
+    assert!(next < 21, "interrupted before the end: {log}");
+    let (code, out, err) = run(
+        &w.h,
+        &[
+            "replay",
+            "--workflow",
+            "notify",
+            "--from-seq",
+            &next.to_string(),
+        ],
+    )
+    .await;
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("failed 0"), "{out}");
+    assert_eq!(w.sink.count(), 20, "every event once across both runs");
+}
+
+both_backends!(replay_interrupted_then_resumed);

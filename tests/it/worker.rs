@@ -783,3 +783,34 @@ async fn smtp_tls_starttls_and_implicit(backend: Backend) {
 }
 
 both_backends!(smtp_tls_starttls_and_implicit);
+
+/// A send slower than the ack wait: progress acks keep the message, so it is
+/// not redelivered and sent a second time.
+async fn slow_smtp_is_covered_by_progress_acks(backend: Backend) {
+    let w = World::start(backend, Some(&[("notify.yaml", FAST_RETRY)])).await;
+    w.sink.script([Reply::Delay(Duration::from_secs(5))]);
+    let _relay = w.relay();
+    let _worker = w.worker(); // --ack-wait 2s
+    w.emit(
+        "events.test.a",
+        json!({"email": "a@example.com", "name": "A"}),
+    );
+    wait::until("the slow email is recorded sent", wait::DEFAULT, || async {
+        w.count("SELECT COUNT(*) FROM herald_deliveries WHERE state = 'sent'")
+            .await
+            == 1
+    })
+    .await;
+    assert_eq!(
+        w.sink.data_commands(),
+        1,
+        "no second attempt while the first was in progress"
+    );
+    assert_eq!(
+        w.count("SELECT CAST(attempts AS BIGINT) FROM herald_deliveries")
+            .await,
+        1
+    );
+}
+
+both_backends!(slow_smtp_is_covered_by_progress_acks);

@@ -83,7 +83,9 @@ pub async fn run(g: &Global, cmd: DlqCmd) -> Result<ExitCode> {
             let d = herald::dlq::get(&db, id)
                 .await?
                 .ok_or_else(|| usage(format!("no dead letter with id {id}")))?;
-            println!("{}", serde_json::to_string_pretty(&row_json(&d))?);
+            let mut shown = row_json(&d);
+            shown["rendered"] = rendered(g, &d);
+            println!("{}", serde_json::to_string_pretty(&shown)?);
             Ok(ExitCode::SUCCESS)
         }
         DlqCmd::Retry { id, all, workflow } => {
@@ -129,4 +131,40 @@ pub async fn run(g: &Global, cmd: DlqCmd) -> Result<ExitCode> {
 /// clap guarantees an id or --all; this keeps the match total without a panic.
 fn unreachable_args<T>() -> Result<T> {
     Err(usage("give a dead letter id or --all"))
+}
+
+/// The emails the workflow renders for the dead letter's event now (headers
+/// only), or why it cannot: what an operator compares with the reason.
+fn rendered(g: &Global, d: &herald_entities::dead_letter::Model) -> serde_json::Value {
+    let catalog = match herald::workflow::load(&g.workflows) {
+        Ok(c) => c,
+        Err(e) => return serde_json::json!({ "error": e.to_string() }),
+    };
+    let Some(wf) = catalog.get(&d.workflow) else {
+        return serde_json::json!({ "error": format!("workflow {:?} not in {}", d.workflow, g.workflows.display()) });
+    };
+    let payload: serde_json::Value = serde_json::from_str(&d.payload).unwrap_or_default();
+    let meta = herald::workflow::render::Meta {
+        id: d.event_id.to_string(),
+        subject: d.subject.clone(),
+        aggregate: None,
+        occurred_at: String::new(),
+        workflow: d.workflow.clone(),
+    };
+    match catalog.render(wf, &payload, &meta) {
+        Ok(herald::workflow::render::Outcome::Emails(emails)) => serde_json::Value::Array(
+            emails
+                .iter()
+                .map(|e| {
+                    serde_json::json!({
+                        "from": e.from, "to": e.to, "cc": e.cc, "bcc": e.bcc, "reply_to": e.reply_to,
+                        "subject": e.subject, "headers": e.headers,
+                        "message_id": format!("<{}>", herald::worker::message_id(d.event_id, &d.workflow, e.index, &e.from)),
+                    })
+                })
+                .collect(),
+        ),
+        Ok(herald::workflow::render::Outcome::Skipped { guard }) => serde_json::json!({ "skipped": guard }),
+        Err(e) => serde_json::json!({ "error": e.to_string() }),
+    }
 }
