@@ -12,7 +12,7 @@ use futures::StreamExt;
 use crate::shutdown::Shutdown;
 use crate::worker::{Disposition, Event, Worker};
 use crate::workflow::Workflow;
-use crate::workflow::render::{Meta, Outcome};
+use crate::workflow::render::Outcome;
 
 /// Where a replay starts.
 #[derive(Debug, Clone, Copy)]
@@ -197,15 +197,8 @@ async fn dry_run(
     ev: &Event,
 ) -> Result<Vec<(String, String, bool)>, ReplayError> {
     let payload: serde_json::Value = serde_json::from_str(&ev.payload).unwrap_or_default();
-    let meta = Meta {
-        id: ev.id.to_string(),
-        subject: ev.subject.clone(),
-        aggregate: ev.aggregate.clone(),
-        occurred_at: ev.occurred_at.clone(),
-        workflow: wf.name.clone(),
-    };
     let mut out = Vec::new();
-    if let Ok(Outcome::Emails(emails)) = worker.catalog.render(wf, &payload, &meta) {
+    if let Ok(Outcome::Emails(emails)) = worker.catalog.render(wf, &payload, &ev.meta(&wf.name)) {
         for e in emails {
             let recipient = e.recipient_key();
             let key = crate::ledger::Key {

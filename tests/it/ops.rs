@@ -88,6 +88,21 @@ async fn prune_deletes_only_old_published_rows(backend: Backend) {
     );
 }
 
+/// One email per `{"n": i}` event, to u{n}@example.com, with a retry budget
+/// long enough to ride out short outages.
+const NUMBERED: &str = r#"
+name: numbered
+on: { subjects: ["events.test.>"] }
+email:
+  from: "Test <noreply@test.example>"
+  to: "u{{event.n}}@example.com"
+  subject: "n={{event.n}}"
+  text: "event {{event.n}}"
+retry:
+  max_attempts: 50
+  backoff: { initial: 100ms, max: 300ms }
+"#;
+
 const BROKEN: &str = r#"
 name: greet
 on: { subjects: ["events.test.>"] }
@@ -229,20 +244,7 @@ async fn smtp_outage_within_budget_delivers_all_once(backend: Backend) {
     let env = TestEnv::start(backend).await;
     let sink = SmtpSink::start().await;
     sink.set_down(true);
-    let dir = workflows_dir(
-        r#"
-name: numbered
-on: { subjects: ["events.test.>"] }
-email:
-  from: "Test <noreply@test.example>"
-  to: "u{{event.n}}@example.com"
-  subject: "n={{event.n}}"
-  text: "event {{event.n}}"
-retry:
-  max_attempts: 50
-  backoff: { initial: 100ms, max: 300ms }
-"#,
-    );
+    let dir = workflows_dir(NUMBERED);
     let h = with_workflows(&env, &sink, &dir);
     let _relay = h.spawn(&["relay", "--relay-poll", "50ms"]);
     let _worker = h.spawn(&["worker"]);
@@ -370,17 +372,7 @@ async fn trace_shows_an_events_life(backend: Backend) {
 async fn republish_after_stream_loss_sends_nothing_twice(backend: Backend) {
     let env = TestEnv::start(backend).await;
     let sink = SmtpSink::start().await;
-    let dir = workflows_dir(
-        r#"
-name: numbered
-on: { subjects: ["events.test.>"] }
-email:
-  from: "Test <noreply@test.example>"
-  to: "u{{event.n}}@example.com"
-  subject: "n={{event.n}}"
-  text: "event {{event.n}}"
-"#,
-    );
+    let dir = workflows_dir(NUMBERED);
     let h = with_workflows(&env, &sink, &dir);
     let mut relay = h.spawn(&["relay", "--relay-poll", "50ms"]);
     let mut worker = h.spawn(&["worker"]);
@@ -434,13 +426,7 @@ email:
 async fn nats_restart_mid_flow_relay_and_worker_recover(backend: Backend) {
     let mut env = TestEnv::start(backend).await;
     let sink = SmtpSink::start().await;
-    let dir = workflows_dir(
-        &BROKEN
-            .replace("{{event.greeting}}", "n={{event.n}}")
-            .replace("{{event.email}}", "u{{event.n}}@example.com")
-            .replace("{{event.name}}", "{{event.n}}")
-            .replace("max_attempts: 2", "max_attempts: 50"),
-    );
+    let dir = workflows_dir(NUMBERED);
     let h = with_workflows(&env, &sink, &dir);
     let mut relay = h.spawn(&["relay", "--relay-poll", "50ms"]);
     let mut worker = h.spawn(&["worker"]);
@@ -483,13 +469,7 @@ both_backends!(
 async fn postgres_connection_loss_relay_and_worker_recover() {
     let env = TestEnv::start(Backend::Postgres).await;
     let sink = SmtpSink::start().await;
-    let dir = workflows_dir(
-        &BROKEN
-            .replace("{{event.greeting}}", "n={{event.n}}")
-            .replace("{{event.email}}", "u{{event.n}}@example.com")
-            .replace("{{event.name}}", "{{event.n}}")
-            .replace("max_attempts: 2", "max_attempts: 50"),
-    );
+    let dir = workflows_dir(NUMBERED);
     let h = with_workflows(&env, &sink, &dir);
     let mut relay = h.spawn(&["relay", "--relay-poll", "50ms"]);
     let mut worker = h.spawn(&["worker"]);

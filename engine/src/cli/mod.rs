@@ -148,6 +148,19 @@ pub enum Command {
     Outbox(outbox::OutboxCmd),
 }
 
+/// Connect to NATS as `name` and make sure the events stream exists (default
+/// stream settings; the relay applies its own).
+pub async fn jetstream_for(g: &Global, name: &str) -> Result<async_nats::jetstream::Context> {
+    let client = herald::jetstream::connect(&g.nats_url, name).await?;
+    let js = async_nats::jetstream::new(client);
+    let settings = herald::jetstream::StreamSettings {
+        name: g.stream.clone(),
+        ..Default::default()
+    };
+    herald::jetstream::ensure_stream(&js, &settings).await?;
+    Ok(js)
+}
+
 /// Parse `500ms`, `30s`, `5m`, `2h`, `7d` (a bare number is seconds).
 pub fn duration_arg(s: &str) -> Result<std::time::Duration, String> {
     herald::duration::parse(s).map_err(|e| e.to_string())

@@ -65,16 +65,7 @@ pub async fn run(g: &Global, cmd: OutboxCmd) -> Result<ExitCode> {
                         .is_none_or(|f| herald::subject::matches(f, &r.subject))
                 })
                 .collect();
-            let client = herald::jetstream::connect(&g.nats_url, "herald-republish").await?;
-            let js = async_nats::jetstream::new(client);
-            herald::jetstream::ensure_stream(
-                &js,
-                &herald::jetstream::StreamSettings {
-                    name: g.stream.clone(),
-                    ..Default::default()
-                },
-            )
-            .await?;
+            let js = super::jetstream_for(g, "herald-republish").await?;
             let (published, duplicates) = herald::relay::republish(&js, &rows).await?;
             println!(
                 "republished {} row(s): {published} stored again, {duplicates} still held by the stream (dropped as duplicates)",

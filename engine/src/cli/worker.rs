@@ -138,16 +138,7 @@ pub async fn run(g: &Global, cmd: WorkerCmd) -> Result<ExitCode> {
             .await
             .map_err(|e| usage(format!("cannot listen on --http {addr}: {e}")))?;
     }
-    let client = herald::jetstream::connect(&g.nats_url, "herald-worker").await?;
-    let js = async_nats::jetstream::new(client);
-    herald::jetstream::ensure_stream(
-        &js,
-        &herald::jetstream::StreamSettings {
-            name: g.stream.clone(),
-            ..Default::default()
-        },
-    )
-    .await?;
+    let js = super::jetstream_for(g, "herald-worker").await?;
     let (worker, tasks) = start(g, &cmd.worker, engine, js, metrics, stop).await?;
     shutdown::on_signals(trigger);
     for t in tasks {

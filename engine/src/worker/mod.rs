@@ -121,6 +121,19 @@ impl Event {
     }
 }
 
+impl Event {
+    /// What templates see as `meta` when `workflow` runs this event.
+    pub fn meta(&self, workflow: &str) -> Meta {
+        Meta {
+            id: self.id.to_string(),
+            subject: self.subject.clone(),
+            aggregate: self.aggregate.clone(),
+            occurred_at: self.occurred_at.clone(),
+            workflow: workflow.to_string(),
+        }
+    }
+}
+
 /// Test support: abort the process at a named point when `HERALD_FAILPOINT`
 /// names it, to prove crash windows (see tests/it/worker.rs).
 fn failpoint(name: &str) {
@@ -189,14 +202,7 @@ impl Worker {
                 return Ok(Disposition::Terminate { reason });
             }
         };
-        let meta = Meta {
-            id: ev.id.to_string(),
-            subject: ev.subject.clone(),
-            aggregate: ev.aggregate.clone(),
-            occurred_at: ev.occurred_at.clone(),
-            workflow: wf.name.clone(),
-        };
-        let emails = match self.catalog.render(wf, &payload, &meta) {
+        let emails = match self.catalog.render(wf, &payload, &ev.meta(&wf.name)) {
             Ok(Outcome::Skipped { guard }) => {
                 ledger::record_skipped(&self.db, ev.id, &wf.name, &guard).await?;
                 self.metrics.emails_skipped.inc();
