@@ -516,3 +516,110 @@ async fn postgres_connection_loss_relay_and_worker_recover() {
     assert_eq!(relay.terminate(Duration::from_secs(30)).code(), Some(0));
     assert_eq!(worker.terminate(Duration::from_secs(30)).code(), Some(0));
 }
+
+/// The worker's --http: ready once its consumers are bound; counters move.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn worker_serves_health_and_metrics() {
+    let env = TestEnv::start(Backend::Sqlite).await;
+    let sink = SmtpSink::start().await;
+    let dir = workflows_dir(NUMBERED);
+    let h = with_workflows(&env, &sink, &dir);
+    let _relay = h.spawn(&["relay", "--relay-poll", "50ms"]);
+    let addr = format!("127.0.0.1:{}", herald_tests::free_port());
+    let _worker = h.spawn(&["worker", "--http", &addr]);
+    env.enqueue_many("events.test.n", 3, 0).await;
+    wait::until("3 emails", wait::DEFAULT, || async { sink.count() == 3 }).await;
+    let get = |path: &'static str| {
+        let addr = addr.clone();
+        async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let mut s = tokio::net::TcpStream::connect(&addr).await.ok()?;
+            s.write_all(format!("GET {path} HTTP/1.1\r\n\r\n").as_bytes())
+                .await
+                .ok()?;
+            let mut out = String::new();
+            s.read_to_string(&mut out).await.ok()?;
+            Some(out)
+        }
+    };
+    wait::until("the worker reports 3 sent", wait::DEFAULT, || async {
+        get("/metrics")
+            .await
+            .is_some_and(|m| m.contains("herald_emails_sent_total{role=\"worker\"} 3"))
+    })
+    .await;
+    assert!(get("/readyz").await.unwrap().starts_with("HTTP/1.1 200"));
+    assert!(get("/healthz").await.unwrap().starts_with("HTTP/1.1 200"));
+    assert!(
+        get("/metrics")
+            .await
+            .unwrap()
+            .contains("herald_send_latency_seconds_bucket")
+    );
+}
+
+/// dlq retry ID re-drives one dead letter; --workflow limits --all.
+async fn dlq_retry_one_and_by_workflow(backend: Backend) {
+    let env = TestEnv::start(backend).await;
+    let sink = SmtpSink::start().await;
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join("a.yaml"), BROKEN).unwrap();
+    std::fs::write(
+        d.path().join("b.yaml"),
+        BROKEN.replace("name: greet", "name: other"),
+    )
+    .unwrap();
+    let h = with_workflows(&env, &sink, &d);
+    let _relay = h.spawn(&["relay", "--relay-poll", "50ms"]);
+    let mut worker = h.spawn(&["worker"]);
+    for i in 0..3 {
+        ok_stdout(&h.run(&[
+            "emit",
+            "--subject",
+            "events.test.x",
+            "--payload",
+            &json!({"email": format!("u{i}@example.com"), "name": format!("U{i}")}).to_string(),
+        ]));
+    }
+    wait::until(
+        "6 dead letters (3 events × 2 workflows)",
+        wait::DEFAULT,
+        || async { env.scalar("SELECT COUNT(*) FROM herald_dead_letters").await == 6 },
+    )
+    .await;
+    worker.terminate(Duration::from_secs(30));
+    for f in ["a.yaml", "b.yaml"] {
+        let text = std::fs::read_to_string(d.path().join(f)).unwrap();
+        std::fs::write(
+            d.path().join(f),
+            text.replace("{{event.greeting}}", "Hello {{event.name}}"),
+        )
+        .unwrap();
+    }
+    let greet: Vec<serde_json::Value> = serde_json::from_str(&ok_stdout(&h.run(&[
+        "dlq",
+        "list",
+        "--workflow",
+        "greet",
+        "--json",
+    ])))
+    .unwrap();
+    assert_eq!(greet.len(), 3);
+    let out = ok_stdout(&h.run(&["dlq", "retry", &greet[0]["id"].to_string()]));
+    assert!(
+        out.contains("re-drove 1 dead letter(s): 1 delivered"),
+        "{out}"
+    );
+    assert_eq!(sink.count(), 1);
+    let out = ok_stdout(&h.run(&["dlq", "retry", "--all", "--workflow", "other"]));
+    assert!(
+        out.contains("re-drove 3 dead letter(s): 3 delivered"),
+        "{out}"
+    );
+    assert_eq!(sink.count(), 4);
+    let left: Vec<serde_json::Value> =
+        serde_json::from_str(&ok_stdout(&h.run(&["dlq", "list", "--json"]))).unwrap();
+    assert_eq!(left.len(), 2, "greet's other two are still dead letters");
+}
+
+both_backends!(dlq_retry_one_and_by_workflow);
