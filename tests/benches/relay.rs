@@ -151,16 +151,21 @@ async fn steady_latency(
     let mut tick = tokio::time::interval(Duration::from_millis(1));
     let end = Instant::now() + Duration::from_secs(secs);
     let mut i = 0;
+    // Latency is measured from the moment the commit returned (the issue's
+    // "commit → PubAck"); created_at is taken before the insert and would add
+    // the enqueuing transaction's own commit time.
+    let mut committed = std::collections::HashMap::new();
     while Instant::now() < end {
         tick.tick().await;
         let txn = db.begin().await.unwrap();
-        enqueue(
+        let id = enqueue(
             &txn,
             NewEvent::new("events.contract.signed", payload(i)).aggregate("contract", i % 100),
         )
         .await
         .unwrap();
         txn.commit().await.unwrap();
+        committed.insert(id.0, chrono::Utc::now());
         i += 1;
     }
     loop {
@@ -188,8 +193,9 @@ async fn steady_latency(
     let mut lat: Vec<f64> = rows
         .iter()
         .filter_map(|r| {
+            let c = committed.get(&r.event_id)?;
             r.published_at
-                .map(|p| (p - r.created_at).num_microseconds().unwrap_or(0) as f64 / 1000.0)
+                .map(|p| (p - *c).num_microseconds().unwrap_or(0).max(0) as f64 / 1000.0)
         })
         .collect();
     let n = lat.len();

@@ -165,13 +165,16 @@ async fn steady_latency(
     let before = sink.count();
     let total = per_sec * secs as usize;
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / per_sec as f64));
+    let mut committed = std::collections::HashMap::new();
     for i in 0..total {
         tick.tick().await;
         let txn = db.begin().await.unwrap();
-        enqueue(&txn, NewEvent::new("events.bench.sent", payload(i)))
+        let id = enqueue(&txn, NewEvent::new("events.bench.sent", payload(i)))
             .await
             .unwrap();
         txn.commit().await.unwrap();
+        // From the moment the commit returned: "commit → SMTP accepted".
+        committed.insert(id.0, chrono::Utc::now());
     }
     while sink.count() < before + total {
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -179,16 +182,17 @@ async fn steady_latency(
     let rows = db
         .query_all_raw(Statement::from_string(
             db.get_database_backend(),
-            "SELECT o.created_at AS c, d.sent_at AS s FROM herald_outbox o JOIN herald_deliveries d ON d.event_id = o.event_id",
+            "SELECT d.event_id AS e, d.sent_at AS s FROM herald_deliveries d",
         ))
         .await
         .unwrap();
     let mut lat: Vec<f64> = rows
         .iter()
         .filter_map(|r| {
-            let c: chrono::DateTime<chrono::Utc> = r.try_get("", "c").ok()?;
+            let e: uuid::Uuid = r.try_get("", "e").ok()?;
+            let c = committed.get(&e)?;
             let s: chrono::DateTime<chrono::Utc> = r.try_get("", "s").ok()?;
-            Some((s - c).num_microseconds()? as f64 / 1000.0)
+            Some((s - *c).num_microseconds()?.max(0) as f64 / 1000.0)
         })
         .collect();
     relay.terminate(Duration::from_secs(30));
