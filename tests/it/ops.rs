@@ -20,6 +20,20 @@ fn ok_stdout(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Emit `n` events `{"email": "u{i}@example.com", "name": "U{i}"}` on `subject`.
+fn emit_users(h: &HeraldEnv, subject: &str, n: usize) {
+    for i in 0..n {
+        let payload = json!({"email": format!("u{i}@example.com"), "name": format!("U{i}")});
+        ok_stdout(&h.run(&[
+            "emit",
+            "--subject",
+            subject,
+            "--payload",
+            &payload.to_string(),
+        ]));
+    }
+}
+
 fn workflows_dir(yaml: &str) -> tempfile::TempDir {
     let d = tempfile::tempdir().unwrap();
     std::fs::write(d.path().join("wf.yaml"), yaml).unwrap();
@@ -125,15 +139,7 @@ async fn dlq_redrive_after_template_fix(backend: Backend) {
     let h = with_workflows(&env, &sink, &dir);
     let _relay = h.spawn(&["relay", "--relay-poll", "50ms"]);
     let _worker = h.spawn(&["worker"]);
-    for i in 0..20 {
-        ok_stdout(&h.run(&[
-            "emit",
-            "--subject",
-            "events.test.hello",
-            "--payload",
-            &json!({"email": format!("u{i}@example.com"), "name": format!("U{i}")}).to_string(),
-        ]));
-    }
+    emit_users(&h, "events.test.hello", 20);
     wait::until("20 dead letters", wait::DEFAULT, || async {
         env.scalar("SELECT COUNT(*) FROM herald_dead_letters").await == 20
     })
@@ -221,15 +227,7 @@ async fn smtp_outage_beyond_budget_then_redrive(backend: Backend) {
     let h = with_workflows(&env, &sink, &dir);
     let _relay = h.spawn(&["relay", "--relay-poll", "50ms"]);
     let _worker = h.spawn(&["worker"]);
-    for i in 0..10 {
-        ok_stdout(&h.run(&[
-            "emit",
-            "--subject",
-            "events.test.hello",
-            "--payload",
-            &json!({"email": format!("u{i}@example.com"), "name": format!("U{i}")}).to_string(),
-        ]));
-    }
+    emit_users(&h, "events.test.hello", 10);
     wait::until("10 exhausted dead letters", wait::DEFAULT, || async {
         env.scalar("SELECT COUNT(*) FROM herald_dead_letters WHERE kind = 'exhausted'")
             .await
@@ -538,19 +536,7 @@ async fn worker_serves_health_and_metrics() {
     let _worker = h.spawn(&["worker", "--http", &addr]);
     env.enqueue_many("events.test.n", 3, 0).await;
     wait::until("3 emails", wait::DEFAULT, || async { sink.count() == 3 }).await;
-    let get = |path: &'static str| {
-        let addr = addr.clone();
-        async move {
-            use tokio::io::{AsyncReadExt, AsyncWriteExt};
-            let mut s = tokio::net::TcpStream::connect(&addr).await.ok()?;
-            s.write_all(format!("GET {path} HTTP/1.1\r\n\r\n").as_bytes())
-                .await
-                .ok()?;
-            let mut out = String::new();
-            s.read_to_string(&mut out).await.ok()?;
-            Some(out)
-        }
-    };
+    let get = |path: &'static str| herald_tests::http_get(addr.clone(), path);
     wait::until("the worker reports 3 sent", wait::DEFAULT, || async {
         get("/metrics")
             .await
@@ -581,15 +567,7 @@ async fn dlq_retry_one_and_by_workflow(backend: Backend) {
     let h = with_workflows(&env, &sink, &d);
     let _relay = h.spawn(&["relay", "--relay-poll", "50ms"]);
     let mut worker = h.spawn(&["worker"]);
-    for i in 0..3 {
-        ok_stdout(&h.run(&[
-            "emit",
-            "--subject",
-            "events.test.x",
-            "--payload",
-            &json!({"email": format!("u{i}@example.com"), "name": format!("U{i}")}).to_string(),
-        ]));
-    }
+    emit_users(&h, "events.test.x", 3);
     wait::until(
         "6 dead letters (3 events × 2 workflows)",
         wait::DEFAULT,

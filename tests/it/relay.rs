@@ -262,19 +262,7 @@ async fn relay_serves_health_and_metrics() {
     let addr = format!("127.0.0.1:{port}");
     let mut relay = env.herald.spawn(&relay_args(&["--http", &addr]));
     env.wait_all_published().await;
-    let get = |path: &'static str| {
-        let addr = addr.clone();
-        async move {
-            use tokio::io::{AsyncReadExt, AsyncWriteExt};
-            let mut s = tokio::net::TcpStream::connect(&addr).await.ok()?;
-            s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
-                .await
-                .ok()?;
-            let mut out = String::new();
-            s.read_to_string(&mut out).await.ok()?;
-            Some(out)
-        }
-    };
+    let get = |path: &'static str| herald_tests::http_get(addr.clone(), path);
     wait::until("the relay reports 25 published", wait::DEFAULT, || async {
         get("/metrics")
             .await
