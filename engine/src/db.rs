@@ -56,9 +56,33 @@ pub fn redact(url: &str) -> String {
     }
 }
 
+/// How a process holds its PostgreSQL connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pool {
+    /// A short command: up to 16 connections, opened when first needed.
+    OnDemand,
+    /// A long-running relay, worker or `up`: this many connections, all opened
+    /// at start-up and kept open. Opening one costs ~90 ms here (sqlx 0.9 does
+    /// not set TCP_NODELAY, so the TLS handshake waits twice on delayed ACKs),
+    /// and a pool that grows on demand puts that on the path of whichever
+    /// event needed the extra connection: it was most of the worker's p99.
+    Warm(u32),
+}
+
+/// Open a pool for a short command (see [`Pool::OnDemand`]).
+pub async fn connect(url: &str) -> Result<DatabaseConnection, DbError> {
+    connect_with(url, Pool::OnDemand, "herald").await
+}
+
 /// Open a pool. SQLite gets WAL and a busy timeout so that the relay, the
 /// worker and the application can share one file from separate processes.
-pub async fn connect(url: &str) -> Result<DatabaseConnection, DbError> {
+/// On PostgreSQL, `role` is the connections' `application_name`, so that
+/// `pg_stat_activity` tells an operator which process holds which.
+pub async fn connect_with(
+    url: &str,
+    pool: Pool,
+    role: &str,
+) -> Result<DatabaseConnection, DbError> {
     let backend = backend_of(url)?;
     let mut opts = ConnectOptions::new(url.to_string());
     opts.sqlx_logging(false)
@@ -71,7 +95,25 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DbError> {
                 .busy_timeout(Duration::from_secs(30))
         });
     } else {
-        opts.max_connections(16);
+        // Pinging on every checkout doubles the round trips of each short
+        // statement; a connection in steady use does not need it.
+        opts.test_before_acquire_if_idle_for(Duration::from_secs(30));
+        let role = role.to_string();
+        opts.map_sqlx_postgres_opts(move |o| o.application_name(&role));
+        match pool {
+            Pool::OnDemand => {
+                opts.max_connections(16);
+            }
+            Pool::Warm(n) => {
+                // Kept until the server drops them: recycling on a timer would
+                // put a new connection's cost back on an event's path.
+                opts.max_connections(n.max(1))
+                    .min_connections(n.max(1))
+                    .max_lifetime(None)
+                    .idle_timeout(None)
+                    .connect_lazy(true);
+            }
+        }
     }
     // Several processes opening a new SQLite file at once race to switch it to
     // WAL, and that switch fails with SQLITE_BUSY instead of waiting on the
@@ -103,6 +145,15 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DbError> {
             url: redact(url),
             source,
         })?;
+    if let (DbBackend::Postgres, Pool::Warm(n)) = (backend, pool) {
+        // Open them side by side rather than one after another (sqlx's
+        // min_connections would), then hand them back to the pool.
+        let pg = db.get_postgres_connection_pool();
+        let opened = futures::future::join_all((0..n).map(|_| pg.acquire())).await;
+        if let Some(Err(e)) = opened.into_iter().find(Result::is_err) {
+            tracing::warn!(url = %redact(url), error = %e, "could not open every database connection at start-up");
+        }
+    }
     Ok(db)
 }
 

@@ -6,6 +6,9 @@
 //! (c) commit → SMTP accepted latency at a steady rate, with relay and worker
 //!     as separate processes (needs HERALD_BIN = a release herald).
 //! Sizes: HERALD_BENCH_EMAILS (20000), HERALD_BENCH_RATE (500), HERALD_BENCH_STEADY_SECS (5).
+//! HERALD_BENCH_ONLY=latency runs (c) alone; HERALD_BENCH_DUMP=PREFIX writes
+//! each event's legs of (c) to PREFIX.BACKEND.csv (commit offset, total,
+//! relay, pickup, send in ms) and the two processes' debug logs beside it.
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -105,7 +108,10 @@ async fn worker_e2e(backend: Backend, sink: &SmtpSink, n: usize) -> Duration {
     let wf = catalog.workflows[0].clone();
     let tdb = TestDb::new(backend).await;
     let worker = Arc::new(Worker {
-        db: tdb.connect().await,
+        // As `herald worker` holds it: opened at start-up.
+        db: herald::db::connect_with(&tdb.url, herald::db::Pool::Warm(16), "herald worker")
+            .await
+            .unwrap(),
         catalog: Arc::new(catalog),
         transport: Arc::new(Transport::from_url(&sink.url()).unwrap()),
         metrics: Metrics::new(),
@@ -130,7 +136,7 @@ async fn steady_latency(
     sink: &SmtpSink,
     per_sec: usize,
     secs: u64,
-) -> Option<(usize, f64, f64)> {
+) -> Option<Latency> {
     let bin = std::env::var("HERALD_BIN").ok()?;
     let nats = NatsServer::start().await;
     let tdb = TestDb::new(backend).await;
@@ -148,6 +154,10 @@ async fn steady_latency(
     } else {
         "200ms"
     };
+    if std::env::var("HERALD_BENCH_DUMP").is_ok() {
+        // The relay logs each batch's claim/publish/mark times at debug.
+        env.set("HERALD_LOG", "herald=debug");
+    }
     let mut relay = env.spawn(&["relay", "--relay-poll", poll]);
     let mut worker = env.spawn(&["worker"]);
     // Let both bind (stream, consumer) before the clock starts.
@@ -166,6 +176,7 @@ async fn steady_latency(
     let total = per_sec * secs as usize;
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / per_sec as f64));
     let mut committed = std::collections::HashMap::new();
+    let t0 = chrono::Utc::now();
     for i in 0..total {
         tick.tick().await;
         let txn = db.begin().await.unwrap();
@@ -182,27 +193,87 @@ async fn steady_latency(
     let rows = db
         .query_all_raw(Statement::from_string(
             db.get_database_backend(),
-            "SELECT d.event_id AS e, d.sent_at AS s FROM herald_deliveries d",
+            "SELECT d.event_id AS e, o.published_at AS p, d.created_at AS c, d.sent_at AS s \
+             FROM herald_deliveries d JOIN herald_outbox o ON o.event_id = d.event_id",
         ))
         .await
         .unwrap();
-    let mut lat: Vec<f64> = rows
+    let ms = |a: chrono::DateTime<chrono::Utc>, b: chrono::DateTime<chrono::Utc>| {
+        (b - a).num_microseconds().unwrap_or(0).max(0) as f64 / 1000.0
+    };
+    // Per event: [total, relay (commit → PubAck recorded), pickup (→ ledger
+    // claim), send (claim → SMTP accepted), commit offset from the start].
+    let samples: Vec<[f64; 5]> = rows
         .iter()
         .filter_map(|r| {
             let e: uuid::Uuid = r.try_get("", "e").ok()?;
-            let c = committed.get(&e)?;
+            let c = *committed.get(&e)?;
+            let p: chrono::DateTime<chrono::Utc> = r.try_get("", "p").ok()?;
+            let cl: chrono::DateTime<chrono::Utc> = r.try_get("", "c").ok()?;
             let s: chrono::DateTime<chrono::Utc> = r.try_get("", "s").ok()?;
-            Some((s - *c).num_microseconds()?.max(0) as f64 / 1000.0)
+            Some([ms(c, s), ms(c, p), ms(p, cl), ms(cl, s), ms(t0, c)])
         })
         .collect();
     relay.terminate(Duration::from_secs(30));
     worker.terminate(Duration::from_secs(30));
-    let n = lat.len();
-    Some((
-        n,
-        percentile_ms(&mut lat, 50.0),
-        percentile_ms(&mut lat, 99.0),
-    ))
+    if let Ok(path) = std::env::var("HERALD_BENCH_DUMP") {
+        let csv: String = samples
+            .iter()
+            .map(|p| {
+                format!(
+                    "{:.1},{:.1},{:.1},{:.1},{:.1}\n",
+                    p[4], p[0], p[1], p[2], p[3]
+                )
+            })
+            .collect();
+        std::fs::write(format!("{path}.{backend:?}.csv"), csv).unwrap();
+        std::fs::write(format!("{path}.{backend:?}.relay.log"), relay.log()).unwrap();
+        std::fs::write(format!("{path}.{backend:?}.worker.log"), worker.log()).unwrap();
+    }
+    let phase = |i: usize| {
+        let mut v: Vec<f64> = samples.iter().map(|x| x[i]).collect();
+        [
+            percentile_ms(&mut v, 50.0),
+            percentile_ms(&mut v, 99.0),
+            percentile_ms(&mut v, 100.0),
+        ]
+    };
+    Some(Latency {
+        n: samples.len(),
+        total: phase(0),
+        relay: phase(1),
+        pickup: phase(2),
+        send: phase(3),
+    })
+}
+
+/// p50, p99 and max in ms of the whole path and of each leg.
+struct Latency {
+    n: usize,
+    total: [f64; 3],
+    relay: [f64; 3],
+    pickup: [f64; 3],
+    send: [f64; 3],
+}
+
+fn print_latency(backend: Backend, per_sec: usize, l: Option<Latency>) {
+    let Some(l) = l else {
+        println!("| {backend:?} | (c) skipped: set HERALD_BIN to a release herald | | | |");
+        return;
+    };
+    let f = |x: [f64; 3]| format!("p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms", x[0], x[1], x[2]);
+    println!(
+        "| {backend:?} | commit→SMTP accepted at {per_sec}/s, relay + worker processes (c) | {} | {} | |",
+        l.n,
+        f(l.total)
+    );
+    for (leg, x) in [
+        ("commit→published", l.relay),
+        ("published→claimed", l.pickup),
+        ("claimed→SMTP accepted", l.send),
+    ] {
+        println!("| {backend:?} | (c) leg {leg} | | {} | |", f(x));
+    }
 }
 
 fn main() {
@@ -217,17 +288,14 @@ fn main() {
     rt.block_on(async {
         for backend in [Backend::Postgres, Backend::Sqlite] {
             let sink = SmtpSink::start().await;
-            let raw = raw_loop(&sink, n).await;
-            let ours = worker_e2e(backend, &sink, n).await;
-            let (r_raw, r_ours) = (rate(n, raw), rate(n, ours));
-            println!("| {backend:?} | raw mail-send loop, 1 connection (a) | {n} | {r_raw:.0}/s | 1.00 |");
-            println!("| {backend:?} | worker end to end (b) | {n} | {r_ours:.0}/s | {:.2} of (a) |", r_ours / r_raw);
-            match steady_latency(backend, &sink, per_sec, secs).await {
-                Some((ln, p50, p99)) => println!(
-                    "| {backend:?} | commit→SMTP accepted at {per_sec}/s, relay + worker processes (c) | {ln} | p50 {p50:.1} ms, p99 {p99:.1} ms | |"
-                ),
-                None => println!("| {backend:?} | (c) skipped: set HERALD_BIN to a release herald | | | |"),
+            if std::env::var("HERALD_BENCH_ONLY").as_deref() != Ok("latency") {
+                let raw = raw_loop(&sink, n).await;
+                let ours = worker_e2e(backend, &sink, n).await;
+                let (r_raw, r_ours) = (rate(n, raw), rate(n, ours));
+                println!("| {backend:?} | raw mail-send loop, 1 connection (a) | {n} | {r_raw:.0}/s | 1.00 |");
+                println!("| {backend:?} | worker end to end (b) | {n} | {r_ours:.0}/s | {:.2} of (a) |", r_ours / r_raw);
             }
+            print_latency(backend, per_sec, steady_latency(backend, &sink, per_sec, secs).await);
         }
     });
 }

@@ -814,3 +814,50 @@ async fn slow_smtp_is_covered_by_progress_acks(backend: Backend) {
 }
 
 both_backends!(slow_smtp_is_covered_by_progress_acks);
+
+/// A long-running process opens its PostgreSQL connections at start-up
+/// instead of on demand: opening one mid-run put ~90 ms on the path of
+/// whichever event needed it (BENCHMARKS.md). Each role names its
+/// connections, so `pg_stat_activity` tells an operator who holds what.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_connections_are_opened_at_start_and_named() {
+    let w = World::start(Backend::Postgres, Some(&[("notify.yaml", FAST_RETRY)])).await;
+    let held = |role: &'static str| {
+        let w = &w;
+        async move {
+            w.count(&format!(
+                "SELECT COUNT(*) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND application_name = '{role}'"
+            ))
+            .await
+        }
+    };
+    let _worker = w
+        .env
+        .herald
+        .spawn(&["worker", "--ack-wait", "2s", "--db-connections", "5"]);
+    let _relay = w.relay();
+    // Before any event: the pools are already full.
+    wait::until("the worker holds 5 connections", wait::DEFAULT, || async {
+        held("herald worker").await == 5
+    })
+    .await;
+    wait::until(
+        "the relay holds its 4 connections",
+        wait::DEFAULT,
+        || async { held("herald relay").await >= 4 },
+    )
+    .await;
+    for i in 0..20 {
+        w.emit(
+            "events.test.a",
+            json!({"email": format!("u{i}@example.com"), "name": "N"}),
+        );
+    }
+    w.wait_emails(20).await;
+    assert_eq!(
+        held("herald worker").await,
+        5,
+        "the pool neither grew nor shrank"
+    );
+}

@@ -51,7 +51,7 @@ pub fn time_arg(s: &str) -> Result<DateTime<Utc>, String> {
 }
 
 pub async fn run(g: &Global, cmd: ReplayCmd) -> Result<ExitCode> {
-    let engine = engine(g).await?;
+    let engine = engine(g, herald::db::Pool::OnDemand, "herald replay").await?;
     let wf = engine.catalog.get(&cmd.workflow).cloned().ok_or_else(|| {
         usage(format!(
             "no workflow named {:?} in {}",

@@ -148,7 +148,12 @@ struct Running {
 
 async fn start(g: &Global, cmd: &UpCmd) -> Result<Running> {
     // Configuration first (workflows, SMTP URL, database), then servers.
-    let engine = engine(g).await?;
+    let engine = engine(
+        g,
+        herald::db::Pool::Warm(cmd.worker.db_connections),
+        "herald up",
+    )
+    .await?;
     let (trigger, stop) = shutdown::channel();
     let metrics = Metrics::new();
     metrics.set_label("role", "up");

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use anyhow::Result;
 use clap::Args;
+use herald::db::Pool;
 use herald::metrics::Metrics;
 use herald::shutdown::{self, Shutdown};
 use herald::smtp::Transport;
@@ -26,6 +27,9 @@ pub struct WorkerArgs {
     /// JetStream ack wait: an unacknowledged message is redelivered after this (progress acks extend it).
     #[arg(long, env = "HERALD_ACK_WAIT", default_value = "60s", value_parser = super::duration_arg)]
     pub ack_wait: std::time::Duration,
+    /// PostgreSQL connections the worker opens at start-up and keeps (shared by all its workflows).
+    #[arg(long, env = "HERALD_DB_CONNECTIONS", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub db_connections: u32,
 }
 
 #[derive(Args, Debug)]
@@ -45,11 +49,11 @@ pub struct Engine {
     pub db: sea_orm::DatabaseConnection,
 }
 
-pub async fn engine(g: &Global) -> Result<Engine> {
+pub async fn engine(g: &Global, pool: Pool, role: &str) -> Result<Engine> {
     let catalog = herald::workflow::load(&g.workflows).map_err(usage)?;
     let transport = Transport::from_url(&g.smtp_url).map_err(usage)?;
     herald::db::backend_of(&g.database_url)?;
-    let db = herald::db::connect(&g.database_url).await?;
+    let db = herald::db::connect_with(&g.database_url, pool, role).await?;
     herald::db::migrate(&db).await?;
     Ok(Engine {
         catalog,
@@ -128,7 +132,7 @@ pub async fn start(
 
 pub async fn run(g: &Global, cmd: WorkerCmd) -> Result<ExitCode> {
     // Configuration first, all of it, before NATS.
-    let engine = engine(g).await?;
+    let engine = engine(g, Pool::Warm(cmd.worker.db_connections), "herald worker").await?;
     select(g, &engine, &cmd.worker)?;
     let (trigger, stop) = shutdown::channel();
     let metrics = Metrics::new();
