@@ -1,7 +1,9 @@
 //! The delivery ledger: one row per (event, workflow, recipient). The worker
 //! claims a row before sending and records the result before acking, so a
 //! redelivered or replayed message never sends an email the ledger marks sent.
-use chrono::Utc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
 use herald_entities::delivery;
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, DatabaseConnection, DbErr,
@@ -28,6 +30,10 @@ pub enum Claim {
     Send { attempt: u32 },
     /// Already sent, skipped or dead-lettered: do nothing.
     Done { state: String },
+    /// Another worker claimed it less than a lease ago and may be sending it
+    /// right now: ask again after `retry_after` (by then it is sent, or the
+    /// claim has gone stale).
+    InFlight { retry_after: Duration },
 }
 
 pub struct Key<'a> {
@@ -94,39 +100,82 @@ fn by_key(key: &Key<'_>) -> Condition {
 }
 
 /// Claim the delivery for an attempt: create it as `sending`, or move a
-/// `sending`/`retrying` row to the next attempt. A row left in `sending` by a
-/// crash between the SMTP reply and the ledger write is sent again (with the
-/// same Message-ID): the one window where a duplicate is possible.
+/// `retrying` row, or a `sending` row whose claim is older than `lease`, to the
+/// next attempt. A `sending` row younger than `lease` belongs to a worker that
+/// may be sending it now (a redelivery racing a slow worker, a replay racing
+/// the consumer): [`Claim::InFlight`].
+///
+/// The move is a compare-and-set on (state, attempts), so of two workers
+/// claiming the same row at once exactly one gets [`Claim::Send`].
+///
+/// A stale `sending` row was left by a crash between the SMTP reply and the
+/// ledger write: it is sent again, with the same Message-ID. That is the one
+/// window where a duplicate is possible.
 pub async fn claim(
     db: &DatabaseConnection,
     key: &Key<'_>,
     index: usize,
     subject: &str,
+    lease: Duration,
 ) -> Result<Claim, DbErr> {
     if insert_if_absent(db, new_row(key, index, subject, state::SENDING, 1, None)).await? {
         return Ok(Claim::Send { attempt: 1 });
     }
-    let existing = delivery::Entity::find()
-        .filter(by_key(key))
-        .one(db)
-        .await?
-        .ok_or_else(|| DbErr::RecordNotFound("delivery vanished".into()))?;
-    match existing.state.as_str() {
-        state::SENDING | state::RETRYING => {
-            let attempt = existing.attempts + 1;
-            let mut am: delivery::ActiveModel = existing.into();
-            am.state = Set(state::SENDING.into());
-            am.attempts = Set(attempt);
-            am.updated_at = Set(Utc::now());
-            am.update(db).await?;
-            Ok(Claim::Send {
-                attempt: u32::try_from(attempt).unwrap_or(1),
-            })
+    // Each lost compare-and-set means another worker moved the row; a few
+    // rounds settle it (it is then theirs, or done).
+    for _ in 0..3 {
+        let existing = delivery::Entity::find()
+            .filter(by_key(key))
+            .one(db)
+            .await?
+            .ok_or_else(|| DbErr::RecordNotFound("delivery vanished".into()))?;
+        let now = Utc::now();
+        match existing.state.as_str() {
+            state::SENDING | state::RETRYING => {
+                if existing.state == state::SENDING
+                    && let Some(left) = lease_left(existing.updated_at, now, lease)
+                {
+                    return Ok(Claim::InFlight { retry_after: left });
+                }
+                let attempt = existing.attempts + 1;
+                let moved = delivery::Entity::update_many()
+                    .col_expr(delivery::Column::State, state::SENDING.into())
+                    .col_expr(delivery::Column::Attempts, attempt.into())
+                    .col_expr(delivery::Column::UpdatedAt, now.into())
+                    .filter(by_key(key))
+                    .filter(delivery::Column::State.eq(existing.state.as_str()))
+                    .filter(delivery::Column::Attempts.eq(existing.attempts))
+                    .exec(db)
+                    .await?
+                    .rows_affected;
+                if moved == 1 {
+                    return Ok(Claim::Send {
+                        attempt: u32::try_from(attempt).unwrap_or(1),
+                    });
+                }
+            }
+            other => {
+                return Ok(Claim::Done {
+                    state: other.to_string(),
+                });
+            }
         }
-        other => Ok(Claim::Done {
-            state: other.to_string(),
-        }),
     }
+    Ok(Claim::InFlight {
+        retry_after: MIN_RETRY,
+    })
+}
+
+/// The shortest wait [`Claim::InFlight`] asks for.
+const MIN_RETRY: Duration = Duration::from_millis(100);
+
+/// How much of a claim made at `claimed` is left at `now`, if any.
+fn lease_left(claimed: DateTime<Utc>, now: DateTime<Utc>, lease: Duration) -> Option<Duration> {
+    let age = (now - claimed).to_std().unwrap_or_default();
+    lease
+        .checked_sub(age)
+        .filter(|d| !d.is_zero())
+        .map(|d| d.max(MIN_RETRY))
 }
 
 async fn set_state(

@@ -3,6 +3,7 @@
 
 mod cli;
 mod harness_selftest;
+mod ledger;
 mod ops;
 mod outbox;
 mod relay;

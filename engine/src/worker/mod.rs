@@ -26,6 +26,9 @@ pub struct WorkerConfig {
     /// Messages processed at once per workflow.
     pub concurrency: usize,
     pub max_ack_pending: i64,
+    /// JetStream redelivers a message unacknowledged for this long; it is
+    /// also the ledger's claim lease: a `sending` row younger than this may
+    /// be in another worker's hands and is not sent again.
     pub ack_wait: Duration,
 }
 
@@ -224,19 +227,32 @@ impl Worker {
                 workflow: &wf.name,
                 recipient: &recipient,
             };
-            let (attempt, resent) =
-                match ledger::claim(&self.db, &key, email.index, &email.subject).await? {
-                    Claim::Done { state } => match &self.resend {
-                        Some(reason) if state == ledger::state::SENT => {
-                            (ledger::claim_resend(&self.db, &key, reason).await?, true)
-                        }
-                        _ => {
-                            self.metrics.emails_skipped.inc();
-                            continue;
-                        }
-                    },
-                    Claim::Send { attempt } => (attempt, false),
-                };
+            let claim = ledger::claim(
+                &self.db,
+                &key,
+                email.index,
+                &email.subject,
+                self.cfg.ack_wait,
+            )
+            .await?;
+            let (attempt, resent) = match claim {
+                Claim::Done { state } => match &self.resend {
+                    Some(reason) if state == ledger::state::SENT => {
+                        (ledger::claim_resend(&self.db, &key, reason).await?, true)
+                    }
+                    _ => {
+                        self.metrics.emails_skipped.inc();
+                        continue;
+                    }
+                },
+                Claim::InFlight { retry_after: d } => {
+                    tracing::info!(workflow = %wf.name, event_id = %ev.id, %recipient, retry_in = ?d,
+                        "another worker is sending this email; checking again later");
+                    retry_after = Some(retry_after.map_or(d, |x| x.min(d)));
+                    continue;
+                }
+                Claim::Send { attempt } => (attempt, false),
+            };
             let mut mid = message_id(ev.id, &wf.name, email.index, &email.from);
             if resent {
                 // A deliberate resend must not look like the original downstream.
@@ -320,9 +336,14 @@ impl Worker {
             workflow: &wf.name,
             recipient: ledger::WHOLE_EVENT_RECIPIENT,
         };
-        if let Claim::Done { .. } = ledger::claim(&self.db, &key, 0, "").await? {
+        match ledger::claim(&self.db, &key, 0, "", self.cfg.ack_wait).await? {
             // Already dead-lettered by an earlier delivery of this message.
-            return Ok(Disposition::Terminate { reason });
+            Claim::Done { .. } => return Ok(Disposition::Terminate { reason }),
+            // Another worker is writing this dead letter now.
+            Claim::InFlight { retry_after } => {
+                return Ok(Disposition::Retry { after: retry_after });
+            }
+            Claim::Send { .. } => {}
         }
         ledger::mark_dead(&self.db, &key, &reason, None).await?;
         self.dead_letter(wf, ev, None, "permanent", reason.clone(), None, 1)
