@@ -78,7 +78,8 @@ impl TestDb {
     }
 
     pub async fn connect(&self) -> DatabaseConnection {
-        herald::db::connect(&self.url)
+        // Named, so that a test can drop the processes' connections and keep its own.
+        herald::db::connect_with(&self.url, herald::db::Pool::OnDemand, "test harness")
             .await
             .expect("connect to test database")
     }

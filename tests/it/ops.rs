@@ -316,7 +316,7 @@ async fn relay_survives_postgres_connection_loss() {
     for _ in 0..3 {
         admin
             .execute_unprepared(&format!(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db_name}' AND pid <> pg_backend_pid() AND application_name NOT LIKE 'test%'"
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db_name}' AND application_name = 'herald relay'"
             ))
             .await
             .unwrap();

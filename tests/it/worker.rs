@@ -861,3 +861,42 @@ async fn postgres_connections_are_opened_at_start_and_named() {
         "the pool neither grew nor shrank"
     );
 }
+
+/// An operator deletes a workflow's durable consumer while the worker runs
+/// (by mistake, or to reset it): the worker binds a new one and carries on.
+async fn deleted_consumer_is_recreated(backend: Backend) {
+    let w = World::start(backend, Some(&[("notify.yaml", FAST_RETRY)])).await;
+    let _relay = w.relay();
+    let worker = w.worker();
+    w.emit(
+        "events.test.a",
+        json!({"email": "a@example.com", "name": "A"}),
+    );
+    w.wait_emails(1).await;
+    let js = w.env.nats.jetstream().await;
+    let stream = js.get_stream("HERALD").await.unwrap();
+    stream.delete_consumer("herald-notify").await.unwrap();
+    w.emit(
+        "events.test.b",
+        json!({"email": "b@example.com", "name": "B"}),
+    );
+    wait::until(
+        "the worker re-creates its consumer and sends the next email",
+        wait::DEFAULT,
+        || async { w.sink.count() >= 2 },
+    )
+    .await;
+    assert!(
+        worker.log().contains("consumer deleted"),
+        "the worker says why it re-binds:\n{}",
+        worker.log()
+    );
+    assert_eq!(
+        w.count("SELECT COUNT(*) FROM herald_deliveries WHERE state = 'sent'")
+            .await,
+        2,
+        "the re-created consumer starts from the stream's start; the ledger skips the first event"
+    );
+}
+
+both_backends!(deleted_consumer_is_recreated);

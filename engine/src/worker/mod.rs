@@ -517,6 +517,7 @@ impl Worker {
             };
             let mut stop = shutdown.clone();
             // take_until: stop pulling on shutdown; in-flight messages finish.
+            // A deleted consumer ends the stream: the loop binds a new one.
             let stream = messages.take_until(Box::pin(async move { stop.wait().await }));
             stream
                 .for_each_concurrent(self.cfg.concurrency, |m| {
@@ -525,11 +526,16 @@ impl Worker {
                     async move {
                         match m {
                             Ok(msg) => me.handle(&wf, msg).await,
-                            Err(e) => tracing::debug!(error = %e, "pull error"),
+                            Err(e) => {
+                                tracing::warn!(workflow = %wf.name, error = %e, "pull error")
+                            }
                         }
                     }
                 })
                 .await;
+            if !shutdown.is_triggered() {
+                tracing::warn!(workflow = %wf.name, "message stream ended; binding the consumer again");
+            }
         }
         tracing::info!(workflow = %wf.name, "consumer stopped");
     }
