@@ -130,6 +130,7 @@ async fn naive_relay(
 /// latency of each row is published_at - created_at, read back from the table.
 async fn steady_latency(
     db: &DatabaseConnection,
+    relay_db: &DatabaseConnection,
     js: &async_nats::jetstream::Context,
     poll: Duration,
     secs: u64,
@@ -138,7 +139,7 @@ async fn steady_latency(
         .await
         .unwrap();
     let relay = Relay::new(
-        db.clone(),
+        relay_db.clone(),
         js.clone(),
         RelayConfig {
             poll_interval: poll,
@@ -212,7 +213,12 @@ async fn bench(backend: Backend) {
     let secs = size("HERALD_BENCH_STEADY_SECS", 5) as u64;
     let nats = NatsServer::start().await;
     let tdb = TestDb::new(backend).await;
+    // The application's pool (filling the outbox) and the relay's own, as
+    // `herald relay` holds it: opened at start-up.
     let db = tdb.connect().await;
+    let relay_db = herald::db::connect_with(&tdb.url, herald::db::Pool::Warm(4), "herald relay")
+        .await
+        .unwrap();
     let js = nats.jetstream().await;
     herald::jetstream::ensure_stream(&js, &Default::default())
         .await
@@ -223,7 +229,7 @@ async fn bench(backend: Backend) {
 
     fill(&db, n).await;
     let relay = Relay::new(
-        db.clone(),
+        relay_db.clone(),
         js.clone(),
         RelayConfig::default(),
         Metrics::new(),
@@ -254,7 +260,7 @@ async fn bench(backend: Backend) {
     } else {
         RelayConfig::default().poll_interval
     };
-    let (ln, p50, p99) = steady_latency(&db, &js, poll, secs).await;
+    let (ln, p50, p99) = steady_latency(&db, &relay_db, &js, poll, secs).await;
 
     // The durability setting: the same raw publishing against a server that
     // fsyncs every write (`sync_interval: always`).

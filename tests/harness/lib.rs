@@ -27,6 +27,17 @@ pub fn workspace_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
+/// A seeded random source for tests that pick points at random (where to
+/// kill a process). The seed is printed; `HERALD_TEST_SEED=N` replays a run.
+pub fn rng(test: &str) -> fastrand::Rng {
+    let seed = std::env::var("HERALD_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| fastrand::u64(..));
+    eprintln!("{test}: HERALD_TEST_SEED={seed}");
+    fastrand::Rng::with_seed(seed)
+}
+
 /// A TCP port free right now on 127.0.0.1.
 pub fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");

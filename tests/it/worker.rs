@@ -547,8 +547,13 @@ async fn worker_killed_repeatedly_delivers_everything(backend: Backend) {
     .await;
     let _relay = w.relay();
     w.env.enqueue_many("events.test.n", 500, 25).await;
-    let kills = [60usize, 170, 290, 420];
-    for at in kills {
+    // Four kill points anywhere in the run, a random one possibly before the
+    // previous worker had even bound its consumer.
+    let mut rng = herald_tests::rng("worker_killed_repeatedly_delivers_everything");
+    let mut kills: Vec<usize> = (0..4).map(|_| rng.usize(10..490)).collect();
+    kills.sort_unstable();
+    eprintln!("kill -9 after {kills:?} emails");
+    for &at in &kills {
         let mut worker = w.worker();
         wait::until(&format!("{at} emails"), wait::DEFAULT, || async {
             w.sink.count() >= at
@@ -580,6 +585,26 @@ async fn worker_killed_repeatedly_delivers_everything(backend: Backend) {
     );
     // Each kill can interrupt at most `concurrency` sends between SMTP accept and the ledger write.
     assert!(duplicates <= kills.len() * 16, "{duplicates} duplicates");
+    // And every duplicate came through that window: its delivery was claimed
+    // again after its worker died (attempts > 1), never twice at once.
+    for (mid, n) in by_id.iter().filter(|(_, n)| **n > 1) {
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+        let event_id = mid.trim_start_matches('<').split('.').next().unwrap();
+        let row = herald_entities::delivery::Entity::find()
+            .filter(
+                herald_entities::delivery::Column::EventId
+                    .eq(uuid::Uuid::parse_str(event_id).unwrap()),
+            )
+            .one(&w.env.conn)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            row.attempts >= 2,
+            "{mid} sent {n} times on attempt {}",
+            row.attempts
+        );
+    }
 }
 
 both_backends!(worker_killed_repeatedly_delivers_everything);
