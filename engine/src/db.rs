@@ -76,8 +76,9 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DbError> {
 
 /// Open a pool. SQLite gets WAL and a busy timeout so that the relay, the
 /// worker and the application can share one file from separate processes.
-/// On PostgreSQL, `role` is the connections' `application_name`, so that
-/// `pg_stat_activity` tells an operator which process holds which.
+/// On PostgreSQL, `role` is the connections' `application_name` (unless the
+/// URL sets one), so that `pg_stat_activity` tells an operator which process
+/// holds which.
 pub async fn connect_with(
     url: &str,
     pool: Pool,
@@ -98,8 +99,12 @@ pub async fn connect_with(
         // Pinging on every checkout doubles the round trips of each short
         // statement; a connection in steady use does not need it.
         opts.test_before_acquire_if_idle_for(Duration::from_secs(30));
+        // An application_name given in the URL wins.
         let role = role.to_string();
-        opts.map_sqlx_postgres_opts(move |o| o.application_name(&role));
+        opts.map_sqlx_postgres_opts(move |o| match o.get_application_name() {
+            Some(_) => o,
+            None => o.application_name(&role),
+        });
         match pool {
             Pool::OnDemand => {
                 opts.max_connections(16);
