@@ -52,7 +52,7 @@ pub async fn run(g: &Global, cmd: DlqCmd) -> Result<ExitCode> {
             all,
             json,
         } => {
-            let db = herald::db::connect(&g.database_url).await?;
+            let db = super::open_db(g, herald::db::Pool::OnDemand, "herald dlq").await?;
             herald::db::migrate(&db).await?;
             let rows = herald::dlq::list(&db, workflow.as_deref(), all).await?;
             if json {
@@ -78,7 +78,7 @@ pub async fn run(g: &Global, cmd: DlqCmd) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         DlqCmd::Show { id } => {
-            let db = herald::db::connect(&g.database_url).await?;
+            let db = super::open_db(g, herald::db::Pool::OnDemand, "herald dlq").await?;
             herald::db::migrate(&db).await?;
             let d = herald::dlq::get(&db, id)
                 .await?

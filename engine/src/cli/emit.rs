@@ -65,7 +65,7 @@ pub async fn run(g: &Global, args: EmitArgs) -> Result<ExitCode> {
         event = event.traceparent(tp);
     }
     outbox::validate(&event, &outbox::EnqueueOptions::default()).map_err(usage)?;
-    let db = herald::db::connect(&g.database_url).await?;
+    let db = super::open_db(g, herald::db::Pool::OnDemand, "herald emit").await?;
     herald::db::migrate(&db).await?;
     let txn = db.begin().await.context("cannot begin transaction")?;
     let id = match outbox::enqueue(&txn, event).await {

@@ -5,7 +5,7 @@ use anyhow::Result;
 use super::Global;
 
 pub async fn run(g: &Global) -> Result<ExitCode> {
-    let db = herald::db::connect(&g.database_url).await?;
+    let db = super::open_db(g, herald::db::Pool::OnDemand, "herald migrate").await?;
     let pending = herald::db::migrate(&db).await?;
     if pending == 0 {
         println!("schema is up to date");

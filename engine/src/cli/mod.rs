@@ -161,6 +161,36 @@ pub async fn jetstream_for(g: &Global, name: &str) -> Result<async_nats::jetstre
     Ok(js)
 }
 
+/// Every database pool a command opened, closed in one place when the
+/// command ends however it ends: PostgreSQL then sees orderly disconnects
+/// instead of logging a reset for each connection (16 per worker restart).
+static OPEN_POOLS: std::sync::Mutex<Vec<sea_orm::DatabaseConnection>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Open the database for this command (see [`herald::db::connect_with`]).
+pub async fn open_db(
+    g: &Global,
+    pool: herald::db::Pool,
+    role: &str,
+) -> Result<sea_orm::DatabaseConnection> {
+    let db = herald::db::connect_with(&g.database_url, pool, role).await?;
+    if let Ok(mut open) = OPEN_POOLS.lock() {
+        open.push(db.clone());
+    }
+    Ok(db)
+}
+
+/// Close what [`open_db`] opened; a pool still in use after 5 s is left to the exit.
+async fn close_dbs() {
+    let open: Vec<_> = OPEN_POOLS
+        .lock()
+        .map(|mut v| v.drain(..).collect())
+        .unwrap_or_default();
+    for db in open {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), db.close()).await;
+    }
+}
+
 /// Parse `500ms`, `30s`, `5m`, `2h`, `7d` (a bare number is seconds).
 pub fn duration_arg(s: &str) -> Result<std::time::Duration, String> {
     herald::duration::parse(s).map_err(|e| e.to_string())
@@ -191,6 +221,12 @@ pub fn try_main() -> Result<ExitCode> {
 }
 
 async fn run(cli: Cli) -> Result<ExitCode> {
+    let result = dispatch(cli).await;
+    close_dbs().await;
+    result
+}
+
+async fn dispatch(cli: Cli) -> Result<ExitCode> {
     let g = cli.global;
     match cli.command {
         Command::Migrate => migrate::run(&g).await,

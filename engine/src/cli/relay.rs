@@ -77,8 +77,7 @@ pub async fn build(
 ) -> Result<Relay> {
     // The relay's loop is sequential: its claim, its mark, and the NOTIFY
     // listener (PostgreSQL) need no more, and opening one mid-batch is slow.
-    let db = herald::db::connect_with(&g.database_url, herald::db::Pool::Warm(4), "herald relay")
-        .await?;
+    let db = super::open_db(g, herald::db::Pool::Warm(4), "herald relay").await?;
     herald::db::migrate(&db).await?;
     let client = herald::jetstream::connect(&g.nats_url, "herald-relay").await?;
     let js = herald::relay::jetstream_context(client, args.relay_batch);

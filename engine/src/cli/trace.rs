@@ -13,7 +13,7 @@ pub struct TraceCmd {
 
 /// Prints the event's life as JSON; exit 2 when Herald knows nothing of it.
 pub async fn run(g: &Global, cmd: TraceCmd) -> Result<ExitCode> {
-    let db = herald::db::connect(&g.database_url).await?;
+    let db = super::open_db(g, herald::db::Pool::OnDemand, "herald trace").await?;
     herald::db::migrate(&db).await?;
     let t = herald::trace::trace(&db, cmd.event_id).await?;
     if t.outbox.is_none() && t.deliveries.is_empty() && t.dead_letters.is_empty() {

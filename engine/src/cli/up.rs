@@ -232,7 +232,7 @@ pub async fn run_demo(g: &Global, cmd: DemoCmd) -> Result<ExitCode> {
         )));
     }
     let running = start(g, &cmd.up).await?;
-    let db = herald::db::connect(&g.database_url).await?;
+    let db = super::open_db(g, herald::db::Pool::OnDemand, "herald demo").await?;
     let started = Instant::now();
     for f in &files {
         let subject = f

@@ -53,7 +53,7 @@ pub async fn engine(g: &Global, pool: Pool, role: &str) -> Result<Engine> {
     let catalog = herald::workflow::load(&g.workflows).map_err(usage)?;
     let transport = Transport::from_url(&g.smtp_url).map_err(usage)?;
     herald::db::backend_of(&g.database_url)?;
-    let db = herald::db::connect_with(&g.database_url, pool, role).await?;
+    let db = super::open_db(g, pool, role).await?;
     herald::db::migrate(&db).await?;
     Ok(Engine {
         catalog,
