@@ -24,7 +24,7 @@ pub struct WorkerArgs {
     /// JetStream max_ack_pending of each workflow's consumer.
     #[arg(long, env = "HERALD_MAX_ACK_PENDING", default_value_t = 1000)]
     pub max_ack_pending: i64,
-    /// JetStream ack wait: an unacknowledged message is redelivered after this (progress acks extend it).
+    /// JetStream ack wait: an unacknowledged message is redelivered after this (progress acks extend it). Also the ledger's claim lease: an email another worker claimed less than this ago is not sent meanwhile.
     #[arg(long, env = "HERALD_ACK_WAIT", default_value = "60s", value_parser = super::duration_arg)]
     pub ack_wait: std::time::Duration,
     /// PostgreSQL connections the worker opens at start-up and keeps (shared by all its workflows).
