@@ -41,6 +41,20 @@ impl World {
         }
     }
 
+    /// `notify` (FAST_RETRY) with a relay and a worker running, and a first
+    /// email through: everything is bound and flowing.
+    async fn flowing(backend: Backend) -> (World, Herald, Herald) {
+        let w = World::start(backend, Some(&[("notify.yaml", FAST_RETRY)])).await;
+        let relay = w.relay();
+        let worker = w.worker();
+        w.emit(
+            "events.test.first",
+            json!({"email": "a@example.com", "name": "A"}),
+        );
+        w.wait_emails(1).await;
+        (w, relay, worker)
+    }
+
     fn relay(&self) -> Herald {
         self.env.herald.spawn(&["relay", "--relay-poll", "50ms"])
     }
@@ -67,6 +81,17 @@ impl World {
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// Emit `n` events for u0@… to u{n-1}@… and wait for their emails.
+    async fn emit_users(&self, n: usize) {
+        for i in 0..n {
+            self.emit(
+                "events.test.a",
+                json!({"email": format!("u{i}@example.com"), "name": "N"}),
+            );
+        }
+        self.wait_emails(n).await;
     }
 
     async fn wait_emails(&self, n: usize) {
@@ -413,14 +438,7 @@ fn invalid_workflows_report_file_line_col() {
 /// A message that is not a Herald event (no Nats-Msg-Id) is dead-lettered
 /// whole and does not block the event behind it.
 async fn foreign_message_dead_letters_and_others_flow(backend: Backend) {
-    let w = World::start(backend, Some(&[("notify.yaml", FAST_RETRY)])).await;
-    let _relay = w.relay();
-    let _worker = w.worker();
-    w.emit(
-        "events.test.first",
-        json!({"email": "a@example.com", "name": "A"}),
-    );
-    w.wait_emails(1).await;
+    let (w, _relay, _worker) = World::flowing(backend).await;
     let js = w.env.nats.jetstream().await;
     js.publish("events.test.foreign", r#"{"email":"x@example.com"}"#.into())
         .await
@@ -497,13 +515,7 @@ async fn smtp_connections_are_pooled_and_checked(backend: Backend) {
     );
     let _relay = w.relay();
     let _worker = w.env.herald.spawn(&["worker", "--concurrency", "4"]);
-    for i in 0..30 {
-        w.emit(
-            "events.test.a",
-            json!({"email": format!("u{i}@example.com"), "name": "N"}),
-        );
-    }
-    w.wait_emails(30).await;
+    w.emit_users(30).await;
     assert!(
         w.sink.connections() <= 4,
         "{} connections for 30 emails",
@@ -873,13 +885,7 @@ async fn postgres_connections_are_opened_at_start_and_named() {
         || async { held("herald relay").await >= 4 },
     )
     .await;
-    for i in 0..20 {
-        w.emit(
-            "events.test.a",
-            json!({"email": format!("u{i}@example.com"), "name": "N"}),
-        );
-    }
-    w.wait_emails(20).await;
+    w.emit_users(20).await;
     assert_eq!(
         held("herald worker").await,
         5,
@@ -890,14 +896,7 @@ async fn postgres_connections_are_opened_at_start_and_named() {
 /// An operator deletes a workflow's durable consumer while the worker runs
 /// (by mistake, or to reset it): the worker binds a new one and carries on.
 async fn deleted_consumer_is_recreated(backend: Backend) {
-    let w = World::start(backend, Some(&[("notify.yaml", FAST_RETRY)])).await;
-    let _relay = w.relay();
-    let worker = w.worker();
-    w.emit(
-        "events.test.a",
-        json!({"email": "a@example.com", "name": "A"}),
-    );
-    w.wait_emails(1).await;
+    let (w, _relay, worker) = World::flowing(backend).await;
     let js = w.env.nats.jetstream().await;
     let stream = js.get_stream("HERALD").await.unwrap();
     stream.delete_consumer("herald-notify").await.unwrap();
