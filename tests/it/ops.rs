@@ -4,7 +4,7 @@ use std::time::Duration;
 use herald_tests::both_backends;
 use herald_tests::db::Backend;
 use herald_tests::env::TestEnv;
-use herald_tests::process::HeraldEnv;
+use herald_tests::process::{Herald, HeraldEnv};
 use herald_tests::smtp::SmtpSink;
 use herald_tests::wait;
 use sea_orm::ConnectionTrait;
@@ -32,6 +32,23 @@ fn emit_users(h: &HeraldEnv, subject: &str, n: usize) {
             &payload.to_string(),
         ]));
     }
+}
+
+/// After an outage: exactly `n` emails reached the sink, relay and worker
+/// rode it out, and both still stop cleanly on SIGTERM.
+fn exactly_then_stop(sink: &SmtpSink, n: usize, mut relay: Herald, mut worker: Herald) {
+    assert_eq!(
+        sink.count(),
+        n,
+        "duplicates: {}",
+        sink.count().saturating_sub(n)
+    );
+    assert!(
+        relay.try_status().is_none() && worker.try_status().is_none(),
+        "neither process exited"
+    );
+    assert_eq!(relay.terminate(Duration::from_secs(30)).code(), Some(0));
+    assert_eq!(worker.terminate(Duration::from_secs(30)).code(), Some(0));
 }
 
 fn workflows_dir(yaml: &str) -> tempfile::TempDir {
@@ -435,8 +452,8 @@ async fn nats_restart_mid_flow_relay_and_worker_recover(backend: Backend) {
     let sink = SmtpSink::start().await;
     let dir = workflows_dir(NUMBERED);
     let h = with_workflows(&env, &sink, &dir);
-    let mut relay = h.spawn(&["relay", "--relay-poll", "50ms"]);
-    let mut worker = h.spawn(&["worker"]);
+    let relay = h.spawn(&["relay", "--relay-poll", "50ms"]);
+    let worker = h.spawn(&["worker"]);
     env.enqueue_many("events.test.n", 100, 10).await;
     wait::until("some emails", wait::DEFAULT, || async {
         sink.count() >= 20
@@ -450,18 +467,7 @@ async fn nats_restart_mid_flow_relay_and_worker_recover(backend: Backend) {
             == 200
     })
     .await;
-    assert_eq!(
-        sink.count(),
-        200,
-        "duplicates: {}",
-        sink.count().saturating_sub(200)
-    );
-    assert!(
-        relay.try_status().is_none() && worker.try_status().is_none(),
-        "neither process exited"
-    );
-    assert_eq!(relay.terminate(Duration::from_secs(30)).code(), Some(0));
-    assert_eq!(worker.terminate(Duration::from_secs(30)).code(), Some(0));
+    exactly_then_stop(&sink, 200, relay, worker);
 }
 
 both_backends!(
@@ -478,8 +484,8 @@ async fn postgres_connection_loss_relay_and_worker_recover() {
     let sink = SmtpSink::start().await;
     let dir = workflows_dir(NUMBERED);
     let h = with_workflows(&env, &sink, &dir);
-    let mut relay = h.spawn(&["relay", "--relay-poll", "50ms"]);
-    let mut worker = h.spawn(&["worker"]);
+    let relay = h.spawn(&["relay", "--relay-poll", "50ms"]);
+    let worker = h.spawn(&["worker"]);
     env.enqueue_many("events.test.n", 100, 10).await;
     wait::until("some emails", wait::DEFAULT, || async {
         sink.count() >= 20
@@ -510,18 +516,7 @@ async fn postgres_connection_loss_relay_and_worker_recover() {
         r.try_get_by_index::<i64>(0).unwrap_or(0) == 200
     })
     .await;
-    assert_eq!(
-        sink.count(),
-        200,
-        "duplicates: {}",
-        sink.count().saturating_sub(200)
-    );
-    assert!(
-        relay.try_status().is_none() && worker.try_status().is_none(),
-        "neither process exited"
-    );
-    assert_eq!(relay.terminate(Duration::from_secs(30)).code(), Some(0));
-    assert_eq!(worker.terminate(Duration::from_secs(30)).code(), Some(0));
+    exactly_then_stop(&sink, 200, relay, worker);
 }
 
 /// The worker's --http: ready once its consumers are bound; counters move.

@@ -103,6 +103,20 @@ impl World {
         .await;
     }
 
+    /// Wait until the ledger records `n` deliveries as sent.
+    async fn wait_sent(&self, n: i64) {
+        wait::until(
+            &format!("{n} deliveries recorded sent"),
+            wait::DEFAULT,
+            || async {
+                self.count("SELECT COUNT(*) FROM herald_deliveries WHERE state = 'sent'")
+                    .await
+                    == n
+            },
+        )
+        .await;
+    }
+
     async fn count(&self, sql: &str) -> i64 {
         self.env.scalar(sql).await
     }
@@ -210,12 +224,7 @@ async fn transient_4xx_then_success_sends_once(backend: Backend) {
         json!({"email": "a@example.com", "name": "A"}),
     );
     w.wait_emails(1).await;
-    wait::until("the ledger records sent", wait::DEFAULT, || async {
-        w.count("SELECT COUNT(*) FROM herald_deliveries WHERE state = 'sent'")
-            .await
-            == 1
-    })
-    .await;
+    w.wait_sent(1).await;
     assert_eq!(w.sink.count(), 1, "exactly one email");
     assert_eq!(w.sink.data_commands(), 3);
     assert_eq!(
@@ -298,12 +307,7 @@ async fn crash_after_accept_before_ledger_resends_same_message_id(backend: Backe
     let (w, _relay) = crash_worker_at(backend, "after_smtp_accept").await;
     let _worker = w.worker();
     w.wait_emails(2).await;
-    wait::until("the ledger records sent", wait::DEFAULT, || async {
-        w.count("SELECT COUNT(*) FROM herald_deliveries WHERE state = 'sent'")
-            .await
-            == 1
-    })
-    .await;
+    w.wait_sent(1).await;
     let got = w.sink.received();
     assert_eq!(
         got.len(),
@@ -527,12 +531,7 @@ async fn smtp_connections_are_pooled_and_checked(backend: Backend) {
         json!({"email": "late@example.com", "name": "L"}),
     );
     w.wait_emails(31).await;
-    wait::until("the late email is recorded sent", wait::DEFAULT, || async {
-        w.count("SELECT COUNT(*) FROM herald_deliveries WHERE state = 'sent'")
-            .await
-            == 31
-    })
-    .await;
+    w.wait_sent(31).await;
     assert_eq!(
         w.count("SELECT COUNT(*) FROM herald_deliveries WHERE attempts > 1")
             .await,
@@ -832,12 +831,7 @@ async fn slow_smtp_is_covered_by_progress_acks(backend: Backend) {
         "events.test.a",
         json!({"email": "a@example.com", "name": "A"}),
     );
-    wait::until("the slow email is recorded sent", wait::DEFAULT, || async {
-        w.count("SELECT COUNT(*) FROM herald_deliveries WHERE state = 'sent'")
-            .await
-            == 1
-    })
-    .await;
+    w.wait_sent(1).await;
     assert_eq!(
         w.sink.data_commands(),
         1,
