@@ -31,8 +31,8 @@ pub enum Claim {
     /// Already sent, skipped or dead-lettered: do nothing.
     Done { state: String },
     /// Another worker claimed it less than a lease ago and may be sending it
-    /// right now: ask again after `retry_after` (by then it is sent, or the
-    /// claim has gone stale).
+    /// right now: ask again after `retry_after` (at most 2 s; by then it is
+    /// usually recorded, or the claim may have gone stale).
     InFlight { retry_after: Duration },
 }
 
@@ -168,14 +168,18 @@ pub async fn claim(
 
 /// The shortest wait [`Claim::InFlight`] asks for.
 const MIN_RETRY: Duration = Duration::from_millis(100);
+/// The longest: the other worker usually records its send within
+/// milliseconds, so look again soon rather than at the end of the lease.
+const MAX_RETRY: Duration = Duration::from_secs(2);
 
-/// How much of a claim made at `claimed` is left at `now`, if any.
+/// How much of a claim made at `claimed` is left at `now`, if any, as the
+/// wait before looking again.
 fn lease_left(claimed: DateTime<Utc>, now: DateTime<Utc>, lease: Duration) -> Option<Duration> {
     let age = (now - claimed).to_std().unwrap_or_default();
     lease
         .checked_sub(age)
         .filter(|d| !d.is_zero())
-        .map(|d| d.max(MIN_RETRY))
+        .map(|d| d.clamp(MIN_RETRY, MAX_RETRY))
 }
 
 async fn set_state(

@@ -79,6 +79,7 @@ pub struct Metrics {
     pub publish_latency: Histogram,
     pub emails_sent: Counter,
     pub emails_skipped: Counter,
+    pub emails_in_flight_elsewhere: Counter,
     pub send_retries: Counter,
     pub dead_letters: Counter,
     pub messages_acked: Counter,
@@ -140,6 +141,11 @@ impl Metrics {
                 "herald_emails_skipped_total",
                 "Deliveries skipped (guard false or already sent)",
                 Kind::Counter(&self.emails_skipped),
+            ),
+            (
+                "herald_emails_in_flight_elsewhere_total",
+                "Deliveries found claimed by another worker (its message is looked at again later)",
+                Kind::Counter(&self.emails_in_flight_elsewhere),
             ),
             (
                 "herald_send_retries_total",

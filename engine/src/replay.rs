@@ -174,10 +174,14 @@ pub async fn replay(
             summary.sent += worker.metrics.emails_sent.get() - sent0;
             summary.skipped += worker.metrics.emails_skipped.get() - skipped0;
             summary.failed += worker.metrics.dead_letters.get() - dead0;
-            if let Disposition::Retry { .. } = d {
+            match d {
                 // A transient failure cannot wait here; the durable consumer
                 // or a later replay will deliver it.
-                summary.failed += 1;
+                Disposition::Retry { .. } => summary.failed += 1,
+                // A running worker is sending it right now (the consumer
+                // catching up on the same range): not ours to send.
+                Disposition::Busy { .. } => summary.skipped += 1,
+                Disposition::Ack | Disposition::Terminate { .. } => {}
             }
         }
         summary.last_seq = Some(seq);

@@ -269,3 +269,43 @@ async fn replay_interrupted_then_resumed(backend: Backend) {
 }
 
 both_backends!(replay_interrupted_then_resumed);
+
+/// A replay over a range a running worker is still working through: a
+/// delivery that worker has claimed (and may be sending right now) is left
+/// to it, not sent a second time, and is not a failure of the replay.
+async fn replay_leaves_in_flight_deliveries_to_their_worker(backend: Backend) {
+    let w = world(backend, "").await;
+    let mut relay = w.h.spawn(&["relay", "--relay-poll", "50ms"]);
+    let ids = w.env.enqueue_many("events.test.a", 2, 0).await;
+    w.env.wait_all_published().await;
+    // The other worker's claim on the first event's delivery, made just now.
+    let key = herald::ledger::Key {
+        event_id: ids[0],
+        workflow: "notify",
+        recipient: "u0@example.com",
+    };
+    let claim = herald::ledger::claim(&w.env.conn, &key, 0, "n=0", Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(claim, herald::ledger::Claim::Send { attempt: 1 });
+    let (code, out, err) = run(&w.h, &["replay", "--workflow", "notify", "--from-seq", "1"]).await;
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains("replayed 2, sent 1, skipped 1, failed 0"),
+        "{out}{err}"
+    );
+    let to: Vec<String> = w
+        .sink
+        .received()
+        .iter()
+        .map(|m| m.rcpt_to.join(","))
+        .collect();
+    assert_eq!(
+        to,
+        ["u1@example.com"],
+        "only the unclaimed delivery is sent"
+    );
+    assert_eq!(relay.terminate(Duration::from_secs(30)).code(), Some(0));
+}
+
+both_backends!(replay_leaves_in_flight_deliveries_to_their_worker);

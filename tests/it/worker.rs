@@ -918,3 +918,49 @@ async fn deleted_consumer_is_recreated(backend: Backend) {
 }
 
 both_backends!(deleted_consumer_is_recreated);
+
+/// A delivery another worker has just claimed (it may be sending it right
+/// now) is not sent by this one: the message waits (nak with delay) until the
+/// other records it, then is acked with nothing sent.
+async fn delivery_claimed_elsewhere_is_not_sent_twice(backend: Backend) {
+    let w = World::start(backend, Some(&[("notify.yaml", FAST_RETRY)])).await;
+    let _relay = w.relay();
+    let id = w.emit(
+        "events.test.a",
+        json!({"email": "a@example.com", "name": "A"}),
+    );
+    w.env.wait_all_published().await;
+    let key = herald::ledger::Key {
+        event_id: uuid::Uuid::parse_str(&id).unwrap(),
+        workflow: "notify",
+        recipient: "a@example.com",
+    };
+    // The other worker claims it, then the message reaches this one.
+    herald::ledger::claim(&w.env.conn, &key, 0, "Hello A", Duration::from_secs(60))
+        .await
+        .unwrap();
+    // A lease far longer than the worker's start-up, so the claim is fresh
+    // when the message arrives; the worker looks again every 2 s at most.
+    let worker = w.env.herald.spawn(&["worker", "--ack-wait", "30s"]);
+    wait::until(
+        "the worker defers to the other claim",
+        wait::DEFAULT,
+        || async {
+            worker
+                .log()
+                .contains("another worker is sending this email")
+        },
+    )
+    .await;
+    // The other worker's send succeeds and is recorded.
+    herald::ledger::mark_sent(&w.env.conn, &key, "<other>", "250 ok")
+        .await
+        .unwrap();
+    wait::until("the message is acked", wait::DEFAULT, || async {
+        stream_ack_floor(&w.env).await == 1
+    })
+    .await;
+    assert_eq!(w.sink.count(), 0, "this worker sent nothing");
+}
+
+both_backends!(delivery_claimed_elsewhere_is_not_sent_twice);

@@ -54,6 +54,12 @@ pub enum Disposition {
     Terminate {
         reason: String,
     },
+    /// Nothing failed, but another worker holds a claim on one of its
+    /// deliveries ([`Claim::InFlight`]): look at the message again after
+    /// `after`, when that delivery is recorded or its claim has gone stale.
+    Busy {
+        after: Duration,
+    },
 }
 
 /// Binding a workflow's durable consumer failed.
@@ -215,6 +221,7 @@ impl Worker {
             Err(e) => return self.render_failed(wf, ev, e).await,
         };
         let mut retry_after: Option<Duration> = None;
+        let mut busy: Option<Duration> = None;
         let mut seen = std::collections::HashSet::new();
         for email in &emails {
             let mut recipient = email.recipient_key();
@@ -248,7 +255,8 @@ impl Worker {
                 Claim::InFlight { retry_after: d } => {
                     tracing::info!(workflow = %wf.name, event_id = %ev.id, %recipient, retry_in = ?d,
                         "another worker is sending this email; checking again later");
-                    retry_after = Some(retry_after.map_or(d, |x| x.min(d)));
+                    self.metrics.emails_in_flight_elsewhere.inc();
+                    busy = Some(busy.map_or(d, |x: Duration| x.min(d)));
                     continue;
                 }
                 Claim::Send { attempt } => (attempt, false),
@@ -318,9 +326,12 @@ impl Worker {
                 }
             }
         }
-        Ok(match retry_after {
-            Some(after) => Disposition::Retry { after },
-            None => Disposition::Ack,
+        Ok(match (retry_after, busy) {
+            (Some(after), busy) => Disposition::Retry {
+                after: busy.map_or(after, |b| b.min(after)),
+            },
+            (None, Some(after)) => Disposition::Busy { after },
+            (None, None) => Disposition::Ack,
         })
     }
 
@@ -341,7 +352,7 @@ impl Worker {
             Claim::Done { .. } => return Ok(Disposition::Terminate { reason }),
             // Another worker is writing this dead letter now.
             Claim::InFlight { retry_after } => {
-                return Ok(Disposition::Retry { after: retry_after });
+                return Ok(Disposition::Busy { after: retry_after });
             }
             Claim::Send { .. } => {}
         }
@@ -385,7 +396,7 @@ impl Worker {
     async fn settle(&self, msg: &jetstream::Message, d: &Disposition) {
         let r = match d {
             Disposition::Ack => msg.double_ack().await.map(|_| ()),
-            Disposition::Retry { after } => {
+            Disposition::Retry { after } | Disposition::Busy { after } => {
                 msg.ack_with(AckKind::Nak(Some(*after))).await.map(|_| ())
             }
             Disposition::Terminate { .. } => msg.ack_with(AckKind::Term).await.map(|_| ()),
