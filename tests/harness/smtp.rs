@@ -58,6 +58,33 @@ impl Received {
     pub fn message_id(&self) -> String {
         self.header("Message-ID").unwrap_or_default()
     }
+
+    /// The whole message with quoted-printable undone (soft line breaks
+    /// joined, `=XX` decoded), for asserting on body text that long lines
+    /// would otherwise split.
+    pub fn decoded(&self) -> String {
+        let joined = self.data.replace("=\r\n", "");
+        let bytes = joined.as_bytes();
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            let hex = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok());
+            match (bytes[i], hex) {
+                (b'=', Some(b)) => {
+                    out.push(b);
+                    i += 3;
+                }
+                (c, _) => {
+                    out.push(c);
+                    i += 1;
+                }
+            }
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
 }
 
 struct State {

@@ -60,9 +60,9 @@ async fn demo_sends_the_sample_emails_and_cleans_up() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    // contract (1) + vault (1, to both owners) + campaign (2 recipients)
-    assert!(stdout.contains("demo: 4 email(s) sent"), "{stdout}");
-    assert_eq!(sink.count(), 4);
+    // contract (1) + vault (1, to both owners) + campaign (2 recipients) + offer (1)
+    assert!(stdout.contains("demo: 5 email(s) sent"), "{stdout}");
+    assert_eq!(sink.count(), 5);
     assert!(
         !port_answers(port),
         "the nats-server child is stopped with the demo"
