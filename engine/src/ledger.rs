@@ -6,8 +6,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use herald_entities::delivery;
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, DatabaseConnection, DbErr,
-    EntityTrait, QueryFilter, sea_query::OnConflict,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait,
+    DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, sea_query::OnConflict,
 };
 use uuid::Uuid;
 
@@ -289,6 +289,22 @@ pub async fn reopen_dead(
         .exec(db)
         .await?;
     Ok(res.rows_affected)
+}
+
+/// Every delivery of one event, all workflows, in fan-out order: what the
+/// application asks instead of keeping its own "latest email status" per
+/// recipient (USE-CASES.md case 3). Takes any connection or transaction.
+pub async fn deliveries_of<C: ConnectionTrait>(
+    db: &C,
+    event_id: Uuid,
+) -> Result<Vec<delivery::Model>, DbErr> {
+    delivery::Entity::find()
+        .filter(delivery::Column::EventId.eq(event_id))
+        .order_by_asc(delivery::Column::Workflow)
+        .order_by_asc(delivery::Column::ItemIndex)
+        .order_by_asc(delivery::Column::Id)
+        .all(db)
+        .await
 }
 
 /// The state of one delivery, if the ledger has it.

@@ -1,6 +1,6 @@
 //! "Where is my email?": one event's life from the outbox row through each
 //! workflow's deliveries and dead letters.
-use herald_entities::{dead_letter, delivery, outbox};
+use herald_entities::{dead_letter, outbox};
 use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder};
 use serde::Serialize;
 use uuid::Uuid;
@@ -19,11 +19,7 @@ pub async fn trace(db: &DatabaseConnection, event_id: Uuid) -> Result<Trace, DbE
         .filter(outbox::Column::EventId.eq(event_id))
         .one(db)
         .await?;
-    let deliveries = delivery::Entity::find()
-        .filter(delivery::Column::EventId.eq(event_id))
-        .order_by_asc(delivery::Column::Id)
-        .all(db)
-        .await?;
+    let deliveries = crate::ledger::deliveries_of(db, event_id).await?;
     let dead = dead_letter::Entity::find()
         .filter(dead_letter::Column::EventId.eq(event_id))
         .order_by_asc(dead_letter::Column::Id)

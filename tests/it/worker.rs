@@ -154,7 +154,7 @@ async fn example_workflows_send_expected_emails(backend: Backend) {
     let recipients: Vec<_> = (0..50)
         .map(|i| json!({"name": format!("Member {i}"), "email": format!("m{i}@example.com"), "code": format!("CODE-{i:03}")}))
         .collect();
-    w.emit(
+    let wave = w.emit(
         "events.campaign.wave_sent",
         json!({"campaign": "Spring", "recipients": recipients}),
     );
@@ -207,6 +207,22 @@ async fn example_workflows_send_expected_emails(backend: Backend) {
     codes.sort();
     codes.dedup();
     assert_eq!(codes.len(), 50, "50 distinct recipients");
+    // What the application asks in place of its own per-member email status.
+    w.wait_sent(51).await;
+    let wave = herald::ledger::deliveries_of(&w.env.conn, uuid::Uuid::parse_str(&wave).unwrap())
+        .await
+        .unwrap();
+    let states: Vec<(String, &str)> = wave
+        .iter()
+        .map(|d| (d.recipient.clone(), d.state.as_str()))
+        .collect();
+    let expected: Vec<(String, &str)> = (0..50)
+        .map(|i| (format!("m{i}@example.com"), "sent"))
+        .collect();
+    assert_eq!(
+        states, expected,
+        "one sent delivery per member, in fan-out order"
+    );
     assert_eq!(w.sink.count(), 51, "nothing else was sent");
     assert_eq!(worker.terminate(Duration::from_secs(30)).code(), Some(0));
 }
