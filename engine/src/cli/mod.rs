@@ -10,6 +10,7 @@ mod dlq;
 mod emit;
 mod migrate;
 mod outbox;
+mod progress;
 mod relay;
 mod replay;
 mod status;

@@ -3,6 +3,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::Subcommand;
+use herald::relay::store;
 
 use super::{Global, duration_arg, usage};
 
@@ -31,6 +32,9 @@ pub enum OutboxCmd {
         /// Only subjects matching this NATS filter (e.g. events.vault.>).
         #[arg(long)]
         subject: Option<String>,
+        /// Rows read and published per round (memory stays bounded however long the range).
+        #[arg(long, default_value_t = 5000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        batch: u64,
     },
 }
 
@@ -50,26 +54,46 @@ pub async fn run(g: &Global, cmd: OutboxCmd) -> Result<ExitCode> {
             since,
             until,
             subject,
+            batch,
         } => {
             if let Some(f) = &subject {
                 herald::subject::validate_filter(f)
                     .map_err(|e| usage(format!("--subject {f:?}: {e}")))?;
             }
             let until = until.unwrap_or_else(chrono::Utc::now);
-            let rows: Vec<_> = herald::relay::store::published_between(&db, since, until)
-                .await?
-                .into_iter()
-                .filter(|r| {
-                    subject
-                        .as_deref()
-                        .is_none_or(|f| herald::subject::matches(f, &r.subject))
-                })
-                .collect();
             let js = super::jetstream_for(g, "herald-republish").await?;
-            let (published, duplicates) = herald::relay::republish(&js, &rows).await?;
+            let total = store::count_published_between(&db, since, until).await?;
+            let mut progress = super::progress::Progress::new("republish", "seq");
+            let (mut read, mut rows, mut published, mut duplicates) = (0u64, 0usize, 0, 0);
+            let mut after = 0i64;
+            loop {
+                let page = store::published_between(&db, since, until, after, batch).await?;
+                let Some(last) = page.last().map(|r| r.seq) else {
+                    break;
+                };
+                read += page.len() as u64;
+                let done_through = after;
+                after = last;
+                let wanted: Vec<_> = page
+                    .into_iter()
+                    .filter(|r| {
+                        subject
+                            .as_deref()
+                            .is_none_or(|f| herald::subject::matches(f, &r.subject))
+                    })
+                    .collect();
+                let (p, d) = herald::relay::republish(&js, &wanted).await.map_err(|e| {
+                    anyhow::anyhow!(
+                        "{e} (rows up to seq {done_through} are republished; running it again is safe: the stream drops what it holds, the ledger what was sent)"
+                    )
+                })?;
+                rows += wanted.len();
+                (published, duplicates) = (published + p, duplicates + d);
+                progress.update(read, total.max(read), last);
+            }
+            progress.finish();
             println!(
-                "republished {} row(s): {published} stored again, {duplicates} still held by the stream (dropped as duplicates)",
-                rows.len()
+                "republished {rows} row(s): {published} stored again, {duplicates} still held by the stream (dropped as duplicates)"
             );
         }
     }

@@ -1,6 +1,4 @@
-use std::io::IsTerminal;
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use chrono::{DateTime, Utc};
@@ -77,18 +75,7 @@ pub async fn run(g: &Global, cmd: ReplayCmd) -> Result<ExitCode> {
     let (trigger, stop) = shutdown::channel();
     shutdown::on_signals(trigger);
 
-    // A bar with rate and ETA on a terminal; a plain line every 2 s otherwise.
-    let bar = std::io::stderr().is_terminal().then(|| {
-        let b = indicatif::ProgressBar::new(0);
-        b.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{bar:40} {pos}/{len} seq {msg} {per_sec} ETA {eta}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        b
-    });
-    let mut last_line = Instant::now();
+    let mut progress = super::progress::Progress::new("replay", "seq");
     let mut done = 0u64;
     let dry_run = cmd.dry_run;
     let on_progress = |p: &replay::Progress| {
@@ -103,28 +90,14 @@ pub async fn run(g: &Global, cmd: ReplayCmd) -> Result<ExitCode> {
                 println!("seq {}  to {to}  subject {subject:?}{note}", p.seq);
             }
         }
-        match &bar {
-            Some(b) => {
-                b.set_length(done + p.remaining);
-                b.set_position(done);
-                b.set_message(p.seq.to_string());
-            }
-            None if last_line.elapsed() > Duration::from_secs(2) => {
-                last_line = Instant::now();
-                tracing::info!(
-                    seq = p.seq,
-                    done,
-                    remaining = p.remaining,
-                    "replay progress"
-                );
-            }
-            None => {}
-        }
+        progress.update(
+            done,
+            done + p.remaining,
+            i64::try_from(p.seq).unwrap_or(i64::MAX),
+        );
     };
     let summary = replay::replay(&worker, &js, &g.stream, &wf, &opts, on_progress, stop).await?;
-    if let Some(b) = &bar {
-        b.finish_and_clear();
-    }
+    progress.finish();
     println!(
         "replayed {}, sent {}, skipped {}, failed {}",
         summary.replayed, summary.sent, summary.skipped, summary.failed

@@ -315,19 +315,38 @@ pub async fn backlog(db: &DatabaseConnection, now: DateTime<Utc>) -> Result<Back
 }
 
 /// Published rows still in the outbox (retention), for `herald outbox
-/// republish`: those published in [since, until), optionally on subjects
-/// matching a filter, oldest first.
+/// republish`: those published in [since, until), oldest first, one page of
+/// at most `limit` after `after_seq` (a day of events need not fit in memory).
 pub async fn published_between(
     db: &DatabaseConnection,
     since: DateTime<Utc>,
     until: DateTime<Utc>,
+    after_seq: i64,
+    limit: u64,
 ) -> Result<Vec<herald_entities::outbox::Model>, DbErr> {
     use herald_entities::outbox;
-    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
     outbox::Entity::find()
         .filter(outbox::Column::PublishedAt.gte(since))
         .filter(outbox::Column::PublishedAt.lt(until))
+        .filter(outbox::Column::Seq.gt(after_seq))
         .order_by_asc(outbox::Column::Seq)
+        .limit(limit)
         .all(db)
+        .await
+}
+
+/// How many rows [`published_between`] would page through.
+pub async fn count_published_between(
+    db: &DatabaseConnection,
+    since: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> Result<u64, DbErr> {
+    use herald_entities::outbox;
+    use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
+    outbox::Entity::find()
+        .filter(outbox::Column::PublishedAt.gte(since))
+        .filter(outbox::Column::PublishedAt.lt(until))
+        .count(db)
         .await
 }
