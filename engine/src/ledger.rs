@@ -6,8 +6,8 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use herald_entities::delivery;
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait,
-    DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, sea_query::OnConflict,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr,
+    EntityTrait, QueryFilter, QueryOrder, sea_query::OnConflict,
 };
 use uuid::Uuid;
 
@@ -137,20 +137,9 @@ pub async fn claim(
                 {
                     return Ok(Claim::InFlight { retry_after: left });
                 }
-                let attempt = existing.attempts + 1;
-                let moved = delivery::Entity::update_many()
-                    .col_expr(delivery::Column::State, state::SENDING.into())
-                    .col_expr(delivery::Column::Attempts, attempt.into())
-                    .col_expr(delivery::Column::UpdatedAt, now.into())
-                    .filter(by_key(key))
-                    .filter(delivery::Column::State.eq(existing.state.as_str()))
-                    .filter(delivery::Column::Attempts.eq(existing.attempts))
-                    .exec(db)
-                    .await?
-                    .rows_affected;
-                if moved == 1 {
+                if advance(db, key, &existing.state, existing.attempts, None).await? {
                     return Ok(Claim::Send {
-                        attempt: u32::try_from(attempt).unwrap_or(1),
+                        attempt: next_attempt(existing.attempts),
                     });
                 }
             }
@@ -164,6 +153,33 @@ pub async fn claim(
     Ok(Claim::InFlight {
         retry_after: MIN_RETRY,
     })
+}
+
+/// Compare-and-set `key`'s row to its next attempt (`sending`, attempts + 1),
+/// only if it is still in state `from` at `attempts`; true when this caller
+/// moved it. A resend records its reason.
+async fn advance(
+    db: &DatabaseConnection,
+    key: &Key<'_>,
+    from: &str,
+    attempts: i32,
+    resend_reason: Option<&str>,
+) -> Result<bool, DbErr> {
+    let mut update = delivery::Entity::update_many()
+        .col_expr(delivery::Column::State, state::SENDING.into())
+        .col_expr(delivery::Column::Attempts, (attempts + 1).into())
+        .col_expr(delivery::Column::UpdatedAt, Utc::now().into())
+        .filter(by_key(key))
+        .filter(delivery::Column::State.eq(from))
+        .filter(delivery::Column::Attempts.eq(attempts));
+    if let Some(r) = resend_reason {
+        update = update.col_expr(delivery::Column::ResendReason, r.into());
+    }
+    Ok(update.exec(db).await?.rows_affected == 1)
+}
+
+fn next_attempt(attempts: i32) -> u32 {
+    u32::try_from(attempts + 1).unwrap_or(1)
 }
 
 /// The shortest wait [`Claim::InFlight`] asks for.
@@ -317,24 +333,37 @@ pub async fn state_of(db: &DatabaseConnection, key: &Key<'_>) -> Result<Option<S
 }
 
 /// Take a `sent` delivery for a deliberate resend (`herald replay --resend`):
-/// back to `sending` with the next attempt number and the reason recorded.
-/// Returns the attempt number, which makes the resent Message-ID distinct.
+/// back to `sending` with the next attempt number and the reason recorded,
+/// as a compare-and-set like [`claim`], so two resends of one delivery at
+/// once send it once. The attempt number makes the resent Message-ID distinct.
 pub async fn claim_resend(
     db: &DatabaseConnection,
     key: &Key<'_>,
     reason: &str,
-) -> Result<u32, DbErr> {
+) -> Result<Claim, DbErr> {
     let existing = delivery::Entity::find()
         .filter(by_key(key))
         .one(db)
         .await?
         .ok_or_else(|| DbErr::RecordNotFound("delivery vanished".into()))?;
-    let attempt = existing.attempts + 1;
-    let mut am: delivery::ActiveModel = existing.into();
-    am.state = Set(state::SENDING.into());
-    am.attempts = Set(attempt);
-    am.resend_reason = Set(Some(reason.to_string()));
-    am.updated_at = Set(Utc::now());
-    am.update(db).await?;
-    Ok(u32::try_from(attempt).unwrap_or(1))
+    match existing.state.as_str() {
+        state::SENT => {
+            if advance(db, key, state::SENT, existing.attempts, Some(reason)).await? {
+                Ok(Claim::Send {
+                    attempt: next_attempt(existing.attempts),
+                })
+            } else {
+                // Another resend took it first: it is theirs to send.
+                Ok(Claim::InFlight {
+                    retry_after: MIN_RETRY,
+                })
+            }
+        }
+        state::SENDING => Ok(Claim::InFlight {
+            retry_after: MIN_RETRY,
+        }),
+        other => Ok(Claim::Done {
+            state: other.to_string(),
+        }),
+    }
 }

@@ -65,26 +65,10 @@ async fn concurrent_claims_send_each_delivery_once(backend: Backend) {
             .await
             .unwrap();
     }
-    let claim_all = |db: sea_orm::DatabaseConnection, ids: Vec<Uuid>| {
-        tokio::spawn(async move {
-            let mut sends = Vec::new();
-            for id in ids {
-                if let Claim::Send { attempt } =
-                    ledger::claim(&db, &key(id), 0, "s", LEASE).await.unwrap()
-                {
-                    sends.push((id, attempt));
-                }
-            }
-            sends
-        })
-    };
-    let (a, b) = tokio::join!(
-        claim_all(db.clone(), ids.clone()),
-        claim_all(db.clone(), ids.clone())
-    );
-    let mut sends = a.unwrap();
-    sends.extend(b.unwrap());
-    sends.sort();
+    let sends = race(&db, &ids, |db, id| async move {
+        ledger::claim(&db, &key(id), 0, "s", LEASE).await.unwrap()
+    })
+    .await;
     let expected: Vec<(Uuid, u32)> = ids.iter().map(|id| (*id, 2)).collect();
     assert_eq!(
         sends, expected,
@@ -92,4 +76,55 @@ async fn concurrent_claims_send_each_delivery_once(backend: Backend) {
     );
 }
 
+/// Two tasks run `claim` over every id at once; the (id, attempt) of each
+/// `Send` either of them got, sorted.
+async fn race<F, Fut>(db: &sea_orm::DatabaseConnection, ids: &[Uuid], claim: F) -> Vec<(Uuid, u32)>
+where
+    F: Fn(sea_orm::DatabaseConnection, Uuid) -> Fut + Copy + Send + 'static,
+    Fut: std::future::Future<Output = Claim> + Send,
+{
+    let run = |db: sea_orm::DatabaseConnection, ids: Vec<Uuid>| {
+        tokio::spawn(async move {
+            let mut sends = Vec::new();
+            for id in ids {
+                if let Claim::Send { attempt } = claim(db.clone(), id).await {
+                    sends.push((id, attempt));
+                }
+            }
+            sends
+        })
+    };
+    let (a, b) = tokio::join!(run(db.clone(), ids.to_vec()), run(db.clone(), ids.to_vec()));
+    let mut sends = a.unwrap();
+    sends.extend(b.unwrap());
+    sends.sort();
+    sends
+}
+
 both_backends!(concurrent_claims_send_each_delivery_once);
+
+/// Two `replay --resend` runs over the same range at once: each sent
+/// delivery is resent once, not once per run.
+async fn concurrent_resends_send_each_delivery_once(backend: Backend) {
+    let tdb = TestDb::new(backend).await;
+    let db = tdb.connect().await;
+    let ids: Vec<Uuid> = (0..30).map(|_| Uuid::now_v7()).collect();
+    for id in &ids {
+        let k = key(*id);
+        ledger::claim(&db, &k, 0, "s", LEASE).await.unwrap();
+        ledger::mark_sent(&db, &k, "<m>", "250 ok").await.unwrap();
+    }
+    let sends = race(&db, &ids, |db, id| async move {
+        ledger::claim_resend(&db, &key(id), "template fix")
+            .await
+            .unwrap()
+    })
+    .await;
+    let expected: Vec<(Uuid, u32)> = ids.iter().map(|id| (*id, 2)).collect();
+    assert_eq!(
+        sends, expected,
+        "each delivery resent exactly once, as attempt 2"
+    );
+}
+
+both_backends!(concurrent_resends_send_each_delivery_once);

@@ -234,7 +234,7 @@ impl Worker {
                 workflow: &wf.name,
                 recipient: &recipient,
             };
-            let claim = ledger::claim(
+            let mut claim = ledger::claim(
                 &self.db,
                 &key,
                 email.index,
@@ -242,16 +242,18 @@ impl Worker {
                 self.cfg.ack_wait,
             )
             .await?;
-            let (attempt, resent) = match claim {
-                Claim::Done { state } => match &self.resend {
-                    Some(reason) if state == ledger::state::SENT => {
-                        (ledger::claim_resend(&self.db, &key, reason).await?, true)
-                    }
-                    _ => {
-                        self.metrics.emails_skipped.inc();
-                        continue;
-                    }
-                },
+            let mut resent = false;
+            if let (Claim::Done { state }, Some(reason)) = (&claim, &self.resend)
+                && state == ledger::state::SENT
+            {
+                claim = ledger::claim_resend(&self.db, &key, reason).await?;
+                resent = true;
+            }
+            let attempt = match claim {
+                Claim::Done { .. } => {
+                    self.metrics.emails_skipped.inc();
+                    continue;
+                }
                 Claim::InFlight { retry_after: d } => {
                     tracing::info!(workflow = %wf.name, event_id = %ev.id, %recipient, retry_in = ?d,
                         "another worker is sending this email; checking again later");
@@ -259,7 +261,7 @@ impl Worker {
                     busy = Some(busy.map_or(d, |x: Duration| x.min(d)));
                     continue;
                 }
-                Claim::Send { attempt } => (attempt, false),
+                Claim::Send { attempt } => attempt,
             };
             let mut mid = message_id(ev.id, &wf.name, email.index, &email.from);
             if resent {
