@@ -56,15 +56,8 @@ both_backends!(a_fresh_claim_is_in_flight_a_stale_one_is_resent);
 async fn concurrent_claims_send_each_delivery_once(backend: Backend) {
     let tdb = TestDb::new(backend).await;
     let db = tdb.connect().await;
-    let ids: Vec<Uuid> = (0..30).map(|_| Uuid::now_v7()).collect();
-    for id in &ids {
-        // A row waiting for its retry: claimable, and contended.
-        let k = key(*id);
-        ledger::claim(&db, &k, 0, "s", LEASE).await.unwrap();
-        ledger::mark_retrying(&db, &k, "451 try later", None)
-            .await
-            .unwrap();
-    }
+    // Rows waiting for their retry: claimable, and contended.
+    let ids = thirty_deliveries(&db, "retrying").await;
     let sends = race(&db, &ids, |db, id| async move {
         ledger::claim(&db, &key(id), 0, "s", LEASE).await.unwrap()
     })
@@ -74,6 +67,23 @@ async fn concurrent_claims_send_each_delivery_once(backend: Backend) {
         sends, expected,
         "each row claimed exactly once, as attempt 2"
     );
+}
+
+/// 30 deliveries, each claimed once (attempt 1) and then recorded as
+/// `state` ("retrying" or "sent").
+async fn thirty_deliveries(db: &sea_orm::DatabaseConnection, state: &str) -> Vec<Uuid> {
+    let ids: Vec<Uuid> = (0..30).map(|_| Uuid::now_v7()).collect();
+    for id in &ids {
+        let k = key(*id);
+        ledger::claim(db, &k, 0, "s", LEASE).await.unwrap();
+        match state {
+            "sent" => ledger::mark_sent(db, &k, "<m>", "250 ok").await.unwrap(),
+            _ => ledger::mark_retrying(db, &k, "451 try later", None)
+                .await
+                .unwrap(),
+        }
+    }
+    ids
 }
 
 /// Two tasks run `claim` over every id at once; the (id, attempt) of each
@@ -108,12 +118,7 @@ both_backends!(concurrent_claims_send_each_delivery_once);
 async fn concurrent_resends_send_each_delivery_once(backend: Backend) {
     let tdb = TestDb::new(backend).await;
     let db = tdb.connect().await;
-    let ids: Vec<Uuid> = (0..30).map(|_| Uuid::now_v7()).collect();
-    for id in &ids {
-        let k = key(*id);
-        ledger::claim(&db, &k, 0, "s", LEASE).await.unwrap();
-        ledger::mark_sent(&db, &k, "<m>", "250 ok").await.unwrap();
-    }
+    let ids = thirty_deliveries(&db, "sent").await;
     let sends = race(&db, &ids, |db, id| async move {
         ledger::claim_resend(&db, &key(id), "template fix")
             .await
