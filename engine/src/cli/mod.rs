@@ -192,6 +192,24 @@ async fn close_dbs() {
     }
 }
 
+/// The metrics of a long-running command (`role` labels them), served on
+/// `--http ADDR` until `stop` when given.
+pub async fn metrics_for(
+    role: &str,
+    http: Option<std::net::SocketAddr>,
+    stop: &herald::shutdown::Shutdown,
+) -> Result<std::sync::Arc<herald::metrics::Metrics>> {
+    let metrics = herald::metrics::Metrics::new();
+    metrics.set_label("role", role);
+    if let Some(addr) = http {
+        let bound = herald::http::serve(addr, metrics.clone(), stop.clone())
+            .await
+            .map_err(|e| usage(format!("cannot listen on --http {addr}: {e}")))?;
+        tracing::info!(%bound, "serving /healthz /readyz /metrics");
+    }
+    Ok(metrics)
+}
+
 /// Parse `500ms`, `30s`, `5m`, `2h`, `7d` (a bare number is seconds).
 pub fn duration_arg(s: &str) -> Result<std::time::Duration, String> {
     herald::duration::parse(s).map_err(|e| e.to_string())

@@ -87,14 +87,7 @@ pub async fn build(
 
 pub async fn run(g: &Global, cmd: RelayCmd) -> Result<ExitCode> {
     let (trigger, stop) = shutdown::channel();
-    let metrics = Metrics::new();
-    metrics.set_label("role", "relay");
-    if let Some(addr) = cmd.http {
-        let bound = herald::http::serve(addr, metrics.clone(), stop.clone())
-            .await
-            .map_err(|e| super::usage(format!("cannot listen on --http {addr}: {e}")))?;
-        tracing::info!(%bound, "serving /healthz /readyz /metrics");
-    }
+    let metrics = super::metrics_for("relay", cmd.http, &stop).await?;
     let relay = build(g, &cmd.relay, metrics).await?;
     shutdown::on_signals(trigger);
     tracing::info!(stream = %g.stream, "relay started");

@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::Args;
-use herald::metrics::Metrics;
 use herald::outbox::{self, NewEvent};
 use herald::shutdown::{self, ShutdownTrigger};
 use sea_orm::TransactionTrait;
@@ -155,13 +154,7 @@ async fn start(g: &Global, cmd: &UpCmd) -> Result<Running> {
     )
     .await?;
     let (trigger, stop) = shutdown::channel();
-    let metrics = Metrics::new();
-    metrics.set_label("role", "up");
-    if let Some(addr) = cmd.http {
-        herald::http::serve(addr, metrics.clone(), stop.clone())
-            .await
-            .map_err(|e| usage(format!("cannot listen on --http {addr}: {e}")))?;
-    }
+    let metrics = super::metrics_for("up", cmd.http, &stop).await?;
     let nats = ensure_nats(g, &cmd.nats_config).await?;
     let relay = super::relay::build(g, &cmd.relay, metrics.clone()).await?;
     let client = herald::jetstream::connect(&g.nats_url, "herald-up").await?;

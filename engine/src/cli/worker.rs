@@ -135,13 +135,7 @@ pub async fn run(g: &Global, cmd: WorkerCmd) -> Result<ExitCode> {
     let engine = engine(g, Pool::Warm(cmd.worker.db_connections), "herald worker").await?;
     select(g, &engine, &cmd.worker)?;
     let (trigger, stop) = shutdown::channel();
-    let metrics = Metrics::new();
-    metrics.set_label("role", "worker");
-    if let Some(addr) = cmd.http {
-        herald::http::serve(addr, metrics.clone(), stop.clone())
-            .await
-            .map_err(|e| usage(format!("cannot listen on --http {addr}: {e}")))?;
-    }
+    let metrics = super::metrics_for("worker", cmd.http, &stop).await?;
     let js = super::jetstream_for(g, "herald-worker").await?;
     let (worker, tasks) = start(g, &cmd.worker, engine, js, metrics, stop).await?;
     shutdown::on_signals(trigger);

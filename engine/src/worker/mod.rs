@@ -151,6 +151,12 @@ fn failpoint(name: &str) {
     }
 }
 
+/// The earlier of a wait so far (if any) and `d`: a message with several
+/// recipients is looked at again as soon as the first of them may proceed.
+fn sooner(so_far: Option<Duration>, d: Duration) -> Duration {
+    so_far.map_or(d, |x| x.min(d))
+}
+
 /// `<{event_id}.{workflow}.{n}@{domain of from}>`: derived from the ledger key.
 pub fn message_id(event: Uuid, workflow: &str, index: usize, from: &str) -> String {
     let domain = crate::workflow::render::bare_address(from)
@@ -258,7 +264,7 @@ impl Worker {
                     tracing::info!(workflow = %wf.name, event_id = %ev.id, %recipient, retry_in = ?d,
                         "another worker is sending this email; checking again later");
                     self.metrics.emails_in_flight_elsewhere.inc();
-                    busy = Some(busy.map_or(d, |x: Duration| x.min(d)));
+                    busy = Some(sooner(busy, d));
                     continue;
                 }
                 Claim::Send { attempt } => attempt,
@@ -307,7 +313,7 @@ impl Worker {
                             .await?;
                         let d = wf.retry.delay(attempt);
                         tracing::warn!(workflow = %wf.name, event_id = %ev.id, %recipient, attempt, error = %e, retry_in = ?d, "send failed, will retry");
-                        retry_after = Some(retry_after.map_or(d, |x| x.min(d)));
+                        retry_after = Some(sooner(retry_after, d));
                     } else {
                         let kind = if e.is_transient() {
                             "exhausted"
@@ -330,7 +336,7 @@ impl Worker {
         }
         Ok(match (retry_after, busy) {
             (Some(after), busy) => Disposition::Retry {
-                after: busy.map_or(after, |b| b.min(after)),
+                after: sooner(busy, after),
             },
             (None, Some(after)) => Disposition::Busy { after },
             (None, None) => Disposition::Ack,
