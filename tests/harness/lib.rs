@@ -38,6 +38,11 @@ pub fn rng(test: &str) -> fastrand::Rng {
     fastrand::Rng::with_seed(seed)
 }
 
+/// The example workflows shipped in `workflows/` (with `samples/`).
+pub fn example_workflows() -> PathBuf {
+    workspace_root().join("workflows")
+}
+
 /// A TCP port free right now on 127.0.0.1.
 pub fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");

@@ -177,6 +177,19 @@ impl SmtpSink {
         self.lock().received.len()
     }
 
+    /// Every recipient that got at least one message, sorted, each once.
+    pub fn distinct_recipients(&self) -> Vec<String> {
+        let mut to: Vec<String> = self
+            .lock()
+            .received
+            .iter()
+            .flat_map(|m| m.rcpt_to.iter().cloned())
+            .collect();
+        to.sort();
+        to.dedup();
+        to
+    }
+
     /// (user, password) of the last AUTH PLAIN.
     pub fn auth(&self) -> Option<(String, String)> {
         self.lock().auth.clone()

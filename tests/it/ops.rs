@@ -34,21 +34,85 @@ fn emit_users(h: &HeraldEnv, subject: &str, n: usize) {
     }
 }
 
-/// After an outage: exactly `n` emails reached the sink, relay and worker
-/// rode it out, and both still stop cleanly on SIGTERM.
-fn exactly_then_stop(sink: &SmtpSink, n: usize, mut relay: Herald, mut worker: Herald) {
-    assert_eq!(
-        sink.count(),
-        n,
-        "duplicates: {}",
-        sink.count().saturating_sub(n)
-    );
-    assert!(
-        relay.try_status().is_none() && worker.try_status().is_none(),
-        "neither process exited"
-    );
-    assert_eq!(relay.terminate(Duration::from_secs(30)).code(), Some(0));
-    assert_eq!(worker.terminate(Duration::from_secs(30)).code(), Some(0));
+/// An outage scenario mid-flow: `numbered` with relay and worker running,
+/// 100 events over 10 aggregates enqueued and at least 20 emailed.
+struct MidFlow {
+    env: TestEnv,
+    sink: SmtpSink,
+    relay: Herald,
+    worker: Herald,
+    _dir: tempfile::TempDir,
+}
+
+impl MidFlow {
+    async fn start(backend: Backend) -> MidFlow {
+        let env = TestEnv::start(backend).await;
+        let sink = SmtpSink::start().await;
+        let dir = workflows_dir(NUMBERED);
+        let h = with_workflows(&env, &sink, &dir);
+        let relay = h.spawn(&["relay", "--relay-poll", "50ms"]);
+        let worker = h.spawn(&["worker"]);
+        env.enqueue_many("events.test.n", 100, 10).await;
+        wait::until("some emails", wait::DEFAULT, || async {
+            sink.count() >= 20
+        })
+        .await;
+        MidFlow {
+            env,
+            sink,
+            relay,
+            worker,
+            _dir: dir,
+        }
+    }
+
+    /// After the outage and 100 more events: all 200 recorded sent (read
+    /// through `conn`), exactly 200 emails, relay and worker rode it out and
+    /// still stop cleanly on SIGTERM.
+    async fn finish(mut self, conn: &sea_orm::DatabaseConnection) {
+        wait::until("200 deliveries sent", Duration::from_secs(120), || async {
+            let Ok(Some(r)) = conn
+                .query_one_raw(sea_orm::Statement::from_string(
+                    conn.get_database_backend(),
+                    "SELECT COUNT(*) FROM herald_deliveries WHERE state = 'sent'",
+                ))
+                .await
+            else {
+                return false;
+            };
+            r.try_get_by_index::<i64>(0).unwrap_or(0) == 200
+        })
+        .await;
+        let sent = self.sink.count();
+        assert_eq!(sent, 200, "duplicates: {}", sent.saturating_sub(200));
+        assert!(
+            self.relay.try_status().is_none() && self.worker.try_status().is_none(),
+            "neither process exited"
+        );
+        assert_eq!(
+            self.relay.terminate(Duration::from_secs(30)).code(),
+            Some(0)
+        );
+        assert_eq!(
+            self.worker.terminate(Duration::from_secs(30)).code(),
+            Some(0)
+        );
+    }
+}
+
+/// Terminate the test database's PostgreSQL connections matching `which`
+/// (a condition on pg_stat_activity), as a server restart does.
+async fn terminate_backends(env: &TestEnv, which: &str) {
+    let admin = sea_orm::Database::connect(herald_tests::db::pg_admin_url())
+        .await
+        .unwrap();
+    let db_name = env.db.url.rsplit('/').next().unwrap().to_string();
+    admin
+        .execute_unprepared(&format!(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db_name}' AND {which}"
+        ))
+        .await
+        .unwrap();
 }
 
 fn workflows_dir(yaml: &str) -> tempfile::TempDir {
@@ -218,13 +282,7 @@ async fn dlq_redrive_after_template_fix(backend: Backend) {
     let out = ok_stdout(&h.run(&["dlq", "retry", "--all"]));
     assert!(out.contains("20 delivered"), "{out}");
     assert_eq!(sink.count(), 20);
-    let mut to: Vec<_> = sink
-        .received()
-        .iter()
-        .map(|m| m.rcpt_to[0].clone())
-        .collect();
-    to.sort();
-    to.dedup();
+    let to = sink.distinct_recipients();
     assert_eq!(to.len(), 20, "each recipient once");
     let out = ok_stdout(&h.run(&["dlq", "retry", "--all"]));
     assert!(out.contains("re-drove 0"), "{out}");
@@ -290,13 +348,7 @@ async fn smtp_outage_within_budget_delivers_all_once(backend: Backend) {
             == 200
     })
     .await;
-    let mut to: Vec<_> = sink
-        .received()
-        .iter()
-        .map(|m| m.rcpt_to[0].clone())
-        .collect();
-    to.sort();
-    to.dedup();
+    let to = sink.distinct_recipients();
     assert_eq!(to.len(), 200, "every event delivered");
     assert_eq!(sink.count(), 200, "duplicates: {}", sink.count() - 200);
     assert_eq!(
@@ -326,17 +378,8 @@ async fn relay_survives_postgres_connection_loss() {
         env.stream_len().await > 0
     })
     .await;
-    let admin = sea_orm::Database::connect(herald_tests::db::pg_admin_url())
-        .await
-        .unwrap();
-    let db_name = env.db.url.rsplit('/').next().unwrap().to_string();
     for _ in 0..3 {
-        admin
-            .execute_unprepared(&format!(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db_name}' AND application_name = 'herald relay'"
-            ))
-            .await
-            .unwrap();
+        terminate_backends(&env, "application_name = 'herald relay'").await;
         env.enqueue_many("events.test.a", 100, 10).await;
     }
     env.wait_all_published().await;
@@ -449,26 +492,11 @@ async fn republish_after_stream_loss_sends_nothing_twice(backend: Backend) {
 /// NATS restarts on the same store mid-flow: relay and worker recover
 /// without a restart, every event is delivered once.
 async fn nats_restart_mid_flow_relay_and_worker_recover(backend: Backend) {
-    let mut env = TestEnv::start(backend).await;
-    let sink = SmtpSink::start().await;
-    let dir = workflows_dir(NUMBERED);
-    let h = with_workflows(&env, &sink, &dir);
-    let relay = h.spawn(&["relay", "--relay-poll", "50ms"]);
-    let worker = h.spawn(&["worker"]);
-    env.enqueue_many("events.test.n", 100, 10).await;
-    wait::until("some emails", wait::DEFAULT, || async {
-        sink.count() >= 20
-    })
-    .await;
-    env.nats.restart().await;
-    env.enqueue_many("events.test.m", 100, 10).await;
-    wait::until("200 deliveries sent", Duration::from_secs(120), || async {
-        env.scalar("SELECT COUNT(*) FROM herald_deliveries WHERE state = 'sent'")
-            .await
-            == 200
-    })
-    .await;
-    exactly_then_stop(&sink, 200, relay, worker);
+    let mut m = MidFlow::start(backend).await;
+    m.env.nats.restart().await;
+    m.env.enqueue_many("events.test.m", 100, 10).await;
+    let conn = m.env.conn.clone();
+    m.finish(&conn).await;
 }
 
 both_backends!(
@@ -481,43 +509,12 @@ both_backends!(
 /// recover without a restart; every event delivered once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_connection_loss_relay_and_worker_recover() {
-    let env = TestEnv::start(Backend::Postgres).await;
-    let sink = SmtpSink::start().await;
-    let dir = workflows_dir(NUMBERED);
-    let h = with_workflows(&env, &sink, &dir);
-    let relay = h.spawn(&["relay", "--relay-poll", "50ms"]);
-    let worker = h.spawn(&["worker"]);
-    env.enqueue_many("events.test.n", 100, 10).await;
-    wait::until("some emails", wait::DEFAULT, || async {
-        sink.count() >= 20
-    })
-    .await;
-    let admin = sea_orm::Database::connect(herald_tests::db::pg_admin_url())
-        .await
-        .unwrap();
-    let db_name = env.db.url.rsplit('/').next().unwrap().to_string();
-    admin
-        .execute_unprepared(&format!(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db_name}' AND pid <> pg_backend_pid()"
-        ))
-        .await
-        .unwrap();
-    let conn = env.db.connect().await;
+    let m = MidFlow::start(Backend::Postgres).await;
+    // Every connection to the database, the test's own pool's too.
+    terminate_backends(&m.env, "pid <> pg_backend_pid()").await;
+    let conn = m.env.db.connect().await;
     herald_tests::env::enqueue_many_on(&conn, "events.test.m", 100, 10).await;
-    wait::until("200 deliveries sent", Duration::from_secs(120), || async {
-        let Ok(Some(r)) = conn
-            .query_one_raw(sea_orm::Statement::from_string(
-                sea_orm::DbBackend::Postgres,
-                "SELECT COUNT(*) FROM herald_deliveries WHERE state = 'sent'",
-            ))
-            .await
-        else {
-            return false;
-        };
-        r.try_get_by_index::<i64>(0).unwrap_or(0) == 200
-    })
-    .await;
-    exactly_then_stop(&sink, 200, relay, worker);
+    m.finish(&conn).await;
 }
 
 /// The worker's --http: ready once its consumers are bound; counters move.

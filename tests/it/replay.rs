@@ -115,14 +115,7 @@ async fn replay_after_consumer_loss_sends_only_unsent(backend: Backend) {
         "{out}"
     );
     assert_eq!(w.sink.count(), 15);
-    let mut to: Vec<_> = w
-        .sink
-        .received()
-        .iter()
-        .map(|m| m.rcpt_to[0].clone())
-        .collect();
-    to.sort();
-    to.dedup();
+    let to = w.sink.distinct_recipients();
     assert_eq!(
         to.len(),
         10,

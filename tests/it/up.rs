@@ -26,10 +26,7 @@ fn env_without_nats(db: &TestDb, sink: &SmtpSink, dir: &tempfile::TempDir) -> (H
         .set("HERALD_SMTP_URL", sink.url())
         .set(
             "HERALD_WORKFLOWS",
-            herald_tests::workspace_root()
-                .join("workflows")
-                .display()
-                .to_string(),
+            herald_tests::example_workflows().display().to_string(),
         )
         .set("HERALD_NATS_CONFIG", conf.display().to_string())
         .set(
@@ -80,8 +77,7 @@ async fn up_runs_until_sigterm() {
         port_answers(port)
     })
     .await;
-    let sample =
-        herald_tests::workspace_root().join("workflows/samples/events.campaign.wave_sent.json");
+    let sample = herald_tests::example_workflows().join("samples/events.campaign.wave_sent.json");
     let out = env.run(&[
         "emit",
         "--subject",

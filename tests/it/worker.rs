@@ -30,7 +30,7 @@ impl World {
         });
         let dir = match &wf_dir {
             Some(d) => d.path().to_path_buf(),
-            None => herald_tests::workspace_root().join("workflows"),
+            None => herald_tests::example_workflows(),
         };
         env.herald
             .set("HERALD_WORKFLOWS", dir.display().to_string());
@@ -142,7 +142,7 @@ async fn example_workflows_send_expected_emails(backend: Backend) {
     let mut worker = w.worker();
     let signed: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(
-            herald_tests::workspace_root().join("workflows/samples/events.contract.signed.json"),
+            herald_tests::example_workflows().join("samples/events.contract.signed.json"),
         )
         .unwrap(),
     )
@@ -512,10 +512,7 @@ async fn old_nats_server_is_refused() {
         .set("HERALD_NATS_URL", nats.url())
         .set(
             "HERALD_WORKFLOWS",
-            herald_tests::workspace_root()
-                .join("workflows")
-                .display()
-                .to_string(),
+            herald_tests::example_workflows().display().to_string(),
         );
     for cmd in ["relay", "worker"] {
         let out = env.run(&[cmd]);
@@ -683,7 +680,7 @@ async fn example_workflows_match_golden_files(backend: Backend) {
     let w = World::start(backend, None).await;
     let _relay = w.relay();
     let _worker = w.worker();
-    let samples = herald_tests::workspace_root().join("workflows/samples");
+    let samples = herald_tests::example_workflows().join("samples");
     let mut ids = Vec::new();
     for subject in [
         "events.contract.signed",
@@ -1000,7 +997,7 @@ async fn offer_transition(
     use sea_orm::{ConnectionTrait, TransactionTrait};
     let mut payload: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(
-            herald_tests::workspace_root().join("workflows/samples/events.contract.offered.json"),
+            herald_tests::example_workflows().join("samples/events.contract.offered.json"),
         )
         .unwrap(),
     )
