@@ -1,11 +1,11 @@
-//! The `herald` binary: a thin shell over the library. `try_main` does the
+//! The `herald` binary: a thin shell over the `herald` library. `try_main` does the
 //! work; `main` turns its error into one line on stderr and an exit code.
 use std::process::ExitCode;
 
-mod cli;
+mod commands;
 
 fn main() -> ExitCode {
-    match cli::try_main() {
+    match commands::try_main() {
         Ok(code) => code,
         Err(err) => {
             eprintln!("herald: {err}");
@@ -14,7 +14,7 @@ fn main() -> ExitCode {
                 eprintln!("  caused by: {cause}");
                 source = cause.source();
             }
-            cli::exit_code_of(&err)
+            commands::exit_code_of(&err)
         }
     }
 }
