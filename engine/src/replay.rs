@@ -165,16 +165,11 @@ pub async fn replay(
                 }
             }
         } else {
-            let (sent0, skipped0, dead0) = (
-                worker.metrics.emails_sent.get(),
-                worker.metrics.emails_skipped.get(),
-                worker.metrics.dead_letters.get(),
-            );
-            let d = worker.process(wf, &ev).await?;
-            summary.sent += worker.metrics.emails_sent.get() - sent0;
-            summary.skipped += worker.metrics.emails_skipped.get() - skipped0;
-            summary.failed += worker.metrics.dead_letters.get() - dead0;
-            match d {
+            let o = worker.process(wf, &ev).await?;
+            summary.sent += o.sent;
+            summary.skipped += o.skipped;
+            summary.failed += o.dead_lettered;
+            match o.disposition {
                 // A transient failure cannot wait here; the durable consumer
                 // or a later replay will deliver it.
                 Disposition::Retry { .. } => summary.failed += 1,

@@ -100,13 +100,17 @@ pub async fn run(g: &Global, cmd: DlqCmd) -> Result<ExitCode> {
                 None => unreachable_args()?,
             };
             let worker = engine.worker(WorkerConfig::default(), Metrics::new());
-            let (mut ok, mut failed) = (0, 0);
+            let (mut ok, mut failed, mut sent) = (0, 0, 0);
             for d in &rows {
                 match worker.redrive(d).await {
-                    Ok(Disposition::Ack) => ok += 1,
-                    Ok(other) => {
+                    Ok(o) if o.disposition == Disposition::Ack => {
+                        ok += 1;
+                        sent += o.sent;
+                    }
+                    Ok(o) => {
                         failed += 1;
-                        eprintln!("dead letter {}: not delivered ({other:?})", d.id);
+                        sent += o.sent;
+                        eprintln!("dead letter {}: not delivered: {}", d.id, o.disposition);
                     }
                     Err(e) => {
                         failed += 1;
@@ -115,9 +119,8 @@ pub async fn run(g: &Global, cmd: DlqCmd) -> Result<ExitCode> {
                 }
             }
             println!(
-                "re-drove {} dead letter(s): {ok} delivered, {failed} failed; sent {}",
+                "re-drove {} dead letter(s): {ok} delivered, {failed} failed; sent {sent}",
                 rows.len(),
-                worker.metrics.emails_sent.get()
             );
             Ok(if failed == 0 {
                 ExitCode::SUCCESS

@@ -140,7 +140,6 @@ async fn ensure_nats(g: &Global, config: &Path) -> Result<Option<NatsChild>> {
 struct Running {
     trigger: ShutdownTrigger,
     tasks: Vec<tokio::task::JoinHandle<()>>,
-    worker: std::sync::Arc<herald::worker::Worker>,
     js: async_nats::jetstream::Context,
     nats: Option<NatsChild>,
 }
@@ -159,13 +158,12 @@ async fn start(g: &Global, cmd: &UpCmd) -> Result<Running> {
     let relay = super::relay::build(g, &cmd.relay, metrics.clone()).await?;
     let client = herald::jetstream::connect(&g.nats_url, "herald-up").await?;
     let js = async_nats::jetstream::new(client);
-    let (worker, mut tasks) =
+    let (_worker, mut tasks) =
         super::worker::start(g, &cmd.worker, engine, js.clone(), metrics, stop.clone()).await?;
     tasks.push(tokio::spawn(async move { relay.run(stop).await }));
     Ok(Running {
         trigger,
         tasks,
-        worker,
         js,
         nats,
     })
@@ -227,6 +225,7 @@ pub async fn run_demo(g: &Global, cmd: DemoCmd) -> Result<ExitCode> {
     let running = start(g, &cmd.up).await?;
     let db = super::open_db(g, herald::db::Pool::OnDemand, "herald demo").await?;
     let started = Instant::now();
+    let mut emitted = Vec::with_capacity(files.len());
     for f in &files {
         let subject = f
             .file_stem()
@@ -242,6 +241,7 @@ pub async fn run_demo(g: &Global, cmd: DemoCmd) -> Result<ExitCode> {
             .map_err(|e| usage(format!("{}: {e}", f.display())))?;
         txn.commit().await?;
         println!("emitted {subject} ({id})");
+        emitted.push(id);
     }
     // Done when the relay published everything and every consumer acked it.
     loop {
@@ -261,9 +261,18 @@ pub async fn run_demo(g: &Global, cmd: DemoCmd) -> Result<ExitCode> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let sent = running.worker.metrics.emails_sent.get();
-    let skipped = running.worker.metrics.emails_skipped.get();
-    let dead = running.worker.metrics.dead_letters.get();
+    // Counted from the ledger: what was recorded for the events emitted here.
+    let (mut sent, mut skipped, mut dead) = (0, 0, 0);
+    for id in &emitted {
+        for d in herald::ledger::deliveries_of(&db, id.0).await? {
+            match d.state.as_str() {
+                "sent" => sent += 1,
+                "skipped" => skipped += 1,
+                "dead" => dead += 1,
+                _ => {}
+            }
+        }
+    }
     running.stop().await;
     println!(
         "demo: {sent} email(s) sent, {skipped} skipped, {dead} dead-lettered, to {}",

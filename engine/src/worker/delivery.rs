@@ -1,0 +1,133 @@
+//! One recipient's email: claim its ledger row, send, record the result.
+use std::time::{Duration, Instant};
+
+use sea_orm::DbErr;
+
+use super::decide::DeliveryOutcome;
+use super::{Worker, failpoint, message_id};
+use crate::ledger::{self, Claim, Key};
+use crate::smtp::SendError;
+use crate::workflow::Workflow;
+use crate::workflow::render::Email;
+
+use super::Event;
+
+impl Worker {
+    /// Deliver `email` to its recipient, keyed `recipient` in the ledger.
+    pub(super) async fn deliver(
+        &self,
+        wf: &Workflow,
+        ev: &Event,
+        email: &Email,
+        recipient: &str,
+    ) -> Result<DeliveryOutcome, DbErr> {
+        let key = Key {
+            event_id: ev.id,
+            workflow: &wf.name,
+            recipient,
+        };
+        let mut claim = ledger::claim(
+            &self.db,
+            &key,
+            email.index,
+            &email.subject,
+            self.cfg.ack_wait,
+        )
+        .await?;
+        let mut resent = false;
+        if let (Claim::Done { state }, Some(reason)) = (&claim, &self.resend)
+            && state == ledger::state::SENT
+        {
+            claim = ledger::claim_resend(&self.db, &key, reason).await?;
+            resent = true;
+        }
+        let attempt = match claim {
+            Claim::Done { .. } => {
+                self.metrics.emails_skipped.inc();
+                return Ok(DeliveryOutcome::AlreadyDone);
+            }
+            Claim::InFlight { retry_after: d } => {
+                tracing::info!(workflow = %wf.name, event_id = %ev.id, %recipient, retry_in_ms = d.as_millis() as u64,
+                    "another worker is sending this email; checking again later");
+                self.metrics.emails_in_flight_elsewhere.inc();
+                return Ok(DeliveryOutcome::InFlight(d));
+            }
+            Claim::Send { attempt } => attempt,
+        };
+        let mut mid = message_id(ev.id, &wf.name, email.index, &email.from);
+        if resent {
+            // A deliberate resend must not look like the original downstream.
+            mid = mid.replacen('@', &format!(".r{attempt}@"), 1);
+        }
+        let started = Instant::now();
+        match self.transport.send(email, &mid).await {
+            Ok(reply) => {
+                failpoint::hit("after_smtp_accept");
+                self.record_sent(&key, &format!("<{mid}>"), &reply).await?;
+                failpoint::hit("after_ledger_sent");
+                self.metrics.emails_sent.inc();
+                self.metrics.send_latency.observe(started.elapsed());
+                if let Ok(t) = chrono::DateTime::parse_from_rfc3339(&ev.occurred_at) {
+                    let lat = chrono::Utc::now()
+                        .signed_duration_since(t)
+                        .to_std()
+                        .unwrap_or_default();
+                    self.metrics.end_to_end_latency.observe(lat);
+                }
+                Ok(DeliveryOutcome::Sent)
+            }
+            Err(e) => self.send_failed(wf, ev, &key, attempt, e).await,
+        }
+    }
+
+    /// The server has the email: recording it is now the only thing between
+    /// us and a duplicate, so a database blip is retried here (up to 30 s)
+    /// rather than turned into a redelivery.
+    async fn record_sent(&self, key: &Key<'_>, message_id: &str, reply: &str) -> Result<(), DbErr> {
+        let policy = backoff::ExponentialBackoff {
+            initial_interval: Duration::from_millis(50),
+            max_interval: Duration::from_secs(2),
+            max_elapsed_time: Some(Duration::from_secs(30)),
+            ..Default::default()
+        };
+        backoff::future::retry(policy, || async {
+            ledger::mark_sent(&self.db, key, message_id, reply)
+                .await
+                .map_err(backoff::Error::transient)
+        })
+        .await
+    }
+
+    async fn send_failed(
+        &self,
+        wf: &Workflow,
+        ev: &Event,
+        key: &Key<'_>,
+        attempt: u32,
+        e: SendError,
+    ) -> Result<DeliveryOutcome, DbErr> {
+        let reply = e.smtp_reply();
+        if e.is_transient() && attempt < wf.retry.max_attempts {
+            self.metrics.send_retries.inc();
+            ledger::mark_retrying(&self.db, key, &e.to_string(), reply.as_deref()).await?;
+            let d = wf.retry.delay(attempt);
+            tracing::warn!(workflow = %wf.name, event_id = %ev.id, recipient = %key.recipient, attempt, error = %e,
+                retry_in_ms = d.as_millis() as u64, "send failed, will retry");
+            return Ok(DeliveryOutcome::Retry(d));
+        }
+        let kind = if e.is_transient() {
+            "exhausted"
+        } else {
+            "permanent"
+        };
+        let reason = match &e {
+            SendError::Rejected { .. } => format!("SMTP rejected the message: {e}"),
+            _ if e.is_transient() => format!("gave up after {attempt} attempts: {e}"),
+            _ => e.to_string(),
+        };
+        ledger::mark_dead(&self.db, key, &reason, reply.as_deref()).await?;
+        self.dead_letter(wf, ev, Some(key.recipient), kind, reason, reply, attempt)
+            .await?;
+        Ok(DeliveryOutcome::Dead)
+    }
+}

@@ -1,0 +1,87 @@
+//! An event as the worker sees it: decoded from a stream message, or rebuilt
+//! from a dead letter for a re-drive. One type, built in one place each way.
+use uuid::Uuid;
+
+use crate::jetstream::headers;
+use crate::workflow::render::Meta;
+
+/// An event as the worker sees it, from a stream message (or a dead letter).
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub id: Uuid,
+    pub subject: String,
+    pub payload: String,
+    pub aggregate: Option<String>,
+    pub occurred_at: String,
+    pub stream_seq: Option<u64>,
+    pub headers: String,
+}
+
+impl Event {
+    pub fn from_message(m: &async_nats::Message, stream_seq: Option<u64>) -> Result<Event, String> {
+        let h = m.headers.clone().unwrap_or_default();
+        let get = |k: &str| h.get(k).map(|v| v.as_str().to_string());
+        let id = get(headers::MSG_ID).ok_or("message has no Nats-Msg-Id header")?;
+        let id =
+            Uuid::parse_str(&id).map_err(|e| format!("Nats-Msg-Id {id:?} is not a UUID: {e}"))?;
+        let mut map = serde_json::Map::new();
+        for (k, vs) in h.iter() {
+            if let Some(v) = vs.first() {
+                map.insert(
+                    k.to_string(),
+                    serde_json::Value::String(v.as_str().to_string()),
+                );
+            }
+        }
+        Ok(Event {
+            id,
+            subject: m.subject.to_string(),
+            payload: String::from_utf8_lossy(&m.payload).into_owned(),
+            aggregate: get(headers::AGGREGATE),
+            occurred_at: get(headers::OCCURRED_AT).unwrap_or_default(),
+            stream_seq,
+            headers: serde_json::Value::Object(map).to_string(),
+        })
+    }
+
+    /// The event a dead letter holds (payload and headers were kept whole).
+    pub fn from_dead_letter(dl: &herald_entities::dead_letter::Model) -> Event {
+        let headers: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(&dl.headers).unwrap_or_default();
+        let header = |k: &str| headers.get(k).and_then(|v| v.as_str()).map(str::to_string);
+        Event {
+            id: dl.event_id,
+            subject: dl.subject.clone(),
+            payload: dl.payload.clone(),
+            aggregate: header(headers::AGGREGATE),
+            occurred_at: header(headers::OCCURRED_AT).unwrap_or_default(),
+            stream_seq: dl.stream_seq.and_then(|s| u64::try_from(s).ok()),
+            headers: dl.headers.clone(),
+        }
+    }
+
+    /// A message that is not a Herald event (no usable id): kept whole so the
+    /// dead letter shows what arrived.
+    pub fn undecodable(m: &async_nats::Message, stream_seq: Option<u64>) -> Event {
+        Event {
+            id: Uuid::nil(),
+            subject: m.subject.to_string(),
+            payload: String::from_utf8_lossy(&m.payload).into_owned(),
+            aggregate: None,
+            occurred_at: String::new(),
+            stream_seq,
+            headers: "{}".into(),
+        }
+    }
+
+    /// What templates see as `meta` when `workflow` runs this event.
+    pub fn meta(&self, workflow: &str) -> Meta {
+        Meta {
+            id: self.id.to_string(),
+            subject: self.subject.clone(),
+            aggregate: self.aggregate.clone(),
+            occurred_at: self.occurred_at.clone(),
+            workflow: workflow.to_string(),
+        }
+    }
+}

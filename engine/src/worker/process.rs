@@ -1,0 +1,176 @@
+//! One event through one workflow: decode the payload, render, deliver to
+//! each recipient, and decide. Dead letters are written here.
+use std::collections::HashSet;
+
+use sea_orm::DbErr;
+
+use super::decide::{DeliveryOutcome, decide};
+use super::{Disposition, Event, RedriveError, Worker};
+use crate::dlq::{self, NewDeadLetter};
+use crate::ledger::{self, Claim, Key};
+use crate::workflow::Workflow;
+use crate::workflow::render::{Outcome, RenderError};
+
+/// What processing one event did: the disposition the consumer acts on, and
+/// counts that replay, re-drive and demo report (instead of reading metrics).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProcessOutcome {
+    pub disposition: Disposition,
+    /// Emails accepted by the server and recorded.
+    pub sent: u64,
+    /// Deliveries with nothing to do: the guard did not hold, or the ledger
+    /// had them as done already.
+    pub skipped: u64,
+    /// Dead letters written (per recipient, or one for the whole event).
+    pub dead_lettered: u64,
+    /// Deliveries left for a later attempt (transient failure).
+    pub retrying: u64,
+    /// Deliveries another worker holds a claim on.
+    pub in_flight: u64,
+}
+
+impl ProcessOutcome {
+    fn whole(disposition: Disposition, skipped: u64, dead_lettered: u64) -> ProcessOutcome {
+        ProcessOutcome {
+            disposition,
+            sent: 0,
+            skipped,
+            dead_lettered,
+            retrying: 0,
+            in_flight: 0,
+        }
+    }
+
+    fn from_deliveries(outcomes: &[DeliveryOutcome]) -> ProcessOutcome {
+        let count = |f: fn(&DeliveryOutcome) -> bool| outcomes.iter().filter(|o| f(o)).count() as u64;
+        ProcessOutcome {
+            disposition: decide(outcomes),
+            sent: count(|o| matches!(o, DeliveryOutcome::Sent)),
+            skipped: count(|o| matches!(o, DeliveryOutcome::AlreadyDone)),
+            dead_lettered: count(|o| matches!(o, DeliveryOutcome::Dead)),
+            retrying: count(|o| matches!(o, DeliveryOutcome::Retry(_))),
+            in_flight: count(|o| matches!(o, DeliveryOutcome::InFlight(_))),
+        }
+    }
+}
+
+impl Worker {
+    #[allow(clippy::too_many_arguments)] // one row's fields, named at every call site
+    pub(super) async fn dead_letter(
+        &self,
+        wf: &Workflow,
+        ev: &Event,
+        recipient: Option<&str>,
+        kind: &'static str,
+        reason: String,
+        smtp: Option<String>,
+        attempts: u32,
+    ) -> Result<(), DbErr> {
+        self.metrics.dead_letters.inc();
+        tracing::error!(workflow = %wf.name, event_id = %ev.id, subject = %ev.subject,
+            recipient = recipient.unwrap_or("(whole event)"), %reason, "dead letter");
+        dlq::insert(
+            &self.db,
+            NewDeadLetter {
+                event_id: ev.id,
+                workflow: &wf.name,
+                recipient,
+                subject: &ev.subject,
+                stream_seq: ev.stream_seq,
+                payload: &ev.payload,
+                headers: ev.headers.clone(),
+                kind,
+                reason,
+                smtp_reply: smtp,
+                attempts,
+            },
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Run one event through one workflow. Database errors are returned (the
+    /// message is retried); everything else becomes an outcome.
+    pub async fn process(&self, wf: &Workflow, ev: &Event) -> Result<ProcessOutcome, DbErr> {
+        let payload: serde_json::Value = match serde_json::from_str(&ev.payload) {
+            Ok(v @ serde_json::Value::Object(_)) => v,
+            Ok(_) | Err(_) => {
+                let reason = format!("payload of {} is not a JSON object", ev.subject);
+                self.dead_letter(wf, ev, None, "permanent", reason.clone(), None, 1)
+                    .await?;
+                return Ok(ProcessOutcome::whole(Disposition::Terminate { reason }, 0, 1));
+            }
+        };
+        let emails = match self.catalog.render(wf, &payload, &ev.meta(&wf.name)) {
+            Ok(Outcome::Skipped { guard }) => {
+                ledger::record_skipped(&self.db, ev.id, &wf.name, &guard).await?;
+                self.metrics.emails_skipped.inc();
+                return Ok(ProcessOutcome::whole(Disposition::Ack, 1, 0));
+            }
+            Ok(Outcome::Emails(e)) => e,
+            Err(e) => return self.render_failed(wf, ev, e).await,
+        };
+        let mut outcomes = Vec::with_capacity(emails.len());
+        let mut seen = HashSet::new();
+        for email in &emails {
+            let mut recipient = email.recipient_key();
+            if !seen.insert(recipient.clone()) {
+                // The same address twice in one fan-out: keep both, keyed apart.
+                recipient = format!("{recipient}#{}", email.index);
+            }
+            outcomes.push(self.deliver(wf, ev, email, &recipient).await?);
+        }
+        Ok(ProcessOutcome::from_deliveries(&outcomes))
+    }
+
+    async fn render_failed(
+        &self,
+        wf: &Workflow,
+        ev: &Event,
+        e: RenderError,
+    ) -> Result<ProcessOutcome, DbErr> {
+        let reason = e.to_string();
+        let key = Key {
+            event_id: ev.id,
+            workflow: &wf.name,
+            recipient: ledger::WHOLE_EVENT_RECIPIENT,
+        };
+        match ledger::claim(&self.db, &key, 0, "", self.cfg.ack_wait).await? {
+            // Already dead-lettered by an earlier delivery of this message.
+            Claim::Done { .. } => {
+                return Ok(ProcessOutcome::whole(Disposition::Terminate { reason }, 0, 0));
+            }
+            // Another worker is writing this dead letter now.
+            Claim::InFlight { retry_after } => {
+                return Ok(ProcessOutcome::whole(
+                    Disposition::Busy { after: retry_after },
+                    0,
+                    0,
+                ));
+            }
+            Claim::Send { .. } => {}
+        }
+        ledger::mark_dead(&self.db, &key, &reason, None).await?;
+        self.dead_letter(wf, ev, None, "permanent", reason.clone(), None, 1)
+            .await?;
+        Ok(ProcessOutcome::whole(Disposition::Terminate { reason }, 0, 1))
+    }
+
+    /// Re-drive a dead letter through the normal path: reopen its dead
+    /// deliveries, process the stored event again (the ledger skips what was
+    /// sent), and mark the dead letter retried. A new failure writes a new
+    /// dead letter.
+    pub async fn redrive(
+        &self,
+        dl: &herald_entities::dead_letter::Model,
+    ) -> Result<ProcessOutcome, RedriveError> {
+        let wf = self
+            .catalog
+            .get(&dl.workflow)
+            .ok_or_else(|| RedriveError::UnknownWorkflow(dl.workflow.clone()))?;
+        ledger::reopen_dead(&self.db, dl.event_id, &dl.workflow).await?;
+        let outcome = self.process(wf, &Event::from_dead_letter(dl)).await?;
+        dlq::mark_retried(&self.db, dl.id).await?;
+        Ok(outcome)
+    }
+}

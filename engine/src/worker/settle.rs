@@ -1,0 +1,21 @@
+//! Acting on a [`Disposition`]: the only code that acks, naks or terminates.
+use async_nats::jetstream::{self, AckKind};
+
+use super::Disposition;
+use crate::metrics::Metrics;
+
+/// Apply a disposition to a message.
+pub async fn settle(msg: &jetstream::Message, d: &Disposition, metrics: &Metrics) {
+    let r = match d {
+        Disposition::Ack => msg.double_ack().await.map(|_| ()),
+        Disposition::Retry { after } | Disposition::Busy { after } => {
+            msg.ack_with(AckKind::Nak(Some(*after))).await.map(|_| ())
+        }
+        Disposition::Terminate { .. } => msg.ack_with(AckKind::Term).await.map(|_| ()),
+    };
+    match r {
+        Ok(()) => metrics.messages_acked.inc(),
+        // The ledger already holds the outcome: a redelivery is harmless.
+        Err(e) => tracing::warn!(error = %e, "ack failed; the message will be redelivered"),
+    }
+}
