@@ -4,21 +4,12 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use herald_entities::delivery;
+use herald_entities::delivery::{self, DeliveryState};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr,
     EntityTrait, QueryFilter, QueryOrder, sea_query::OnConflict,
 };
-use uuid::Uuid;
-
-/// Delivery states (see ARCHITECTURE.md for the diagram).
-pub mod state {
-    pub const SENDING: &str = "sending";
-    pub const SENT: &str = "sent";
-    pub const RETRYING: &str = "retrying";
-    pub const SKIPPED: &str = "skipped";
-    pub const DEAD: &str = "dead";
-}
+use crate::EventId;
 
 /// Ledger key of a skipped event (no recipients were rendered).
 pub const SKIPPED_RECIPIENT: &str = "-";
@@ -29,7 +20,7 @@ pub enum Claim {
     /// Send it; this is attempt number `attempt` (1-based).
     Send { attempt: u32 },
     /// Already sent, skipped or dead-lettered: do nothing.
-    Done { state: String },
+    Done { state: DeliveryState },
     /// Another worker claimed it less than a lease ago and may be sending it
     /// right now: ask again after `retry_after` (at most 2 s; by then it is
     /// usually recorded, or the claim may have gone stale).
@@ -37,7 +28,7 @@ pub enum Claim {
 }
 
 pub struct Key<'a> {
-    pub event_id: Uuid,
+    pub event_id: EventId,
     pub workflow: &'a str,
     pub recipient: &'a str,
 }
@@ -47,18 +38,18 @@ fn new_row(
     key: &Key<'_>,
     index: usize,
     subject: &str,
-    state: &str,
+    state: DeliveryState,
     attempts: i32,
     last_error: Option<String>,
 ) -> delivery::ActiveModel {
     let now = Utc::now();
     delivery::ActiveModel {
-        event_id: Set(key.event_id),
+        event_id: Set(key.event_id.as_uuid()),
         workflow: Set(key.workflow.to_string()),
         recipient: Set(key.recipient.to_string()),
         item_index: Set(i32::try_from(index).unwrap_or(i32::MAX)),
         subject: Set(subject.to_string()),
-        state: Set(state.to_string()),
+        state: Set(state),
         attempts: Set(attempts),
         message_id: Set(None),
         smtp_response: Set(None),
@@ -94,7 +85,7 @@ async fn insert_if_absent(
 /// The condition selecting `key`'s row.
 fn by_key(key: &Key<'_>) -> Condition {
     Condition::all()
-        .add(delivery::Column::EventId.eq(key.event_id))
+        .add(delivery::Column::EventId.eq(key.event_id.as_uuid()))
         .add(delivery::Column::Workflow.eq(key.workflow))
         .add(delivery::Column::Recipient.eq(key.recipient))
 }
@@ -118,7 +109,7 @@ pub async fn claim(
     subject: &str,
     lease: Duration,
 ) -> Result<Claim, DbErr> {
-    if insert_if_absent(db, new_row(key, index, subject, state::SENDING, 1, None)).await? {
+    if insert_if_absent(db, new_row(key, index, subject, DeliveryState::Sending, 1, None)).await? {
         return Ok(Claim::Send { attempt: 1 });
     }
     // Each lost compare-and-set means another worker moved the row; a few
@@ -130,24 +121,20 @@ pub async fn claim(
             .await?
             .ok_or_else(|| DbErr::RecordNotFound("delivery vanished".into()))?;
         let now = Utc::now();
-        match existing.state.as_str() {
-            state::SENDING | state::RETRYING => {
-                if existing.state == state::SENDING
+        match existing.state {
+            DeliveryState::Sending | DeliveryState::Retrying => {
+                if existing.state == DeliveryState::Sending
                     && let Some(left) = lease_left(existing.updated_at, now, lease)
                 {
                     return Ok(Claim::InFlight { retry_after: left });
                 }
-                if advance(db, key, &existing.state, existing.attempts, None).await? {
+                if advance(db, key, existing.state, existing.attempts, None).await? {
                     return Ok(Claim::Send {
                         attempt: next_attempt(existing.attempts),
                     });
                 }
             }
-            other => {
-                return Ok(Claim::Done {
-                    state: other.to_string(),
-                });
-            }
+            other => return Ok(Claim::Done { state: other }),
         }
     }
     Ok(Claim::InFlight {
@@ -161,12 +148,12 @@ pub async fn claim(
 async fn advance(
     db: &DatabaseConnection,
     key: &Key<'_>,
-    from: &str,
+    from: DeliveryState,
     attempts: i32,
     resend_reason: Option<&str>,
 ) -> Result<bool, DbErr> {
     let mut update = delivery::Entity::update_many()
-        .col_expr(delivery::Column::State, state::SENDING.into())
+        .col_expr(delivery::Column::State, DeliveryState::Sending.as_str().into())
         .col_expr(delivery::Column::Attempts, (attempts + 1).into())
         .col_expr(delivery::Column::UpdatedAt, Utc::now().into())
         .filter(by_key(key))
@@ -201,14 +188,14 @@ fn lease_left(claimed: DateTime<Utc>, now: DateTime<Utc>, lease: Duration) -> Op
 async fn set_state(
     db: &DatabaseConnection,
     key: &Key<'_>,
-    state: &str,
+    state: DeliveryState,
     message_id: Option<&str>,
     smtp: Option<&str>,
     error: Option<&str>,
 ) -> Result<(), DbErr> {
     let now = Utc::now();
     let mut update = delivery::Entity::update_many()
-        .col_expr(delivery::Column::State, state.into())
+        .col_expr(delivery::Column::State, state.as_str().into())
         .col_expr(delivery::Column::UpdatedAt, now.into())
         .filter(by_key(key));
     if let Some(m) = message_id {
@@ -220,7 +207,7 @@ async fn set_state(
     if let Some(e) = error {
         update = update.col_expr(delivery::Column::LastError, e.into());
     }
-    if state == state::SENT {
+    if state == DeliveryState::Sent {
         update = update.col_expr(delivery::Column::SentAt, now.into());
     }
     update.exec(db).await?;
@@ -233,7 +220,7 @@ pub async fn mark_sent(
     message_id: &str,
     smtp: &str,
 ) -> Result<(), DbErr> {
-    set_state(db, key, state::SENT, Some(message_id), Some(smtp), None).await
+    set_state(db, key, DeliveryState::Sent, Some(message_id), Some(smtp), None).await
 }
 
 pub async fn mark_retrying(
@@ -242,7 +229,7 @@ pub async fn mark_retrying(
     error: &str,
     smtp: Option<&str>,
 ) -> Result<(), DbErr> {
-    set_state(db, key, state::RETRYING, None, smtp, Some(error)).await
+    set_state(db, key, DeliveryState::Retrying, None, smtp, Some(error)).await
 }
 
 pub async fn mark_dead(
@@ -251,13 +238,13 @@ pub async fn mark_dead(
     error: &str,
     smtp: Option<&str>,
 ) -> Result<(), DbErr> {
-    set_state(db, key, state::DEAD, None, smtp, Some(error)).await
+    set_state(db, key, DeliveryState::Dead, None, smtp, Some(error)).await
 }
 
 /// Record a skipped event (guard false), once.
 pub async fn record_skipped(
     db: &DatabaseConnection,
-    event_id: Uuid,
+    event_id: EventId,
     workflow: &str,
     why: &str,
 ) -> Result<(), DbErr> {
@@ -270,7 +257,7 @@ pub async fn record_skipped(
         &key,
         0,
         "",
-        state::SKIPPED,
+        DeliveryState::Skipped,
         0,
         Some(format!("guard did not hold: {why}")),
     );
@@ -286,22 +273,22 @@ pub const WHOLE_EVENT_RECIPIENT: &str = "*";
 /// cannot send them twice.
 pub async fn reopen_dead(
     db: &DatabaseConnection,
-    event_id: Uuid,
+    event_id: EventId,
     workflow: &str,
 ) -> Result<u64, DbErr> {
     delivery::Entity::delete_many()
-        .filter(delivery::Column::EventId.eq(event_id))
+        .filter(delivery::Column::EventId.eq(event_id.as_uuid()))
         .filter(delivery::Column::Workflow.eq(workflow))
         .filter(delivery::Column::Recipient.eq(WHOLE_EVENT_RECIPIENT))
         .exec(db)
         .await?;
     let res = delivery::Entity::update_many()
-        .col_expr(delivery::Column::State, state::RETRYING.into())
+        .col_expr(delivery::Column::State, DeliveryState::Retrying.as_str().into())
         .col_expr(delivery::Column::Attempts, 0.into())
         .col_expr(delivery::Column::UpdatedAt, Utc::now().into())
-        .filter(delivery::Column::EventId.eq(event_id))
+        .filter(delivery::Column::EventId.eq(event_id.as_uuid()))
         .filter(delivery::Column::Workflow.eq(workflow))
-        .filter(delivery::Column::State.eq(state::DEAD))
+        .filter(delivery::Column::State.eq(DeliveryState::Dead))
         .exec(db)
         .await?;
     Ok(res.rows_affected)
@@ -312,10 +299,10 @@ pub async fn reopen_dead(
 /// recipient (USE-CASES.md case 3). Takes any connection or transaction.
 pub async fn deliveries_of<C: ConnectionTrait>(
     db: &C,
-    event_id: Uuid,
+    event_id: EventId,
 ) -> Result<Vec<delivery::Model>, DbErr> {
     delivery::Entity::find()
-        .filter(delivery::Column::EventId.eq(event_id))
+        .filter(delivery::Column::EventId.eq(event_id.as_uuid()))
         .order_by_asc(delivery::Column::Workflow)
         .order_by_asc(delivery::Column::ItemIndex)
         .order_by_asc(delivery::Column::Id)
@@ -324,7 +311,10 @@ pub async fn deliveries_of<C: ConnectionTrait>(
 }
 
 /// The state of one delivery, if the ledger has it.
-pub async fn state_of(db: &DatabaseConnection, key: &Key<'_>) -> Result<Option<String>, DbErr> {
+pub async fn state_of(
+    db: &DatabaseConnection,
+    key: &Key<'_>,
+) -> Result<Option<DeliveryState>, DbErr> {
     Ok(delivery::Entity::find()
         .filter(by_key(key))
         .one(db)
@@ -346,9 +336,9 @@ pub async fn claim_resend(
         .one(db)
         .await?
         .ok_or_else(|| DbErr::RecordNotFound("delivery vanished".into()))?;
-    match existing.state.as_str() {
-        state::SENT => {
-            if advance(db, key, state::SENT, existing.attempts, Some(reason)).await? {
+    match existing.state {
+        DeliveryState::Sent => {
+            if advance(db, key, DeliveryState::Sent, existing.attempts, Some(reason)).await? {
                 Ok(Claim::Send {
                     attempt: next_attempt(existing.attempts),
                 })
@@ -359,11 +349,9 @@ pub async fn claim_resend(
                 })
             }
         }
-        state::SENDING => Ok(Claim::InFlight {
+        DeliveryState::Sending => Ok(Claim::InFlight {
             retry_after: MIN_RETRY,
         }),
-        other => Ok(Claim::Done {
-            state: other.to_string(),
-        }),
+        other => Ok(Claim::Done { state: other }),
     }
 }

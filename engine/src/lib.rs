@@ -10,6 +10,7 @@
 pub mod db;
 pub mod dlq;
 pub mod duration;
+mod event_id;
 pub mod http;
 pub mod jetstream;
 pub mod ledger;
@@ -25,3 +26,5 @@ pub mod subject;
 pub mod trace;
 pub mod worker;
 pub mod workflow;
+
+pub use event_id::EventId;

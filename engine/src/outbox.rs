@@ -11,7 +11,6 @@ use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ConnectionTrait, DatabaseTransaction, DbBackend, DbErr,
     SqlErr, Statement,
 };
-use uuid::Uuid;
 
 use crate::subject::{self, SubjectError};
 
@@ -22,28 +21,7 @@ pub const DEFAULT_MAX_PAYLOAD: usize = 1024 * 1024;
 /// so the relay wakes exactly when the row becomes visible.
 pub const NOTIFY_CHANNEL: &str = "herald_outbox";
 
-/// An event id: a UUIDv7 (time-ordered). The same value is the outbox key,
-/// `Nats-Msg-Id`, the ledger key and the stem of the SMTP `Message-ID`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct EventId(pub Uuid);
-
-impl EventId {
-    pub fn new() -> Self {
-        EventId(Uuid::now_v7())
-    }
-}
-
-impl Default for EventId {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl std::fmt::Display for EventId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        self.0.fmt(f)
-    }
-}
+pub use crate::event_id::EventId;
 
 /// An event to enqueue. Built with [`NewEvent::new`] and the chained setters.
 #[derive(Debug, Clone)]
@@ -52,7 +30,7 @@ pub struct NewEvent {
     payload: serde_json::Value,
     aggregate: Option<(String, String)>,
     headers: BTreeMap<String, String>,
-    event_id: Option<Uuid>,
+    event_id: Option<EventId>,
 }
 
 impl NewEvent {
@@ -86,8 +64,8 @@ impl NewEvent {
     }
 
     /// Use a caller-chosen id (idempotent producers); otherwise a new UUIDv7.
-    pub fn event_id(mut self, id: Uuid) -> Self {
-        self.event_id = Some(id);
+    pub fn event_id(mut self, id: impl Into<EventId>) -> Self {
+        self.event_id = Some(id.into());
         self
     }
 }
@@ -125,7 +103,7 @@ pub enum EnqueueError {
     #[error("invalid aggregate type {kind:?}: use letters, digits, '_', '-' or '.'")]
     InvalidAggregate { kind: String },
     #[error("event id {0} is already in the outbox")]
-    DuplicateEventId(Uuid),
+    DuplicateEventId(EventId),
     #[error("database error while enqueueing: {0}")]
     Database(#[source] DbErr),
 }
@@ -150,7 +128,7 @@ fn json_kind(v: &serde_json::Value) -> &'static str {
 
 /// The validated, serialised form of an event, ready to insert.
 struct Checked {
-    event_id: Uuid,
+    event_id: EventId,
     payload: String,
     headers: String,
     ordering_key: Option<String>,
@@ -215,7 +193,7 @@ fn check(event: &NewEvent, opts: &EnqueueOptions) -> Result<Checked, EnqueueErro
         None => None,
     };
     Ok(Checked {
-        event_id: event.event_id.unwrap_or_else(Uuid::now_v7),
+        event_id: event.event_id.unwrap_or_default(),
         payload,
         // A BTreeMap of strings always serialises.
         headers: serde_json::to_string(&event.headers).unwrap_or_else(|_| "{}".into()),
@@ -246,7 +224,7 @@ pub async fn enqueue_with(
         None => (None, None),
     };
     let row = outbox::ActiveModel {
-        event_id: Set(checked.event_id),
+        event_id: Set(checked.event_id.as_uuid()),
         subject: Set(event.subject),
         aggregate_type: Set(aggregate_type),
         aggregate_id: Set(aggregate_id),
@@ -279,7 +257,7 @@ pub async fn enqueue_with(
         .await
         .map_err(EnqueueError::Database)?;
     }
-    Ok(EventId(checked.event_id))
+    Ok(checked.event_id)
 }
 
 #[cfg(test)]

@@ -205,8 +205,8 @@ async fn dry_run(
                 workflow: &wf.name,
                 recipient: &recipient,
             };
-            let sent = crate::ledger::state_of(&worker.db, &key).await?.as_deref()
-                == Some(crate::ledger::state::SENT);
+            let sent = crate::ledger::state_of(&worker.db, &key).await?
+                == Some(herald_entities::delivery::DeliveryState::Sent);
             out.push((e.to.join(", "), e.subject.clone(), sent));
         }
     }

@@ -10,6 +10,7 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, Statement};
 use serde::Serialize;
 
 use crate::relay::store::{self, Backlog};
+use herald_entities::delivery::DeliveryState;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Status {
@@ -47,7 +48,7 @@ pub struct ConsumerStatus {
 pub async fn from_database(db: &DatabaseConnection) -> Result<Status, DbErr> {
     let outbox = store::backlog(db, Utc::now()).await?;
     let backend = db.get_database_backend();
-    let mut deliveries: BTreeMap<String, i64> = ["sent", "skipped", "dead", "retrying", "sending"]
+    let mut deliveries: BTreeMap<String, i64> = DeliveryState::ALL
         .iter()
         .map(|s| (s.to_string(), 0))
         .collect();

@@ -3,25 +3,25 @@
 use herald_entities::{dead_letter, outbox};
 use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder};
 use serde::Serialize;
-use uuid::Uuid;
+use crate::EventId;
 
 #[derive(Debug, Serialize)]
 pub struct Trace {
-    pub event_id: Uuid,
+    pub event_id: EventId,
     /// None when the row was pruned (or never existed).
     pub outbox: Option<serde_json::Value>,
     pub deliveries: Vec<serde_json::Value>,
     pub dead_letters: Vec<serde_json::Value>,
 }
 
-pub async fn trace(db: &DatabaseConnection, event_id: Uuid) -> Result<Trace, DbErr> {
+pub async fn trace(db: &DatabaseConnection, event_id: EventId) -> Result<Trace, DbErr> {
     let row = outbox::Entity::find()
-        .filter(outbox::Column::EventId.eq(event_id))
+        .filter(outbox::Column::EventId.eq(event_id.as_uuid()))
         .one(db)
         .await?;
     let deliveries = crate::ledger::deliveries_of(db, event_id).await?;
     let dead = dead_letter::Entity::find()
-        .filter(dead_letter::Column::EventId.eq(event_id))
+        .filter(dead_letter::Column::EventId.eq(event_id.as_uuid()))
         .order_by_asc(dead_letter::Column::Id)
         .all(db)
         .await?;

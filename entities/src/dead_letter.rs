@@ -2,6 +2,46 @@
 //! operator can read why and re-drive them.
 use sea_orm::entity::prelude::*;
 
+/// Why a dead letter exists. Stored as its lower-case name.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum)]
+#[sea_orm(rs_type = "String", db_type = "String(StringLen::None)")]
+pub enum DeadLetterKind {
+    /// Cannot succeed as it is: an SMTP 5xx, a render error, an invalid
+    /// address, a refused header, a message that is not a Herald event.
+    #[sea_orm(string_value = "permanent")]
+    Permanent,
+    /// Transient failures used up the workflow's `max_attempts`.
+    #[sea_orm(string_value = "exhausted")]
+    Exhausted,
+    /// The connection failed after the final "." and the workflow says
+    /// `on_uncertain: hold`: the server may have the message; an operator decides.
+    #[sea_orm(string_value = "uncertain")]
+    Uncertain,
+}
+
+impl DeadLetterKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeadLetterKind::Permanent => "permanent",
+            DeadLetterKind::Exhausted => "exhausted",
+            DeadLetterKind::Uncertain => "uncertain",
+        }
+    }
+}
+
+impl std::fmt::Display for DeadLetterKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl serde::Serialize for DeadLetterKind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "herald_dead_letters")]
 pub struct Model {
@@ -17,8 +57,7 @@ pub struct Model {
     pub payload: String,
     #[sea_orm(column_type = "Text")]
     pub headers: String,
-    /// `permanent` (5xx, render, address, header injection) or `exhausted` (retry budget spent).
-    pub kind: String,
+    pub kind: DeadLetterKind,
     #[sea_orm(column_type = "Text")]
     pub reason: String,
     #[sea_orm(column_type = "Text", nullable)]

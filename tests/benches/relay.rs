@@ -166,7 +166,7 @@ async fn steady_latency(
         .await
         .unwrap();
         txn.commit().await.unwrap();
-        committed.insert(id.0, chrono::Utc::now());
+        committed.insert(id.as_uuid(), chrono::Utc::now());
         i += 1;
     }
     loop {

@@ -185,7 +185,7 @@ async fn steady_latency(
             .unwrap();
         txn.commit().await.unwrap();
         // From the moment the commit returned: "commit → SMTP accepted".
-        committed.insert(id.0, chrono::Utc::now());
+        committed.insert(id.as_uuid(), chrono::Utc::now());
     }
     while sink.count() < before + total {
         tokio::time::sleep(Duration::from_millis(10)).await;

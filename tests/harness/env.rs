@@ -186,7 +186,7 @@ pub async fn enqueue_many_on(
             if aggregates > 0 {
                 ev = ev.aggregate("agg", i % aggregates);
             }
-            ids.push(enqueue(&txn, ev).await.expect("enqueue").0);
+            ids.push(enqueue(&txn, ev).await.expect("enqueue").as_uuid());
         }
         txn.commit().await.expect("commit");
     }

@@ -11,7 +11,7 @@ const LEASE: Duration = Duration::from_secs(60);
 
 fn key(event_id: Uuid) -> Key<'static> {
     Key {
-        event_id,
+        event_id: event_id.into(),
         workflow: "notify",
         recipient: "a@example.com",
     }
@@ -44,7 +44,7 @@ async fn a_fresh_claim_is_in_flight_a_stale_one_is_resent(backend: Backend) {
             .await
             .unwrap(),
         Claim::Done {
-            state: "sent".into()
+            state: herald_entities::delivery::DeliveryState::Sent
         }
     );
 }

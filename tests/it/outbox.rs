@@ -46,11 +46,11 @@ async fn commit_writes_one_row(backend: Backend) {
 
     let rows = row::Entity::find().all(&db).await.unwrap();
     assert_eq!(rows.len(), 1);
-    assert_eq!(rows[0].event_id, id.0);
+    assert_eq!(rows[0].event_id, id.as_uuid());
     assert_eq!(rows[0].subject, "events.contract.signed");
     assert_eq!(rows[0].ordering_key.as_deref(), Some("contract/1"));
     assert!(rows[0].published_at.is_none());
-    assert_eq!(id.0.get_version_num(), 7, "event ids are UUIDv7");
+    assert_eq!(id.as_uuid().get_version_num(), 7, "event ids are UUIDv7");
     assert_eq!(status(&db).await, "signed");
 }
 
@@ -150,7 +150,7 @@ async fn duplicate_event_id_is_refused(backend: Backend) {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, EnqueueError::DuplicateEventId(d) if d == id),
+        matches!(err, EnqueueError::DuplicateEventId(d) if d == id.into()),
         "{err}"
     );
 }

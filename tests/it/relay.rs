@@ -191,7 +191,7 @@ async fn poison_row_is_parked_others_flow(backend: Backend) {
     .await;
     assert_eq!(env.stream_len().await, 100);
     let row = outbox::Entity::find()
-        .filter(outbox::Column::EventId.eq(poison.0))
+        .filter(outbox::Column::EventId.eq(poison.as_uuid()))
         .one(&env.conn)
         .await
         .unwrap()

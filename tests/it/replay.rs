@@ -273,7 +273,7 @@ async fn replay_leaves_in_flight_deliveries_to_their_worker(backend: Backend) {
     w.env.wait_all_published().await;
     // The other worker's claim on the first event's delivery, made just now.
     let key = herald::ledger::Key {
-        event_id: ids[0],
+        event_id: ids[0].into(),
         workflow: "notify",
         recipient: "u0@example.com",
     };

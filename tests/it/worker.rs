@@ -209,7 +209,7 @@ async fn example_workflows_send_expected_emails(backend: Backend) {
     assert_eq!(codes.len(), 50, "50 distinct recipients");
     // What the application asks in place of its own per-member email status.
     w.wait_sent(51).await;
-    let wave = herald::ledger::deliveries_of(&w.env.conn, uuid::Uuid::parse_str(&wave).unwrap())
+    let wave = herald::ledger::deliveries_of(&w.env.conn, wave.parse().unwrap())
         .await
         .unwrap();
     let states: Vec<(String, &str)> = wave
@@ -278,7 +278,7 @@ async fn permanent_5xx_dead_letters_and_others_flow(backend: Backend) {
         .unwrap()
         .unwrap();
     assert_eq!(dl.smtp_reply.as_deref(), Some("550 5.1.1 no such user"));
-    assert_eq!(dl.kind, "permanent");
+    assert_eq!(dl.kind.as_str(), "permanent");
     assert_eq!(
         w.sink.received()[0].rcpt_to,
         vec!["b@example.com".to_string()]
@@ -947,7 +947,7 @@ async fn delivery_claimed_elsewhere_is_not_sent_twice(backend: Backend) {
     );
     w.env.wait_all_published().await;
     let key = herald::ledger::Key {
-        event_id: uuid::Uuid::parse_str(&id).unwrap(),
+        event_id: id.parse().unwrap(),
         workflow: "notify",
         recipient: "a@example.com",
     };

@@ -162,7 +162,7 @@ fn rendered(g: &Global, d: &herald_entities::dead_letter::Model) -> serde_json::
                     serde_json::json!({
                         "from": e.from, "to": e.to, "cc": e.cc, "bcc": e.bcc, "reply_to": e.reply_to,
                         "subject": e.subject, "headers": e.headers,
-                        "message_id": format!("<{}>", herald::worker::message_id(d.event_id, &d.workflow, e.index, &e.from)),
+                        "message_id": format!("<{}>", herald::worker::message_id(d.event_id.into(), &d.workflow, e.index, &e.from)),
                     })
                 })
                 .collect(),

@@ -23,7 +23,7 @@ pub struct EmitArgs {
     pub aggregate_type: Option<String>,
     /// Use this event id instead of a new UUIDv7 (idempotent producers).
     #[arg(long)]
-    pub event_id: Option<uuid::Uuid>,
+    pub event_id: Option<herald::EventId>,
     /// W3C trace context to carry with the event.
     #[arg(long)]
     pub traceparent: Option<String>,

@@ -8,7 +8,7 @@ use super::{Global, usage};
 #[derive(Args, Debug)]
 pub struct TraceCmd {
     /// The event id `herald emit` (or enqueue) returned.
-    pub event_id: uuid::Uuid,
+    pub event_id: herald::EventId,
 }
 
 /// Prints the event's life as JSON; exit 2 when Herald knows nothing of it.

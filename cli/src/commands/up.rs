@@ -9,6 +9,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use herald::outbox::{self, NewEvent};
 use herald::shutdown::{self, ShutdownTrigger};
+use herald_entities::delivery::DeliveryState;
 use sea_orm::TransactionTrait;
 
 use super::relay::RelayArgs;
@@ -264,11 +265,11 @@ pub async fn run_demo(g: &Global, cmd: DemoCmd) -> Result<ExitCode> {
     // Counted from the ledger: what was recorded for the events emitted here.
     let (mut sent, mut skipped, mut dead) = (0, 0, 0);
     for id in &emitted {
-        for d in herald::ledger::deliveries_of(&db, id.0).await? {
-            match d.state.as_str() {
-                "sent" => sent += 1,
-                "skipped" => skipped += 1,
-                "dead" => dead += 1,
+        for d in herald::ledger::deliveries_of(&db, *id).await? {
+            match d.state {
+                DeliveryState::Sent => sent += 1,
+                DeliveryState::Skipped => skipped += 1,
+                DeliveryState::Dead => dead += 1,
                 _ => {}
             }
         }

@@ -64,7 +64,7 @@ pub async fn run(g: &Global, cmd: WorkflowsCmd) -> Result<ExitCode> {
                     .replace(".>", ".sample")
                     .replace('*', "sample")
             });
-            let id = uuid::Uuid::now_v7();
+            let id = herald::EventId::new();
             let meta = Meta {
                 id: id.to_string(),
                 subject,

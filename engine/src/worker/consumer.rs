@@ -10,6 +10,7 @@ use super::settle::settle;
 use super::{Disposition, Event, Worker, WorkerError, consumer_name};
 use crate::shutdown::Shutdown;
 use crate::workflow::Workflow;
+use herald_entities::dead_letter::DeadLetterKind;
 
 impl Worker {
     async fn handle(&self, wf: &Workflow, msg: jetstream::Message) {
@@ -21,7 +22,7 @@ impl Worker {
                 let ev = Event::undecodable(&msg, seq);
                 // Terminate only once the dead letter is stored: nothing is dropped.
                 let d = match self
-                    .dead_letter(wf, &ev, None, "permanent", reason.clone(), None, 1)
+                    .dead_letter(wf, &ev, None, DeadLetterKind::Permanent, reason.clone(), None, 1)
                     .await
                 {
                     Ok(()) => Disposition::Terminate { reason },

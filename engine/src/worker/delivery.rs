@@ -6,6 +6,8 @@ use sea_orm::DbErr;
 use super::decide::DeliveryOutcome;
 use super::{Worker, failpoint, message_id};
 use crate::ledger::{self, Claim, Key};
+use herald_entities::dead_letter::DeadLetterKind;
+use herald_entities::delivery::DeliveryState;
 use crate::smtp::SendError;
 use crate::workflow::Workflow;
 use crate::workflow::render::Email;
@@ -36,7 +38,7 @@ impl Worker {
         .await?;
         let mut resent = false;
         if let (Claim::Done { state }, Some(reason)) = (&claim, &self.resend)
-            && state == ledger::state::SENT
+            && *state == DeliveryState::Sent
         {
             claim = ledger::claim_resend(&self.db, &key, reason).await?;
             resent = true;
@@ -116,9 +118,9 @@ impl Worker {
             return Ok(DeliveryOutcome::Retry(d));
         }
         let kind = if e.is_transient() {
-            "exhausted"
+            DeadLetterKind::Exhausted
         } else {
-            "permanent"
+            DeadLetterKind::Permanent
         };
         let reason = match &e {
             SendError::Rejected { .. } => format!("SMTP rejected the message: {e}"),

@@ -1,6 +1,6 @@
 //! An event as the worker sees it: decoded from a stream message, or rebuilt
 //! from a dead letter for a re-drive. One type, built in one place each way.
-use uuid::Uuid;
+use crate::EventId;
 
 use crate::jetstream::headers;
 use crate::workflow::render::Meta;
@@ -8,7 +8,7 @@ use crate::workflow::render::Meta;
 /// An event as the worker sees it, from a stream message (or a dead letter).
 #[derive(Debug, Clone)]
 pub struct Event {
-    pub id: Uuid,
+    pub id: EventId,
     pub subject: String,
     pub payload: String,
     pub aggregate: Option<String>,
@@ -22,8 +22,9 @@ impl Event {
         let h = m.headers.clone().unwrap_or_default();
         let get = |k: &str| h.get(k).map(|v| v.as_str().to_string());
         let id = get(headers::MSG_ID).ok_or("message has no Nats-Msg-Id header")?;
-        let id =
-            Uuid::parse_str(&id).map_err(|e| format!("Nats-Msg-Id {id:?} is not a UUID: {e}"))?;
+        let id: EventId = id
+            .parse()
+            .map_err(|e| format!("Nats-Msg-Id {id:?} is not a UUID: {e}"))?;
         let mut map = serde_json::Map::new();
         for (k, vs) in h.iter() {
             if let Some(v) = vs.first() {
@@ -50,7 +51,7 @@ impl Event {
             serde_json::from_str(&dl.headers).unwrap_or_default();
         let header = |k: &str| headers.get(k).and_then(|v| v.as_str()).map(str::to_string);
         Event {
-            id: dl.event_id,
+            id: dl.event_id.into(),
             subject: dl.subject.clone(),
             payload: dl.payload.clone(),
             aggregate: header(headers::AGGREGATE),
@@ -64,7 +65,7 @@ impl Event {
     /// dead letter shows what arrived.
     pub fn undecodable(m: &async_nats::Message, stream_seq: Option<u64>) -> Event {
         Event {
-            id: Uuid::nil(),
+            id: EventId::nil(),
             subject: m.subject.to_string(),
             payload: String::from_utf8_lossy(&m.payload).into_owned(),
             aggregate: None,

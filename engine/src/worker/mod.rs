@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sea_orm::{DatabaseConnection, DbErr};
-use uuid::Uuid;
+use crate::EventId;
 
 use crate::metrics::Metrics;
 use crate::smtp::Transport;
@@ -84,7 +84,7 @@ pub struct Worker {
 }
 
 /// `<{event_id}.{workflow}.{n}@{domain of from}>`: derived from the ledger key.
-pub fn message_id(event: Uuid, workflow: &str, index: usize, from: &str) -> String {
+pub fn message_id(event: EventId, workflow: &str, index: usize, from: &str) -> String {
     let domain = crate::workflow::render::bare_address(from)
         .rsplit_once('@')
         .map(|(_, d)| d.to_string())

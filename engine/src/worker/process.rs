@@ -9,6 +9,7 @@ use super::{Disposition, Event, RedriveError, Worker};
 use crate::dlq::{self, NewDeadLetter};
 use crate::ledger::{self, Claim, Key};
 use crate::workflow::Workflow;
+use herald_entities::dead_letter::DeadLetterKind;
 use crate::workflow::render::{Outcome, RenderError};
 
 /// What processing one event did: the disposition the consumer acts on, and
@@ -61,7 +62,7 @@ impl Worker {
         wf: &Workflow,
         ev: &Event,
         recipient: Option<&str>,
-        kind: &'static str,
+        kind: DeadLetterKind,
         reason: String,
         smtp: Option<String>,
         attempts: u32,
@@ -96,7 +97,7 @@ impl Worker {
             Ok(v @ serde_json::Value::Object(_)) => v,
             Ok(_) | Err(_) => {
                 let reason = format!("payload of {} is not a JSON object", ev.subject);
-                self.dead_letter(wf, ev, None, "permanent", reason.clone(), None, 1)
+                self.dead_letter(wf, ev, None, DeadLetterKind::Permanent, reason.clone(), None, 1)
                     .await?;
                 return Ok(ProcessOutcome::whole(Disposition::Terminate { reason }, 0, 1));
             }
@@ -151,7 +152,7 @@ impl Worker {
             Claim::Send { .. } => {}
         }
         ledger::mark_dead(&self.db, &key, &reason, None).await?;
-        self.dead_letter(wf, ev, None, "permanent", reason.clone(), None, 1)
+        self.dead_letter(wf, ev, None, DeadLetterKind::Permanent, reason.clone(), None, 1)
             .await?;
         Ok(ProcessOutcome::whole(Disposition::Terminate { reason }, 0, 1))
     }
@@ -168,7 +169,7 @@ impl Worker {
             .catalog
             .get(&dl.workflow)
             .ok_or_else(|| RedriveError::UnknownWorkflow(dl.workflow.clone()))?;
-        ledger::reopen_dead(&self.db, dl.event_id, &dl.workflow).await?;
+        ledger::reopen_dead(&self.db, dl.event_id.into(), &dl.workflow).await?;
         let outcome = self.process(wf, &Event::from_dead_letter(dl)).await?;
         dlq::mark_retried(&self.db, dl.id).await?;
         Ok(outcome)
