@@ -1,9 +1,9 @@
 //! The dead-letter store: deliveries a workflow gave up on, kept whole
 //! (payload and headers) so an operator can read why and re-drive them.
+use crate::EventId;
 use chrono::Utc;
 use herald_entities::dead_letter::{self, DeadLetterKind};
 use sea_orm::{ActiveModelTrait, ActiveValue::Set, DatabaseConnection, DbErr};
-use crate::EventId;
 
 /// What the worker knows when it dead-letters.
 #[derive(Debug, Clone)]

@@ -3,13 +3,13 @@
 //! redelivered or replayed message never sends an email the ledger marks sent.
 use std::time::Duration;
 
+use crate::EventId;
 use chrono::{DateTime, Utc};
 use herald_entities::delivery::{self, DeliveryState};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr,
     EntityTrait, QueryFilter, QueryOrder, sea_query::OnConflict,
 };
-use crate::EventId;
 
 /// Ledger key of a skipped event (no recipients were rendered).
 pub const SKIPPED_RECIPIENT: &str = "-";
@@ -109,7 +109,12 @@ pub async fn claim(
     subject: &str,
     lease: Duration,
 ) -> Result<Claim, DbErr> {
-    if insert_if_absent(db, new_row(key, index, subject, DeliveryState::Sending, 1, None)).await? {
+    if insert_if_absent(
+        db,
+        new_row(key, index, subject, DeliveryState::Sending, 1, None),
+    )
+    .await?
+    {
         return Ok(Claim::Send { attempt: 1 });
     }
     // Each lost compare-and-set means another worker moved the row; a few
@@ -153,7 +158,10 @@ async fn advance(
     resend_reason: Option<&str>,
 ) -> Result<bool, DbErr> {
     let mut update = delivery::Entity::update_many()
-        .col_expr(delivery::Column::State, DeliveryState::Sending.as_str().into())
+        .col_expr(
+            delivery::Column::State,
+            DeliveryState::Sending.as_str().into(),
+        )
         .col_expr(delivery::Column::Attempts, (attempts + 1).into())
         .col_expr(delivery::Column::UpdatedAt, Utc::now().into())
         .filter(by_key(key))
@@ -220,7 +228,15 @@ pub async fn mark_sent(
     message_id: &str,
     smtp: &str,
 ) -> Result<(), DbErr> {
-    set_state(db, key, DeliveryState::Sent, Some(message_id), Some(smtp), None).await
+    set_state(
+        db,
+        key,
+        DeliveryState::Sent,
+        Some(message_id),
+        Some(smtp),
+        None,
+    )
+    .await
 }
 
 pub async fn mark_retrying(
@@ -283,7 +299,10 @@ pub async fn reopen_dead(
         .exec(db)
         .await?;
     let res = delivery::Entity::update_many()
-        .col_expr(delivery::Column::State, DeliveryState::Retrying.as_str().into())
+        .col_expr(
+            delivery::Column::State,
+            DeliveryState::Retrying.as_str().into(),
+        )
         .col_expr(delivery::Column::Attempts, 0.into())
         .col_expr(delivery::Column::UpdatedAt, Utc::now().into())
         .filter(delivery::Column::EventId.eq(event_id.as_uuid()))
@@ -338,7 +357,15 @@ pub async fn claim_resend(
         .ok_or_else(|| DbErr::RecordNotFound("delivery vanished".into()))?;
     match existing.state {
         DeliveryState::Sent => {
-            if advance(db, key, DeliveryState::Sent, existing.attempts, Some(reason)).await? {
+            if advance(
+                db,
+                key,
+                DeliveryState::Sent,
+                existing.attempts,
+                Some(reason),
+            )
+            .await?
+            {
                 Ok(Claim::Send {
                     attempt: next_attempt(existing.attempts),
                 })

@@ -1,9 +1,9 @@
 //! "Where is my email?": one event's life from the outbox row through each
 //! workflow's deliveries and dead letters.
+use crate::EventId;
 use herald_entities::{dead_letter, outbox};
 use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder};
 use serde::Serialize;
-use crate::EventId;
 
 #[derive(Debug, Serialize)]
 pub struct Trace {

@@ -22,7 +22,15 @@ impl Worker {
                 let ev = Event::undecodable(&msg, seq);
                 // Terminate only once the dead letter is stored: nothing is dropped.
                 let d = match self
-                    .dead_letter(wf, &ev, None, DeadLetterKind::Permanent, reason.clone(), None, 1)
+                    .dead_letter(
+                        wf,
+                        &ev,
+                        None,
+                        DeadLetterKind::Permanent,
+                        reason.clone(),
+                        None,
+                        1,
+                    )
                     .await
                 {
                     Ok(()) => Disposition::Terminate { reason },

@@ -25,7 +25,9 @@ impl std::fmt::Display for Disposition {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Disposition::Ack => f.write_str("done"),
-            Disposition::Retry { after } => write!(f, "retrying in {}", crate::duration::human(*after)),
+            Disposition::Retry { after } => {
+                write!(f, "retrying in {}", crate::duration::human(*after))
+            }
             Disposition::Terminate { reason } => write!(f, "dead-lettered: {reason}"),
             Disposition::Busy { after } => write!(
                 f,

@@ -6,11 +6,11 @@ use sea_orm::DbErr;
 use super::decide::DeliveryOutcome;
 use super::{Worker, failpoint, message_id};
 use crate::ledger::{self, Claim, Key};
-use herald_entities::dead_letter::DeadLetterKind;
-use herald_entities::delivery::DeliveryState;
 use crate::smtp::SendError;
 use crate::workflow::Workflow;
 use crate::workflow::render::Email;
+use herald_entities::dead_letter::DeadLetterKind;
+use herald_entities::delivery::DeliveryState;
 
 use super::Event;
 

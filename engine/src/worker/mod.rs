@@ -20,8 +20,8 @@ mod settle;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sea_orm::{DatabaseConnection, DbErr};
 use crate::EventId;
+use sea_orm::{DatabaseConnection, DbErr};
 
 use crate::metrics::Metrics;
 use crate::smtp::Transport;

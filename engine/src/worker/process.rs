@@ -9,8 +9,8 @@ use super::{Disposition, Event, RedriveError, Worker};
 use crate::dlq::{self, NewDeadLetter};
 use crate::ledger::{self, Claim, Key};
 use crate::workflow::Workflow;
-use herald_entities::dead_letter::DeadLetterKind;
 use crate::workflow::render::{Outcome, RenderError};
+use herald_entities::dead_letter::DeadLetterKind;
 
 /// What processing one event did: the disposition the consumer acts on, and
 /// counts that replay, re-drive and demo report (instead of reading metrics).
@@ -43,7 +43,8 @@ impl ProcessOutcome {
     }
 
     fn from_deliveries(outcomes: &[DeliveryOutcome]) -> ProcessOutcome {
-        let count = |f: fn(&DeliveryOutcome) -> bool| outcomes.iter().filter(|o| f(o)).count() as u64;
+        let count =
+            |f: fn(&DeliveryOutcome) -> bool| outcomes.iter().filter(|o| f(o)).count() as u64;
         ProcessOutcome {
             disposition: decide(outcomes),
             sent: count(|o| matches!(o, DeliveryOutcome::Sent)),
@@ -97,9 +98,21 @@ impl Worker {
             Ok(v @ serde_json::Value::Object(_)) => v,
             Ok(_) | Err(_) => {
                 let reason = format!("payload of {} is not a JSON object", ev.subject);
-                self.dead_letter(wf, ev, None, DeadLetterKind::Permanent, reason.clone(), None, 1)
-                    .await?;
-                return Ok(ProcessOutcome::whole(Disposition::Terminate { reason }, 0, 1));
+                self.dead_letter(
+                    wf,
+                    ev,
+                    None,
+                    DeadLetterKind::Permanent,
+                    reason.clone(),
+                    None,
+                    1,
+                )
+                .await?;
+                return Ok(ProcessOutcome::whole(
+                    Disposition::Terminate { reason },
+                    0,
+                    1,
+                ));
             }
         };
         let emails = match self.catalog.render(wf, &payload, &ev.meta(&wf.name)) {
@@ -139,7 +152,11 @@ impl Worker {
         match ledger::claim(&self.db, &key, 0, "", self.cfg.ack_wait).await? {
             // Already dead-lettered by an earlier delivery of this message.
             Claim::Done { .. } => {
-                return Ok(ProcessOutcome::whole(Disposition::Terminate { reason }, 0, 0));
+                return Ok(ProcessOutcome::whole(
+                    Disposition::Terminate { reason },
+                    0,
+                    0,
+                ));
             }
             // Another worker is writing this dead letter now.
             Claim::InFlight { retry_after } => {
@@ -152,9 +169,21 @@ impl Worker {
             Claim::Send { .. } => {}
         }
         ledger::mark_dead(&self.db, &key, &reason, None).await?;
-        self.dead_letter(wf, ev, None, DeadLetterKind::Permanent, reason.clone(), None, 1)
-            .await?;
-        Ok(ProcessOutcome::whole(Disposition::Terminate { reason }, 0, 1))
+        self.dead_letter(
+            wf,
+            ev,
+            None,
+            DeadLetterKind::Permanent,
+            reason.clone(),
+            None,
+            1,
+        )
+        .await?;
+        Ok(ProcessOutcome::whole(
+            Disposition::Terminate { reason },
+            0,
+            1,
+        ))
     }
 
     /// Re-drive a dead letter through the normal path: reopen its dead

@@ -2,7 +2,7 @@
 //! templates, and the checks that keep a rendered message safe to send.
 use serde_json::{Value, json};
 
-use super::{Catalog, Guard, Workflow};
+use super::{Catalog, Guard, TemplateId, Workflow};
 
 /// What the templates see besides the payload.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -139,28 +139,23 @@ fn no_crlf(field: &str, v: &str) -> Result<(), RenderError> {
 }
 
 impl Catalog {
-    fn render_plain(&self, name: &str, ctx: &Value) -> Result<String, RenderError> {
+    fn render_plain(&self, id: &TemplateId, ctx: &Value) -> Result<String, RenderError> {
         self.plain
-            .render(name, ctx)
-            .map_err(|e| template_error(name, &e))
+            .render(&id.to_string(), ctx)
+            .map_err(|e| template_error(id, &e))
     }
 
-    fn addresses(
-        &self,
-        wf: &Workflow,
-        kind: &str,
-        n: usize,
-        ctx: &Value,
-    ) -> Result<Vec<String>, RenderError> {
+    fn addresses(&self, ids: &[TemplateId], ctx: &Value) -> Result<Vec<String>, RenderError> {
         let mut out = Vec::new();
-        for i in 0..n {
-            let v = self.render_plain(&format!("{}:{kind}:{i}", wf.name), ctx)?;
+        for id in ids {
+            let field = id.field_name();
+            let v = self.render_plain(id, ctx)?;
             // A template may render a comma-separated list.
             for a in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-                no_crlf(&format!("email.{kind}"), a)?;
+                no_crlf(&field, a)?;
                 if !valid_address(a) {
                     return Err(RenderError::InvalidAddress {
-                        field: format!("email.{kind}"),
+                        field,
                         address: a.to_string(),
                     });
                 }
@@ -171,7 +166,8 @@ impl Catalog {
     }
 
     fn render_one(&self, wf: &Workflow, index: usize, ctx: &Value) -> Result<Email, RenderError> {
-        let from = self.render_plain(&format!("{}:from", wf.name), ctx)?;
+        let e = &wf.email;
+        let from = self.render_plain(&e.from, ctx)?;
         no_crlf("email.from", &from)?;
         if !valid_address(&from) {
             return Err(RenderError::InvalidAddress {
@@ -179,40 +175,37 @@ impl Catalog {
                 address: from,
             });
         }
-        let to = self.addresses(wf, "to", wf.counts.to, ctx)?;
+        let to = self.addresses(&e.to, ctx)?;
         if to.is_empty() {
             return Err(RenderError::NoRecipient);
         }
-        let subject = self.render_plain(&format!("{}:subject", wf.name), ctx)?;
+        let subject = self.render_plain(&e.subject, ctx)?;
         no_crlf("email.subject", &subject)?;
         let mut headers = Vec::new();
-        for h in &wf.header_names {
-            let v = self.render_plain(&format!("{}:header:{h}", wf.name), ctx)?;
-            no_crlf(&format!("email.headers.{h}"), &v)?;
+        for (h, id) in &e.headers {
+            let v = self.render_plain(id, ctx)?;
+            no_crlf(&id.field_name(), &v)?;
             headers.push((h.clone(), v));
         }
-        let html_name = format!("{}:html", wf.name);
         Ok(Email {
             index,
             from,
             to,
-            cc: self.addresses(wf, "cc", wf.counts.cc, ctx)?,
-            bcc: self.addresses(wf, "bcc", wf.counts.bcc, ctx)?,
-            reply_to: self.addresses(wf, "reply_to", wf.counts.reply_to, ctx)?,
+            cc: self.addresses(&e.cc, ctx)?,
+            bcc: self.addresses(&e.bcc, ctx)?,
+            reply_to: self.addresses(&e.reply_to, ctx)?,
             subject,
-            text: if wf.has_text {
-                Some(self.render_plain(&format!("{}:text", wf.name), ctx)?)
-            } else {
-                None
+            text: match &e.text {
+                Some(id) => Some(self.render_plain(id, ctx)?),
+                None => None,
             },
-            html: if wf.has_html {
-                Some(
+            html: match &e.html {
+                Some(id) => Some(
                     self.html
-                        .render(&html_name, ctx)
-                        .map_err(|e| template_error(&html_name, &e))?,
-                )
-            } else {
-                None
+                        .render(&id.to_string(), ctx)
+                        .map_err(|err| template_error(id, &err))?,
+                ),
+                None => None,
             },
             headers,
         })
@@ -258,17 +251,13 @@ impl Catalog {
     }
 }
 
-fn template_error(name: &str, e: &handlebars::RenderError) -> RenderError {
-    let field = name
-        .split_once(':')
-        .map(|(_, f)| f.replace(':', "."))
-        .unwrap_or_default();
+fn template_error(id: &TemplateId, e: &handlebars::RenderError) -> RenderError {
     let message = match e.reason() {
         handlebars::RenderErrorReason::MissingVariable(Some(v)) => format!("missing variable {v}"),
         other => other.to_string(),
     };
     RenderError::Template {
-        template: format!("email.{field}"),
+        template: id.field_name(),
         message,
     }
 }

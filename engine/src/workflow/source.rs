@@ -1,0 +1,168 @@
+//! Reading a workflows directory: the YAML files (recursively, sorted), the
+//! template files they name (kept inside the directory, symlinks resolved),
+//! and the partials under `templates/partials/`. Only I/O lives here; every
+//! problem is collected, located, and nothing stops at the first one.
+use std::path::{Component, Path, PathBuf};
+
+use serde_saphyr::Spanned;
+
+use super::Problem;
+use super::spec::RawWorkflow;
+
+/// One workflow file, parsed.
+pub struct Parsed {
+    pub file: PathBuf,
+    pub raw: RawWorkflow,
+}
+
+/// A partial: `templates/partials/NAME[.html|.txt].hbs`, registered as NAME.
+pub struct Partial {
+    pub name: String,
+    pub file: PathBuf,
+    pub text: String,
+}
+
+/// Every YAML file under `dir`, sorted, recursively.
+pub fn yaml_files(dir: &Path) -> Result<Vec<PathBuf>, Problem> {
+    let mut out = Vec::new();
+    walk(dir, &mut out)
+        .map_err(|e| Problem::in_file(dir, format!("cannot read workflows directory: {e}")))?;
+    Ok(out)
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)?.filter_map(Result::ok).collect();
+    entries.sort_by_key(|e| e.path());
+    for e in entries {
+        let p = e.path();
+        if p.is_dir() {
+            walk(&p, out)?;
+        } else if matches!(p.extension().and_then(|x| x.to_str()), Some("yaml" | "yml")) {
+            out.push(p);
+        }
+    }
+    Ok(())
+}
+
+/// serde-saphyr's message without its location prefix and snippet.
+fn yaml_message(e: &serde_saphyr::Error) -> String {
+    let text = e.to_string();
+    let first = text.lines().next().unwrap_or("").trim();
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    match first.split_once(": ") {
+        Some((pos, rest)) if pos.starts_with("line ") => rest.to_string(),
+        _ => first.to_string(),
+    }
+}
+
+/// Parse one file; YAML and shape errors come back located.
+pub fn parse(file: &Path, text: &str) -> Result<RawWorkflow, Problem> {
+    serde_saphyr::from_str::<RawWorkflow>(text).map_err(|e| {
+        let (line, col) = e
+            .location()
+            .map(|l| (l.line(), l.column()))
+            .unwrap_or((1, 1));
+        Problem {
+            file: file.to_path_buf(),
+            line: line.max(1),
+            col: col.max(1),
+            message: yaml_message(&e),
+        }
+    })
+}
+
+/// Read and parse every workflow file; unreadable or malformed files become problems.
+pub fn read_workflows(files: &[PathBuf], problems: &mut Vec<Problem>) -> Vec<Parsed> {
+    let mut out = Vec::new();
+    for file in files {
+        let text = match std::fs::read_to_string(file) {
+            Ok(t) => t,
+            Err(e) => {
+                problems.push(Problem::in_file(file, format!("cannot read: {e}")));
+                continue;
+            }
+        };
+        match parse(file, &text) {
+            Ok(raw) => out.push(Parsed {
+                file: file.clone(),
+                raw,
+            }),
+            Err(p) => problems.push(p),
+        }
+    }
+    out
+}
+
+/// Resolve a template file named by `field` strictly inside `dir`: relative,
+/// no `..`, and its canonical path (symlinks followed) under the directory's.
+pub fn read_template(
+    dir: &Path,
+    file: &Path,
+    field: &Spanned<String>,
+    problems: &mut Vec<Problem>,
+) -> Option<String> {
+    let rel = Path::new(&field.value);
+    let at = |message: String| Problem::at(file, &field.referenced, message);
+    if rel.is_absolute() || rel.components().any(|c| matches!(c, Component::ParentDir)) {
+        problems.push(at(format!(
+            "template path {:?} must be relative and stay inside the workflows directory",
+            field.value
+        )));
+        return None;
+    }
+    let path = dir.join(rel);
+    let inside = match (path.canonicalize(), dir.canonicalize()) {
+        (Ok(p), Ok(d)) => p.starts_with(d),
+        _ => {
+            problems.push(at(format!("template file {:?} not found", field.value)));
+            return None;
+        }
+    };
+    if !inside {
+        problems.push(at(format!(
+            "template path {:?} resolves outside the workflows directory",
+            field.value
+        )));
+        return None;
+    }
+    match std::fs::read_to_string(&path) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            problems.push(at(format!("cannot read template {:?}: {e}", field.value)));
+            None
+        }
+    }
+}
+
+/// The partials of `dir` (`templates/partials/*.hbs`), sorted by file name.
+pub fn read_partials(dir: &Path, problems: &mut Vec<Problem>) -> Vec<Partial> {
+    let pdir = dir.join("templates/partials");
+    let Ok(entries) = std::fs::read_dir(&pdir) else {
+        return Vec::new();
+    };
+    let mut paths: Vec<_> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
+    paths.sort();
+    let mut out = Vec::new();
+    for p in paths {
+        let Some(stem) = p
+            .file_name()
+            .and_then(|f| f.to_str())
+            .and_then(|f| f.strip_suffix(".hbs"))
+        else {
+            continue;
+        };
+        let name = stem
+            .trim_end_matches(".html")
+            .trim_end_matches(".txt")
+            .to_string();
+        match std::fs::read_to_string(&p) {
+            Ok(text) => out.push(Partial {
+                name,
+                file: p,
+                text,
+            }),
+            Err(e) => problems.push(Problem::in_file(&p, format!("cannot read partial: {e}"))),
+        }
+    }
+    out
+}

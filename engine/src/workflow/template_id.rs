@@ -1,0 +1,83 @@
+//! Names of compiled templates: one type instead of format strings built in
+//! several places. Its `Display` is the registry key; `field()` the name a
+//! user sees in errors (`email.to`, `email.headers.X-Campaign`).
+use std::fmt;
+
+/// Which part of a workflow's email a template renders.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Field {
+    From,
+    /// `to`, `cc`, `bcc` or `reply_to`, entry `n` of the list.
+    Recipients(RecipientKind, usize),
+    Subject,
+    Text,
+    Html,
+    Header(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RecipientKind {
+    To,
+    Cc,
+    Bcc,
+    ReplyTo,
+}
+
+impl RecipientKind {
+    pub const ALL: [RecipientKind; 4] = [
+        RecipientKind::To,
+        RecipientKind::Cc,
+        RecipientKind::Bcc,
+        RecipientKind::ReplyTo,
+    ];
+
+    pub fn key(self) -> &'static str {
+        match self {
+            RecipientKind::To => "to",
+            RecipientKind::Cc => "cc",
+            RecipientKind::Bcc => "bcc",
+            RecipientKind::ReplyTo => "reply_to",
+        }
+    }
+}
+
+/// One compiled template of one workflow.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TemplateId {
+    pub workflow: String,
+    pub field: Field,
+}
+
+impl TemplateId {
+    pub fn new(workflow: &str, field: Field) -> TemplateId {
+        TemplateId {
+            workflow: workflow.to_string(),
+            field,
+        }
+    }
+
+    /// The YAML field it comes from, as users write it (`email.to`).
+    pub fn field_name(&self) -> String {
+        match &self.field {
+            Field::From => "email.from".into(),
+            Field::Recipients(k, _) => format!("email.{}", k.key()),
+            Field::Subject => "email.subject".into(),
+            Field::Text => "email.text".into(),
+            Field::Html => "email.html".into(),
+            Field::Header(h) => format!("email.headers.{h}"),
+        }
+    }
+}
+
+impl fmt::Display for TemplateId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.field {
+            Field::From => write!(f, "{}:from", self.workflow),
+            Field::Recipients(k, i) => write!(f, "{}:{}:{i}", self.workflow, k.key()),
+            Field::Subject => write!(f, "{}:subject", self.workflow),
+            Field::Text => write!(f, "{}:text", self.workflow),
+            Field::Html => write!(f, "{}:html", self.workflow),
+            Field::Header(h) => write!(f, "{}:header:{h}", self.workflow),
+        }
+    }
+}
