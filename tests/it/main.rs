@@ -8,5 +8,6 @@ mod ops;
 mod outbox;
 mod relay;
 mod replay;
+mod robustness;
 mod up;
 mod worker;

@@ -23,6 +23,9 @@ pub struct TemplateSource {
     pub loc: Location,
     /// How the problem names it: `email.subject`, `email.html_file "x.hbs"`.
     pub what: String,
+    /// The template file it was read from (`*_file`), for problems located
+    /// inside it; None for an inline template.
+    pub template_file: Option<PathBuf>,
 }
 
 /// `name`: `[a-z0-9-]+`, unique across the directory.
@@ -191,6 +194,7 @@ impl EmailCheck<'_> {
             file: self.p.file.clone(),
             loc: *loc,
             what,
+            template_file: None,
         });
         id
     }
@@ -250,13 +254,17 @@ impl EmailCheck<'_> {
             )),
             (None, Some(f)) => {
                 let text = read_template(dir, &self.p.file, f, self.problems)?;
-                Some(self.template(
+                let id = self.template(
                     field,
                     &text,
                     html,
                     &f.referenced,
                     format!("email.{what}_file {:?}", f.value),
-                ))
+                );
+                if let Some(t) = self.sources.last_mut() {
+                    t.template_file = Some(dir.join(&f.value));
+                }
+                Some(id)
             }
             (None, None) => None,
         }

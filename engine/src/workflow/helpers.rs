@@ -51,8 +51,32 @@ fn render_plain(v: &serde_json::Value) -> String {
     }
 }
 
+/// A strftime pattern chrono can format: chrono panics (at `to_string`)
+/// on an unknown specifier, so every pattern is parsed first.
+pub fn check_date_pattern(pattern: &str) -> Result<(), String> {
+    use chrono::format::{Item, StrftimeItems};
+    if pattern.len() > 256 {
+        return Err("the pattern is longer than 256 characters".into());
+    }
+    match StrftimeItems::new(pattern).find(|i| matches!(i, Item::Error)) {
+        Some(_) => Err(format!(
+            "invalid date pattern {pattern:?} (strftime: %Y-%m-%d, %e %B %Y, %H:%M, …)"
+        )),
+        None => Ok(()),
+    }
+}
+
+/// An IANA time zone name chrono-tz knows (`Europe/Paris`, `UTC`).
+pub fn check_time_zone(name: &str) -> Result<chrono_tz::Tz, String> {
+    name.parse().map_err(|_| {
+        format!("unknown time zone {name:?} (IANA names: Europe/Paris, America/New_York, UTC)")
+    })
+}
+
 /// `{{date value "%e %B %Y" "Europe/Paris"}}`: format an RFC 3339 timestamp
 /// (or unix seconds) with a strftime pattern in a time zone (default UTC).
+/// Literal patterns and zones are checked when the workflow loads; these
+/// checks cover values that come from the payload.
 fn date_helper(
     h: &Helper,
     _: &Handlebars,
@@ -60,18 +84,34 @@ fn date_helper(
     _: &mut RenderContext,
     out: &mut dyn Output,
 ) -> HelperResult {
+    use std::fmt::Write as _;
     let value = h
         .param(0)
         .map(|p| p.value().clone())
         .ok_or_else(|| RenderErrorReason::ParamNotFoundForIndex("date", 0))?;
-    let fmt = h
-        .param(1)
-        .and_then(|p| p.value().as_str())
-        .unwrap_or("%Y-%m-%d %H:%M");
-    let tz_name = h.param(2).and_then(|p| p.value().as_str()).unwrap_or("UTC");
-    let tz: chrono_tz::Tz = tz_name
-        .parse()
-        .map_err(|_| RenderErrorReason::Other(format!("date: unknown time zone {tz_name:?}")))?;
+    let fmt = match h.param(1).map(|p| p.value()) {
+        None => "%Y-%m-%d %H:%M",
+        Some(serde_json::Value::String(s)) => s.as_str(),
+        Some(other) => {
+            return Err(RenderErrorReason::Other(format!(
+                "date: the pattern must be a string, got {other}"
+            ))
+            .into());
+        }
+    };
+    check_date_pattern(fmt).map_err(|e| RenderErrorReason::Other(format!("date: {e}")))?;
+    let tz = match h.param(2).map(|p| p.value()) {
+        None => chrono_tz::UTC,
+        Some(serde_json::Value::String(s)) => {
+            check_time_zone(s).map_err(|e| RenderErrorReason::Other(format!("date: {e}")))?
+        }
+        Some(other) => {
+            return Err(RenderErrorReason::Other(format!(
+                "date: the time zone must be a string, got {other}"
+            ))
+            .into());
+        }
+    };
     let dt = match &value {
         serde_json::Value::String(s) => chrono::DateTime::parse_from_rfc3339(s)
             .map(|d| d.with_timezone(&chrono::Utc))
@@ -79,12 +119,16 @@ fn date_helper(
         serde_json::Value::Number(n) => n
             .as_i64()
             .and_then(|s| chrono::DateTime::from_timestamp(s, 0))
-            .ok_or_else(|| RenderErrorReason::Other("date: number out of range".into()))?,
+            .ok_or_else(|| RenderErrorReason::Other(format!("date: {n} is out of range")))?,
         other => {
             return Err(RenderErrorReason::Other(format!("date: cannot format {other}")).into());
         }
     };
-    out.write(&dt.with_timezone(&tz).format(fmt).to_string())?;
+    // `write!` reports a formatting failure as an error; `to_string` would panic.
+    let mut text = String::new();
+    write!(text, "{}", dt.with_timezone(&tz).format(fmt))
+        .map_err(|_| RenderErrorReason::Other(format!("date: cannot format with {fmt:?}")))?;
+    out.write(&text)?;
     Ok(())
 }
 
@@ -141,6 +185,18 @@ mod tests {
             render("{{date at \"%Y\" \"Mars/Olympus\"}}", ctx.clone())
                 .unwrap_err()
                 .contains("unknown time zone")
+        );
+        // A pattern from the payload that chrono cannot format is an error, not a panic.
+        let bad = json!({"at": "2026-03-01T12:30:00Z", "p": "%Q", "z": 5});
+        assert!(
+            render("{{date at p}}", bad.clone())
+                .unwrap_err()
+                .contains("invalid date pattern")
+        );
+        assert!(
+            render("{{date at \"%Y\" z}}", bad)
+                .unwrap_err()
+                .contains("must be a string")
         );
         assert_eq!(
             render(

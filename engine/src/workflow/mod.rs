@@ -9,6 +9,7 @@ pub mod render;
 mod source;
 pub mod spec;
 mod template_id;
+mod templates;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -114,6 +115,8 @@ pub struct Catalog {
     pub(crate) html: Handlebars<'static>,
     /// Everything else (addresses, subject, text, headers): not escaped.
     pub(crate) plain: Handlebars<'static>,
+    /// Root paths each template's `#each`/`#with` blocks need present.
+    pub(crate) block_paths: BTreeMap<TemplateId, Vec<Vec<String>>>,
 }
 
 impl Catalog {
@@ -164,5 +167,105 @@ pub fn load(dir: &Path) -> Result<Catalog, Problems> {
         workflows,
         html: registries.html,
         plain: registries.plain,
+        block_paths: registries.block_paths,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn dir(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        for (name, text) in files {
+            let p = d.path().join(name);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, text).unwrap();
+        }
+        d
+    }
+
+    const WF: &str = "name: w\non: { subjects: [events.a] }\nemail:\n  from: a@example.com\n  to: b@example.com\n  subject: s\n  text_file: templates/t.hbs\n";
+
+    /// The deepest rendering validation allows: nesting at the limit through
+    /// the longest chain of partials. It must render on a 2 MiB stack (a
+    /// tokio worker thread's), or the limits are wrong.
+    #[test]
+    fn the_deepest_allowed_template_renders_on_a_small_stack() {
+        let per = templates::MAX_TOTAL_NESTING / templates::MAX_PARTIAL_DEPTH;
+        let nest = |inner: &str| {
+            format!(
+                "{}{inner}{}",
+                "{{#if true}}".repeat(per),
+                "{{/if}}".repeat(per)
+            )
+        };
+        let mut files: Vec<(String, String)> = (0..templates::MAX_PARTIAL_DEPTH)
+            .map(|i| {
+                let inner = if i + 1 < templates::MAX_PARTIAL_DEPTH {
+                    format!("{{{{> p{}}}}}", i + 1)
+                } else {
+                    "{{event.x}}".to_string()
+                };
+                (format!("templates/partials/p{i}.hbs"), nest(&inner))
+            })
+            .collect();
+        files.push(("templates/t.hbs".into(), "{{> p0}}".into()));
+        files.push(("w.yaml".into(), WF.into()));
+        let refs: Vec<(&str, &str)> = files
+            .iter()
+            .map(|(a, b)| (a.as_str(), b.as_str()))
+            .collect();
+        let d = dir(&refs);
+        let catalog = load(d.path()).unwrap();
+        let out = std::thread::Builder::new()
+            .stack_size(2 * 1024 * 1024)
+            .spawn(move || {
+                let wf = catalog.get("w").unwrap().clone();
+                let meta = render::Meta {
+                    id: "x".into(),
+                    subject: "events.a".into(),
+                    aggregate: None,
+                    occurred_at: String::new(),
+                    workflow: "w".into(),
+                };
+                match catalog.render(&wf, &json!({"x": "deep"}), &meta).unwrap() {
+                    render::Outcome::Emails(e) => e[0].text.clone().unwrap(),
+                    render::Outcome::Skipped { .. } => String::new(),
+                }
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(out, "deep");
+    }
+
+    #[test]
+    fn one_level_deeper_is_refused() {
+        let per = templates::MAX_TOTAL_NESTING / templates::MAX_PARTIAL_DEPTH + 1;
+        let body = format!("{}x{}", "{{#if true}}".repeat(per), "{{/if}}".repeat(per));
+        let mut files: Vec<(String, String)> = (0..templates::MAX_PARTIAL_DEPTH)
+            .map(|i| {
+                let inner = if i + 1 < templates::MAX_PARTIAL_DEPTH {
+                    format!("{{{{> p{}}}}}{body}", i + 1)
+                } else {
+                    body.clone()
+                };
+                (format!("templates/partials/p{i}.hbs"), inner)
+            })
+            .collect();
+        files.push(("templates/t.hbs".into(), "{{> p0}}".into()));
+        files.push(("w.yaml".into(), WF.into()));
+        let refs: Vec<(&str, &str)> = files
+            .iter()
+            .map(|(a, b)| (a.as_str(), b.as_str()))
+            .collect();
+        let d = dir(&refs);
+        let problems = load(d.path()).err().unwrap().0;
+        assert!(
+            problems.iter().any(|p| p.message.contains("nest")),
+            "{problems:?}"
+        );
+    }
 }

@@ -139,8 +139,31 @@ fn no_crlf(field: &str, v: &str) -> Result<(), RenderError> {
 }
 
 impl Catalog {
+    /// Strict mode does not look at block helpers' arguments: a missing
+    /// `{{#each event.owners}}` would render as an empty list. Refuse it as
+    /// strict mode refuses a missing `{{event.name}}`.
+    fn check_block_paths(&self, id: &TemplateId, ctx: &Value) -> Result<(), RenderError> {
+        for path in self.block_paths.get(id).into_iter().flatten() {
+            if lookup(ctx, path).is_none() {
+                return Err(RenderError::Template {
+                    template: id.field_name(),
+                    message: format!("missing variable {}", path.join(".")),
+                });
+            }
+        }
+        Ok(())
+    }
+
     fn render_plain(&self, id: &TemplateId, ctx: &Value) -> Result<String, RenderError> {
+        self.check_block_paths(id, ctx)?;
         self.plain
+            .render(&id.to_string(), ctx)
+            .map_err(|e| template_error(id, &e))
+    }
+
+    fn render_html(&self, id: &TemplateId, ctx: &Value) -> Result<String, RenderError> {
+        self.check_block_paths(id, ctx)?;
+        self.html
             .render(&id.to_string(), ctx)
             .map_err(|e| template_error(id, &e))
     }
@@ -200,11 +223,7 @@ impl Catalog {
                 None => None,
             },
             html: match &e.html {
-                Some(id) => Some(
-                    self.html
-                        .render(&id.to_string(), ctx)
-                        .map_err(|err| template_error(id, &err))?,
-                ),
+                Some(id) => Some(self.render_html(id, ctx)?),
                 None => None,
             },
             headers,

@@ -4,7 +4,7 @@
 use std::fmt;
 
 /// Which part of a workflow's email a template renders.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Field {
     From,
     /// `to`, `cc`, `bcc` or `reply_to`, entry `n` of the list.
@@ -15,7 +15,7 @@ pub enum Field {
     Header(String),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum RecipientKind {
     To,
     Cc,
@@ -42,7 +42,7 @@ impl RecipientKind {
 }
 
 /// One compiled template of one workflow.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TemplateId {
     pub workflow: String,
     pub field: Field,

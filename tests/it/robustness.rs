@@ -1,0 +1,95 @@
+//! Robustness: nothing a workflow, a payload, a stream message, an outage
+//! or a flag contains may panic the worker, stop a consumer silently, lose
+//! order, or leak a secret. Each test here is a symptom a new user hit.
+use herald_tests::process::HeraldEnv;
+
+fn workflows(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    for (name, text) in files {
+        let p = d.path().join(name);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+    d
+}
+
+const BASE: &str = "name: w\non: { subjects: [events.a] }\nemail:\n  from: a@example.com\n  to: \"{{event.email}}\"\n";
+
+/// `workflows validate` does everything rendering would do that can fail
+/// without the payload: a bad date pattern, an unknown helper, partials that
+/// include each other (which overflowed the stack and aborted the process),
+/// a missing partial. Each is reported at its file:line:col, exit 2; and
+/// `workflows render` refuses the same directory instead of panicking.
+#[test]
+fn validate_refuses_what_rendering_would_fail_on() {
+    let d = workflows(&[
+        (
+            "w.yaml",
+            &format!(
+                "{BASE}  subject: \"{{{{date event.shipped_at \\\"%Q\\\"}}}}\"\n  text: \"{{{{money event.price \\\"EUR\\\"}}}}\"\n  html_file: templates/body.hbs\n"
+            ),
+        ),
+        ("templates/partials/pa.hbs", "a{{> pb}}"),
+        ("templates/partials/pb.hbs", "b{{> pa}}"),
+        ("templates/body.hbs", "<p>\n{{> pa}} {{> nope}}</p>"),
+    ]);
+    let dir = d.path().to_str().unwrap();
+    let out = HeraldEnv::default().run(&["workflows", "validate", dir]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let w = d.path().join("w.yaml").display().to_string();
+    let body = d.path().join("templates/body.hbs").display().to_string();
+    let pb = d
+        .path()
+        .join("templates/partials/pb.hbs")
+        .display()
+        .to_string();
+    for expected in [
+        format!("{w}:6:12: email.subject: date: invalid date pattern \"%Q\""),
+        format!("{w}:7:9: email.text: unknown helper \"money\""),
+        format!("{pb}:1:1: partials include each other in a cycle: pa -> pb -> pa"),
+        format!("{body}:2:"),
+        "unknown partial \"nope\"".to_string(),
+    ] {
+        assert!(err.contains(&expected), "missing {expected:?} in:\n{err}");
+    }
+    assert!(!err.contains("panicked"), "{err}");
+
+    let mut env = HeraldEnv::default();
+    env.set("HERALD_WORKFLOWS", dir);
+    let out = env.run(&[
+        "workflows",
+        "render",
+        "w",
+        "--payload",
+        r#"{"email":"a@example.com","shipped_at":"2026-01-01T00:00:00Z","price":1}"#,
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A pattern that arrives in the payload is checked at render time: an
+/// error naming it, not a panic (exit 101).
+#[test]
+fn a_date_pattern_from_the_payload_is_an_error_not_a_panic() {
+    let d = workflows(&[(
+        "w.yaml",
+        &format!("{BASE}  subject: \"{{{{date event.at event.pattern}}}}\"\n  text: t\n"),
+    )]);
+    let mut env = HeraldEnv::default();
+    env.set("HERALD_WORKFLOWS", d.path().to_str().unwrap());
+    let out = env.run(&[
+        "workflows",
+        "render",
+        "w",
+        "--payload",
+        r#"{"email":"a@example.com","at":"2026-01-01T00:00:00Z","pattern":"%Q"}"#,
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("invalid date pattern \"%Q\""), "{err}");
+}
