@@ -46,8 +46,8 @@ fn payload(i: usize) -> serde_json::Value {
 async fn raw_loop(sink: &SmtpSink, n: usize) -> Duration {
     let email = Email {
         index: 0,
-        from: "Bench <bench@herald.example>".into(),
-        to: vec!["u0@example.com".into()],
+        from: "Bench <bench@herald.example>".parse().unwrap(),
+        to: vec!["u0@example.com".parse().unwrap()],
         cc: vec![],
         bcc: vec![],
         reply_to: vec![],
@@ -214,8 +214,8 @@ async fn steady_latency(
             Some([ms(c, s), ms(c, p), ms(p, cl), ms(cl, s), ms(t0, c)])
         })
         .collect();
-    relay.terminate(Duration::from_secs(30));
-    worker.terminate(Duration::from_secs(30));
+    relay.terminate(Duration::from_secs(30)).await;
+    worker.terminate(Duration::from_secs(30)).await;
     if let Ok(path) = std::env::var("HERALD_BENCH_DUMP") {
         let csv: String = samples
             .iter()

@@ -14,6 +14,7 @@ pub mod db;
 pub mod env;
 pub mod nats;
 pub mod process;
+pub mod scenario;
 pub mod smtp;
 pub mod wait;
 

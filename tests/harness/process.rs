@@ -97,15 +97,14 @@ impl Herald {
     }
 
     /// Ask it to stop (SIGTERM) and wait up to `deadline` for the exit status.
-    pub fn terminate(&mut self, deadline: Duration) -> ExitStatus {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        self.wait(deadline)
+    pub async fn terminate(&mut self, deadline: Duration) -> ExitStatus {
+        self.signal("TERM");
+        self.wait(deadline).await
     }
 
-    /// Wait for exit up to `deadline` (panics with the log if it does not exit).
-    pub fn wait(&mut self, deadline: Duration) -> ExitStatus {
+    /// Wait for exit up to `deadline` (panics with the log if it does not
+    /// exit). Polls without blocking the runtime the test's servers run on.
+    pub async fn wait(&mut self, deadline: Duration) -> ExitStatus {
         let start = Instant::now();
         loop {
             if let Ok(Some(st)) = self.child.try_wait() {
@@ -118,7 +117,7 @@ impl Herald {
                     self.log()
                 );
             }
-            std::thread::sleep(Duration::from_millis(20));
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 

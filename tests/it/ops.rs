@@ -4,8 +4,8 @@ use std::time::Duration;
 use herald_tests::both_backends;
 use herald_tests::db::Backend;
 use herald_tests::env::TestEnv;
-use herald_tests::process::{Herald, HeraldEnv};
-use herald_tests::smtp::SmtpSink;
+use herald_tests::process::Herald;
+use herald_tests::scenario::{Scenario, World};
 use herald_tests::wait;
 use sea_orm::ConnectionTrait;
 use serde_json::json;
@@ -20,50 +20,22 @@ fn ok_stdout(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Emit `n` events `{"email": "u{i}@example.com", "name": "U{i}"}` on `subject`.
-fn emit_users(h: &HeraldEnv, subject: &str, n: usize) {
-    for i in 0..n {
-        let payload = json!({"email": format!("u{i}@example.com"), "name": format!("U{i}")});
-        ok_stdout(&h.run(&[
-            "emit",
-            "--subject",
-            subject,
-            "--payload",
-            &payload.to_string(),
-        ]));
-    }
-}
-
 /// An outage scenario mid-flow: `numbered` with relay and worker running,
 /// 100 events over 10 aggregates enqueued and at least 20 emailed.
 struct MidFlow {
-    env: TestEnv,
-    sink: SmtpSink,
+    w: World,
     relay: Herald,
     worker: Herald,
-    _dir: tempfile::TempDir,
 }
 
 impl MidFlow {
     async fn start(backend: Backend) -> MidFlow {
-        let env = TestEnv::start(backend).await;
-        let sink = SmtpSink::start().await;
-        let dir = workflows_dir(NUMBERED);
-        let h = with_workflows(&env, &sink, &dir);
-        let relay = h.spawn(&["relay", "--relay-poll", "50ms"]);
-        let worker = h.spawn(&["worker"]);
-        env.enqueue_many("events.test.n", 100, 10).await;
-        wait::until("some emails", wait::DEFAULT, || async {
-            sink.count() >= 20
-        })
-        .await;
-        MidFlow {
-            env,
-            sink,
-            relay,
-            worker,
-            _dir: dir,
-        }
+        let w = numbered(backend).await;
+        let relay = w.relay();
+        let worker = w.h.spawn(&["worker"]);
+        w.env.enqueue_many("events.test.n", 100, 10).await;
+        w.wait_emails(20).await;
+        MidFlow { w, relay, worker }
     }
 
     /// After the outage and 100 more events: all 200 recorded sent (read
@@ -83,18 +55,18 @@ impl MidFlow {
             r.try_get_by_index::<i64>(0).unwrap_or(0) == 200
         })
         .await;
-        let sent = self.sink.count();
+        let sent = self.w.sink.count();
         assert_eq!(sent, 200, "duplicates: {}", sent.saturating_sub(200));
         assert!(
             self.relay.try_status().is_none() && self.worker.try_status().is_none(),
             "neither process exited"
         );
         assert_eq!(
-            self.relay.terminate(Duration::from_secs(30)).code(),
+            self.relay.terminate(Duration::from_secs(30)).await.code(),
             Some(0)
         );
         assert_eq!(
-            self.worker.terminate(Duration::from_secs(30)).code(),
+            self.worker.terminate(Duration::from_secs(30)).await.code(),
             Some(0)
         );
     }
@@ -115,17 +87,15 @@ async fn terminate_backends(env: &TestEnv, which: &str) {
         .unwrap();
 }
 
-fn workflows_dir(yaml: &str) -> tempfile::TempDir {
-    let d = tempfile::tempdir().unwrap();
-    std::fs::write(d.path().join("wf.yaml"), yaml).unwrap();
-    d
+async fn with_workflow(backend: Backend, yaml: &str) -> World {
+    Scenario::new(backend)
+        .workflow("wf.yaml", yaml)
+        .start()
+        .await
 }
 
-fn with_workflows(env: &TestEnv, sink: &SmtpSink, dir: &tempfile::TempDir) -> HeraldEnv {
-    let mut h = env.herald.clone();
-    h.set("HERALD_SMTP_URL", sink.url())
-        .set("HERALD_WORKFLOWS", dir.path().display().to_string());
-    h
+async fn numbered(backend: Backend) -> World {
+    with_workflow(backend, NUMBERED).await
 }
 
 async fn status_shows_parked_rows_and_stream(backend: Backend) {
@@ -156,7 +126,10 @@ async fn status_shows_parked_rows_and_stream(backend: Backend) {
     assert_eq!(status["dead_letters"], 0, "{status}");
     let text = ok_stdout(&h.run(&["status"]));
     assert!(text.contains("parked 1"), "{text}");
-    assert_eq!(relay.terminate(Duration::from_secs(30)).code(), Some(0));
+    assert_eq!(
+        relay.terminate(Duration::from_secs(30)).await.code(),
+        Some(0)
+    );
     assert!(ok_stdout(&h.run(&["outbox", "retry"])).contains("re-queued 1"));
     assert_eq!(
         env.scalar("SELECT COUNT(*) FROM herald_outbox WHERE parked_at IS NOT NULL")
@@ -170,7 +143,10 @@ async fn prune_deletes_only_old_published_rows(backend: Backend) {
     env.enqueue_many("events.test.a", 30, 3).await;
     let mut relay = env.herald.spawn(&["relay", "--relay-poll", "50ms"]);
     env.wait_all_published().await;
-    assert_eq!(relay.terminate(Duration::from_secs(30)).code(), Some(0));
+    assert_eq!(
+        relay.terminate(Duration::from_secs(30)).await.code(),
+        Some(0)
+    );
     env.enqueue_many("events.test.b", 5, 0).await;
     let out = ok_stdout(&env.herald.run(&["outbox", "prune", "--older-than", "1h"]));
     assert!(out.contains("pruned 0"), "{out}");
@@ -214,19 +190,19 @@ retry:
 /// A template bug dead-letters 20 events; after the fix, a re-drive sends 20
 /// emails once, and a second re-drive sends nothing.
 async fn dlq_redrive_after_template_fix(backend: Backend) {
-    let env = TestEnv::start(backend).await;
-    let sink = SmtpSink::start().await;
-    let dir = workflows_dir(BROKEN);
-    let h = with_workflows(&env, &sink, &dir);
-    let _relay = h.spawn(&["relay", "--relay-poll", "50ms"]);
-    let _worker = h.spawn(&["worker"]);
-    emit_users(&h, "events.test.hello", 20);
+    let w = with_workflow(backend, BROKEN).await;
+    let _relay = w.h.spawn(&["relay", "--relay-poll", "50ms"]);
+    let _worker = w.h.spawn(&["worker"]);
+    w.emit_users("events.test.hello", 20).await;
     wait::until("20 dead letters", wait::DEFAULT, || async {
-        env.scalar("SELECT COUNT(*) FROM herald_dead_letters").await == 20
+        w.env
+            .scalar("SELECT COUNT(*) FROM herald_dead_letters")
+            .await
+            == 20
     })
     .await;
     let list: Vec<serde_json::Value> =
-        serde_json::from_str(&ok_stdout(&h.run(&["dlq", "list", "--json"]))).unwrap();
+        serde_json::from_str(&ok_stdout(&w.run(&["dlq", "list", "--json"]).await)).unwrap();
     assert_eq!(list.len(), 20);
     assert!(
         list[0]["reason"]
@@ -234,11 +210,9 @@ async fn dlq_redrive_after_template_fix(backend: Backend) {
             .unwrap()
             .contains("missing variable event.greeting")
     );
-    let shown: serde_json::Value = serde_json::from_str(&ok_stdout(&h.run(&[
-        "dlq",
-        "show",
-        &list[0]["id"].to_string(),
-    ])))
+    let shown: serde_json::Value = serde_json::from_str(&ok_stdout(
+        &w.run(&["dlq", "show", &list[0]["id"].to_string()]).await,
+    ))
     .unwrap();
     assert_eq!(
         shown["payload"]["email"], list[0]["payload"]["email"],
@@ -255,18 +229,16 @@ async fn dlq_redrive_after_template_fix(backend: Backend) {
             .contains("missing variable event.greeting"),
         "{shown}"
     );
-    assert_eq!(sink.count(), 0);
+    assert_eq!(w.sink.count(), 0);
 
     std::fs::write(
-        dir.path().join("wf.yaml"),
+        w.workflows_dir().join("wf.yaml"),
         BROKEN.replace("{{event.greeting}}", "Hello {{event.name}}"),
     )
     .unwrap();
-    let fixed: serde_json::Value = serde_json::from_str(&ok_stdout(&h.run(&[
-        "dlq",
-        "show",
-        &list[0]["id"].to_string(),
-    ])))
+    let fixed: serde_json::Value = serde_json::from_str(&ok_stdout(
+        &w.run(&["dlq", "show", &list[0]["id"].to_string()]).await,
+    ))
     .unwrap();
     // Which event got dead letter 1 depends on the worker's concurrency.
     assert_eq!(
@@ -279,42 +251,45 @@ async fn dlq_redrive_after_template_fix(backend: Backend) {
         format!("Hello {name}"),
         "{fixed}"
     );
-    let out = ok_stdout(&h.run(&["dlq", "retry", "--all"]));
+    let out = ok_stdout(&w.run(&["dlq", "retry", "--all"]).await);
     assert!(out.contains("20 delivered"), "{out}");
-    assert_eq!(sink.count(), 20);
-    let to = sink.distinct_recipients();
+    assert_eq!(w.sink.count(), 20);
+    let to = w.sink.distinct_recipients();
     assert_eq!(to.len(), 20, "each recipient once");
-    let out = ok_stdout(&h.run(&["dlq", "retry", "--all"]));
+    let out = ok_stdout(&w.run(&["dlq", "retry", "--all"]).await);
     assert!(out.contains("re-drove 0"), "{out}");
-    assert_eq!(sink.count(), 20, "a second re-drive sends nothing");
+    assert_eq!(w.sink.count(), 20, "a second re-drive sends nothing");
     let list: Vec<serde_json::Value> =
-        serde_json::from_str(&ok_stdout(&h.run(&["dlq", "list", "--json"]))).unwrap();
+        serde_json::from_str(&ok_stdout(&w.run(&["dlq", "list", "--json"]).await)).unwrap();
     assert!(list.is_empty());
 }
 
 /// SMTP down longer than the retry budget: dead letters; after recovery a
 /// re-drive delivers each once.
 async fn smtp_outage_beyond_budget_then_redrive(backend: Backend) {
-    let env = TestEnv::start(backend).await;
-    let sink = SmtpSink::start().await;
-    sink.set_down(true);
-    let dir = workflows_dir(&BROKEN.replace("{{event.greeting}}", "Hello {{event.name}}"));
-    let h = with_workflows(&env, &sink, &dir);
-    let _relay = h.spawn(&["relay", "--relay-poll", "50ms"]);
-    let _worker = h.spawn(&["worker"]);
-    emit_users(&h, "events.test.hello", 10);
+    let w = with_workflow(
+        backend,
+        &BROKEN.replace("{{event.greeting}}", "Hello {{event.name}}"),
+    )
+    .await;
+    w.sink.set_down(true);
+    let _relay = w.h.spawn(&["relay", "--relay-poll", "50ms"]);
+    let _worker = w.h.spawn(&["worker"]);
+    w.emit_users("events.test.hello", 10).await;
     wait::until("10 exhausted dead letters", wait::DEFAULT, || async {
-        env.scalar("SELECT COUNT(*) FROM herald_dead_letters WHERE kind = 'exhausted'")
+        w.env
+            .scalar("SELECT COUNT(*) FROM herald_dead_letters WHERE kind = 'exhausted'")
             .await
             == 10
     })
     .await;
-    sink.set_down(false);
-    let out = ok_stdout(&h.run(&["dlq", "retry", "--all"]));
+    w.sink.set_down(false);
+    let out = ok_stdout(&w.run(&["dlq", "retry", "--all"]).await);
     assert!(out.contains("10 delivered"), "{out}");
-    assert_eq!(sink.count(), 10);
+    assert_eq!(w.sink.count(), 10);
     assert_eq!(
-        env.scalar("SELECT COUNT(*) FROM herald_deliveries WHERE state = 'sent'")
+        w.env
+            .scalar("SELECT COUNT(*) FROM herald_deliveries WHERE state = 'sent'")
             .await,
         10
     );
@@ -323,36 +298,36 @@ async fn smtp_outage_beyond_budget_then_redrive(backend: Backend) {
 /// SMTP refuses connections for a while, shorter than the retry budget:
 /// every event is delivered once by retries, nothing is dead-lettered.
 async fn smtp_outage_within_budget_delivers_all_once(backend: Backend) {
-    let env = TestEnv::start(backend).await;
-    let sink = SmtpSink::start().await;
-    sink.set_down(true);
-    let dir = workflows_dir(NUMBERED);
-    let h = with_workflows(&env, &sink, &dir);
-    let _relay = h.spawn(&["relay", "--relay-poll", "50ms"]);
-    let _worker = h.spawn(&["worker"]);
-    env.enqueue_many("events.test.n", 200, 20).await;
+    let w = with_workflow(backend, NUMBERED).await;
+    w.sink.set_down(true);
+    let _relay = w.h.spawn(&["relay", "--relay-poll", "50ms"]);
+    let _worker = w.h.spawn(&["worker"]);
+    w.env.enqueue_many("events.test.n", 200, 20).await;
     wait::until(
         "the worker has hit the outage 200 times",
         wait::DEFAULT,
-        || async { sink.connections() >= 200 },
+        || async { w.sink.connections() >= 200 },
     )
     .await;
-    sink.set_down(false);
+    w.sink.set_down(false);
     wait::until("200 emails", wait::DEFAULT, || async {
-        sink.count() >= 200
+        w.sink.count() >= 200
     })
     .await;
     wait::until("200 deliveries recorded sent", wait::DEFAULT, || async {
-        env.scalar("SELECT COUNT(*) FROM herald_deliveries WHERE state = 'sent'")
+        w.env
+            .scalar("SELECT COUNT(*) FROM herald_deliveries WHERE state = 'sent'")
             .await
             == 200
     })
     .await;
-    let to = sink.distinct_recipients();
+    let to = w.sink.distinct_recipients();
     assert_eq!(to.len(), 200, "every event delivered");
-    assert_eq!(sink.count(), 200, "duplicates: {}", sink.count() - 200);
+    assert_eq!(w.sink.count(), 200, "duplicates: {}", w.sink.count() - 200);
     assert_eq!(
-        env.scalar("SELECT COUNT(*) FROM herald_dead_letters").await,
+        w.env
+            .scalar("SELECT COUNT(*) FROM herald_dead_letters")
+            .await,
         0
     );
 }
@@ -386,37 +361,46 @@ async fn relay_survives_postgres_connection_loss() {
     let msgs = env.stream_messages().await;
     herald_tests::env::assert_once_and_ordered(&msgs, 500);
     assert!(relay.try_status().is_none(), "the relay did not exit");
-    assert_eq!(relay.terminate(Duration::from_secs(30)).code(), Some(0));
+    assert_eq!(
+        relay.terminate(Duration::from_secs(30)).await.code(),
+        Some(0)
+    );
 }
 
 /// `herald trace` follows one event through outbox, publish and delivery.
 async fn trace_shows_an_events_life(backend: Backend) {
-    let env = TestEnv::start(backend).await;
-    let sink = SmtpSink::start().await;
-    let dir = workflows_dir(&BROKEN.replace("{{event.greeting}}", "Hello {{event.name}}"));
-    let h = with_workflows(&env, &sink, &dir);
-    let _relay = h.spawn(&["relay", "--relay-poll", "50ms"]);
-    let _worker = h.spawn(&["worker"]);
-    let id = ok_stdout(&h.run(&[
-        "emit",
-        "--subject",
-        "events.test.hello",
-        "--payload",
-        r#"{"email": "t@example.com", "name": "T"}"#,
-    ]))
+    let w = with_workflow(
+        backend,
+        &BROKEN.replace("{{event.greeting}}", "Hello {{event.name}}"),
+    )
+    .await;
+    let _relay = w.h.spawn(&["relay", "--relay-poll", "50ms"]);
+    let _worker = w.h.spawn(&["worker"]);
+    let id = ok_stdout(
+        &w.run(&[
+            "emit",
+            "--subject",
+            "events.test.hello",
+            "--payload",
+            r#"{"email": "t@example.com", "name": "T"}"#,
+        ])
+        .await,
+    )
     .trim()
     .to_string();
     wait::until("the email is sent", wait::DEFAULT, || async {
-        sink.count() == 1
+        w.sink.count() == 1
     })
     .await;
     wait::until("the delivery is recorded", wait::DEFAULT, || async {
-        env.scalar("SELECT COUNT(*) FROM herald_deliveries WHERE state = 'sent'")
+        w.env
+            .scalar("SELECT COUNT(*) FROM herald_deliveries WHERE state = 'sent'")
             .await
             == 1
     })
     .await;
-    let t: serde_json::Value = serde_json::from_str(&ok_stdout(&h.run(&["trace", &id]))).unwrap();
+    let t: serde_json::Value =
+        serde_json::from_str(&ok_stdout(&w.run(&["trace", &id]).await)).unwrap();
     assert_eq!(t["outbox"]["subject"], "events.test.hello", "{t}");
     assert!(t["outbox"]["published_at"].is_string(), "{t}");
     assert_eq!(t["deliveries"][0]["workflow"], "greet", "{t}");
@@ -429,7 +413,7 @@ async fn trace_shows_an_events_life(backend: Backend) {
             .starts_with("250"),
         "{t}"
     );
-    let out = h.run(&["trace", &uuid::Uuid::now_v7().to_string()]);
+    let out = w.run(&["trace", &uuid::Uuid::now_v7().to_string()]).await;
     assert_eq!(out.status.code(), Some(2));
 }
 
@@ -437,27 +421,30 @@ async fn trace_shows_an_events_life(backend: Backend) {
 /// published rows: republish restores the stream and the ledger keeps the
 /// worker from emailing anyone twice.
 async fn republish_after_stream_loss_sends_nothing_twice(backend: Backend) {
-    let env = TestEnv::start(backend).await;
-    let sink = SmtpSink::start().await;
-    let dir = workflows_dir(NUMBERED);
-    let h = with_workflows(&env, &sink, &dir);
-    let mut relay = h.spawn(&["relay", "--relay-poll", "50ms"]);
-    let mut worker = h.spawn(&["worker"]);
-    env.enqueue_many("events.test.n", 20, 0).await;
-    wait::until("20 emails", wait::DEFAULT, || async { sink.count() == 20 }).await;
-    relay.terminate(Duration::from_secs(30));
-    worker.terminate(Duration::from_secs(30));
+    let w = with_workflow(backend, NUMBERED).await;
+    let mut relay = w.h.spawn(&["relay", "--relay-poll", "50ms"]);
+    let mut worker = w.h.spawn(&["worker"]);
+    w.env.enqueue_many("events.test.n", 20, 0).await;
+    wait::until("20 emails", wait::DEFAULT, || async {
+        w.sink.count() == 20
+    })
+    .await;
+    relay.terminate(Duration::from_secs(30)).await;
+    worker.terminate(Duration::from_secs(30)).await;
     // The stream loses everything it acknowledged.
-    let js = env.nats.jetstream().await;
+    let js = w.env.nats.jetstream().await;
     js.delete_stream("HERALD").await.unwrap();
     // In pages of 7 (7 + 7 + 6): a long range is never held in memory whole.
-    let out = ok_stdout(&h.run(&["outbox", "republish", "--since", "1h", "--batch", "7"]));
+    let out = ok_stdout(
+        &w.run(&["outbox", "republish", "--since", "1h", "--batch", "7"])
+            .await,
+    );
     assert!(
         out.contains("republished 20 row(s): 20 stored again"),
         "{out}"
     );
-    herald_tests::env::assert_once_and_ordered(&env.stream_messages().await, 20);
-    let _worker = h.spawn(&["worker"]);
+    herald_tests::env::assert_once_and_ordered(&w.env.stream_messages().await, 20);
+    let _worker = w.h.spawn(&["worker"]);
     wait::until(
         "the new consumer has acked all 20",
         wait::DEFAULT,
@@ -477,15 +464,18 @@ async fn republish_after_stream_loss_sends_nothing_twice(backend: Backend) {
         },
     )
     .await;
-    assert_eq!(sink.count(), 20, "duplicates: {}", sink.count() - 20);
-    let out = ok_stdout(&h.run(&[
-        "outbox",
-        "republish",
-        "--since",
-        "1h",
-        "--subject",
-        "events.other.>",
-    ]));
+    assert_eq!(w.sink.count(), 20, "duplicates: {}", w.sink.count() - 20);
+    let out = ok_stdout(
+        &w.run(&[
+            "outbox",
+            "republish",
+            "--since",
+            "1h",
+            "--subject",
+            "events.other.>",
+        ])
+        .await,
+    );
     assert!(out.contains("republished 0 row(s)"), "{out}");
 }
 
@@ -493,9 +483,9 @@ async fn republish_after_stream_loss_sends_nothing_twice(backend: Backend) {
 /// without a restart, every event is delivered once.
 async fn nats_restart_mid_flow_relay_and_worker_recover(backend: Backend) {
     let mut m = MidFlow::start(backend).await;
-    m.env.nats.restart().await;
-    m.env.enqueue_many("events.test.m", 100, 10).await;
-    let conn = m.env.conn.clone();
+    m.w.env.nats.restart().await;
+    m.w.env.enqueue_many("events.test.m", 100, 10).await;
+    let conn = m.w.env.conn.clone();
     m.finish(&conn).await;
 }
 
@@ -511,8 +501,8 @@ both_backends!(
 async fn postgres_connection_loss_relay_and_worker_recover() {
     let m = MidFlow::start(Backend::Postgres).await;
     // Every connection to the database, the test's own pool's too.
-    terminate_backends(&m.env, "pid <> pg_backend_pid()").await;
-    let conn = m.env.db.connect().await;
+    terminate_backends(&m.w.env, "pid <> pg_backend_pid()").await;
+    let conn = m.w.env.db.connect().await;
     herald_tests::env::enqueue_many_on(&conn, "events.test.m", 100, 10).await;
     m.finish(&conn).await;
 }
@@ -520,15 +510,12 @@ async fn postgres_connection_loss_relay_and_worker_recover() {
 /// The worker's --http: ready once its consumers are bound; counters move.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn worker_serves_health_and_metrics() {
-    let env = TestEnv::start(Backend::Sqlite).await;
-    let sink = SmtpSink::start().await;
-    let dir = workflows_dir(NUMBERED);
-    let h = with_workflows(&env, &sink, &dir);
-    let _relay = h.spawn(&["relay", "--relay-poll", "50ms"]);
+    let w = numbered(Backend::Sqlite).await;
+    let _relay = w.h.spawn(&["relay", "--relay-poll", "50ms"]);
     let addr = format!("127.0.0.1:{}", herald_tests::free_port());
-    let _worker = h.spawn(&["worker", "--http", &addr]);
-    env.enqueue_many("events.test.n", 3, 0).await;
-    wait::until("3 emails", wait::DEFAULT, || async { sink.count() == 3 }).await;
+    let _worker = w.h.spawn(&["worker", "--http", &addr]);
+    w.env.enqueue_many("events.test.n", 3, 0).await;
+    wait::until("3 emails", wait::DEFAULT, || async { w.sink.count() == 3 }).await;
     let get = |path: &'static str| herald_tests::http_get(addr.clone(), path);
     wait::until("the worker reports 3 sent", wait::DEFAULT, || async {
         get("/metrics")
@@ -548,57 +535,58 @@ async fn worker_serves_health_and_metrics() {
 
 /// dlq retry ID re-drives one dead letter; --workflow limits --all.
 async fn dlq_retry_one_and_by_workflow(backend: Backend) {
-    let env = TestEnv::start(backend).await;
-    let sink = SmtpSink::start().await;
-    let d = tempfile::tempdir().unwrap();
-    std::fs::write(d.path().join("a.yaml"), BROKEN).unwrap();
-    std::fs::write(
-        d.path().join("b.yaml"),
-        BROKEN.replace("name: greet", "name: other"),
-    )
-    .unwrap();
-    let h = with_workflows(&env, &sink, &d);
-    let _relay = h.spawn(&["relay", "--relay-poll", "50ms"]);
-    let mut worker = h.spawn(&["worker"]);
-    emit_users(&h, "events.test.x", 3);
+    let w = Scenario::new(backend)
+        .workflow("a.yaml", BROKEN)
+        .workflow("b.yaml", &BROKEN.replace("name: greet", "name: other"))
+        .start()
+        .await;
+    let d = w.workflows_dir();
+    let _relay = w.h.spawn(&["relay", "--relay-poll", "50ms"]);
+    let mut worker = w.h.spawn(&["worker"]);
+    w.emit_users("events.test.x", 3).await;
     wait::until(
         "6 dead letters (3 events × 2 workflows)",
         wait::DEFAULT,
-        || async { env.scalar("SELECT COUNT(*) FROM herald_dead_letters").await == 6 },
+        || async {
+            w.env
+                .scalar("SELECT COUNT(*) FROM herald_dead_letters")
+                .await
+                == 6
+        },
     )
     .await;
-    worker.terminate(Duration::from_secs(30));
+    worker.terminate(Duration::from_secs(30)).await;
     for f in ["a.yaml", "b.yaml"] {
-        let text = std::fs::read_to_string(d.path().join(f)).unwrap();
+        let text = std::fs::read_to_string(d.join(f)).unwrap();
         std::fs::write(
-            d.path().join(f),
+            d.join(f),
             text.replace("{{event.greeting}}", "Hello {{event.name}}"),
         )
         .unwrap();
     }
-    let greet: Vec<serde_json::Value> = serde_json::from_str(&ok_stdout(&h.run(&[
-        "dlq",
-        "list",
-        "--workflow",
-        "greet",
-        "--json",
-    ])))
+    let greet: Vec<serde_json::Value> = serde_json::from_str(&ok_stdout(
+        &w.run(&["dlq", "list", "--workflow", "greet", "--json"])
+            .await,
+    ))
     .unwrap();
     assert_eq!(greet.len(), 3);
-    let out = ok_stdout(&h.run(&["dlq", "retry", &greet[0]["id"].to_string()]));
+    let out = ok_stdout(&w.run(&["dlq", "retry", &greet[0]["id"].to_string()]).await);
     assert!(
         out.contains("re-drove 1 dead letter(s): 1 delivered"),
         "{out}"
     );
-    assert_eq!(sink.count(), 1);
-    let out = ok_stdout(&h.run(&["dlq", "retry", "--all", "--workflow", "other"]));
+    assert_eq!(w.sink.count(), 1);
+    let out = ok_stdout(
+        &w.run(&["dlq", "retry", "--all", "--workflow", "other"])
+            .await,
+    );
     assert!(
         out.contains("re-drove 3 dead letter(s): 3 delivered"),
         "{out}"
     );
-    assert_eq!(sink.count(), 4);
+    assert_eq!(w.sink.count(), 4);
     let left: Vec<serde_json::Value> =
-        serde_json::from_str(&ok_stdout(&h.run(&["dlq", "list", "--json"]))).unwrap();
+        serde_json::from_str(&ok_stdout(&w.run(&["dlq", "list", "--json"]).await)).unwrap();
     assert_eq!(left.len(), 2, "greet's other two are still dead letters");
 }
 

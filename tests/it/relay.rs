@@ -49,7 +49,10 @@ async fn publishes_1000_exactly_once(backend: Backend) {
         0,
         "every row records its stream sequence"
     );
-    assert_eq!(relay.terminate(Duration::from_secs(30)).code(), Some(0));
+    assert_eq!(
+        relay.terminate(Duration::from_secs(30)).await.code(),
+        Some(0)
+    );
 }
 
 async fn kill9_mid_batch_loses_nothing(backend: Backend) {
@@ -73,7 +76,10 @@ async fn kill9_mid_batch_loses_nothing(backend: Backend) {
         "re-published rows were dropped as duplicates"
     );
     assert_once_and_ordered(&msgs, 3000);
-    assert_eq!(relay.terminate(Duration::from_secs(30)).code(), Some(0));
+    assert_eq!(
+        relay.terminate(Duration::from_secs(30)).await.code(),
+        Some(0)
+    );
 }
 
 /// A row whose transaction commits after a later row was published is still published.
@@ -134,7 +140,10 @@ async fn late_commit_with_lower_seq_is_published(backend: Backend) {
         assert_eq!(msgs[0].msg_id, id_b.to_string());
         assert_eq!(msgs[1].msg_id, id_a.to_string());
     }
-    assert_eq!(relay.terminate(Duration::from_secs(30)).code(), Some(0));
+    assert_eq!(
+        relay.terminate(Duration::from_secs(30)).await.code(),
+        Some(0)
+    );
 }
 
 async fn several_relays_share_without_duplicates(backend: Backend) {
@@ -147,7 +156,7 @@ async fn several_relays_share_without_duplicates(backend: Backend) {
     let mut published = 0;
     for r in &mut relays {
         assert_eq!(
-            r.terminate(Duration::from_secs(30)).code(),
+            r.terminate(Duration::from_secs(30)).await.code(),
             Some(0),
             "SIGTERM exits 0"
         );
@@ -200,7 +209,10 @@ async fn poison_row_is_parked_others_flow(backend: Backend) {
     assert!(err.contains("payload"), "the error names the cause: {err}");
     assert_eq!(row.attempts, 2);
     assert!(row.parked_at.is_some());
-    assert_eq!(relay.terminate(Duration::from_secs(30)).code(), Some(0));
+    assert_eq!(
+        relay.terminate(Duration::from_secs(30)).await.code(),
+        Some(0)
+    );
 }
 
 async fn nats_outage_relay_keeps_running(backend: Backend) {
@@ -228,7 +240,10 @@ async fn nats_outage_relay_keeps_running(backend: Backend) {
         warnings <= 3,
         "logged per state change, not per row ({warnings} lines)"
     );
-    assert_eq!(relay.terminate(Duration::from_secs(30)).code(), Some(0));
+    assert_eq!(
+        relay.terminate(Duration::from_secs(30)).await.code(),
+        Some(0)
+    );
 }
 
 both_backends!(
@@ -248,7 +263,10 @@ async fn batch_larger_than_ack_cap_completes(backend: Backend) {
     let mut relay = env.herald.spawn(&relay_args(&["--relay-batch", "6000"]));
     env.wait_all_published().await;
     assert_eq!(env.stream_len().await, 6000);
-    assert_eq!(relay.terminate(Duration::from_secs(30)).code(), Some(0));
+    assert_eq!(
+        relay.terminate(Duration::from_secs(30)).await.code(),
+        Some(0)
+    );
 }
 
 both_backends!(batch_larger_than_ack_cap_completes);
@@ -280,5 +298,8 @@ async fn relay_serves_health_and_metrics() {
         assert!(metrics.contains(name), "{name} missing:\n{metrics}");
     }
     assert!(get("/nope").await.unwrap().starts_with("HTTP/1.1 404"));
-    assert_eq!(relay.terminate(Duration::from_secs(30)).code(), Some(0));
+    assert_eq!(
+        relay.terminate(Duration::from_secs(30)).await.code(),
+        Some(0)
+    );
 }

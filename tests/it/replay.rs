@@ -3,9 +3,8 @@ use std::time::Duration;
 
 use herald_tests::both_backends;
 use herald_tests::db::Backend;
-use herald_tests::env::TestEnv;
 use herald_tests::process::HeraldEnv;
-use herald_tests::smtp::SmtpSink;
+use herald_tests::scenario::{Scenario, World, run_off_runtime};
 use herald_tests::wait;
 
 const WF: &str = r#"
@@ -18,39 +17,17 @@ email:
   text: "event {{event.n}}"
 "#;
 
-struct World {
-    env: TestEnv,
-    sink: SmtpSink,
-    h: HeraldEnv,
-    _dir: tempfile::TempDir,
-}
-
 async fn world(backend: Backend, nats_config: &str) -> World {
-    let env = TestEnv::start_with(backend, nats_config).await;
-    let sink = SmtpSink::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("wf.yaml"), WF).unwrap();
-    let mut h = env.herald.clone();
-    h.set("HERALD_SMTP_URL", sink.url())
-        .set("HERALD_WORKFLOWS", dir.path().display().to_string());
-    World {
-        env,
-        sink,
-        h,
-        _dir: dir,
-    }
+    Scenario::new(backend)
+        .workflow("wf.yaml", WF)
+        .nats_config(nats_config)
+        .start()
+        .await
 }
 
 /// Run herald off the runtime (the sink it sends to runs on it).
 async fn run(h: &HeraldEnv, args: &[&str]) -> (Option<i32>, String, String) {
-    let h = h.clone();
-    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
-    let out = tokio::task::spawn_blocking(move || {
-        let a: Vec<&str> = args.iter().map(String::as_str).collect();
-        h.run(&a)
-    })
-    .await
-    .unwrap();
+    let out = run_off_runtime(h, args).await;
     (
         out.status.code(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -69,7 +46,10 @@ async fn replay_after_consumer_loss_sends_only_unsent(backend: Backend) {
         w.sink.count() == 10
     })
     .await;
-    assert_eq!(worker.terminate(Duration::from_secs(30)).code(), Some(0));
+    assert_eq!(
+        worker.terminate(Duration::from_secs(30)).await.code(),
+        Some(0)
+    );
     w.env.enqueue_many("events.test.b", 5, 0).await;
     wait::until("15 events in the stream", wait::DEFAULT, || async {
         w.env.stream_len().await == 15
@@ -129,7 +109,10 @@ async fn replay_after_consumer_loss_sends_only_unsent(backend: Backend) {
         "{out}"
     );
     assert_eq!(w.sink.count(), 15, "a second replay sends nothing");
-    assert_eq!(relay.terminate(Duration::from_secs(30)).code(), Some(0));
+    assert_eq!(
+        relay.terminate(Duration::from_secs(30)).await.code(),
+        Some(0)
+    );
 }
 
 /// --resend sends again, with a distinct Message-ID and the reason recorded.
@@ -139,7 +122,7 @@ async fn replay_resend_marks_new_message_ids(backend: Backend) {
     let mut worker = w.h.spawn(&["worker"]);
     w.env.enqueue_many("events.test.a", 3, 0).await;
     wait::until("3 emails", wait::DEFAULT, || async { w.sink.count() == 3 }).await;
-    worker.terminate(Duration::from_secs(30));
+    worker.terminate(Duration::from_secs(30)).await;
     let (code, out, err) = run(
         &w.h,
         &[
@@ -225,7 +208,7 @@ async fn replay_interrupted_then_resumed(backend: Backend) {
     let mut relay = w.h.spawn(&["relay", "--relay-poll", "50ms"]);
     w.env.enqueue_many("events.test.a", 20, 0).await;
     w.env.wait_all_published().await;
-    relay.terminate(Duration::from_secs(30));
+    relay.terminate(Duration::from_secs(30)).await;
     w.sink
         .script((0..20).map(|_| herald_tests::smtp::Reply::Delay(Duration::from_millis(200))));
     let mut replay =
@@ -235,7 +218,7 @@ async fn replay_interrupted_then_resumed(backend: Backend) {
     })
     .await;
     replay.signal("INT");
-    let status = replay.wait(Duration::from_secs(30));
+    let status = replay.wait(Duration::from_secs(30)).await;
     let log = replay.log();
     assert_eq!(status.code(), Some(1), "{log}");
     let next: u64 = log
@@ -298,7 +281,10 @@ async fn replay_leaves_in_flight_deliveries_to_their_worker(backend: Backend) {
         ["u1@example.com"],
         "only the unclaimed delivery is sent"
     );
-    assert_eq!(relay.terminate(Duration::from_secs(30)).code(), Some(0));
+    assert_eq!(
+        relay.terminate(Duration::from_secs(30)).await.code(),
+        Some(0)
+    );
 }
 
 both_backends!(replay_leaves_in_flight_deliveries_to_their_worker);

@@ -97,7 +97,7 @@ async fn up_runs_until_sigterm() {
     )
     .await;
     assert_eq!(
-        up.terminate(Duration::from_secs(30)).code(),
+        up.terminate(Duration::from_secs(30)).await.code(),
         Some(0),
         "{}",
         up.log()

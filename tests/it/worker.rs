@@ -6,120 +6,32 @@ use herald_tests::both_backends;
 use herald_tests::db::Backend;
 use herald_tests::env::TestEnv;
 use herald_tests::process::{Herald, HeraldEnv};
+use herald_tests::scenario::{Scenario, World};
 use herald_tests::smtp::{Reply, SmtpSink};
 use herald_tests::wait;
 use serde_json::json;
 
-struct World {
-    env: TestEnv,
-    sink: SmtpSink,
-    _wf_dir: Option<tempfile::TempDir>,
+/// `notify` (FAST_RETRY) with a relay and a worker running, and a first
+/// email through: everything is bound and flowing.
+async fn flowing(backend: Backend) -> (World, Herald, Herald) {
+    let w = notify(backend).await;
+    let relay = w.relay();
+    let worker = w.worker();
+    w.emit(
+        "events.test.first",
+        json!({"email": "a@example.com", "name": "A"}),
+    )
+    .await;
+    w.wait_emails(1).await;
+    (w, relay, worker)
 }
 
-impl World {
-    async fn start(backend: Backend, workflows: Option<&[(&str, &str)]>) -> World {
-        let mut env = TestEnv::start(backend).await;
-        let sink = SmtpSink::start().await;
-        env.herald.set("HERALD_SMTP_URL", sink.url());
-        let wf_dir = workflows.map(|files| {
-            let d = tempfile::tempdir().unwrap();
-            for (name, text) in files {
-                std::fs::write(d.path().join(name), text).unwrap();
-            }
-            d
-        });
-        let dir = match &wf_dir {
-            Some(d) => d.path().to_path_buf(),
-            None => herald_tests::example_workflows(),
-        };
-        env.herald
-            .set("HERALD_WORKFLOWS", dir.display().to_string());
-        World {
-            env,
-            sink,
-            _wf_dir: wf_dir,
-        }
-    }
-
-    /// `notify` (FAST_RETRY) with a relay and a worker running, and a first
-    /// email through: everything is bound and flowing.
-    async fn flowing(backend: Backend) -> (World, Herald, Herald) {
-        let w = World::start(backend, Some(&[("notify.yaml", FAST_RETRY)])).await;
-        let relay = w.relay();
-        let worker = w.worker();
-        w.emit(
-            "events.test.first",
-            json!({"email": "a@example.com", "name": "A"}),
-        );
-        w.wait_emails(1).await;
-        (w, relay, worker)
-    }
-
-    fn relay(&self) -> Herald {
-        self.env.herald.spawn(&["relay", "--relay-poll", "50ms"])
-    }
-
-    fn worker_with(&self, env: &HeraldEnv) -> Herald {
-        env.spawn(&["worker", "--ack-wait", "2s"])
-    }
-
-    fn worker(&self) -> Herald {
-        self.worker_with(&self.env.herald)
-    }
-
-    fn emit(&self, subject: &str, payload: serde_json::Value) -> String {
-        let out = self.env.herald.run(&[
-            "emit",
-            "--subject",
-            subject,
-            "--payload",
-            &payload.to_string(),
-        ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    }
-
-    /// Emit `n` events for u0@… to u{n-1}@… and wait for their emails.
-    async fn emit_users(&self, n: usize) {
-        for i in 0..n {
-            self.emit(
-                "events.test.a",
-                json!({"email": format!("u{i}@example.com"), "name": "N"}),
-            );
-        }
-        self.wait_emails(n).await;
-    }
-
-    async fn wait_emails(&self, n: usize) {
-        wait::until(
-            &format!("{n} email(s) reach the sink"),
-            wait::DEFAULT,
-            || async { self.sink.count() >= n },
-        )
-        .await;
-    }
-
-    /// Wait until the ledger records `n` deliveries as sent.
-    async fn wait_sent(&self, n: i64) {
-        wait::until(
-            &format!("{n} deliveries recorded sent"),
-            wait::DEFAULT,
-            || async {
-                self.count("SELECT COUNT(*) FROM herald_deliveries WHERE state = 'sent'")
-                    .await
-                    == n
-            },
-        )
-        .await;
-    }
-
-    async fn count(&self, sql: &str) -> i64 {
-        self.env.scalar(sql).await
-    }
+/// The `notify` workflow (FAST_RETRY), nothing running yet.
+async fn notify(backend: Backend) -> World {
+    Scenario::new(backend)
+        .workflow("notify.yaml", FAST_RETRY)
+        .start()
+        .await
 }
 
 const FAST_RETRY: &str = r#"
@@ -137,7 +49,7 @@ retry:
 "#;
 
 async fn example_workflows_send_expected_emails(backend: Backend) {
-    let w = World::start(backend, None).await;
+    let w = Scenario::new(backend).examples().start().await;
     let _relay = w.relay();
     let mut worker = w.worker();
     let signed: serde_json::Value = serde_json::from_str(
@@ -147,17 +59,19 @@ async fn example_workflows_send_expected_emails(backend: Backend) {
         .unwrap(),
     )
     .unwrap();
-    let id = w.emit("events.contract.signed", signed.clone());
+    let id = w.emit("events.contract.signed", signed.clone()).await;
     let mut no_email = signed.clone();
     no_email["parent"]["email"] = serde_json::Value::Null;
-    w.emit("events.contract.signed", no_email);
+    w.emit("events.contract.signed", no_email).await;
     let recipients: Vec<_> = (0..50)
         .map(|i| json!({"name": format!("Member {i}"), "email": format!("m{i}@example.com"), "code": format!("CODE-{i:03}")}))
         .collect();
-    let wave = w.emit(
-        "events.campaign.wave_sent",
-        json!({"campaign": "Spring", "recipients": recipients}),
-    );
+    let wave = w
+        .emit(
+            "events.campaign.wave_sent",
+            json!({"campaign": "Spring", "recipients": recipients}),
+        )
+        .await;
     w.wait_emails(51).await;
     wait::until("the guard skip is recorded", wait::DEFAULT, || async {
         w.count("SELECT COUNT(*) FROM herald_deliveries WHERE state = 'skipped'")
@@ -224,11 +138,14 @@ async fn example_workflows_send_expected_emails(backend: Backend) {
         "one sent delivery per member, in fan-out order"
     );
     assert_eq!(w.sink.count(), 51, "nothing else was sent");
-    assert_eq!(worker.terminate(Duration::from_secs(30)).code(), Some(0));
+    assert_eq!(
+        worker.terminate(Duration::from_secs(30)).await.code(),
+        Some(0)
+    );
 }
 
 async fn transient_4xx_then_success_sends_once(backend: Backend) {
-    let w = World::start(backend, Some(&[("notify.yaml", FAST_RETRY)])).await;
+    let w = notify(backend).await;
     w.sink.script([
         Reply::Code(451, "4.3.0 try later".into()),
         Reply::Code(451, "4.3.0 try later".into()),
@@ -238,7 +155,8 @@ async fn transient_4xx_then_success_sends_once(backend: Backend) {
     w.emit(
         "events.test.a",
         json!({"email": "a@example.com", "name": "A"}),
-    );
+    )
+    .await;
     w.wait_emails(1).await;
     w.wait_sent(1).await;
     assert_eq!(w.sink.count(), 1, "exactly one email");
@@ -252,7 +170,7 @@ async fn transient_4xx_then_success_sends_once(backend: Backend) {
 }
 
 async fn permanent_5xx_dead_letters_and_others_flow(backend: Backend) {
-    let w = World::start(backend, Some(&[("notify.yaml", FAST_RETRY)])).await;
+    let w = notify(backend).await;
     w.sink
         .script([Reply::Code(550, "5.1.1 no such user".into())]);
     let _relay = w.relay();
@@ -260,7 +178,8 @@ async fn permanent_5xx_dead_letters_and_others_flow(backend: Backend) {
     w.emit(
         "events.test.a",
         json!({"email": "gone@example.com", "name": "A"}),
-    );
+    )
+    .await;
     wait::until("a dead letter", wait::DEFAULT, || async {
         w.count("SELECT COUNT(*) FROM herald_dead_letters").await == 1
     })
@@ -268,7 +187,8 @@ async fn permanent_5xx_dead_letters_and_others_flow(backend: Backend) {
     w.emit(
         "events.test.b",
         json!({"email": "b@example.com", "name": "B"}),
-    );
+    )
+    .await;
     w.wait_emails(1).await;
     let conn = &w.env.conn;
     use sea_orm::EntityTrait;
@@ -288,16 +208,17 @@ async fn permanent_5xx_dead_letters_and_others_flow(backend: Backend) {
 /// Run relay and a worker that aborts at `failpoint` while handling one
 /// event; returns once that worker has died (the relay keeps running).
 async fn crash_worker_at(backend: Backend, failpoint: &str) -> (World, Herald) {
-    let w = World::start(backend, Some(&[("notify.yaml", FAST_RETRY)])).await;
+    let w = notify(backend).await;
     let relay = w.relay();
-    let mut crashing = w.env.herald.clone();
+    let mut crashing = w.h.clone();
     crashing.set("HERALD_FAILPOINT", failpoint);
-    let mut worker = w.worker_with(&crashing);
+    let mut worker = crashing.spawn(&["worker", "--ack-wait", "2s"]);
     w.emit(
         "events.test.a",
         json!({"email": "a@example.com", "name": "A"}),
-    );
-    let status = worker.wait(Duration::from_secs(60));
+    )
+    .await;
+    let status = worker.wait(Duration::from_secs(60)).await;
     assert!(!status.success(), "the failpoint aborted the worker");
     (w, relay)
 }
@@ -348,24 +269,30 @@ email:
   text: "Hi {{event.name}}"
   html: "<p>Hi {{event.name}}</p>"
 "#;
-    let w = World::start(backend, Some(&[("careful.yaml", wf)])).await;
+    let w = Scenario::new(backend)
+        .workflow("careful.yaml", wf)
+        .start()
+        .await;
     let _relay = w.relay();
     let _worker = w.worker();
     // Missing variable: event.subject.
     w.emit(
         "events.test.a",
         json!({"email": "a@example.com", "name": "A"}),
-    );
+    )
+    .await;
     // Header injection in the subject.
     w.emit(
         "events.test.b",
         json!({"email": "b@example.com", "name": "B", "subject": "hi\r\nBcc: x@evil.example"}),
-    );
+    )
+    .await;
     // Script in a name: escaped in HTML.
     w.emit(
         "events.test.c",
         json!({"email": "c@example.com", "name": "<script>alert(1)</script>", "subject": "ok"}),
-    );
+    )
+    .await;
     wait::until("two dead letters", wait::DEFAULT, || async {
         w.count("SELECT COUNT(*) FROM herald_dead_letters").await == 2
     })
@@ -458,7 +385,7 @@ fn invalid_workflows_report_file_line_col() {
 /// A message that is not a Herald event (no Nats-Msg-Id) is dead-lettered
 /// whole and does not block the event behind it.
 async fn foreign_message_dead_letters_and_others_flow(backend: Backend) {
-    let (w, _relay, _worker) = World::flowing(backend).await;
+    let (w, _relay, _worker) = flowing(backend).await;
     let js = w.env.nats.jetstream().await;
     js.publish("events.test.foreign", r#"{"email":"x@example.com"}"#.into())
         .await
@@ -468,7 +395,8 @@ async fn foreign_message_dead_letters_and_others_flow(backend: Backend) {
     w.emit(
         "events.test.after",
         json!({"email": "b@example.com", "name": "B"}),
-    );
+    )
+    .await;
     w.wait_emails(2).await;
     wait::until(
         "the foreign message is dead-lettered",
@@ -525,14 +453,14 @@ async fn old_nats_server_is_refused() {
 /// Connections are pooled, not opened per email; a pooled connection the
 /// server closed while idle is replaced before use, costing no attempt.
 async fn smtp_connections_are_pooled_and_checked(backend: Backend) {
-    let mut w = World::start(backend, Some(&[("notify.yaml", FAST_RETRY)])).await;
-    w.env.herald.set(
+    let mut w = notify(backend).await;
+    w.h.set(
         "HERALD_SMTP_URL",
         format!("{}?pool=4&idle_check=0s", w.sink.url()),
     );
     let _relay = w.relay();
-    let _worker = w.env.herald.spawn(&["worker", "--concurrency", "4"]);
-    w.emit_users(30).await;
+    let _worker = w.h.spawn(&["worker", "--concurrency", "4"]);
+    w.emit_users("events.test.a", 30).await;
     assert!(
         w.sink.connections() <= 4,
         "{} connections for 30 emails",
@@ -542,7 +470,8 @@ async fn smtp_connections_are_pooled_and_checked(backend: Backend) {
     w.emit(
         "events.test.b",
         json!({"email": "late@example.com", "name": "L"}),
-    );
+    )
+    .await;
     w.wait_emails(31).await;
     w.wait_sent(31).await;
     assert_eq!(
@@ -559,16 +488,15 @@ both_backends!(smtp_connections_are_pooled_and_checked);
 /// each time: every event is delivered; duplicates can only come from the
 /// accepted-but-not-recorded window, and keep their Message-ID.
 async fn worker_killed_repeatedly_delivers_everything(backend: Backend) {
-    let w = World::start(
-        backend,
-        Some(&[(
+    let w = Scenario::new(backend)
+        .workflow(
             "notify.yaml",
             &FAST_RETRY
                 .replace("{{event.email}}", "u{{event.n}}@example.com")
                 .replace("{{event.name}}", "{{event.n}}"),
-        )]),
-    )
-    .await;
+        )
+        .start()
+        .await;
     let _relay = w.relay();
     w.env.enqueue_many("events.test.n", 500, 25).await;
     // Four kill points anywhere in the run, a random one possibly before the
@@ -677,7 +605,7 @@ fn golden(name: &str, actual: &str) {
 
 /// Each example workflow with its sample payload renders exactly its golden email.
 async fn example_workflows_match_golden_files(backend: Backend) {
-    let w = World::start(backend, None).await;
+    let w = Scenario::new(backend).examples().start().await;
     let _relay = w.relay();
     let _worker = w.worker();
     let samples = herald_tests::example_workflows().join("samples");
@@ -692,7 +620,7 @@ async fn example_workflows_match_golden_files(backend: Backend) {
             &std::fs::read_to_string(samples.join(format!("{subject}.json"))).unwrap(),
         )
         .unwrap();
-        ids.push((subject, w.emit(subject, payload)));
+        ids.push((subject, w.emit(subject, payload).await));
     }
     w.wait_emails(5).await;
     let got = w.sink.received();
@@ -714,18 +642,20 @@ both_backends!(example_workflows_match_golden_files);
 /// The embedded default transport: one complete .eml per message, named
 /// after its Message-ID, written atomically (no temp file left behind).
 async fn file_transport_writes_eml_files(backend: Backend) {
-    let mut w = World::start(backend, Some(&[("notify.yaml", FAST_RETRY)])).await;
+    let mut w = notify(backend).await;
     let mail = tempfile::tempdir().unwrap();
-    w.env.herald.set(
+    w.h.set(
         "HERALD_SMTP_URL",
         format!("file://{}", mail.path().display()),
     );
     let _relay = w.relay();
     let _worker = w.worker();
-    let id = w.emit(
-        "events.test.a",
-        json!({"email": "a@example.com", "name": "A"}),
-    );
+    let id = w
+        .emit(
+            "events.test.a",
+            json!({"email": "a@example.com", "name": "A"}),
+        )
+        .await;
     let file = mail.path().join(format!("{id}.notify.0_test.example.eml"));
     wait::until("the .eml file exists", wait::DEFAULT, || async {
         file.exists()
@@ -763,18 +693,19 @@ fn workflow_schema_describes_the_format() {
 
 /// smtp://user:pass@host authenticates (AUTH PLAIN), percent-decoding the URL.
 async fn smtp_credentials_are_used(backend: Backend) {
-    let mut w = World::start(backend, Some(&[("notify.yaml", FAST_RETRY)])).await;
+    let mut w = notify(backend).await;
     let url = format!(
         "smtp://herald%40app:p%40ss%3Aword@127.0.0.1:{}",
         w.sink.port
     );
-    w.env.herald.set("HERALD_SMTP_URL", url);
+    w.h.set("HERALD_SMTP_URL", url);
     let _relay = w.relay();
     let _worker = w.worker();
     w.emit(
         "events.test.a",
         json!({"email": "a@example.com", "name": "A"}),
-    );
+    )
+    .await;
     w.wait_emails(1).await;
     assert_eq!(
         w.sink.auth(),
@@ -789,11 +720,11 @@ both_backends!(smtp_credentials_are_used);
 /// hence ?tls_insecure=true.)
 async fn smtp_tls_starttls_and_implicit(backend: Backend) {
     use herald_tests::smtp::Tls;
-    let mut w = World::start(backend, Some(&[("notify.yaml", FAST_RETRY)])).await;
+    let mut w = notify(backend).await;
     let starttls = SmtpSink::start_with(Tls::StartTls).await;
     let implicit = SmtpSink::start_with(Tls::Implicit).await;
     let _relay = w.relay();
-    w.env.herald.set(
+    w.h.set(
         "HERALD_SMTP_URL",
         format!("smtp://u:p@127.0.0.1:{}?tls_insecure=true", starttls.port),
     );
@@ -801,7 +732,8 @@ async fn smtp_tls_starttls_and_implicit(backend: Backend) {
     w.emit(
         "events.test.a",
         json!({"email": "a@example.com", "name": "A"}),
-    );
+    )
+    .await;
     wait::until(
         "the STARTTLS server has the email",
         wait::DEFAULT,
@@ -814,9 +746,9 @@ async fn smtp_tls_starttls_and_implicit(backend: Backend) {
         Some(("u".into(), "p".into())),
         "authenticated inside TLS"
     );
-    worker.terminate(Duration::from_secs(30));
+    worker.terminate(Duration::from_secs(30)).await;
 
-    w.env.herald.set(
+    w.h.set(
         "HERALD_SMTP_URL",
         format!("smtps://127.0.0.1:{}?tls_insecure=true", implicit.port),
     );
@@ -824,7 +756,8 @@ async fn smtp_tls_starttls_and_implicit(backend: Backend) {
     w.emit(
         "events.test.b",
         json!({"email": "b@example.com", "name": "B"}),
-    );
+    )
+    .await;
     wait::until("the smtps server has the email", wait::DEFAULT, || async {
         implicit.count() == 1
     })
@@ -837,14 +770,15 @@ both_backends!(smtp_tls_starttls_and_implicit);
 /// A send slower than the ack wait: progress acks keep the message, so it is
 /// not redelivered and sent a second time.
 async fn slow_smtp_is_covered_by_progress_acks(backend: Backend) {
-    let w = World::start(backend, Some(&[("notify.yaml", FAST_RETRY)])).await;
+    let w = notify(backend).await;
     w.sink.script([Reply::Delay(Duration::from_secs(5))]);
     let _relay = w.relay();
     let _worker = w.worker(); // --ack-wait 2s
     w.emit(
         "events.test.a",
         json!({"email": "a@example.com", "name": "A"}),
-    );
+    )
+    .await;
     w.wait_sent(1).await;
     assert_eq!(
         w.sink.data_commands(),
@@ -866,7 +800,7 @@ both_backends!(slow_smtp_is_covered_by_progress_acks);
 /// connections, so `pg_stat_activity` tells an operator who holds what.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_connections_are_opened_at_start_and_named() {
-    let w = World::start(Backend::Postgres, Some(&[("notify.yaml", FAST_RETRY)])).await;
+    let w = notify(Backend::Postgres).await;
     let held = |role: &'static str| {
         let w = &w;
         async move {
@@ -877,10 +811,8 @@ async fn postgres_connections_are_opened_at_start_and_named() {
             .await
         }
     };
-    let _worker = w
-        .env
-        .herald
-        .spawn(&["worker", "--ack-wait", "2s", "--db-connections", "5"]);
+    let _worker =
+        w.h.spawn(&["worker", "--ack-wait", "2s", "--db-connections", "5"]);
     let _relay = w.relay();
     // Before any event: the pools are already full.
     wait::until("the worker holds 5 connections", wait::DEFAULT, || async {
@@ -893,7 +825,7 @@ async fn postgres_connections_are_opened_at_start_and_named() {
         || async { held("herald relay").await >= 4 },
     )
     .await;
-    w.emit_users(20).await;
+    w.emit_users("events.test.a", 20).await;
     assert_eq!(
         held("herald worker").await,
         5,
@@ -904,14 +836,15 @@ async fn postgres_connections_are_opened_at_start_and_named() {
 /// An operator deletes a workflow's durable consumer while the worker runs
 /// (by mistake, or to reset it): the worker binds a new one and carries on.
 async fn deleted_consumer_is_recreated(backend: Backend) {
-    let (w, _relay, worker) = World::flowing(backend).await;
+    let (w, _relay, worker) = flowing(backend).await;
     let js = w.env.nats.jetstream().await;
     let stream = js.get_stream("HERALD").await.unwrap();
     stream.delete_consumer("herald-notify").await.unwrap();
     w.emit(
         "events.test.b",
         json!({"email": "b@example.com", "name": "B"}),
-    );
+    )
+    .await;
     wait::until(
         "the worker re-creates its consumer and sends the next email",
         wait::DEFAULT,
@@ -939,12 +872,14 @@ both_backends!(deleted_consumer_is_recreated);
 /// now) is not sent by this one: the message waits (nak with delay) until the
 /// other records it, then is acked with nothing sent.
 async fn delivery_claimed_elsewhere_is_not_sent_twice(backend: Backend) {
-    let w = World::start(backend, Some(&[("notify.yaml", FAST_RETRY)])).await;
+    let w = notify(backend).await;
     let _relay = w.relay();
-    let id = w.emit(
-        "events.test.a",
-        json!({"email": "a@example.com", "name": "A"}),
-    );
+    let id = w
+        .emit(
+            "events.test.a",
+            json!({"email": "a@example.com", "name": "A"}),
+        )
+        .await;
     w.env.wait_all_published().await;
     let key = herald::ledger::Key {
         event_id: id.parse().unwrap(),
@@ -957,7 +892,7 @@ async fn delivery_claimed_elsewhere_is_not_sent_twice(backend: Backend) {
         .unwrap();
     // A lease far longer than the worker's start-up, so the claim is fresh
     // when the message arrives; the worker looks again every 2 s at most.
-    let worker = w.env.herald.spawn(&["worker", "--ack-wait", "30s"]);
+    let worker = w.h.spawn(&["worker", "--ack-wait", "30s"]);
     wait::until(
         "the worker defers to the other claim",
         wait::DEFAULT,
@@ -1034,7 +969,7 @@ async fn offer_transition(
 /// no event and no email.
 async fn contract_offer_transitions_email_with_their_audit_rows(backend: Backend) {
     use sea_orm::ConnectionTrait;
-    let w = World::start(backend, None).await;
+    let w = Scenario::new(backend).examples().start().await;
     w.env
         .conn
         .execute_unprepared(
