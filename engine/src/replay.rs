@@ -207,7 +207,8 @@ async fn dry_run(
             };
             let sent = crate::ledger::state_of(&worker.db, &key).await?
                 == Some(herald_entities::delivery::DeliveryState::Sent);
-            out.push((e.to.join(", "), e.subject.clone(), sent));
+            let to: Vec<String> = e.to.iter().map(ToString::to_string).collect();
+            out.push((to.join(", "), e.subject.clone(), sent));
         }
     }
     Ok(out)

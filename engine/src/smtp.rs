@@ -13,7 +13,8 @@ use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 use tokio_rustls::client::TlsStream;
 
-use crate::workflow::render::{Email, bare_address, display_name};
+use crate::workflow::address::Mailbox;
+use crate::workflow::render::Email;
 
 /// Why a send failed; [`SendError::is_transient`] decides retry vs dead letter.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -303,13 +304,10 @@ impl SmtpPool {
         };
         let mut rcpt: Vec<Envelope> = Vec::new();
         for a in email.to.iter().chain(&email.cc).chain(&email.bcc) {
-            rcpt.push(Envelope::new(
-                bare_address(a).to_string(),
-                Parameters::default(),
-            ));
+            rcpt.push(Envelope::new(a.address.clone(), Parameters::default()));
         }
         let msg = Message {
-            mail_from: Envelope::new(bare_address(&email.from).to_string(), Parameters::default()),
+            mail_from: Envelope::new(email.from.address.clone(), Parameters::default()),
             rcpt_to: rcpt,
             body: body.into(),
         };
@@ -329,17 +327,13 @@ impl SmtpPool {
     }
 }
 
-fn address(a: &str) -> Address<'static> {
-    let bare = bare_address(a).to_string();
-    match display_name(a) {
-        Some(n) => Address::from((n.to_string(), bare)),
-        None => Address::from(bare),
-    }
+fn address(m: &Mailbox) -> Address<'static> {
+    Address::new_address(m.name.clone(), m.address.clone())
 }
 
 /// The RFC 5322 message. Bcc is not written (envelope only).
 pub fn build(email: &Email, message_id: &str) -> Result<Vec<u8>, SendError> {
-    let list = |v: &[String]| Address::new_list(v.iter().map(|a| address(a)).collect());
+    let list = |v: &[Mailbox]| Address::new_list(v.iter().map(address).collect());
     let mut m = MessageBuilder::new()
         .from(address(&email.from))
         .to(list(&email.to))

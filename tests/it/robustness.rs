@@ -1,7 +1,12 @@
 //! Robustness: nothing a workflow, a payload, a stream message, an outage
 //! or a flag contains may panic the worker, stop a consumer silently, lose
 //! order, or leak a secret. Each test here is a symptom a new user hit.
+use herald_tests::both_backends;
+use herald_tests::db::Backend;
+use herald_tests::golden::{golden, normalize};
 use herald_tests::process::HeraldEnv;
+use herald_tests::scenario::Scenario;
+use serde_json::json;
 
 fn workflows(files: &[(&str, &str)]) -> tempfile::TempDir {
     let d = tempfile::tempdir().unwrap();
@@ -93,3 +98,54 @@ fn a_date_pattern_from_the_payload_is_an_error_not_a_panic() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("invalid date pattern \"%Q\""), "{err}");
 }
+
+const PEOPLE: &str = r#"
+name: people
+on: { subjects: ["events.people.>"] }
+email:
+  from: "Club \"Tigers\" <noreply@club.example>"
+  to: "{{event.name}} <{{event.email}}>"
+  cc: "{{event.cc}}"
+  subject: "Hello {{event.name}}"
+  text: "Hi {{event.name}}"
+"#;
+
+/// Display names as RFC 5322 has them: a comma or quotes in a name stay in
+/// the name (it used to dead-letter as `invalid address "Lovelace"`), UTF-8
+/// becomes an encoded word, and a rendered list with a quoted name holding
+/// a comma is two addresses. Compared with golden files.
+async fn display_names_with_commas_quotes_and_utf8(backend: Backend) {
+    let w = Scenario::new(backend)
+        .workflow("people.yaml", PEOPLE)
+        .start()
+        .await;
+    let _relay = w.relay();
+    let _worker = w.worker();
+    let ada = w
+        .emit(
+            "events.people.joined",
+            json!({"name": "Lovelace, Ada", "email": "ada@example.com",
+                   "cc": "\"Doe, J.\" <j@example.org>, k@example.org"}),
+        )
+        .await;
+    let jurgen = w
+        .emit(
+            "events.people.joined",
+            json!({"name": "Jürgen \"Jay\" Müller", "email": "j@xn--mller-kva.example", "cc": ""}),
+        )
+        .await;
+    w.wait_sent(2).await;
+    assert_eq!(w.count("SELECT COUNT(*) FROM herald_dead_letters").await, 0);
+    let got = w.sink.received();
+    let find = |to: &str| got.iter().find(|m| m.rcpt_to[0] == to).unwrap().clone();
+    let m = find("ada@example.com");
+    assert_eq!(
+        m.rcpt_to,
+        vec!["ada@example.com", "j@example.org", "k@example.org"]
+    );
+    golden("address.display-name-comma", &normalize(&m.data, &ada));
+    let m = find("j@xn--mller-kva.example");
+    golden("address.display-name-utf8", &normalize(&m.data, &jurgen));
+}
+
+both_backends!(display_names_with_commas_quotes_and_utf8);

@@ -5,6 +5,7 @@ use std::time::Duration;
 use herald_tests::both_backends;
 use herald_tests::db::Backend;
 use herald_tests::env::TestEnv;
+use herald_tests::golden::{golden, normalize};
 use herald_tests::process::{Herald, HeraldEnv};
 use herald_tests::scenario::{Scenario, World};
 use herald_tests::smtp::{Reply, SmtpSink};
@@ -560,48 +561,6 @@ async fn worker_killed_repeatedly_delivers_everything(backend: Backend) {
 }
 
 both_backends!(worker_killed_repeatedly_delivers_everything);
-
-/// Replace what differs between runs (event id, Date, MIME boundary) so a
-/// rendered email can be compared with its golden file.
-fn normalize(data: &str, event_id: &str) -> String {
-    let mut out = data.replace(event_id, "{EVENT_ID}");
-    if let Some(start) = out.find("boundary=\"") {
-        let rest = &out[start + 10..];
-        if let Some(end) = rest.find('"') {
-            let boundary = rest[..end].to_string();
-            out = out.replace(&boundary, "{BOUNDARY}");
-        }
-    }
-    out.split("\r\n")
-        .map(|l| {
-            if l.starts_with("Date: ") {
-                "Date: {DATE}"
-            } else {
-                l
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-/// Compare with tests/golden/NAME.eml; HERALD_UPDATE_GOLDEN=1 rewrites it.
-fn golden(name: &str, actual: &str) {
-    let path = herald_tests::workspace_root()
-        .join("tests/golden")
-        .join(format!("{name}.eml"));
-    if std::env::var("HERALD_UPDATE_GOLDEN").is_ok() {
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, actual).unwrap();
-    }
-    let expected = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e} (HERALD_UPDATE_GOLDEN=1 writes it)", path.display()));
-    assert_eq!(
-        actual,
-        expected,
-        "rendered email differs from {}",
-        path.display()
-    );
-}
 
 /// Each example workflow with its sample payload renders exactly its golden email.
 async fn example_workflows_match_golden_files(backend: Backend) {

@@ -26,6 +26,7 @@ use sea_orm::{DatabaseConnection, DbErr};
 use crate::metrics::Metrics;
 use crate::smtp::Transport;
 use crate::workflow::Catalog;
+use crate::workflow::address::Mailbox;
 
 pub use decide::{DeliveryOutcome, Disposition, decide};
 pub use event::Event;
@@ -84,11 +85,11 @@ pub struct Worker {
 }
 
 /// `<{event_id}.{workflow}.{n}@{domain of from}>`: derived from the ledger key.
-pub fn message_id(event: EventId, workflow: &str, index: usize, from: &str) -> String {
-    let domain = crate::workflow::render::bare_address(from)
-        .rsplit_once('@')
-        .map(|(_, d)| d.to_string())
-        .unwrap_or_else(|| "herald.local".into());
+pub fn message_id(event: EventId, workflow: &str, index: usize, from: &Mailbox) -> String {
+    let domain = match from.domain() {
+        "" => "herald.local",
+        d => d,
+    };
     format!("{event}.{workflow}.{index}@{domain}")
 }
 

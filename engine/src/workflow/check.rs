@@ -6,10 +6,11 @@ use std::path::{Path, PathBuf};
 
 use serde_saphyr::{Location, Spanned};
 
+use super::address::split_mailbox_template;
 use super::source::{Parsed, read_template};
 use super::spec::{OneOrMany, RawGuard};
-use super::template_id::{Field, RecipientKind, TemplateId};
-use super::{CompiledEmail, Guard, Problem};
+use super::template_id::{Field, Part, RecipientKind, TemplateId};
+use super::{AddressTemplate, CompiledEmail, Guard, Problem};
 use crate::retry::RetryPolicy;
 use crate::subject;
 
@@ -199,7 +200,39 @@ impl EmailCheck<'_> {
         id
     }
 
-    fn recipients(&mut self, kind: RecipientKind, v: &Spanned<OneOrMany>) -> Vec<TemplateId> {
+    /// An address template: `NAME <ADDRESS>` becomes two templates (the
+    /// name renders to whatever text it likes), anything else one, whose
+    /// output is parsed as an address list.
+    fn address(
+        &mut self,
+        field: impl Fn(Part) -> Field,
+        text: &str,
+        loc: &Location,
+        what: &str,
+    ) -> AddressTemplate {
+        match split_mailbox_template(text) {
+            Some((name, address)) => AddressTemplate::Mailbox {
+                name: (!name.trim().is_empty())
+                    .then(|| self.template(field(Part::Name), &name, false, loc, what.to_string())),
+                address: self.template(
+                    field(Part::Address),
+                    &address,
+                    false,
+                    loc,
+                    what.to_string(),
+                ),
+            },
+            None => AddressTemplate::List(self.template(
+                field(Part::Whole),
+                text,
+                false,
+                loc,
+                what.to_string(),
+            )),
+        }
+    }
+
+    fn recipients(&mut self, kind: RecipientKind, v: &Spanned<OneOrMany>) -> Vec<AddressTemplate> {
         let items = v.value.items();
         if kind == RecipientKind::To && items.iter().all(|s| s.trim().is_empty()) {
             self.problems.push(Problem::at(
@@ -212,12 +245,11 @@ impl EmailCheck<'_> {
             .iter()
             .enumerate()
             .map(|(i, t)| {
-                self.template(
-                    Field::Recipients(kind, i),
+                self.address(
+                    |part| Field::Recipients(kind, i, part),
                     t,
-                    false,
                     &v.referenced,
-                    format!("email.{}", kind.key()),
+                    &format!("email.{}", kind.key()),
                 )
             })
             .collect()
@@ -287,12 +319,11 @@ pub fn check_email(
         problems,
         sources: Vec::new(),
     };
-    let from = c.template(
+    let from = c.address(
         Field::From,
         &email.from.value,
-        false,
         &email.from.referenced,
-        "email.from".into(),
+        "email.from",
     );
     let mut recipients = BTreeMap::new();
     for kind in RecipientKind::ALL {

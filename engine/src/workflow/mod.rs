@@ -2,6 +2,7 @@
 //! template files, partials), runs every named check of [`check`] on each
 //! workflow, compiles the templates, and returns a [`Catalog`] ready to
 //! render, or every problem found, each as `FILE:LINE:COL: message`.
+pub mod address;
 mod check;
 mod compile;
 pub mod helpers;
@@ -20,7 +21,7 @@ use serde_saphyr::Location;
 use crate::retry::RetryPolicy;
 
 pub use source::parse;
-pub use template_id::{Field, RecipientKind, TemplateId};
+pub use template_id::{Field, Part, RecipientKind, TemplateId};
 
 /// One validation problem, located in a file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,14 +81,26 @@ pub enum Guard {
     In(Vec<String>, Vec<serde_json::Value>),
 }
 
+/// How an address field renders.
+#[derive(Debug, Clone)]
+pub enum AddressTemplate {
+    /// `NAME <ADDRESS>`: the name (if any) and the address, rendered apart.
+    Mailbox {
+        name: Option<TemplateId>,
+        address: TemplateId,
+    },
+    /// Anything else: rendered, then parsed as an RFC 5322 address list.
+    List(TemplateId),
+}
+
 /// The compiled templates of a workflow's email, by id.
 #[derive(Debug, Clone)]
 pub struct CompiledEmail {
-    pub from: TemplateId,
-    pub to: Vec<TemplateId>,
-    pub cc: Vec<TemplateId>,
-    pub bcc: Vec<TemplateId>,
-    pub reply_to: Vec<TemplateId>,
+    pub from: AddressTemplate,
+    pub to: Vec<AddressTemplate>,
+    pub cc: Vec<AddressTemplate>,
+    pub bcc: Vec<AddressTemplate>,
+    pub reply_to: Vec<AddressTemplate>,
     pub subject: TemplateId,
     pub text: Option<TemplateId>,
     pub html: Option<TemplateId>,

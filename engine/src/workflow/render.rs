@@ -2,7 +2,8 @@
 //! templates, and the checks that keep a rendered message safe to send.
 use serde_json::{Value, json};
 
-use super::{Catalog, Guard, TemplateId, Workflow};
+use super::address::{self, Mailbox};
+use super::{AddressTemplate, Catalog, Guard, TemplateId, Workflow};
 
 /// What the templates see besides the payload.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -19,11 +20,11 @@ pub struct Meta {
 pub struct Email {
     /// Position in the event's fan-out; part of the ledger key and Message-ID.
     pub index: usize,
-    pub from: String,
-    pub to: Vec<String>,
-    pub cc: Vec<String>,
-    pub bcc: Vec<String>,
-    pub reply_to: Vec<String>,
+    pub from: Mailbox,
+    pub to: Vec<Mailbox>,
+    pub cc: Vec<Mailbox>,
+    pub bcc: Vec<Mailbox>,
+    pub reply_to: Vec<Mailbox>,
     pub subject: String,
     pub text: Option<String>,
     pub html: Option<String>,
@@ -36,7 +37,7 @@ impl Email {
         let mut v: Vec<String> = self
             .to
             .iter()
-            .map(|a| bare_address(a).to_ascii_lowercase())
+            .map(|m| m.address.to_ascii_lowercase())
             .collect();
         v.sort();
         v.join(",")
@@ -50,8 +51,14 @@ pub enum RenderError {
     Template { template: String, message: String },
     #[error("for_each: {0}")]
     ForEach(String),
-    #[error("invalid address {address:?} in {field}")]
-    InvalidAddress { field: String, address: String },
+    #[error("invalid address {address:?} in {field}: {reason}")]
+    InvalidAddress {
+        field: String,
+        address: String,
+        reason: String,
+    },
+    #[error("{field} must be exactly one address, got {count}")]
+    NotOneAddress { field: String, count: usize },
     #[error("{field} contains CR or LF after rendering (header injection refused)")]
     HeaderInjection { field: String },
     #[error("no recipient: email.to rendered empty")]
@@ -101,34 +108,6 @@ fn describe(g: &Guard) -> String {
     }
 }
 
-/// The bare `local@domain` of `Name <local@domain>` or `local@domain`.
-pub fn bare_address(a: &str) -> &str {
-    match (a.rfind('<'), a.rfind('>')) {
-        (Some(l), Some(r)) if l < r => a[l + 1..r].trim(),
-        _ => a.trim(),
-    }
-}
-
-/// The display name of `Name <addr>`, if any.
-pub fn display_name(a: &str) -> Option<&str> {
-    a.rfind('<')
-        .map(|l| a[..l].trim().trim_matches('"'))
-        .filter(|n| !n.is_empty())
-}
-
-fn valid_address(a: &str) -> bool {
-    let bare = bare_address(a);
-    let Some((local, domain)) = bare.rsplit_once('@') else {
-        return false;
-    };
-    !local.is_empty()
-        && (domain.contains('.') || domain == "localhost")
-        && !domain.starts_with('.')
-        && !bare
-            .chars()
-            .any(|c| c.is_whitespace() || c.is_control() || c == ',' || c == '<' || c == '>')
-}
-
 fn no_crlf(field: &str, v: &str) -> Result<(), RenderError> {
     if v.contains(['\r', '\n']) {
         return Err(RenderError::HeaderInjection {
@@ -168,36 +147,62 @@ impl Catalog {
             .map_err(|e| template_error(id, &e))
     }
 
-    fn addresses(&self, ids: &[TemplateId], ctx: &Value) -> Result<Vec<String>, RenderError> {
-        let mut out = Vec::new();
-        for id in ids {
-            let field = id.field_name();
-            let v = self.render_plain(id, ctx)?;
-            // A template may render a comma-separated list.
-            for a in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-                no_crlf(&field, a)?;
-                if !valid_address(a) {
-                    return Err(RenderError::InvalidAddress {
-                        field,
-                        address: a.to_string(),
-                    });
+    /// Render one address template into its mailboxes.
+    fn mailboxes(&self, t: &AddressTemplate, ctx: &Value) -> Result<Vec<Mailbox>, RenderError> {
+        match t {
+            AddressTemplate::Mailbox { name, address: id } => {
+                let field = id.field_name();
+                let name = match name {
+                    Some(n) => Some(self.render_plain(n, ctx)?),
+                    None => None,
+                };
+                let raw = self.render_plain(id, ctx)?;
+                no_crlf(&field, &raw)?;
+                if let Some(n) = &name {
+                    no_crlf(&field, n)?;
                 }
-                out.push(a.to_string());
+                let address =
+                    address::address(&raw).map_err(|reason| RenderError::InvalidAddress {
+                        field,
+                        address: raw.trim().to_string(),
+                        reason,
+                    })?;
+                Ok(vec![Mailbox {
+                    name: name.map(|n| n.trim().to_string()).filter(|n| !n.is_empty()),
+                    address,
+                }])
             }
+            AddressTemplate::List(id) => {
+                let field = id.field_name();
+                let raw = self.render_plain(id, ctx)?;
+                no_crlf(&field, &raw)?;
+                address::list(&raw).map_err(|reason| RenderError::InvalidAddress {
+                    field,
+                    address: raw.trim().to_string(),
+                    reason,
+                })
+            }
+        }
+    }
+
+    fn addresses(&self, ts: &[AddressTemplate], ctx: &Value) -> Result<Vec<Mailbox>, RenderError> {
+        let mut out = Vec::new();
+        for t in ts {
+            out.extend(self.mailboxes(t, ctx)?);
         }
         Ok(out)
     }
 
     fn render_one(&self, wf: &Workflow, index: usize, ctx: &Value) -> Result<Email, RenderError> {
         let e = &wf.email;
-        let from = self.render_plain(&e.from, ctx)?;
-        no_crlf("email.from", &from)?;
-        if !valid_address(&from) {
-            return Err(RenderError::InvalidAddress {
+        let mut from = self.mailboxes(&e.from, ctx)?;
+        if from.len() != 1 {
+            return Err(RenderError::NotOneAddress {
                 field: "email.from".into(),
-                address: from,
+                count: from.len(),
             });
         }
+        let from = from.remove(0);
         let to = self.addresses(&e.to, ctx)?;
         if to.is_empty() {
             return Err(RenderError::NoRecipient);

@@ -6,13 +6,32 @@ use std::fmt;
 /// Which part of a workflow's email a template renders.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Field {
-    From,
+    From(Part),
     /// `to`, `cc`, `bcc` or `reply_to`, entry `n` of the list.
-    Recipients(RecipientKind, usize),
+    Recipients(RecipientKind, usize, Part),
     Subject,
     Text,
     Html,
     Header(String),
+}
+
+/// Which part of an address template: all of it (an address or a list),
+/// or the name or address of a `NAME <ADDRESS>` template.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Part {
+    Whole,
+    Name,
+    Address,
+}
+
+impl Part {
+    fn suffix(self) -> &'static str {
+        match self {
+            Part::Whole => "",
+            Part::Name => ":name",
+            Part::Address => ":address",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -59,8 +78,8 @@ impl TemplateId {
     /// The YAML field it comes from, as users write it (`email.to`).
     pub fn field_name(&self) -> String {
         match &self.field {
-            Field::From => "email.from".into(),
-            Field::Recipients(k, _) => format!("email.{}", k.key()),
+            Field::From(_) => "email.from".into(),
+            Field::Recipients(k, _, _) => format!("email.{}", k.key()),
             Field::Subject => "email.subject".into(),
             Field::Text => "email.text".into(),
             Field::Html => "email.html".into(),
@@ -72,8 +91,10 @@ impl TemplateId {
 impl fmt::Display for TemplateId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.field {
-            Field::From => write!(f, "{}:from", self.workflow),
-            Field::Recipients(k, i) => write!(f, "{}:{}:{i}", self.workflow, k.key()),
+            Field::From(p) => write!(f, "{}:from{}", self.workflow, p.suffix()),
+            Field::Recipients(k, i, p) => {
+                write!(f, "{}:{}:{i}{}", self.workflow, k.key(), p.suffix())
+            }
             Field::Subject => write!(f, "{}:subject", self.workflow),
             Field::Text => write!(f, "{}:text", self.workflow),
             Field::Html => write!(f, "{}:html", self.workflow),
