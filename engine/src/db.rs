@@ -14,14 +14,30 @@ pub enum DbError {
     #[error("invalid database URL {url:?}: {reason}")]
     InvalidUrl { url: String, reason: String },
     /// The server could not be reached or refused us (exit 1: runtime).
-    #[error("cannot connect to database {url}: {source}")]
+    /// `reason` is the cause in one line; `hint` the fix, when it is known.
+    #[error("cannot connect to database {url}: {reason}{}", hint.as_deref().map(|h| format!(" ({h})")).unwrap_or_default())]
     Connect {
         url: String,
-        #[source]
-        source: DbErr,
+        reason: String,
+        hint: Option<String>,
     },
-    #[error("migration failed: {0}")]
-    Migrate(#[source] DbErr),
+    #[error("migration failed: {}", describe(.0))]
+    Migrate(DbErr),
+}
+
+/// A database error in one line, naming its cause: the innermost error of
+/// the chain (sea-orm and sqlx each wrap it and repeat it in their text).
+pub fn describe(e: &DbErr) -> String {
+    let mut msg = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !text.trim().is_empty() {
+            msg = text;
+        }
+        source = s.source();
+    }
+    msg
 }
 
 /// Which backend a URL names, checked before any I/O.
@@ -47,13 +63,40 @@ pub fn backend_of(url: &str) -> Result<DbBackend, DbError> {
 
 /// The URL with any password replaced, for messages and logs.
 pub fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("***"));
-            u.to_string()
-        }
-        _ => url.to_string(),
+    crate::secret::redact_url(url)
+}
+
+/// What to tell an operator whose database did not open, when the fix is
+/// known: SQLite's "unable to open database file" says neither which file
+/// nor why.
+fn connect_hint(url: &str, backend: DbBackend, reason: &str) -> Option<String> {
+    if backend != DbBackend::Sqlite || !reason.contains("code: 14") {
+        return None;
     }
+    let path = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:")
+        .split('?')
+        .next()
+        .unwrap_or("");
+    let file = std::path::Path::new(path);
+    let dir = file
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    if !dir.is_dir() {
+        return Some(format!("the directory {} does not exist", dir.display()));
+    }
+    if !file.exists() && !url.contains("mode=rwc") {
+        return Some(format!(
+            "{} does not exist; add ?mode=rwc to the URL to create it",
+            file.display()
+        ));
+    }
+    Some(format!(
+        "check that {} is readable and writable",
+        file.display()
+    ))
 }
 
 /// How a process holds its PostgreSQL connections.
@@ -135,21 +178,13 @@ pub async fn connect_with(
                 tries += 1;
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            Err(source) => {
-                return Err(DbError::Connect {
-                    url: redact(url),
-                    source,
-                });
-            }
+            Err(e) => return Err(connect_error(url, backend, &e)),
         }
     };
     // A lazy pool would report an unreachable server only at first use.
     db.execute_unprepared("SELECT 1")
         .await
-        .map_err(|source| DbError::Connect {
-            url: redact(url),
-            source,
-        })?;
+        .map_err(|e| connect_error(url, backend, &e))?;
     if let (DbBackend::Postgres, Pool::Warm(n)) = (backend, pool) {
         // Open them side by side rather than one after another (sqlx's
         // min_connections would), then hand them back to the pool.
@@ -160,6 +195,15 @@ pub async fn connect_with(
         }
     }
     Ok(db)
+}
+
+fn connect_error(url: &str, backend: DbBackend, e: &DbErr) -> DbError {
+    let reason = describe(e);
+    DbError::Connect {
+        url: redact(url),
+        hint: connect_hint(url, backend, &reason),
+        reason,
+    }
 }
 
 /// Arbitrary constant: the advisory lock that serialises Herald's migrations.

@@ -39,12 +39,9 @@ impl Default for StreamSettings {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StreamError {
-    #[error("cannot connect to NATS at {url}: {source}")]
-    Connect {
-        url: String,
-        #[source]
-        source: async_nats::ConnectError,
-    },
+    /// No server answered (the URL is redacted; the reason is the OS's).
+    #[error("cannot connect to NATS at {url}: {reason}")]
+    Connect { url: String, reason: String },
     #[error(
         "stream {name} exists with a conflicting configuration: {detail} (fix or delete the stream, or choose another with --stream)"
     )]
@@ -67,26 +64,41 @@ pub fn server_supported(version: &str) -> bool {
     (major, minor) >= (2, 10)
 }
 
-/// Connect to NATS for a long-running process. `urls` may be comma-separated.
-/// The client waits for a first server and reconnects forever; Herald's loops
-/// treat failed requests as transient.
+/// The innermost cause of an error, e.g. `Connection refused (os error 111)`.
+fn root_cause(e: &dyn std::error::Error) -> String {
+    let mut msg = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        msg = s.to_string();
+        source = s.source();
+    }
+    msg
+}
+
+/// Connect to NATS. `urls` may be comma-separated. The first connection
+/// must succeed at once (a clear error naming the URL and the cause, not a
+/// timeout later); after that the client reconnects forever, and Herald's
+/// loops treat failed requests as transient.
 pub async fn connect(urls: &str, name: &str) -> Result<async_nats::Client, StreamError> {
     let addrs: Vec<&str> = urls
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .collect();
+    let err = |reason: String| StreamError::Connect {
+        url: crate::secret::redact_url(urls),
+        reason,
+    };
+    if addrs.is_empty() {
+        return Err(err("no URL given".into()));
+    }
     async_nats::ConnectOptions::new()
         .name(name)
-        .connection_timeout(Duration::from_secs(3))
-        .retry_on_initial_connect()
+        .connection_timeout(Duration::from_secs(2))
         .max_reconnects(None)
         .connect(addrs.join(","))
         .await
-        .map_err(|source| StreamError::Connect {
-            url: urls.to_string(),
-            source,
-        })
+        .map_err(|e| err(root_cause(&e)))
 }
 
 /// Create the events stream, or check and update an existing one.
@@ -107,17 +119,16 @@ pub async fn ensure_stream(
         name: settings.name.clone(),
         detail: e.to_string(),
     };
-    let mut s = js
-        .get_or_create_stream(wanted.clone())
-        .await
-        .map_err(|e| req(&e))?;
     // Older servers silently ignore `filter_subjects` and would hand every
-    // workflow every event: refuse them before any work. (Read after the first
-    // request: until connected, the client knows no server version.)
+    // workflow every event: refuse them before creating anything.
     let version = js.client().server_info().version;
     if !server_supported(&version) {
         return Err(StreamError::ServerTooOld { version });
     }
+    let mut s = js
+        .get_or_create_stream(wanted.clone())
+        .await
+        .map_err(|e| req(&e))?;
     let info = s.info().await.map_err(|e| req(&e))?.config.clone();
     if !info.subjects.iter().any(|x| x == STREAM_SUBJECTS) {
         return Err(StreamError::Conflict {

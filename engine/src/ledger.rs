@@ -101,13 +101,15 @@ fn by_key(key: &Key<'_>) -> Condition {
 ///
 /// A stale `sending` row was left by a crash between the SMTP reply and the
 /// ledger write: it is sent again, with the same Message-ID. That is the one
-/// window where a duplicate is possible.
+/// window where a duplicate is possible, besides `uncertain` rows, which are
+/// sent again (same Message-ID) only when `resend_uncertain` says so.
 pub async fn claim(
     db: &DatabaseConnection,
     key: &Key<'_>,
     index: usize,
     subject: &str,
     lease: Duration,
+    resend_uncertain: bool,
 ) -> Result<Claim, DbErr> {
     if insert_if_absent(
         db,
@@ -127,7 +129,12 @@ pub async fn claim(
             .ok_or_else(|| DbErr::RecordNotFound("delivery vanished".into()))?;
         let now = Utc::now();
         match existing.state {
-            DeliveryState::Sending | DeliveryState::Retrying => {
+            DeliveryState::Uncertain if !resend_uncertain => {
+                return Ok(Claim::Done {
+                    state: existing.state,
+                });
+            }
+            DeliveryState::Sending | DeliveryState::Retrying | DeliveryState::Uncertain => {
                 if existing.state == DeliveryState::Sending
                     && let Some(left) = lease_left(existing.updated_at, now, lease)
                 {
@@ -248,6 +255,36 @@ pub async fn mark_retrying(
     set_state(db, key, DeliveryState::Retrying, None, smtp, Some(error)).await
 }
 
+/// The connection failed after the final "." of DATA: the server may have
+/// the message. Resent (same Message-ID) or held, as the workflow says.
+pub async fn mark_uncertain(
+    db: &DatabaseConnection,
+    key: &Key<'_>,
+    error: &str,
+) -> Result<(), DbErr> {
+    set_state(db, key, DeliveryState::Uncertain, None, None, Some(error)).await
+}
+
+/// Give a claim back without counting its attempt: the transport could not
+/// be reached, so nothing was tried. A compare-and-set on (sending,
+/// `attempt`): a claim that went stale and moved on is left alone.
+pub async fn release(db: &DatabaseConnection, key: &Key<'_>, attempt: u32) -> Result<(), DbErr> {
+    let attempt = i32::try_from(attempt).unwrap_or(i32::MAX);
+    delivery::Entity::update_many()
+        .col_expr(
+            delivery::Column::State,
+            DeliveryState::Retrying.as_str().into(),
+        )
+        .col_expr(delivery::Column::Attempts, (attempt - 1).max(0).into())
+        .col_expr(delivery::Column::UpdatedAt, Utc::now().into())
+        .filter(by_key(key))
+        .filter(delivery::Column::State.eq(DeliveryState::Sending))
+        .filter(delivery::Column::Attempts.eq(attempt))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
 pub async fn mark_dead(
     db: &DatabaseConnection,
     key: &Key<'_>,
@@ -283,10 +320,11 @@ pub async fn record_skipped(
 /// Ledger key of an event that failed as a whole (render error).
 pub const WHOLE_EVENT_RECIPIENT: &str = "*";
 
-/// Prepare a re-drive of one event through one workflow: dead deliveries go
-/// back to `retrying` with a fresh attempt budget, and the whole-event failure
-/// marker is removed. Deliveries already `sent` are untouched, so the re-drive
-/// cannot send them twice.
+/// Prepare a re-drive of one event through one workflow: dead deliveries
+/// (and uncertain ones an operator was holding) go back to `retrying` with a
+/// fresh attempt budget, and the whole-event failure marker is removed.
+/// Deliveries already `sent` are untouched, so the re-drive cannot send
+/// them twice.
 pub async fn reopen_dead(
     db: &DatabaseConnection,
     event_id: EventId,
@@ -307,7 +345,7 @@ pub async fn reopen_dead(
         .col_expr(delivery::Column::UpdatedAt, Utc::now().into())
         .filter(delivery::Column::EventId.eq(event_id.as_uuid()))
         .filter(delivery::Column::Workflow.eq(workflow))
-        .filter(delivery::Column::State.eq(DeliveryState::Dead))
+        .filter(delivery::Column::State.is_in([DeliveryState::Dead, DeliveryState::Uncertain]))
         .exec(db)
         .await?;
     Ok(res.rows_affected)

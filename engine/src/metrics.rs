@@ -81,6 +81,14 @@ pub struct Metrics {
     pub emails_skipped: Counter,
     pub emails_in_flight_elsewhere: Counter,
     pub send_retries: Counter,
+    /// Deliveries whose connection failed after the final "." of DATA.
+    pub uncertain: Counter,
+    /// Times the SMTP transport became unreachable.
+    pub smtp_outages: Counter,
+    /// 1 while the SMTP transport answers.
+    pub smtp_up: Gauge,
+    /// Per workflow: 1 while its consumer runs.
+    consumer_up: Mutex<std::collections::BTreeMap<String, f64>>,
     pub dead_letters: Counter,
     pub messages_acked: Counter,
     pub send_latency: Histogram,
@@ -153,6 +161,21 @@ impl Metrics {
                 Kind::Counter(&self.send_retries),
             ),
             (
+                "herald_uncertain_total",
+                "Deliveries whose connection failed after the end of DATA (the server may have them)",
+                Kind::Counter(&self.uncertain),
+            ),
+            (
+                "herald_smtp_outages_total",
+                "Times the SMTP transport became unreachable",
+                Kind::Counter(&self.smtp_outages),
+            ),
+            (
+                "herald_smtp_up",
+                "1 while the SMTP transport answers",
+                Kind::Gauge(&self.smtp_up),
+            ),
+            (
                 "herald_dead_letters_total",
                 "Deliveries moved to the dead-letter store",
                 Kind::Counter(&self.dead_letters),
@@ -180,6 +203,13 @@ impl Metrics {
         ]
     }
 
+    /// Whether `workflow`'s consumer runs (the `herald_consumer_up` gauge).
+    pub fn set_consumer_up(&self, workflow: &str, up: bool) {
+        if let Ok(mut m) = self.consumer_up.lock() {
+            m.insert(workflow.to_string(), if up { 1.0 } else { 0.0 });
+        }
+    }
+
     /// Constant labels added to every sample (e.g. `role="relay"`).
     pub fn set_label(&self, k: &str, v: &str) {
         if let Ok(mut l) = self.labels.lock() {
@@ -190,7 +220,10 @@ impl Metrics {
     /// Prometheus text exposition format 0.0.4.
     pub fn render(&self) -> String {
         let labels = self.labels.lock().map(|l| l.clone()).unwrap_or_default();
-        let base: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+        let base: Vec<String> = labels
+            .iter()
+            .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
+            .collect();
         let lbl = |extra: Option<String>| {
             let mut all = base.clone();
             all.extend(extra);
@@ -238,8 +271,31 @@ impl Metrics {
                 }
             }
         }
+        let up = self
+            .consumer_up
+            .lock()
+            .map(|m| m.clone())
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "# HELP herald_consumer_up 1 while the workflow's consumer runs\n# TYPE herald_consumer_up gauge"
+        );
+        for (wf, v) in up {
+            let _ = writeln!(
+                out,
+                "herald_consumer_up{} {v}",
+                lbl(Some(format!("workflow=\"{}\"", escape(&wf))))
+            );
+        }
         out
     }
+}
+
+/// A label value in the exposition format: `\`, `"` and newlines escaped.
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 #[cfg(test)]

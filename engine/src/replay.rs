@@ -9,10 +9,10 @@ use async_nats::jetstream::{self, consumer};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 
-use crate::shutdown::Shutdown;
 use crate::worker::{Disposition, Event, Worker};
 use crate::workflow::Workflow;
 use crate::workflow::render::Outcome;
+use tokio_util::sync::CancellationToken;
 
 /// Where a replay starts.
 #[derive(Debug, Clone, Copy)]
@@ -72,7 +72,7 @@ pub async fn replay(
     wf: &Workflow,
     opts: &ReplayOptions,
     mut on_progress: impl FnMut(&Progress),
-    mut shutdown: Shutdown,
+    stop: CancellationToken,
 ) -> Result<Summary, ReplayError> {
     let err = |detail: String| ReplayError::Stream {
         stream: stream_name.to_string(),
@@ -127,7 +127,7 @@ pub async fn replay(
     loop {
         let next = tokio::select! {
             m = tokio::time::timeout(Duration::from_secs(2), messages.next()) => m,
-            _ = shutdown.wait() => { summary.interrupted = true; break; }
+            _ = stop.cancelled() => { summary.interrupted = true; break; }
         };
         // Nothing within the timeout: the range (filtered) is exhausted.
         let Ok(Some(msg)) = next else { break };
@@ -165,7 +165,11 @@ pub async fn replay(
                 }
             }
         } else {
-            let o = worker.process(wf, &ev).await?;
+            let o = worker.process_when_reachable(wf, &ev, &stop).await?;
+            if o.disposition == Disposition::Paused {
+                summary.interrupted = true;
+                break;
+            }
             summary.sent += o.sent;
             summary.skipped += o.skipped;
             summary.failed += o.dead_lettered;
@@ -176,7 +180,7 @@ pub async fn replay(
                 // A running worker is sending it right now (the consumer
                 // catching up on the same range): not ours to send.
                 Disposition::Busy { .. } => summary.skipped += 1,
-                Disposition::Ack | Disposition::Terminate { .. } => {}
+                Disposition::Ack | Disposition::Terminate { .. } | Disposition::Paused => {}
             }
         }
         summary.last_seq = Some(seq);

@@ -147,8 +147,11 @@ async fn steady_latency(
         },
         Metrics::new(),
     );
-    let (trigger, stop) = herald::shutdown::channel();
-    let task = tokio::spawn(async move { relay.run(stop).await });
+    let stop = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn({
+        let stop = stop.clone();
+        async move { relay.run(herald::health::Health::new(), stop).await }
+    });
     let mut tick = tokio::time::interval(Duration::from_millis(1));
     let end = Instant::now() + Duration::from_secs(secs);
     let mut i = 0;
@@ -185,7 +188,7 @@ async fn steady_latency(
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    trigger.trigger();
+    stop.cancel();
     task.await.unwrap();
     let rows = herald_entities::outbox::Entity::find()
         .all(db)

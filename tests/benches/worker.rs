@@ -113,20 +113,25 @@ async fn worker_e2e(backend: Backend, sink: &SmtpSink, n: usize) -> Duration {
             .await
             .unwrap(),
         catalog: Arc::new(catalog),
-        transport: Arc::new(Transport::from_url(&sink.url()).unwrap()),
+        transport: Transport::from_url(&sink.url()).unwrap(),
         metrics: Metrics::new(),
         cfg: WorkerConfig::default(),
         resend: None,
     });
     let before = sink.count();
-    let (trigger, stop) = herald::shutdown::channel();
+    let stop = tokio_util::sync::CancellationToken::new();
     let start = Instant::now();
-    let task = tokio::spawn(worker.clone().run_workflow(js.clone(), wf, stop));
+    let task = tokio::spawn(worker.clone().run(
+        js.clone(),
+        vec![wf],
+        herald::health::Health::new(),
+        stop.clone(),
+    ));
     while sink.count() < before + n {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let took = start.elapsed();
-    trigger.trigger();
+    stop.cancel();
     let _ = task.await;
     took
 }

@@ -14,8 +14,14 @@ pub enum Reply {
     Accept,
     /// Any code and text, e.g. `(451, "try later")` or `(550, "no such user")`; not recorded.
     Code(u16, String),
-    /// Read the message, then close the socket without a reply; not recorded.
+    /// Read the message, then close the socket without a reply; not recorded
+    /// (the client cannot know: its outcome is uncertain).
     DropConnection,
+    /// Record the message, then close without a reply: the server has it,
+    /// the client cannot know.
+    AcceptThenDrop,
+    /// Never reply (the client's timeout decides); not recorded.
+    Stall,
     /// Wait this long, then accept (a slow server); recorded when it answers.
     Delay(std::time::Duration),
 }
@@ -87,13 +93,24 @@ impl Received {
     }
 }
 
+/// How the sink is down, when it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outage {
+    /// Accept connections and close them at once.
+    Drop,
+    /// Greet with `421 4.3.2 Service not available` and close.
+    Greet421,
+    /// Stop listening: connections are refused.
+    Refuse,
+}
+
 struct State {
     /// Bumped by `close_idle`: sessions waiting for a command hang up.
     kick: tokio::sync::watch::Sender<u64>,
     received: Vec<Received>,
     script: VecDeque<Reply>,
-    /// When set, connections are closed at once (an SMTP outage).
-    down: bool,
+    /// When set, the sink is in an outage of this kind.
+    outage: Option<Outage>,
     connections: usize,
     data_commands: usize,
     /// Credentials of the last successful AUTH PLAIN.
@@ -127,14 +144,43 @@ impl SmtpSink {
             kick: tokio::sync::watch::channel(0).0,
             received: Vec::new(),
             script: VecDeque::new(),
-            down: false,
+            outage: None,
             connections: 0,
             data_commands: 0,
             auth: None,
         }));
         let st = state.clone();
         let task = tokio::spawn(async move {
-            while let Ok((sock, _)) = listener.accept().await {
+            let mut listener = Some(listener);
+            loop {
+                let refusing =
+                    st.lock().unwrap_or_else(|p| p.into_inner()).outage == Some(Outage::Refuse);
+                match (&listener, refusing) {
+                    // Refusing: close the socket, reopen it on the same port after.
+                    (Some(_), true) => {
+                        listener = None;
+                        continue;
+                    }
+                    (None, false) => match TcpListener::bind(("127.0.0.1", port)).await {
+                        Ok(l) => listener = Some(l),
+                        Err(_) => {
+                            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                            continue;
+                        }
+                    },
+                    (None, true) => {
+                        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                        continue;
+                    }
+                    (Some(_), false) => {}
+                }
+                let Some(l) = &listener else { continue };
+                let accepted = tokio::select! {
+                    a = l.accept() => a,
+                    // Look at the outage state again now and then.
+                    _ = tokio::time::sleep(std::time::Duration::from_millis(50)) => continue,
+                };
+                let Ok((sock, _)) = accepted else { continue };
                 let st = st.clone();
                 let acceptor = acceptor.clone();
                 tokio::spawn(async move {
@@ -160,7 +206,12 @@ impl SmtpSink {
 
     /// Start or end an outage: while down, every connection is closed at once.
     pub fn set_down(&self, down: bool) {
-        self.lock().down = down;
+        self.set_outage(down.then_some(Outage::Drop));
+    }
+
+    /// Start an outage of this kind, or end it (None).
+    pub fn set_outage(&self, outage: Option<Outage>) {
+        self.lock().outage = outage;
     }
 
     /// Hang up every session waiting for a command, as servers do with idle
@@ -252,14 +303,21 @@ async fn session(
     implicit: bool,
 ) -> std::io::Result<()> {
     sock.set_nodelay(true)?;
-    let kick = {
+    let (kick, outage) = {
         let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
         s.connections += 1;
-        if s.down {
+        (s.kick.subscribe(), s.outage)
+    };
+    match outage {
+        Some(Outage::Drop | Outage::Refuse) => return Ok(()),
+        Some(Outage::Greet421) => {
+            let mut sock = sock;
+            sock.write_all(b"421 4.3.2 Service not available, closing channel\r\n")
+                .await?;
             return Ok(());
         }
-        s.kick.subscribe()
-    };
+        None => {}
+    }
     if implicit {
         let Some(acceptor) = acceptor else {
             return Ok(());
@@ -382,9 +440,17 @@ where
             if let Reply::Delay(d) = reply {
                 tokio::time::sleep(d).await;
             }
+            if reply == Reply::Stall {
+                // Hold the session open without a word until the client gives up.
+                tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+                return Ok(None);
+            }
             let reply = {
                 let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
-                if matches!(reply, Reply::Accept | Reply::Delay(_)) {
+                if matches!(
+                    reply,
+                    Reply::Accept | Reply::Delay(_) | Reply::AcceptThenDrop
+                ) {
                     s.received.push(Received {
                         mail_from: from.clone(),
                         rcpt_to: rcpts.clone(),
@@ -403,7 +469,7 @@ where
                         .write_all(format!("{code} {text}\r\n").as_bytes())
                         .await?
                 }
-                Reply::DropConnection => return Ok(None),
+                Reply::DropConnection | Reply::AcceptThenDrop | Reply::Stall => return Ok(None),
             }
         } else if upper == "RSET" || upper == "NOOP" {
             r.get_mut().write_all(b"250 2.0.0 OK\r\n").await?;

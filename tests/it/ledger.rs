@@ -24,23 +24,23 @@ async fn a_fresh_claim_is_in_flight_a_stale_one_is_resent(backend: Backend) {
     let db = tdb.connect().await;
     let k = key(Uuid::now_v7());
     assert_eq!(
-        ledger::claim(&db, &k, 0, "s", LEASE).await.unwrap(),
+        ledger::claim(&db, &k, 0, "s", LEASE, true).await.unwrap(),
         Claim::Send { attempt: 1 }
     );
-    match ledger::claim(&db, &k, 0, "s", LEASE).await.unwrap() {
+    match ledger::claim(&db, &k, 0, "s", LEASE, true).await.unwrap() {
         Claim::InFlight { retry_after } => assert!(retry_after <= LEASE, "{retry_after:?}"),
         other => panic!("a second claim inside the lease got {other:?}"),
     }
     // With no lease left, the claim is stale: the crash window, sent again.
     assert_eq!(
-        ledger::claim(&db, &k, 0, "s", Duration::ZERO)
+        ledger::claim(&db, &k, 0, "s", Duration::ZERO, true)
             .await
             .unwrap(),
         Claim::Send { attempt: 2 }
     );
     ledger::mark_sent(&db, &k, "<m>", "250 ok").await.unwrap();
     assert_eq!(
-        ledger::claim(&db, &k, 0, "s", Duration::ZERO)
+        ledger::claim(&db, &k, 0, "s", Duration::ZERO, true)
             .await
             .unwrap(),
         Claim::Done {
@@ -59,7 +59,9 @@ async fn concurrent_claims_send_each_delivery_once(backend: Backend) {
     // Rows waiting for their retry: claimable, and contended.
     let ids = thirty_deliveries(&db, "retrying").await;
     let sends = race(&db, &ids, |db, id| async move {
-        ledger::claim(&db, &key(id), 0, "s", LEASE).await.unwrap()
+        ledger::claim(&db, &key(id), 0, "s", LEASE, true)
+            .await
+            .unwrap()
     })
     .await;
     let expected: Vec<(Uuid, u32)> = ids.iter().map(|id| (*id, 2)).collect();
@@ -75,7 +77,7 @@ async fn thirty_deliveries(db: &sea_orm::DatabaseConnection, state: &str) -> Vec
     let ids: Vec<Uuid> = (0..30).map(|_| Uuid::now_v7()).collect();
     for id in &ids {
         let k = key(*id);
-        ledger::claim(db, &k, 0, "s", LEASE).await.unwrap();
+        ledger::claim(db, &k, 0, "s", LEASE, true).await.unwrap();
         match state {
             "sent" => ledger::mark_sent(db, &k, "<m>", "250 ok").await.unwrap(),
             _ => ledger::mark_retrying(db, &k, "451 try later", None)

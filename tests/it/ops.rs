@@ -264,80 +264,10 @@ async fn dlq_redrive_after_template_fix(backend: Backend) {
     assert!(list.is_empty());
 }
 
-/// SMTP down longer than the retry budget: dead letters; after recovery a
-/// re-drive delivers each once.
-async fn smtp_outage_beyond_budget_then_redrive(backend: Backend) {
-    let w = with_workflow(
-        backend,
-        &BROKEN.replace("{{event.greeting}}", "Hello {{event.name}}"),
-    )
-    .await;
-    w.sink.set_down(true);
-    let _relay = w.h.spawn(&["relay", "--relay-poll", "50ms"]);
-    let _worker = w.h.spawn(&["worker"]);
-    w.emit_users("events.test.hello", 10).await;
-    wait::until("10 exhausted dead letters", wait::DEFAULT, || async {
-        w.env
-            .scalar("SELECT COUNT(*) FROM herald_dead_letters WHERE kind = 'exhausted'")
-            .await
-            == 10
-    })
-    .await;
-    w.sink.set_down(false);
-    let out = ok_stdout(&w.run(&["dlq", "retry", "--all"]).await);
-    assert!(out.contains("10 delivered"), "{out}");
-    assert_eq!(w.sink.count(), 10);
-    assert_eq!(
-        w.env
-            .scalar("SELECT COUNT(*) FROM herald_deliveries WHERE state = 'sent'")
-            .await,
-        10
-    );
-}
-
-/// SMTP refuses connections for a while, shorter than the retry budget:
-/// every event is delivered once by retries, nothing is dead-lettered.
-async fn smtp_outage_within_budget_delivers_all_once(backend: Backend) {
-    let w = with_workflow(backend, NUMBERED).await;
-    w.sink.set_down(true);
-    let _relay = w.h.spawn(&["relay", "--relay-poll", "50ms"]);
-    let _worker = w.h.spawn(&["worker"]);
-    w.env.enqueue_many("events.test.n", 200, 20).await;
-    wait::until(
-        "the worker has hit the outage 200 times",
-        wait::DEFAULT,
-        || async { w.sink.connections() >= 200 },
-    )
-    .await;
-    w.sink.set_down(false);
-    wait::until("200 emails", wait::DEFAULT, || async {
-        w.sink.count() >= 200
-    })
-    .await;
-    wait::until("200 deliveries recorded sent", wait::DEFAULT, || async {
-        w.env
-            .scalar("SELECT COUNT(*) FROM herald_deliveries WHERE state = 'sent'")
-            .await
-            == 200
-    })
-    .await;
-    let to = w.sink.distinct_recipients();
-    assert_eq!(to.len(), 200, "every event delivered");
-    assert_eq!(w.sink.count(), 200, "duplicates: {}", w.sink.count() - 200);
-    assert_eq!(
-        w.env
-            .scalar("SELECT COUNT(*) FROM herald_dead_letters")
-            .await,
-        0
-    );
-}
-
 both_backends!(
-    smtp_outage_within_budget_delivers_all_once,
     status_shows_parked_rows_and_stream,
     prune_deletes_only_old_published_rows,
     dlq_redrive_after_template_fix,
-    smtp_outage_beyond_budget_then_redrive,
 );
 
 /// PostgreSQL drops every connection of the relay mid-run (as a restart

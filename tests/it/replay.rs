@@ -260,7 +260,7 @@ async fn replay_leaves_in_flight_deliveries_to_their_worker(backend: Backend) {
         workflow: "notify",
         recipient: "u0@example.com",
     };
-    let claim = herald::ledger::claim(&w.env.conn, &key, 0, "n=0", Duration::from_secs(60))
+    let claim = herald::ledger::claim(&w.env.conn, &key, 0, "n=0", Duration::from_secs(60), true)
         .await
         .unwrap();
     assert_eq!(claim, herald::ledger::Claim::Send { attempt: 1 });

@@ -5,7 +5,11 @@ use herald_tests::both_backends;
 use herald_tests::db::Backend;
 use herald_tests::golden::{golden, normalize};
 use herald_tests::process::HeraldEnv;
-use herald_tests::scenario::Scenario;
+use std::time::{Duration, Instant};
+
+use herald_tests::scenario::{Scenario, World};
+use herald_tests::smtp::{Outage, Reply};
+use herald_tests::wait;
 use serde_json::json;
 
 fn workflows(files: &[(&str, &str)]) -> tempfile::TempDir {
@@ -149,3 +153,221 @@ async fn display_names_with_commas_quotes_and_utf8(backend: Backend) {
 }
 
 both_backends!(display_names_with_commas_quotes_and_utf8);
+
+/// One email per `{"n": i}` event, a small retry budget: an outage that
+/// counted attempts would dead-letter everything.
+const NUMBERED: &str = r#"
+name: numbered
+on: { subjects: ["events.test.>"] }
+email:
+  from: "Test <noreply@test.example>"
+  to: "u{{event.n}}@example.com"
+  subject: "n={{event.n}}"
+  text: "event {{event.n}}"
+retry:
+  max_attempts: 2
+  backoff: { initial: 100ms, max: 200ms }
+"#;
+
+async fn readyz(addr: &str) -> Option<String> {
+    herald_tests::http_get(addr.to_string(), "/readyz").await
+}
+
+/// After an outage: every event emailed exactly once, nothing dead-lettered,
+/// no attempt counted for it.
+async fn delivered_once_nothing_counted(w: &World, n: usize) {
+    w.wait_sent(n as i64).await;
+    assert_eq!(w.sink.count(), n, "each email once");
+    assert_eq!(w.sink.distinct_recipients().len(), n);
+    assert_eq!(w.count("SELECT COUNT(*) FROM herald_dead_letters").await, 0);
+    assert_eq!(
+        w.count("SELECT COUNT(*) FROM herald_deliveries WHERE attempts <> 1")
+            .await,
+        0,
+        "the outage cost no attempt"
+    );
+}
+
+/// An SMTP server refusing connections for ~3 seconds used to dead-letter
+/// every event in flight (each burnt its attempts on "Connection refused").
+/// Now the transport is down, deliveries wait, nothing is counted.
+async fn smtp_refusing_connections_briefly_dead_letters_nothing(backend: Backend) {
+    let w = Scenario::new(backend)
+        .workflow("wf.yaml", NUMBERED)
+        .start()
+        .await;
+    let addr = format!("127.0.0.1:{}", herald_tests::free_port());
+    let _relay = w.relay();
+    let _worker = w.worker_with(&["--http", &addr]);
+    w.wait_count("SELECT COUNT(*) FROM herald_outbox", 0).await;
+    w.sink.set_outage(Some(Outage::Refuse));
+    w.env.enqueue_many("events.test.n", 20, 4).await;
+    wait::until("/readyz names the SMTP outage", wait::DEFAULT, || async {
+        readyz(&addr)
+            .await
+            .is_some_and(|r| r.starts_with("HTTP/1.1 503") && r.contains("smtp: failing"))
+    })
+    .await;
+    let since = Instant::now();
+    wait::until("the outage has lasted 3 s", wait::DEFAULT, || async {
+        since.elapsed() >= Duration::from_secs(3)
+    })
+    .await;
+    w.sink.set_outage(None);
+    delivered_once_nothing_counted(&w, 20).await;
+    wait::until("/readyz is 200 again", wait::DEFAULT, || async {
+        readyz(&addr)
+            .await
+            .is_some_and(|r| r.starts_with("HTTP/1.1 200"))
+    })
+    .await;
+}
+
+/// Down for 30 s, in every way a server is down (connections dropped, a 421
+/// greeting, connections refused), with `max_attempts: 2`: afterwards every
+/// email is delivered once, nothing is dead-lettered, and `/readyz` said 503
+/// (naming the SMTP transport) during the outage and says 200 after. The
+/// worker logged the outage once per change of state.
+async fn smtp_down_for_30s_then_everything_delivered_once(backend: Backend) {
+    let w = Scenario::new(backend)
+        .workflow("wf.yaml", NUMBERED)
+        .start()
+        .await;
+    let addr = format!("127.0.0.1:{}", herald_tests::free_port());
+    let _relay = w.relay();
+    let worker = w.worker_with(&["--http", &addr]);
+    w.sink.set_outage(Some(Outage::Drop));
+    w.env.enqueue_many("events.test.n", 60, 6).await;
+    let since = Instant::now();
+    wait::until("/readyz names the SMTP outage", wait::DEFAULT, || async {
+        readyz(&addr)
+            .await
+            .is_some_and(|r| r.starts_with("HTTP/1.1 503") && r.contains("smtp: failing"))
+    })
+    .await;
+    for (until, outage) in [
+        (10, Some(Outage::Greet421)),
+        (20, Some(Outage::Refuse)),
+        (30, None),
+    ] {
+        wait::until(
+            &format!("{until} s of outage, /readyz 503"),
+            wait::DEFAULT,
+            || async {
+                let r = readyz(&addr).await.unwrap_or_default();
+                assert!(
+                    !r.starts_with("HTTP/1.1 200"),
+                    "ready during the outage: {r}"
+                );
+                since.elapsed() >= Duration::from_secs(until)
+            },
+        )
+        .await;
+        w.sink.set_outage(outage);
+    }
+    delivered_once_nothing_counted(&w, 60).await;
+    wait::until("/readyz is 200 again", wait::DEFAULT, || async {
+        readyz(&addr)
+            .await
+            .is_some_and(|r| r.starts_with("HTTP/1.1 200"))
+    })
+    .await;
+    let log = worker.log();
+    let outages = log.matches("SMTP transport unreachable").count();
+    assert!(
+        (1..=3).contains(&outages),
+        "logged once per change of state, not per message: {outages}\n{log}"
+    );
+}
+
+both_backends!(
+    smtp_refusing_connections_briefly_dead_letters_nothing,
+    smtp_down_for_30s_then_everything_delivered_once,
+);
+
+fn uncertain_workflow(policy: &str) -> String {
+    format!(
+        "{}on_uncertain: {policy}\n",
+        NUMBERED.replace("max_attempts: 2", "max_attempts: 3")
+    )
+}
+
+/// The connection drops after the final "." and the server had the message:
+/// `on_uncertain: resend` (the default) sends it again with the same
+/// Message-ID, so the copy can be recognised; counted as uncertain.
+async fn uncertain_delivery_is_resent_with_the_same_message_id(backend: Backend) {
+    let mut w = Scenario::new(backend)
+        .workflow("wf.yaml", &uncertain_workflow("resend"))
+        .start()
+        .await;
+    let smtp = format!("{}?timeout=1s", w.sink.url());
+    w.h.set("HERALD_SMTP_URL", smtp);
+    w.sink.script([Reply::AcceptThenDrop, Reply::Stall]);
+    let addr = format!("127.0.0.1:{}", herald_tests::free_port());
+    let _relay = w.relay();
+    let _worker = w.worker_with(&["--http", &addr]);
+    w.env.enqueue_many("events.test.n", 1, 0).await;
+    w.wait_sent(1).await;
+    let got = w.sink.received();
+    assert_eq!(
+        got.len(),
+        2,
+        "accepted, then resent after the drop (the stall was not recorded)"
+    );
+    assert_eq!(
+        got[0].message_id(),
+        got[1].message_id(),
+        "one Message-ID for the copies"
+    );
+    assert_eq!(w.sink.data_commands(), 3);
+    assert_eq!(w.count("SELECT COUNT(*) FROM herald_dead_letters").await, 0);
+    let metrics = herald_tests::http_get(addr, "/metrics")
+        .await
+        .unwrap_or_default();
+    assert!(
+        metrics.contains("herald_uncertain_total{role=\"worker\"} 2"),
+        "{metrics}"
+    );
+}
+
+/// `on_uncertain: hold`: the delivery is recorded `uncertain` and becomes a
+/// dead letter for an operator, not sent again; a re-drive sends it with the
+/// same Message-ID.
+async fn uncertain_delivery_is_held_for_an_operator(backend: Backend) {
+    let w = Scenario::new(backend)
+        .workflow("wf.yaml", &uncertain_workflow("hold"))
+        .start()
+        .await;
+    w.sink.script([Reply::DropConnection]);
+    let _relay = w.relay();
+    let _worker = w.worker();
+    w.env.enqueue_many("events.test.n", 1, 0).await;
+    w.wait_count(
+        "SELECT COUNT(*) FROM herald_dead_letters WHERE kind = 'uncertain'",
+        1,
+    )
+    .await;
+    assert_eq!(
+        w.count("SELECT COUNT(*) FROM herald_deliveries WHERE state = 'uncertain'")
+            .await,
+        1
+    );
+    assert_eq!(w.sink.data_commands(), 1, "not sent again by itself");
+    let out = w.run(&["dlq", "retry", "--all"]).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    w.wait_sent(1).await;
+    assert_eq!(w.sink.count(), 1);
+    assert!(
+        w.sink.received()[0].message_id().starts_with('<'),
+        "a Message-ID"
+    );
+}
+
+both_backends!(
+    uncertain_delivery_is_resent_with_the_same_message_id,
+    uncertain_delivery_is_held_for_an_operator,
+);

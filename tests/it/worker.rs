@@ -437,8 +437,13 @@ async fn old_nats_server_is_refused() {
     let nats = herald_tests::nats::NatsServer::start_bin(old, "").await;
     let db = herald_tests::db::TestDb::new(Backend::Sqlite).await;
     let mut env = HeraldEnv::default();
+    let mail = tempfile::tempdir().unwrap();
     env.set("HERALD_DATABASE_URL", db.url.clone())
         .set("HERALD_NATS_URL", nats.url())
+        .set(
+            "HERALD_SMTP_URL",
+            format!("file://{}", mail.path().display()),
+        )
         .set(
             "HERALD_WORKFLOWS",
             herald_tests::example_workflows().display().to_string(),
@@ -811,7 +816,7 @@ async fn deleted_consumer_is_recreated(backend: Backend) {
     )
     .await;
     assert!(
-        worker.log().contains("consumer deleted"),
+        worker.log().to_lowercase().contains("consumer deleted"),
         "the worker says why it re-binds:\n{}",
         worker.log()
     );
@@ -846,9 +851,16 @@ async fn delivery_claimed_elsewhere_is_not_sent_twice(backend: Backend) {
         recipient: "a@example.com",
     };
     // The other worker claims it, then the message reaches this one.
-    herald::ledger::claim(&w.env.conn, &key, 0, "Hello A", Duration::from_secs(60))
-        .await
-        .unwrap();
+    herald::ledger::claim(
+        &w.env.conn,
+        &key,
+        0,
+        "Hello A",
+        Duration::from_secs(60),
+        true,
+    )
+    .await
+    .unwrap();
     // A lease far longer than the worker's start-up, so the claim is fresh
     // when the message arrives; the worker looks again every 2 s at most.
     let worker = w.h.spawn(&["worker", "--ack-wait", "30s"]);

@@ -89,7 +89,9 @@ pub async fn run(g: &Global, cmd: DlqCmd) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         DlqCmd::Retry { id, all, workflow } => {
-            let engine = super::worker::engine(g, herald::db::Pool::OnDemand, "herald dlq").await?;
+            let smtp = g.smtp_for("dlq retry")?;
+            let engine =
+                super::worker::engine(g, &smtp, herald::db::Pool::OnDemand, "herald dlq").await?;
             let rows = match id {
                 Some(id) => vec![
                     herald::dlq::get(&engine.db, id)

@@ -5,6 +5,8 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use herald::secret::SecretUrl;
+use tokio_util::sync::CancellationToken;
 
 mod dlq;
 mod emit;
@@ -61,7 +63,9 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Settings shared by every command.
+/// Settings shared by every command. The URLs may hold passwords: they are
+/// `SecretUrl`s (shown redacted everywhere) and their environment values
+/// are never printed by `--help`.
 #[derive(Args, Debug, Clone)]
 pub struct Global {
     /// Database holding the outbox, the delivery ledger and the dead letters (sqlite://… or postgres://…).
@@ -69,25 +73,22 @@ pub struct Global {
         long,
         env = "HERALD_DATABASE_URL",
         default_value = "sqlite://herald.db?mode=rwc",
+        hide_env_values = true,
         global = true
     )]
-    pub database_url: String,
+    pub database_url: SecretUrl,
     /// NATS server URL(s), comma-separated.
     #[arg(
         long,
         env = "HERALD_NATS_URL",
         default_value = "nats://127.0.0.1:4222",
+        hide_env_values = true,
         global = true
     )]
-    pub nats_url: String,
-    /// Where email goes: smtp://[user:pass@]host:port (STARTTLS when offered), smtps://… (implicit TLS), file://DIR (one .eml per message).
-    #[arg(
-        long,
-        env = "HERALD_SMTP_URL",
-        default_value = "file://./outbox-mail",
-        global = true
-    )]
-    pub smtp_url: String,
+    pub nats_url: SecretUrl,
+    /// Where email goes: smtp://[user:pass@]host:port (STARTTLS when offered), smtps://… (implicit TLS), file://DIR (one .eml per message). Required by the commands that send (worker, dlq retry, replay); `up` and `demo` default to file://./outbox-mail.
+    #[arg(long, env = "HERALD_SMTP_URL", hide_env_values = true, global = true)]
+    pub smtp_url: Option<SecretUrl>,
     /// Directory of workflow YAML files (searched recursively).
     #[arg(
         long,
@@ -110,6 +111,29 @@ pub struct Global {
     /// Log format: human-readable text or one JSON object per line.
     #[arg(long, env = "HERALD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
+}
+
+/// The capture `up` and `demo` send to when no --smtp-url is given.
+pub const DEV_SMTP_URL: &str = "file://./outbox-mail";
+
+impl Global {
+    /// The transport of a command that delivers email: an explicit
+    /// --smtp-url is required, so that a forgotten setting cannot mark real
+    /// deliveries sent into a local folder.
+    pub fn smtp_for(&self, command: &str) -> Result<SecretUrl> {
+        self.smtp_url.clone().ok_or_else(|| {
+            usage(format!(
+                "`herald {command}` sends email: give --smtp-url or HERALD_SMTP_URL (smtp://host:port, smtps://…, or file://DIR to capture to files)"
+            ))
+        })
+    }
+
+    /// The transport of `up` and `demo`: the file capture unless told otherwise.
+    pub fn smtp_or_capture(&self) -> SecretUrl {
+        self.smtp_url
+            .clone()
+            .unwrap_or_else(|| SecretUrl::new(DEV_SMTP_URL))
+    }
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,7 +176,7 @@ pub enum Command {
 /// Connect to NATS as `name` and make sure the events stream exists (default
 /// stream settings; the relay applies its own).
 pub async fn jetstream_for(g: &Global, name: &str) -> Result<async_nats::jetstream::Context> {
-    let client = herald::jetstream::connect(&g.nats_url, name).await?;
+    let client = herald::jetstream::connect(g.nats_url.expose(), name).await?;
     let js = async_nats::jetstream::new(client);
     let settings = herald::jetstream::StreamSettings {
         name: g.stream.clone(),
@@ -174,7 +198,7 @@ pub async fn open_db(
     pool: herald::db::Pool,
     role: &str,
 ) -> Result<sea_orm::DatabaseConnection> {
-    let db = herald::db::connect_with(&g.database_url, pool, role).await?;
+    let db = herald::db::connect_with(g.database_url.expose(), pool, role).await?;
     if let Ok(mut open) = OPEN_POOLS.lock() {
         open.push(db.clone());
     }
@@ -192,22 +216,55 @@ async fn close_dbs() {
     }
 }
 
-/// The metrics of a long-running command (`role` labels them), served on
-/// `--http ADDR` until `stop` when given.
-pub async fn metrics_for(
+/// What a long-running command (relay, worker, up) reports: its metrics
+/// (labelled with its role) and its health, served on `--http ADDR` until
+/// `stop` when given.
+pub struct Observed {
+    pub metrics: std::sync::Arc<herald::metrics::Metrics>,
+    pub health: herald::health::Health,
+}
+
+pub async fn observe(
     role: &str,
     http: Option<std::net::SocketAddr>,
-    stop: &herald::shutdown::Shutdown,
-) -> Result<std::sync::Arc<herald::metrics::Metrics>> {
+    stop: &CancellationToken,
+) -> Result<Observed> {
     let metrics = herald::metrics::Metrics::new();
     metrics.set_label("role", role);
+    let health = herald::health::Health::new();
     if let Some(addr) = http {
-        let bound = herald::http::serve(addr, metrics.clone(), stop.clone())
+        let bound = crate::http::serve(addr, metrics.clone(), health.clone(), stop.clone())
             .await
             .map_err(|e| usage(format!("cannot listen on --http {addr}: {e}")))?;
         tracing::info!(%bound, "serving /healthz /readyz /metrics");
     }
-    Ok(metrics)
+    Ok(Observed { metrics, health })
+}
+
+/// Cancel `token` on the first SIGINT or SIGTERM (finish in-flight work and
+/// stop); a second signal is left to its default action.
+pub fn cancel_on_signals(token: CancellationToken) {
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let (Ok(mut term), Ok(mut int)) = (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) else {
+                return;
+            };
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM: finishing in-flight work"),
+                _ = int.recv() => tracing::info!("SIGINT: finishing in-flight work"),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        token.cancel();
+    });
 }
 
 /// Parse `500ms`, `30s`, `5m`, `2h`, `7d` (a bare number is seconds).
@@ -233,6 +290,22 @@ fn init_logging(global: &Global) -> Result<()> {
 pub fn try_main() -> Result<ExitCode> {
     let cli = Cli::parse();
     init_logging(&cli.global)?;
+    // A panic is a bug: say so in the log (where operators look), with its
+    // location. Herald catches panics per message and per consumer, so the
+    // process goes on.
+    std::panic::set_hook(Box::new(|info| {
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        tracing::error!(%location, %message, "panic (a bug in Herald: please report it)");
+    }));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

@@ -7,7 +7,7 @@ use clap::Args;
 use herald::jetstream::StreamSettings;
 use herald::metrics::Metrics;
 use herald::relay::{Relay, RelayConfig};
-use herald::shutdown;
+use tokio_util::sync::CancellationToken;
 
 use super::{Global, duration_arg};
 
@@ -79,18 +79,19 @@ pub async fn build(
     // listener (PostgreSQL) need no more, and opening one mid-batch is slow.
     let db = super::open_db(g, herald::db::Pool::Warm(4), "herald relay").await?;
     herald::db::migrate(&db).await?;
-    let client = herald::jetstream::connect(&g.nats_url, "herald-relay").await?;
+    let client = herald::jetstream::connect(g.nats_url.expose(), "herald-relay").await?;
     let js = herald::relay::jetstream_context(client, args.relay_batch);
-    herald::jetstream::ensure_stream(&js, &args.stream(g)).await?;
-    Ok(Relay::new(db, js, args.config(), metrics))
+    let stream = args.stream(g);
+    herald::jetstream::ensure_stream(&js, &stream).await?;
+    Ok(Relay::new(db, js, args.config(), metrics).recreate_stream_with(stream))
 }
 
 pub async fn run(g: &Global, cmd: RelayCmd) -> Result<ExitCode> {
-    let (trigger, stop) = shutdown::channel();
-    let metrics = super::metrics_for("relay", cmd.http, &stop).await?;
-    let relay = build(g, &cmd.relay, metrics).await?;
-    shutdown::on_signals(trigger);
+    let stop = CancellationToken::new();
+    let o = super::observe("relay", cmd.http, &stop).await?;
+    let relay = build(g, &cmd.relay, o.metrics).await?;
+    super::cancel_on_signals(stop.clone());
     tracing::info!(stream = %g.stream, "relay started");
-    relay.run(stop).await;
+    relay.run(o.health, stop).await;
     Ok(ExitCode::SUCCESS)
 }

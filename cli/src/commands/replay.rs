@@ -5,8 +5,8 @@ use chrono::{DateTime, Utc};
 use clap::Args;
 use herald::metrics::Metrics;
 use herald::replay::{self, ReplayOptions, Start};
-use herald::shutdown;
 use herald::worker::WorkerConfig;
+use tokio_util::sync::CancellationToken;
 
 use super::worker::engine;
 use super::{Global, usage};
@@ -49,7 +49,12 @@ pub fn time_arg(s: &str) -> Result<DateTime<Utc>, String> {
 }
 
 pub async fn run(g: &Global, cmd: ReplayCmd) -> Result<ExitCode> {
-    let engine = engine(g, herald::db::Pool::OnDemand, "herald replay").await?;
+    // A dry run sends nothing: no transport is needed for it.
+    let smtp = match (cmd.dry_run, &g.smtp_url) {
+        (true, None) => herald::secret::SecretUrl::new(super::DEV_SMTP_URL),
+        _ => g.smtp_for("replay")?,
+    };
+    let engine = engine(g, &smtp, herald::db::Pool::OnDemand, "herald replay").await?;
     let wf = engine.catalog.get(&cmd.workflow).cloned().ok_or_else(|| {
         usage(format!(
             "no workflow named {:?} in {}",
@@ -57,7 +62,7 @@ pub async fn run(g: &Global, cmd: ReplayCmd) -> Result<ExitCode> {
             g.workflows.display()
         ))
     })?;
-    let client = herald::jetstream::connect(&g.nats_url, "herald-replay").await?;
+    let client = herald::jetstream::connect(g.nats_url.expose(), "herald-replay").await?;
     let js = async_nats::jetstream::new(client);
     let mut worker = engine.worker(WorkerConfig::default(), Metrics::new());
     if cmd.resend {
@@ -72,8 +77,8 @@ pub async fn run(g: &Global, cmd: ReplayCmd) -> Result<ExitCode> {
         until: cmd.until,
         dry_run: cmd.dry_run,
     };
-    let (trigger, stop) = shutdown::channel();
-    shutdown::on_signals(trigger);
+    let stop = CancellationToken::new();
+    super::cancel_on_signals(stop.clone());
 
     let mut progress = super::progress::Progress::new("replay", "seq");
     let mut done = 0u64;

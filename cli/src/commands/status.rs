@@ -20,7 +20,7 @@ pub async fn run(g: &Global, cmd: StatusCmd) -> Result<ExitCode> {
     let nats = async {
         let client = tokio::time::timeout(
             std::time::Duration::from_secs(5),
-            herald::jetstream::connect(&g.nats_url, "herald-status"),
+            herald::jetstream::connect(g.nats_url.expose(), "herald-status"),
         )
         .await
         .map_err(|_| format!("no NATS server answered at {}", g.nats_url))?

@@ -8,9 +8,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use clap::Args;
 use herald::outbox::{self, NewEvent};
-use herald::shutdown::{self, ShutdownTrigger};
+use herald::secret::SecretUrl;
 use herald_entities::delivery::DeliveryState;
 use sea_orm::TransactionTrait;
+use std::sync::{Arc, Mutex};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use super::relay::RelayArgs;
 use super::worker::{WorkerArgs, engine};
@@ -39,28 +42,6 @@ pub struct DemoCmd {
     pub timeout: Duration,
 }
 
-/// A nats-server child: stopped with `up`, and killed if `up` fails first.
-struct NatsChild(tokio::process::Child);
-
-impl NatsChild {
-    /// SIGTERM (nats-server flushes its store), then SIGKILL after 10 s.
-    async fn stop(mut self) {
-        if let Some(pid) = self.0.id() {
-            let _ = tokio::process::Command::new("kill")
-                .args(["-TERM", &pid.to_string()])
-                .status()
-                .await;
-            if tokio::time::timeout(Duration::from_secs(10), self.0.wait())
-                .await
-                .is_ok()
-            {
-                return;
-            }
-        }
-        let _ = self.0.kill().await;
-    }
-}
-
 /// nats-server to start: HERALD_NATS_SERVER_BIN, the project-local install of
 /// scripts/setup.sh, else `nats-server` on PATH.
 fn nats_binary() -> PathBuf {
@@ -82,10 +63,141 @@ async fn answers(url: &str) -> bool {
         .is_ok()
 }
 
+/// How `up` runs its own nats-server.
+struct NatsSpec {
+    bin: PathBuf,
+    config: PathBuf,
+    port: u16,
+    url: String,
+}
+
+impl NatsSpec {
+    /// Start it and wait until it answers.
+    async fn start(&self) -> Result<tokio::process::Child> {
+        std::fs::create_dir_all(".herald").context("cannot create .herald/")?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(".herald/nats.log")
+            .context("cannot open .herald/nats.log")?;
+        let mut child = tokio::process::Command::new(&self.bin)
+            .arg("-c")
+            .arg(&self.config)
+            .arg("-p")
+            .arg(self.port.to_string())
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| {
+                format!(
+                    "cannot start {} (run scripts/setup.sh or set HERALD_NATS_SERVER_BIN)",
+                    self.bin.display()
+                )
+            })?;
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while !answers(&self.url).await {
+            if let Ok(Some(status)) = child.try_wait() {
+                anyhow::bail!(
+                    "{} exited at start ({status}); see .herald/nats.log",
+                    self.bin.display()
+                );
+            }
+            if Instant::now() > deadline {
+                anyhow::bail!(
+                    "started {} but it does not answer at {}; see .herald/nats.log",
+                    self.bin.display(),
+                    self.url
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tracing::info!(url = %self.url, bin = %self.bin.display(), "started nats-server");
+        Ok(child)
+    }
+}
+
+/// Keep `up`'s nats-server running until `stop`: a child that dies is
+/// started again (its store is on disk); if that fails, or it keeps dying,
+/// everything stops and `up` exits 1 saying so (`failed` holds why).
+async fn supervise_nats(
+    spec: NatsSpec,
+    mut child: tokio::process::Child,
+    stop: CancellationToken,
+    failed: Arc<Mutex<Option<String>>>,
+) {
+    let mut restarts: Vec<Instant> = Vec::new();
+    loop {
+        let status = tokio::select! {
+            s = child.wait() => s,
+            _ = stop.cancelled() => {
+                terminate(child).await;
+                return;
+            }
+        };
+        let status = status
+            .map(|s| s.to_string())
+            .unwrap_or_else(|e| e.to_string());
+        restarts.retain(|t| t.elapsed() < Duration::from_secs(60));
+        if restarts.len() >= 3 {
+            give_up(
+                &failed,
+                &stop,
+                format!(
+                    "nats-server exited ({status}) for the 4th time within a minute; see .herald/nats.log"
+                ),
+            );
+            return;
+        }
+        tracing::error!(%status, "nats-server exited; starting it again");
+        restarts.push(Instant::now());
+        match spec.start().await {
+            Ok(c) => child = c,
+            Err(e) => {
+                give_up(
+                    &failed,
+                    &stop,
+                    format!("nats-server exited ({status}) and could not be started again: {e:#}"),
+                );
+                return;
+            }
+        }
+    }
+}
+
+fn give_up(failed: &Mutex<Option<String>>, stop: &CancellationToken, reason: String) {
+    tracing::error!(%reason, "stopping");
+    if let Ok(mut f) = failed.lock() {
+        *f = Some(reason);
+    }
+    stop.cancel();
+}
+
+/// SIGTERM (nats-server flushes its store), then SIGKILL after 10 s.
+async fn terminate(mut child: tokio::process::Child) {
+    if let Some(pid) = child.id() {
+        let _ = tokio::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .await;
+        if tokio::time::timeout(Duration::from_secs(10), child.wait())
+            .await
+            .is_ok()
+        {
+            return;
+        }
+    }
+    let _ = child.kill().await;
+}
+
 /// Start `nats-server -c CONFIG -p PORT` unless a server answers at the URL.
-async fn ensure_nats(g: &Global, config: &Path) -> Result<Option<NatsChild>> {
+async fn ensure_nats(
+    g: &Global,
+    config: &Path,
+) -> Result<Option<(NatsSpec, tokio::process::Child)>> {
     let first = g
         .nats_url
+        .expose()
         .split(',')
         .next()
         .unwrap_or("")
@@ -94,107 +206,96 @@ async fn ensure_nats(g: &Global, config: &Path) -> Result<Option<NatsChild>> {
     if answers(&first).await {
         return Ok(None);
     }
-    let url =
-        url::Url::parse(&first).map_err(|e| usage(format!("invalid --nats-url {first:?}: {e}")))?;
-    let port = url.port().unwrap_or(4222);
+    let url = url::Url::parse(&first).map_err(|e| {
+        usage(format!(
+            "invalid --nats-url {}: {e}",
+            herald::secret::redact_url(&first)
+        ))
+    })?;
     if !config.exists() {
         return Err(usage(format!(
-            "no NATS server answers at {first} and {} does not exist to start one",
+            "no NATS server answers at {} and {} does not exist to start one",
+            herald::secret::redact_url(&first),
             config.display()
         )));
     }
-    std::fs::create_dir_all(".herald").context("cannot create .herald/")?;
-    let log =
-        std::fs::File::create(".herald/nats.log").context("cannot create .herald/nats.log")?;
-    let bin = nats_binary();
-    let child = tokio::process::Command::new(&bin)
-        .arg("-c")
-        .arg(config)
-        .arg("-p")
-        .arg(port.to_string())
-        .stdout(std::process::Stdio::null())
-        .stderr(log)
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| {
-            format!(
-                "cannot start {} (run scripts/setup.sh or set HERALD_NATS_SERVER_BIN)",
-                bin.display()
-            )
-        })?;
-    let child = NatsChild(child);
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !answers(&first).await {
-        if Instant::now() > deadline {
-            anyhow::bail!(
-                "started {} but it does not answer at {first}; see .herald/nats.log",
-                bin.display()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    tracing::info!(url = %first, bin = %bin.display(), "started nats-server");
-    Ok(Some(child))
+    let spec = NatsSpec {
+        bin: nats_binary(),
+        config: config.to_path_buf(),
+        port: url.port().unwrap_or(4222),
+        url: first,
+    };
+    let child = spec.start().await?;
+    Ok(Some((spec, child)))
 }
 
-/// Everything `up` runs, until its trigger fires.
+/// Everything `up` runs, until its token is cancelled.
 struct Running {
-    trigger: ShutdownTrigger,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
+    stop: CancellationToken,
+    tasks: TaskTracker,
     js: async_nats::jetstream::Context,
-    nats: Option<NatsChild>,
+    /// Why `up` stopped by itself (its nats-server could not be kept up).
+    failed: Arc<Mutex<Option<String>>>,
 }
 
-async fn start(g: &Global, cmd: &UpCmd) -> Result<Running> {
+async fn start(g: &Global, cmd: &UpCmd, smtp: &SecretUrl) -> Result<Running> {
     // Configuration first (workflows, SMTP URL, database), then servers.
     let engine = engine(
         g,
+        smtp,
         herald::db::Pool::Warm(cmd.worker.db_connections),
         "herald up",
     )
     .await?;
-    let (trigger, stop) = shutdown::channel();
-    let metrics = super::metrics_for("up", cmd.http, &stop).await?;
-    let nats = ensure_nats(g, &cmd.nats_config).await?;
-    let relay = super::relay::build(g, &cmd.relay, metrics.clone()).await?;
-    let client = herald::jetstream::connect(&g.nats_url, "herald-up").await?;
+    let stop = CancellationToken::new();
+    let o = super::observe("up", cmd.http, &stop).await?;
+    let tasks = TaskTracker::new();
+    let failed = Arc::new(Mutex::new(None));
+    if let Some((spec, child)) = ensure_nats(g, &cmd.nats_config).await? {
+        tasks.spawn(supervise_nats(spec, child, stop.clone(), failed.clone()));
+    }
+    let relay = super::relay::build(g, &cmd.relay, o.metrics.clone()).await?;
+    let client = herald::jetstream::connect(g.nats_url.expose(), "herald-up").await?;
     let js = async_nats::jetstream::new(client);
-    let (_worker, mut tasks) =
-        super::worker::start(g, &cmd.worker, engine, js.clone(), metrics, stop.clone()).await?;
-    tasks.push(tokio::spawn(async move { relay.run(stop).await }));
+    let (worker, workflows) = super::worker::build(g, &cmd.worker, engine, o.metrics)?;
+    tasks.spawn(worker.run(js.clone(), workflows, o.health.clone(), stop.clone()));
+    let (health, relay_stop) = (o.health, stop.clone());
+    tasks.spawn(async move { relay.run(health, relay_stop).await });
+    tasks.close();
     Ok(Running {
-        trigger,
+        stop,
         tasks,
         js,
-        nats,
+        failed,
     })
 }
 
 impl Running {
-    async fn stop(self) {
-        self.trigger.trigger();
-        for t in self.tasks {
-            let _ = t.await;
-        }
-        if let Some(n) = self.nats {
-            n.stop().await;
+    /// Stop everything (the nats-server child last) and say why if `up`
+    /// stopped by itself.
+    async fn stop(self) -> Result<()> {
+        self.stop.cancel();
+        self.tasks.wait().await;
+        match self.failed.lock().ok().and_then(|f| f.clone()) {
+            Some(reason) => Err(anyhow::anyhow!(reason)),
+            None => Ok(()),
         }
     }
 }
 
 pub async fn run_up(g: &Global, cmd: UpCmd) -> Result<ExitCode> {
-    let running = start(g, &cmd).await?;
+    let smtp = g.smtp_or_capture();
+    let running = start(g, &cmd, &smtp).await?;
     println!(
         "herald is up: database {}, NATS {}, mail to {}, workflows in {}. Ctrl-C stops.",
-        herald::db::redact(&g.database_url),
+        g.database_url,
         g.nats_url,
-        g.smtp_url,
+        smtp,
         g.workflows.display()
     );
-    let (signal_trigger, mut signal) = shutdown::channel();
-    shutdown::on_signals(signal_trigger);
-    signal.wait().await;
-    running.stop().await;
+    super::cancel_on_signals(running.stop.clone());
+    running.stop.cancelled().await;
+    running.stop().await?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -223,7 +324,8 @@ pub async fn run_demo(g: &Global, cmd: DemoCmd) -> Result<ExitCode> {
             samples.display()
         )));
     }
-    let running = start(g, &cmd.up).await?;
+    let smtp = g.smtp_or_capture();
+    let running = start(g, &cmd.up, &smtp).await?;
     let db = super::open_db(g, herald::db::Pool::OnDemand, "herald demo").await?;
     let started = Instant::now();
     let mut emitted = Vec::with_capacity(files.len());
@@ -253,8 +355,12 @@ pub async fn run_demo(g: &Global, cmd: DemoCmd) -> Result<ExitCode> {
         if published && drained(&running.js, g).await {
             break;
         }
+        if running.stop.is_cancelled() {
+            running.stop().await?;
+            anyhow::bail!("the demo stopped before its emails were processed");
+        }
         if started.elapsed() > cmd.timeout {
-            running.stop().await;
+            running.stop().await?;
             anyhow::bail!(
                 "the demo's emails were not all processed within {:?}",
                 cmd.timeout
@@ -274,12 +380,9 @@ pub async fn run_demo(g: &Global, cmd: DemoCmd) -> Result<ExitCode> {
             }
         }
     }
-    running.stop().await;
-    println!(
-        "demo: {sent} email(s) sent, {skipped} skipped, {dead} dead-lettered, to {}",
-        g.smtp_url
-    );
-    if let Some(dir) = g.smtp_url.strip_prefix("file://") {
+    running.stop().await?;
+    println!("demo: {sent} email(s) sent, {skipped} skipped, {dead} dead-lettered, to {smtp}");
+    if let Some(dir) = smtp.expose().strip_prefix("file://") {
         println!("demo: open the .eml files in {dir}");
     }
     Ok(if dead == 0 {

@@ -6,9 +6,10 @@ use anyhow::Result;
 use clap::Args;
 use herald::db::Pool;
 use herald::metrics::Metrics;
-use herald::shutdown::{self, Shutdown};
+use herald::secret::SecretUrl;
 use herald::smtp::Transport;
 use herald::worker::{Worker, WorkerConfig};
+use tokio_util::sync::CancellationToken;
 
 use super::{Global, usage};
 
@@ -49,10 +50,10 @@ pub struct Engine {
     pub db: sea_orm::DatabaseConnection,
 }
 
-pub async fn engine(g: &Global, pool: Pool, role: &str) -> Result<Engine> {
+pub async fn engine(g: &Global, smtp: &SecretUrl, pool: Pool, role: &str) -> Result<Engine> {
     let catalog = herald::workflow::load(&g.workflows).map_err(usage)?;
-    let transport = Transport::from_url(&g.smtp_url).map_err(usage)?;
-    herald::db::backend_of(&g.database_url)?;
+    let transport = Transport::from_url(smtp.expose()).map_err(usage)?;
+    herald::db::backend_of(g.database_url.expose())?;
     let db = super::open_db(g, pool, role).await?;
     herald::db::migrate(&db).await?;
     Ok(Engine {
@@ -67,7 +68,7 @@ impl Engine {
         Worker {
             db: self.db,
             catalog: Arc::new(self.catalog),
-            transport: Arc::new(self.transport),
+            transport: self.transport,
             metrics,
             cfg,
             resend: None,
@@ -102,15 +103,13 @@ fn select(
     Ok(selected)
 }
 
-/// Bind every selected workflow's consumer and run it until `stop`.
-pub async fn start(
+/// The worker of these settings, and the workflows it runs.
+pub fn build(
     g: &Global,
     args: &WorkerArgs,
     engine: Engine,
-    js: async_nats::jetstream::Context,
     metrics: Arc<Metrics>,
-    stop: Shutdown,
-) -> Result<(Arc<Worker>, Vec<tokio::task::JoinHandle<()>>)> {
+) -> Result<(Arc<Worker>, Vec<herald::workflow::Workflow>)> {
     let selected = select(g, &engine, args)?;
     let worker = Arc::new(engine.worker(
         WorkerConfig {
@@ -121,27 +120,26 @@ pub async fn start(
         },
         metrics,
     ));
-    let names: Vec<_> = selected.iter().map(|w| w.name.clone()).collect();
-    tracing::info!(workflows = ?names, "worker started");
-    let tasks = selected
-        .into_iter()
-        .map(|wf| tokio::spawn(worker.clone().run_workflow(js.clone(), wf, stop.clone())))
-        .collect();
-    Ok((worker, tasks))
+    Ok((worker, selected))
 }
 
 pub async fn run(g: &Global, cmd: WorkerCmd) -> Result<ExitCode> {
     // Configuration first, all of it, before NATS.
-    let engine = engine(g, Pool::Warm(cmd.worker.db_connections), "herald worker").await?;
+    let smtp = g.smtp_for("worker")?;
+    let engine = engine(
+        g,
+        &smtp,
+        Pool::Warm(cmd.worker.db_connections),
+        "herald worker",
+    )
+    .await?;
     select(g, &engine, &cmd.worker)?;
-    let (trigger, stop) = shutdown::channel();
-    let metrics = super::metrics_for("worker", cmd.http, &stop).await?;
+    let stop = CancellationToken::new();
+    let o = super::observe("worker", cmd.http, &stop).await?;
     let js = super::jetstream_for(g, "herald-worker").await?;
-    let (worker, tasks) = start(g, &cmd.worker, engine, js, metrics, stop).await?;
-    shutdown::on_signals(trigger);
-    for t in tasks {
-        let _ = t.await;
-    }
+    let (worker, workflows) = build(g, &cmd.worker, engine, o.metrics.clone())?;
+    super::cancel_on_signals(stop.clone());
+    worker.clone().run(js, workflows, o.health, stop).await;
     tracing::info!(
         sent = worker.metrics.emails_sent.get(),
         dead_letters = worker.metrics.dead_letters.get(),

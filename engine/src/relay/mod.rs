@@ -6,24 +6,28 @@
 //! statement. A crash anywhere leaves rows unmarked; their leases expire and
 //! they are published again with the same `Nats-Msg-Id`, which JetStream drops
 //! as a duplicate within the stream's duplicate window.
+mod batch;
+mod listen;
+mod publish;
 pub mod store;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_nats::HeaderMap;
-use async_nats::jetstream::{self, context::PublishErrorKind};
+use async_nats::jetstream;
 use backoff::backoff::Backoff;
 use chrono::Utc;
-use futures::future::join_all;
 use sea_orm::{DatabaseConnection, DbBackend, DbErr};
 use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-use crate::jetstream::headers;
+use crate::health::{self, Check, Health};
+use crate::jetstream::StreamSettings;
 use crate::metrics::Metrics;
 use crate::retry::RetryPolicy;
-use crate::shutdown::Shutdown;
-use store::Claimed;
+
+pub use publish::PublishFailure;
 
 /// Relay settings (flags of `herald relay`).
 #[derive(Debug, Clone)]
@@ -82,10 +86,13 @@ pub fn instance_id(role: &str) -> String {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RelayError {
-    #[error("database: {0}")]
+    #[error("database: {}", crate::db::describe(.0))]
     Database(#[from] DbErr),
     #[error("NATS: {0}")]
     Nats(String),
+    /// The events stream is gone (deleted by hand): the relay recreates it.
+    #[error("the events stream is missing: {0}")]
+    NoStream(String),
 }
 
 /// What one iteration did.
@@ -109,83 +116,38 @@ pub struct Relay {
     cfg: RelayConfig,
     metrics: Arc<Metrics>,
     wake: Arc<Notify>,
+    /// Settings to recreate the stream with if it disappears.
+    stream: Option<StreamSettings>,
 }
 
-enum PublishFailure {
-    /// The row itself cannot be published (too large, rejected): counts an attempt.
-    Row(String),
-    /// The server is unreachable or slow: the row is released untouched.
-    Transport(String),
-}
-
-fn classify(kind: PublishErrorKind, err: &dyn std::fmt::Display) -> PublishFailure {
-    match kind {
-        PublishErrorKind::TimedOut
-        | PublishErrorKind::BrokenPipe
-        | PublishErrorKind::MaxAckPending => PublishFailure::Transport(err.to_string()),
-        // No stream: someone deleted it; ensure_stream at the next start fixes it,
-        // the rows must not burn their attempts meanwhile.
-        PublishErrorKind::StreamNotFound => PublishFailure::Transport(err.to_string()),
-        _ => PublishFailure::Row(err.to_string()),
-    }
-}
-
-fn build_headers(row: &Claimed) -> Result<HeaderMap, String> {
-    let extra: std::collections::BTreeMap<String, String> = serde_json::from_str(&row.headers)
-        .map_err(|e| format!("headers column is not a JSON object of strings: {e}"))?;
-    let mut h = HeaderMap::new();
-    for (k, v) in extra {
-        h.insert(k.as_str(), v.as_str());
-    }
-    h.insert(headers::MSG_ID, row.event_id.to_string().as_str());
-    h.insert(headers::OCCURRED_AT, row.created_at.to_rfc3339().as_str());
-    h.insert(headers::OUTBOX_SEQ, row.seq.to_string().as_str());
-    if let Some(k) = &row.ordering_key {
-        h.insert(headers::AGGREGATE, k.as_str());
-    }
-    Ok(h)
-}
-
-/// Publish already-published rows again (`herald outbox republish`), e.g. after
-/// JetStream lost acknowledged messages. Same headers and `Nats-Msg-Id` as the
-/// first time: JetStream drops those it still holds within its duplicate
-/// window, and the ledger keeps the worker from emailing anyone twice.
-/// Returns (published, dropped as duplicates).
+/// Publish already-published rows again (`herald outbox republish`), e.g.
+/// after JetStream lost acknowledged messages. Same headers and
+/// `Nats-Msg-Id` as the first time: JetStream drops those it still holds
+/// within its duplicate window, and the ledger keeps the worker from
+/// emailing anyone twice. Returns (published, dropped as duplicates).
 pub async fn republish(
     js: &jetstream::Context,
     rows: &[herald_entities::outbox::Model],
 ) -> Result<(u64, u64), RelayError> {
+    let claimed: Vec<store::Claimed> = rows.iter().map(store::Claimed::from).collect();
     let (mut published, mut duplicates) = (0, 0);
-    for chunk in rows.chunks(500) {
-        let mut pending = Vec::with_capacity(chunk.len());
-        for r in chunk {
-            let claimed = Claimed {
-                seq: r.seq,
-                event_id: r.event_id,
-                subject: r.subject.clone(),
-                ordering_key: r.ordering_key.clone(),
-                payload: r.payload.clone(),
-                headers: r.headers.clone(),
-                created_at: r.created_at,
-                attempts: r.attempts,
-            };
-            let hdrs = build_headers(&claimed).map_err(RelayError::Nats)?;
-            let fut = js
-                .publish_with_headers(
-                    r.subject.clone(),
-                    hdrs,
-                    bytes::Bytes::from(r.payload.clone()),
-                )
-                .await
-                .map_err(|e| RelayError::Nats(e.to_string()))?;
-            pending.push(fut);
+    for chunk in claimed.chunks(500) {
+        let mut ready = Vec::with_capacity(chunk.len());
+        for row in chunk {
+            let h = publish::build_headers(row).map_err(RelayError::Nats)?;
+            ready.push((row, h));
         }
-        for fut in pending {
-            let ack = fut.await.map_err(|e| RelayError::Nats(e.to_string()))?;
-            if ack.duplicate {
-                duplicates += 1
-            } else {
-                published += 1
+        for (row, r) in publish::publish_all(js, ready).await {
+            match r {
+                Ok(ack) if ack.duplicate => duplicates += 1,
+                Ok(_) => published += 1,
+                Err(f) => {
+                    return Err(RelayError::Nats(format!(
+                        "seq {}: {}",
+                        row.seq,
+                        f.message()
+                    )));
+                }
             }
         }
     }
@@ -205,130 +167,41 @@ impl Relay {
             cfg,
             metrics,
             wake: Arc::new(Notify::new()),
+            stream: None,
         }
     }
 
-    /// Claim, publish and mark one batch.
-    pub async fn run_once(&self) -> Result<BatchOutcome, RelayError> {
-        let started = Instant::now();
-        let now = Utc::now();
-        let until = now
-            + chrono::Duration::from_std(self.cfg.lease).unwrap_or(chrono::Duration::seconds(30));
-        let rows = store::claim(
-            &self.db,
-            &self.cfg.instance,
-            now,
-            until,
-            self.cfg.batch_size,
-        )
-        .await?;
-        let mut out = BatchOutcome {
-            claimed: rows.len(),
-            claim_ms: elapsed_ms(started),
-            ..Default::default()
-        };
-        if rows.is_empty() {
-            return Ok(out);
-        }
-        let mut row_failures: Vec<(&Claimed, String)> = Vec::new();
-        let mut transport: Vec<i64> = Vec::new();
-        let mut transport_error: Option<String> = None;
-        let mut pending = Vec::with_capacity(rows.len());
-        // Issue every publish in seq order before awaiting any ack: the client
-        // writes them in this order, so the stream keeps it.
-        for row in &rows {
-            let hdrs = match build_headers(row) {
-                Ok(h) => h,
-                Err(e) => {
-                    row_failures.push((row, e));
-                    continue;
-                }
-            };
-            match self
-                .js
-                .publish_with_headers(
-                    row.subject.clone(),
-                    hdrs,
-                    bytes::Bytes::from(row.payload.clone()),
-                )
-                .await
-            {
-                Ok(fut) => pending.push((row, fut)),
-                Err(e) => match classify(e.kind(), &e) {
-                    PublishFailure::Row(msg) => row_failures.push((row, msg)),
-                    PublishFailure::Transport(msg) => {
-                        transport.push(row.seq);
-                        transport_error.get_or_insert(msg);
-                    }
-                },
-            }
-        }
-        let results = join_all(
-            pending
-                .into_iter()
-                .map(|(row, fut)| async move { (row, fut.await) }),
-        )
-        .await;
-        let acked_at = Utc::now();
-        out.publish_ms = elapsed_ms(started) - out.claim_ms;
-        let mut acks = Vec::with_capacity(results.len());
-        for (row, res) in results {
-            match res {
-                Ok(ack) => {
-                    acks.push((row.seq, ack.sequence));
-                    if ack.duplicate {
-                        out.duplicates += 1;
-                        self.metrics.outbox_duplicates.inc();
-                    } else {
-                        out.published += 1;
-                        self.metrics.outbox_published.inc();
-                    }
-                    let lat = (acked_at - row.created_at).to_std().unwrap_or_default();
-                    self.metrics.publish_latency.observe(lat);
-                }
-                Err(e) => match classify(e.kind(), &e) {
-                    PublishFailure::Row(msg) => row_failures.push((row, msg)),
-                    PublishFailure::Transport(msg) => {
-                        transport.push(row.seq);
-                        transport_error.get_or_insert(msg);
-                    }
-                },
-            }
-        }
-        store::mark_published(&self.db, &self.cfg.instance, acked_at, &acks).await?;
-        out.mark_ms = elapsed_ms(started) - out.claim_ms - out.publish_ms;
-        for (row, msg) in &row_failures {
-            out.failed += 1;
-            self.metrics.outbox_publish_failures.inc();
-            let attempt = u32::try_from(row.attempts).unwrap_or(0);
-            let delay = self.cfg.retry.delay(attempt + 1);
-            let next = acked_at + chrono::Duration::from_std(delay).unwrap_or_default();
-            let park = (attempt + 1 >= self.cfg.retry.max_attempts).then_some(acked_at);
-            if park.is_some() {
-                out.parked += 1;
-                self.metrics.outbox_parked.inc();
-                tracing::error!(seq = row.seq, event_id = %row.event_id, subject = %row.subject, error = %msg,
-                    "outbox row parked after {} attempts; `herald outbox retry` re-drives it", attempt + 1);
-            } else {
-                tracing::warn!(seq = row.seq, event_id = %row.event_id, subject = %row.subject, error = %msg,
-                    retry_in = ?delay, "publish failed");
-            }
-            store::record_failure(&self.db, &self.cfg.instance, row.seq, msg, next, park).await?;
-        }
-        store::release(&self.db, &self.cfg.instance, &transport).await?;
-        if let Some(e) = transport_error
-            && acks.is_empty()
-        {
-            return Err(RelayError::Nats(e));
-        }
-        Ok(out)
+    /// Recreate the events stream with these settings if it disappears.
+    pub fn recreate_stream_with(mut self, settings: StreamSettings) -> Relay {
+        self.stream = Some(settings);
+        self
     }
 
-    /// Publish until `shutdown`. Errors of the database or NATS never end the
-    /// loop: they are logged once per change of state and retried with backoff.
-    pub async fn run(&self, mut shutdown: Shutdown) {
-        self.spawn_listener();
-        let mut failing: Option<String> = None;
+    /// Publish until `stop` is cancelled (the batch in hand is finished).
+    /// Errors of the database or NATS never end the loop: they are logged
+    /// once per change of state, reported in `health`, and retried with
+    /// backoff.
+    pub async fn run(&self, health: Health, stop: CancellationToken) {
+        let tasks = TaskTracker::new();
+        if self.db.get_database_backend() == DbBackend::Postgres {
+            tasks.spawn(listen::wake_on_notify(
+                self.db.clone(),
+                self.wake.clone(),
+                stop.clone(),
+            ));
+        }
+        tasks.spawn(health::watch_database(
+            self.db.clone(),
+            health.clone(),
+            stop.clone(),
+        ));
+        tasks.spawn(health::watch_nats(
+            self.js.client(),
+            health.clone(),
+            stop.clone(),
+        ));
+        tasks.close();
+        health.set("relay", Check::Starting("first batch".into()));
         let mut backoff = backoff::ExponentialBackoff {
             initial_interval: Duration::from_millis(100),
             max_interval: Duration::from_secs(5),
@@ -337,33 +210,50 @@ impl Relay {
         };
         let mut last_prune = Instant::now() - Duration::from_secs(3600);
         let mut last_gauges = Instant::now() - Duration::from_secs(3600);
-        while !shutdown.is_triggered() {
+        let mut failing: Option<String> = None;
+        while !stop.is_cancelled() {
             let result = self.run_once().await;
             let wait = match &result {
                 Ok(o) => {
                     if let Some(prev) = failing.take() {
                         tracing::info!(previous_error = %prev, "relay recovered");
                     }
-                    self.metrics.ready.set(1.0);
+                    health.set("relay", Check::Ok);
                     backoff.reset();
                     if o.claimed > 0 {
-                        tracing::debug!(?o, "batch");
+                        tracing::debug!(
+                            claimed = o.claimed,
+                            published = o.published,
+                            duplicates = o.duplicates,
+                            failed = o.failed,
+                            parked = o.parked,
+                            claim_ms = o.claim_ms,
+                            publish_ms = o.publish_ms,
+                            mark_ms = o.mark_ms,
+                            "batch"
+                        );
                     }
                     // A full batch means more is waiting: go again at once.
-                    if o.claimed as u32 >= self.cfg.batch_size {
-                        None
-                    } else {
-                        Some(self.cfg.poll_interval)
-                    }
+                    (o.claimed as u32) < self.cfg.batch_size
                 }
                 Err(e) => {
+                    if let (RelayError::NoStream(_), Some(settings)) = (e, &self.stream) {
+                        match crate::jetstream::ensure_stream(&self.js, settings).await {
+                            Ok(_) => {
+                                tracing::warn!(stream = %settings.name, "the events stream was missing: recreated it")
+                            }
+                            Err(e) => {
+                                tracing::debug!(error = %e, "cannot recreate the events stream yet")
+                            }
+                        }
+                    }
                     let msg = e.to_string();
                     if failing.as_deref() != Some(msg.as_str()) {
                         tracing::warn!(error = %msg, "relay cannot publish; retrying with backoff");
-                        failing = Some(msg);
+                        failing = Some(msg.clone());
                     }
-                    self.metrics.ready.set(0.0);
-                    Some(backoff.next_backoff().unwrap_or(Duration::from_secs(5)))
+                    health.set("relay", Check::Failing(msg));
+                    true
                 }
             };
             if last_gauges.elapsed() > Duration::from_secs(5) {
@@ -381,14 +271,19 @@ impl Relay {
                 last_prune = Instant::now();
                 self.prune(ret).await;
             }
-            if let Some(d) = wait {
+            if wait {
+                let d = match &result {
+                    Ok(_) => self.cfg.poll_interval,
+                    Err(_) => backoff.next_backoff().unwrap_or(Duration::from_secs(5)),
+                };
                 tokio::select! {
                     _ = tokio::time::sleep(d) => {}
                     _ = self.wake.notified(), if result.is_ok() => {}
-                    _ = shutdown.wait() => {}
+                    _ = stop.cancelled() => {}
                 }
             }
         }
+        tasks.wait().await;
         tracing::info!(
             published = self.metrics.outbox_published.get(),
             duplicates = self.metrics.outbox_duplicates.get(),
@@ -404,34 +299,6 @@ impl Relay {
             0
         })
     }
-
-    /// PostgreSQL: wake on NOTIFY from `enqueue` (delivered at commit).
-    fn spawn_listener(&self) {
-        if self.db.get_database_backend() != DbBackend::Postgres {
-            return;
-        }
-        let pool = self.db.get_postgres_connection_pool().clone();
-        let wake = self.wake.clone();
-        tokio::spawn(async move {
-            loop {
-                match sea_orm::sqlx::postgres::PgListener::connect_with(&pool).await {
-                    Ok(mut l) => {
-                        if l.listen(crate::outbox::NOTIFY_CHANNEL).await.is_ok() {
-                            while l.recv().await.is_ok() {
-                                wake.notify_one();
-                            }
-                        }
-                    }
-                    Err(e) => tracing::debug!(error = %e, "LISTEN failed; polling"),
-                }
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        });
-    }
-}
-
-fn elapsed_ms(since: Instant) -> u64 {
-    u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
 /// Delete published rows older than `older_than` in batches of 1,000 so that

@@ -19,6 +19,21 @@ pub struct Claimed {
     pub attempts: i32,
 }
 
+impl From<&herald_entities::outbox::Model> for Claimed {
+    fn from(r: &herald_entities::outbox::Model) -> Self {
+        Claimed {
+            seq: r.seq,
+            event_id: r.event_id,
+            subject: r.subject.clone(),
+            ordering_key: r.ordering_key.clone(),
+            payload: r.payload.clone(),
+            headers: r.headers.clone(),
+            created_at: r.created_at,
+            attempts: r.attempts,
+        }
+    }
+}
+
 /// Arbitrary constant: the advisory lock that serialises claims on PostgreSQL,
 /// so two relays never both see an aggregate's earlier row as unleased.
 const CLAIM_LOCK: i64 = 0x6865_7261_6c64; // "herald"
@@ -58,10 +73,11 @@ fn claim_sql(backend: DbBackend) -> String {
         ""
     };
     // A row is claimable when it is unpublished, not parked, not leased, not in
-    // backoff, and its aggregate is not held elsewhere: no row of the same
-    // aggregate is leased or waiting to retry. That keeps each aggregate's
-    // rows in order even with several relays (claims are serialised, and a
-    // batch takes eligible rows in seq order). The held aggregates are
+    // backoff, and its aggregate is not held: no row of the same aggregate is
+    // leased, waiting to retry, or parked. That keeps each aggregate's rows
+    // in order even with several relays (claims are serialised, and a batch
+    // takes eligible rows in seq order); a parked row holds back only its
+    // own aggregate, until `herald outbox retry` re-drives it. The held aggregates are
     // computed once per claim from a small partial index (in-flight rows
     // only), not probed per candidate row: a per-row probe walked every dead
     // index entry a published aggregate left behind, O(backlog) per claim.
@@ -87,8 +103,8 @@ fn claim_sql(backend: DbBackend) -> String {
                SELECT h.ordering_key FROM herald_outbox h \
                WHERE h.published_at IS NULL \
                  AND (h.lease_until IS NOT NULL OR h.next_attempt_at IS NOT NULL) \
-                 AND h.parked_at IS NULL AND h.ordering_key IS NOT NULL \
-                 AND (h.lease_until >= {now} OR h.next_attempt_at > {now}))) \
+                 AND h.ordering_key IS NOT NULL \
+                 AND (h.parked_at IS NOT NULL OR h.lease_until >= {now} OR h.next_attempt_at > {now}))) \
            ORDER BY o.seq LIMIT {limit}{lock}{close} \
          RETURNING seq, event_id, subject, ordering_key, payload, headers, created_at, attempts"
     )

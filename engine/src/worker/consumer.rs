@@ -1,74 +1,48 @@
-//! Each workflow's durable consumer: binding it, pulling, and handling one
-//! message from decode to settle.
+//! Each workflow's durable consumer: binding it, the pull loop that feeds
+//! the lanes (never while the transport is down, never more than they hold),
+//! each message from decode to settle, and the supervisor that restarts a
+//! consumer session that ended for any reason but shutdown.
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream::{self, AckKind, consumer};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
+use herald_entities::dead_letter::DeadLetterKind;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
+use super::lanes::{LaneKey, Lanes, Pushed};
 use super::settle::settle;
 use super::{Disposition, Event, Worker, WorkerError, consumer_name};
-use crate::shutdown::Shutdown;
+use crate::health::{Check, Health};
 use crate::workflow::Workflow;
-use herald_entities::dead_letter::DeadLetterKind;
+
+/// Most messages one pull asks for.
+const PULL_BATCH: usize = 256;
+/// How long a pull waits on the server for messages.
+const PULL_EXPIRES: Duration = Duration::from_secs(5);
+
+/// The text of a panic payload.
+pub(super) fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic with no message".into())
+}
+
+/// One consumer session's shared parts.
+struct Session {
+    worker: Arc<Worker>,
+    wf: Arc<Workflow>,
+    lanes: Lanes,
+    /// At most `concurrency` messages processed at once across the lanes.
+    slots: Semaphore,
+    stop: CancellationToken,
+}
 
 impl Worker {
-    async fn handle(&self, wf: &Workflow, msg: jetstream::Message) {
-        let seq = msg.info().ok().map(|i| i.stream_sequence);
-        let ev = match Event::from_message(&msg, seq) {
-            Ok(ev) => ev,
-            Err(reason) => {
-                // No id: nothing to key a ledger row on; keep it whole in the DLQ.
-                let ev = Event::undecodable(&msg, seq);
-                // Terminate only once the dead letter is stored: nothing is dropped.
-                let d = match self
-                    .dead_letter(
-                        wf,
-                        &ev,
-                        None,
-                        DeadLetterKind::Permanent,
-                        reason.clone(),
-                        None,
-                        1,
-                    )
-                    .await
-                {
-                    Ok(()) => Disposition::Terminate { reason },
-                    Err(e) => {
-                        tracing::warn!(error = %e, "cannot store dead letter; message will be retried");
-                        Disposition::Retry {
-                            after: Duration::from_secs(1),
-                        }
-                    }
-                };
-                settle(&msg, &d, &self.metrics).await;
-                return;
-            }
-        };
-        // Keep the message ours while a slow SMTP server answers.
-        let progress = {
-            let msg = msg.clone();
-            let every = self.cfg.ack_wait / 3;
-            tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(every).await;
-                    let _ = msg.ack_with(AckKind::Progress).await;
-                }
-            })
-        };
-        let d = match self.process(wf, &ev).await {
-            Ok(o) => o.disposition,
-            Err(e) => {
-                tracing::warn!(workflow = %wf.name, event_id = %ev.id, error = %e, "database error; message will be retried");
-                Disposition::Retry {
-                    after: Duration::from_secs(1),
-                }
-            }
-        };
-        progress.abort();
-        settle(&msg, &d, &self.metrics).await;
-    }
-
     /// Create or update the durable consumer of `wf`.
     pub async fn consumer(
         &self,
@@ -105,54 +79,274 @@ impl Worker {
         }
     }
 
-    /// Consume one workflow until shutdown; reconnects on consumer errors.
-    pub async fn run_workflow(
+    /// Decode and process one message, whatever it holds: a message that is
+    /// not a Herald event, or one whose processing panicked, becomes a dead
+    /// letter with the reason, and the consumer goes on.
+    async fn handle(&self, wf: &Workflow, msg: &jetstream::Message) -> Disposition {
+        let seq = msg.info().ok().map(|i| i.stream_sequence);
+        let run = async {
+            match Event::from_message(msg, seq) {
+                Ok(ev) => match self.process(wf, &ev).await {
+                    Ok(o) => o.disposition,
+                    Err(e) => {
+                        tracing::warn!(workflow = %wf.name, event_id = %ev.id, error = %e,
+                            "database error; the message will be processed again");
+                        Disposition::Retry {
+                            after: Duration::from_secs(1),
+                        }
+                    }
+                },
+                // No id: nothing to key a ledger row on; keep it whole.
+                Err(reason) => {
+                    self.dead_letter_whole(wf, &Event::undecodable(msg, seq), reason)
+                        .await
+                }
+            }
+        };
+        match AssertUnwindSafe(run).catch_unwind().await {
+            Ok(d) => d,
+            Err(panic) => {
+                let reason = format!(
+                    "the worker panicked processing this message: {} (a bug in Herald: please report it)",
+                    panic_message(panic.as_ref())
+                );
+                let ev =
+                    Event::from_message(msg, seq).unwrap_or_else(|_| Event::undecodable(msg, seq));
+                self.dead_letter_whole(wf, &ev, reason).await
+            }
+        }
+    }
+
+    /// Dead-letter a message as a whole; terminate it only once the dead
+    /// letter is stored (nothing is dropped), else look at it again.
+    async fn dead_letter_whole(&self, wf: &Workflow, ev: &Event, reason: String) -> Disposition {
+        match self
+            .dead_letter(
+                wf,
+                ev,
+                None,
+                DeadLetterKind::Permanent,
+                reason.clone(),
+                None,
+                1,
+            )
+            .await
+        {
+            Ok(()) => Disposition::Terminate { reason },
+            Err(e) => {
+                tracing::warn!(workflow = %wf.name, error = %e, "cannot store the dead letter; the message will be processed again");
+                Disposition::Retry {
+                    after: Duration::from_secs(1),
+                }
+            }
+        }
+    }
+
+    /// Run one workflow's consumer until `stop`: a session that ends for any
+    /// other reason (an error, a deleted consumer, a panic) is logged and
+    /// started again with backoff, and health says so meanwhile.
+    pub(super) async fn supervise(
         self: Arc<Self>,
         js: jetstream::Context,
         wf: Workflow,
-        mut shutdown: Shutdown,
+        health: Health,
+        stop: CancellationToken,
     ) {
         let wf = Arc::new(wf);
-        while !shutdown.is_triggered() {
-            let consumer = match self.consumer(&js, &wf).await {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot bind consumer; retrying");
-                    tokio::select! { _ = tokio::time::sleep(Duration::from_secs(1)) => {}, _ = shutdown.wait() => {} }
-                    continue;
-                }
-            };
-            self.metrics.ready.set(1.0);
-            let messages = match consumer.messages().await {
-                Ok(m) => m,
-                Err(e) => {
-                    tracing::warn!(workflow = %wf.name, error = %e, "cannot pull; retrying");
-                    tokio::select! { _ = tokio::time::sleep(Duration::from_secs(1)) => {}, _ = shutdown.wait() => {} }
-                    continue;
-                }
-            };
-            let mut stop = shutdown.clone();
-            // take_until: stop pulling on shutdown; in-flight messages finish.
-            // A deleted consumer ends the stream: the loop binds a new one.
-            let stream = messages.take_until(Box::pin(async move { stop.wait().await }));
-            stream
-                .for_each_concurrent(self.cfg.concurrency, |m| {
-                    let me = self.clone();
-                    let wf = wf.clone();
-                    async move {
-                        match m {
-                            Ok(msg) => me.handle(&wf, msg).await,
-                            Err(e) => {
-                                tracing::warn!(workflow = %wf.name, error = %e, "pull error")
-                            }
-                        }
-                    }
-                })
-                .await;
-            if !shutdown.is_triggered() {
-                tracing::warn!(workflow = %wf.name, "message stream ended; binding the consumer again");
+        let part = format!("consumer {}", wf.name);
+        let mut delay = Duration::from_millis(500);
+        let mut last_reason = String::new();
+        loop {
+            health.set(&part, Check::Starting("binding the consumer".into()));
+            let started = Instant::now();
+            let session = self.clone().session(&js, wf.clone(), &health, &part, &stop);
+            let result = AssertUnwindSafe(session).catch_unwind().await;
+            self.metrics.set_consumer_up(&wf.name, false);
+            if stop.is_cancelled() {
+                health.set(&part, Check::Starting("stopped".into()));
+                break;
             }
+            let reason = match result {
+                Ok(Ok(())) => "the message stream ended".to_string(),
+                Ok(Err(e)) => e,
+                Err(panic) => format!("panicked: {}", panic_message(panic.as_ref())),
+            };
+            if started.elapsed() > Duration::from_secs(60) {
+                delay = Duration::from_millis(500);
+            }
+            if reason != last_reason {
+                tracing::error!(workflow = %wf.name, %reason, retry_in_ms = delay.as_millis() as u64,
+                    "consumer stopped; starting it again");
+                last_reason = reason.clone();
+            } else {
+                tracing::debug!(workflow = %wf.name, %reason, "consumer stopped again");
+            }
+            health.set(&part, Check::Failing(reason));
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = stop.cancelled() => {}
+            }
+            delay = (delay * 2).min(Duration::from_secs(30));
         }
         tracing::info!(workflow = %wf.name, "consumer stopped");
+    }
+
+    /// One session: bind, then pull into the lanes until `stop` or an error.
+    async fn session(
+        self: Arc<Self>,
+        js: &jetstream::Context,
+        wf: Arc<Workflow>,
+        health: &Health,
+        part: &str,
+        stop: &CancellationToken,
+    ) -> Result<(), String> {
+        let consumer = self.consumer(js, &wf).await.map_err(|e| e.to_string())?;
+        health.set(part, Check::Ok);
+        self.metrics.set_consumer_up(&wf.name, true);
+        let session_stop = stop.child_token();
+        let s = Arc::new(Session {
+            worker: self.clone(),
+            wf,
+            lanes: Lanes::new(self.cfg.max_in_flight()),
+            slots: Semaphore::new(self.cfg.concurrency.max(1)),
+            stop: session_stop.clone(),
+        });
+        let tasks = TaskTracker::new();
+        tasks.spawn(progress(s.clone(), self.cfg.ack_wait / 3));
+        let result = pull(&s, &consumer, &tasks).await;
+        // Stop pulling, let each lane finish the message it is on, give the
+        // rest back; an error stops the lanes at once.
+        if result.is_err() {
+            session_stop.cancel();
+        }
+        let drained = async {
+            tasks.close();
+            tasks.wait().await;
+        };
+        if stop.is_cancelled() || result.is_err() {
+            session_stop.cancel();
+        }
+        drained.await;
+        result
+    }
+}
+
+/// Pull messages into the lanes while there is room and the transport is up.
+async fn pull(
+    s: &Arc<Session>,
+    consumer: &consumer::PullConsumer,
+    tasks: &TaskTracker,
+) -> Result<(), String> {
+    let transport = s.worker.transport.clone();
+    loop {
+        tokio::select! {
+            _ = s.stop.cancelled() => return Ok(()),
+            _ = transport.wait_up() => {}
+        }
+        tokio::select! {
+            _ = s.stop.cancelled() => return Ok(()),
+            _ = s.lanes.wait_for_room() => {}
+        }
+        let n = s.lanes.room().min(PULL_BATCH);
+        if n == 0 {
+            continue;
+        }
+        let mut batch = consumer
+            .batch()
+            .max_messages(n)
+            .expires(PULL_EXPIRES)
+            .messages()
+            .await
+            .map_err(|e| format!("cannot pull: {e}"))?;
+        loop {
+            let next = tokio::select! {
+                _ = s.stop.cancelled() => return Ok(()),
+                m = batch.next() => m,
+            };
+            match next {
+                None => break,
+                Some(Ok(msg)) => {
+                    let key = s.lanes.key_of(&msg);
+                    if let Pushed::NewLane(key) = s.lanes.push(key, msg) {
+                        tasks.spawn(lane(s.clone(), key));
+                    }
+                }
+                Some(Err(e)) => return Err(format!("pull failed: {e}")),
+            }
+        }
+    }
+}
+
+/// One lane: its messages one at a time, in order.
+async fn lane(s: Arc<Session>, key: LaneKey) {
+    while let Some(msg) = s.lanes.head(&key) {
+        if !run_message(&s, &msg, key.ordered()).await {
+            // Stopped: this message and the ones behind it go back.
+            for m in s.lanes.drain(&key) {
+                nak(&m).await;
+            }
+            return;
+        }
+        if !s.lanes.pop(&key) {
+            return;
+        }
+    }
+}
+
+/// Process `msg` until it is settled; false when stopped first (it is then
+/// still unsettled). Messages of an aggregate wait in place for a retry, a
+/// claim elsewhere or the transport, so the ones behind them keep their
+/// order; a message without an aggregate is handed back to JetStream for a
+/// retry and frees its place.
+async fn run_message(s: &Session, msg: &jetstream::Message, ordered: bool) -> bool {
+    let transport = &s.worker.transport;
+    loop {
+        tokio::select! {
+            _ = s.stop.cancelled() => return false,
+            _ = transport.wait_up() => {}
+        }
+        let permit = tokio::select! {
+            _ = s.stop.cancelled() => return false,
+            p = s.slots.acquire() => p,
+        };
+        let d = s.worker.handle(&s.wf, msg).await;
+        drop(permit);
+        let wait = match &d {
+            Disposition::Paused => continue,
+            Disposition::Retry { after } | Disposition::Busy { after } if ordered => *after,
+            _ => {
+                settle(msg, &d, &s.worker.metrics).await;
+                return true;
+            }
+        };
+        tokio::select! {
+            _ = s.stop.cancelled() => return false,
+            _ = tokio::time::sleep(wait) => {}
+        }
+    }
+}
+
+async fn nak(msg: &jetstream::Message) {
+    if let Err(e) = msg.ack_with(AckKind::Nak(None)).await {
+        tracing::debug!(error = %e, "nak failed; the message will be redelivered after the ack wait");
+    }
+}
+
+/// Keep every held message ours (JetStream redelivers a message
+/// unacknowledged for `ack_wait`): the ones being sent to a slow server and
+/// the ones waiting in their lane.
+async fn progress(s: Arc<Session>, every: Duration) {
+    let every = every.max(Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            _ = s.stop.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        for m in s.lanes.all() {
+            let _ = m.ack_with(AckKind::Progress).await;
+        }
+        if s.lanes.held() == 0 && s.stop.is_cancelled() {
+            return;
+        }
     }
 }

@@ -19,6 +19,9 @@ pub enum Disposition {
     Busy {
         after: Duration,
     },
+    /// The transport could not be reached: nothing was tried and no attempt
+    /// counted. Process the message again when the transport is back.
+    Paused,
 }
 
 impl std::fmt::Display for Disposition {
@@ -34,6 +37,7 @@ impl std::fmt::Display for Disposition {
                 "claimed by another worker; looking again in {}",
                 crate::duration::human(*after)
             ),
+            Disposition::Paused => f.write_str("waiting for the SMTP transport"),
         }
     }
 }
@@ -51,19 +55,28 @@ pub enum DeliveryOutcome {
     Retry(Duration),
     /// Dead-lettered (permanent failure or attempts exhausted).
     Dead,
+    /// The transport could not be reached; the claim was given back.
+    Paused,
 }
 
-/// The message's disposition from its deliveries' outcomes: retry as soon as
-/// the first retry or claim allows; else wait for the other worker's claim;
-/// else everything is recorded and the message is done.
+/// The message's disposition from its deliveries' outcomes: if the
+/// transport was down, wait for it; else retry as soon as the first retry or
+/// claim allows; else wait for the other worker's claim; else everything is
+/// recorded and the message is done.
 pub fn decide(outcomes: &[DeliveryOutcome]) -> Disposition {
+    if outcomes.contains(&DeliveryOutcome::Paused) {
+        return Disposition::Paused;
+    }
     let mut retry: Option<Duration> = None;
     let mut busy: Option<Duration> = None;
     for o in outcomes {
         match o {
             DeliveryOutcome::Retry(d) => retry = Some(sooner(retry, *d)),
             DeliveryOutcome::InFlight(d) => busy = Some(sooner(busy, *d)),
-            DeliveryOutcome::Sent | DeliveryOutcome::AlreadyDone | DeliveryOutcome::Dead => {}
+            DeliveryOutcome::Sent
+            | DeliveryOutcome::AlreadyDone
+            | DeliveryOutcome::Dead
+            | DeliveryOutcome::Paused => {}
         }
     }
     match (retry, busy) {
@@ -104,6 +117,11 @@ mod tests {
             decide(&[Retry(3 * S), InFlight(S)]),
             Disposition::Retry { after: S }
         );
+    }
+
+    #[test]
+    fn an_unreachable_transport_pauses_whatever_else_happened() {
+        assert_eq!(decide(&[Sent, Retry(S), Paused, Dead]), Disposition::Paused);
     }
 
     #[test]

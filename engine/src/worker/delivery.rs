@@ -6,9 +6,10 @@ use sea_orm::DbErr;
 use super::decide::DeliveryOutcome;
 use super::{Worker, failpoint, message_id};
 use crate::ledger::{self, Claim, Key};
-use crate::smtp::SendError;
+use crate::smtp::{SendError, SendErrorKind};
 use crate::workflow::Workflow;
 use crate::workflow::render::Email;
+use crate::workflow::spec::OnUncertain;
 use herald_entities::dead_letter::DeadLetterKind;
 use herald_entities::delivery::DeliveryState;
 
@@ -28,12 +29,14 @@ impl Worker {
             workflow: &wf.name,
             recipient,
         };
+        let resend_uncertain = wf.on_uncertain == OnUncertain::Resend;
         let mut claim = ledger::claim(
             &self.db,
             &key,
             email.index,
             &email.subject,
             self.cfg.ack_wait,
+            resend_uncertain,
         )
         .await?;
         let mut resent = false;
@@ -109,27 +112,66 @@ impl Worker {
         e: SendError,
     ) -> Result<DeliveryOutcome, DbErr> {
         let reply = e.smtp_reply();
-        if e.is_transient() && attempt < wf.retry.max_attempts {
-            self.metrics.send_retries.inc();
-            ledger::mark_retrying(&self.db, key, &e.to_string(), reply.as_deref()).await?;
-            let d = wf.retry.delay(attempt);
-            tracing::warn!(workflow = %wf.name, event_id = %ev.id, recipient = %key.recipient, attempt, error = %e,
-                retry_in_ms = d.as_millis() as u64, "send failed, will retry");
-            return Ok(DeliveryOutcome::Retry(d));
+        let recipient = key.recipient;
+        match e.kind() {
+            // Nothing was tried: give the attempt back and wait for the
+            // transport (the gate is closed and probing).
+            SendErrorKind::Transport => {
+                ledger::release(&self.db, key, attempt).await?;
+                Ok(DeliveryOutcome::Paused)
+            }
+            SendErrorKind::Transient if attempt < wf.retry.max_attempts => {
+                self.metrics.send_retries.inc();
+                ledger::mark_retrying(&self.db, key, &e.to_string(), reply.as_deref()).await?;
+                let d = wf.retry.delay(attempt);
+                tracing::warn!(workflow = %wf.name, event_id = %ev.id, recipient, attempt, error = %e,
+                    retry_in_ms = d.as_millis() as u64, "send failed, will retry");
+                Ok(DeliveryOutcome::Retry(d))
+            }
+            SendErrorKind::Uncertain
+                if wf.on_uncertain == OnUncertain::Resend && attempt < wf.retry.max_attempts =>
+            {
+                self.metrics.uncertain.inc();
+                ledger::mark_uncertain(&self.db, key, &e.to_string()).await?;
+                // Soon, and with the same Message-ID: if the first copy did
+                // arrive, the recipient's system can tell the second is one.
+                let d = wf.retry.delay(1);
+                tracing::warn!(workflow = %wf.name, event_id = %ev.id, recipient, attempt, error = %e,
+                    retry_in_ms = d.as_millis() as u64, "outcome unknown after the end of DATA; resending with the same Message-ID");
+                Ok(DeliveryOutcome::Retry(d))
+            }
+            SendErrorKind::Uncertain if wf.on_uncertain == OnUncertain::Hold => {
+                self.metrics.uncertain.inc();
+                let reason = format!("held for an operator (on_uncertain: hold): {e}");
+                ledger::mark_uncertain(&self.db, key, &reason).await?;
+                self.dead_letter(
+                    wf,
+                    ev,
+                    Some(recipient),
+                    DeadLetterKind::Uncertain,
+                    reason,
+                    None,
+                    attempt,
+                )
+                .await?;
+                Ok(DeliveryOutcome::Dead)
+            }
+            kind => {
+                let (dl_kind, reason) = match kind {
+                    SendErrorKind::Permanent => (
+                        DeadLetterKind::Permanent,
+                        format!("SMTP refused the message: {e}"),
+                    ),
+                    _ => (
+                        DeadLetterKind::Exhausted,
+                        format!("gave up after {attempt} attempts: {e}"),
+                    ),
+                };
+                ledger::mark_dead(&self.db, key, &reason, reply.as_deref()).await?;
+                self.dead_letter(wf, ev, Some(recipient), dl_kind, reason, reply, attempt)
+                    .await?;
+                Ok(DeliveryOutcome::Dead)
+            }
         }
-        let kind = if e.is_transient() {
-            DeadLetterKind::Exhausted
-        } else {
-            DeadLetterKind::Permanent
-        };
-        let reason = match &e {
-            SendError::Rejected { .. } => format!("SMTP rejected the message: {e}"),
-            _ if e.is_transient() => format!("gave up after {attempt} attempts: {e}"),
-            _ => e.to_string(),
-        };
-        ledger::mark_dead(&self.db, key, &reason, reply.as_deref()).await?;
-        self.dead_letter(wf, ev, Some(key.recipient), kind, reason, reply, attempt)
-            .await?;
-        Ok(DeliveryOutcome::Dead)
     }
 }

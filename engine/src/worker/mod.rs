@@ -7,14 +7,19 @@
 //! - [`delivery`]: one recipient's email: claim → send → record;
 //! - [`decide`]: the pure decision from delivery outcomes to a [`Disposition`];
 //! - [`settle`]: the only code that acks, naks or terminates;
-//! - [`consumer`]: binding each workflow's consumer and the pull loop;
+//! - [`lanes`]: order per aggregate, concurrency across aggregates;
+//! - [`consumer`]: binding each workflow's consumer, the pull loop, the
+//!   supervisor that restarts a consumer that stopped;
+//! - [`run`]: all consumers plus the health watchers, until cancelled;
 //! - [`failpoint`]: crash points for tests.
 mod consumer;
 mod decide;
 mod delivery;
 mod event;
 mod failpoint;
+mod lanes;
 mod process;
+mod run;
 mod settle;
 
 use std::sync::Arc;
@@ -43,6 +48,18 @@ pub struct WorkerConfig {
     /// also the ledger's claim lease: a `sending` row younger than this may
     /// be in another worker's hands and is not sent again.
     pub ack_wait: Duration,
+}
+
+impl WorkerConfig {
+    /// Messages taken from the stream at once (in lanes, running or
+    /// waiting): enough to keep every slot busy across many aggregates,
+    /// never more than the consumer's max_ack_pending.
+    pub fn max_in_flight(&self) -> usize {
+        let cap = usize::try_from(self.max_ack_pending.max(1)).unwrap_or(1000);
+        (self.concurrency.max(1) * 64)
+            .min(cap)
+            .max(self.concurrency.max(1))
+    }
 }
 
 impl Default for WorkerConfig {
@@ -76,7 +93,7 @@ pub enum RedriveError {
 pub struct Worker {
     pub db: DatabaseConnection,
     pub catalog: Arc<Catalog>,
-    pub transport: Arc<Transport>,
+    pub transport: Transport,
     pub metrics: Arc<Metrics>,
     pub cfg: WorkerConfig,
     /// `herald replay --resend`: send deliveries the ledger has as sent once

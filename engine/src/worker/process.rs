@@ -50,7 +50,7 @@ impl ProcessOutcome {
             sent: count(|o| matches!(o, DeliveryOutcome::Sent)),
             skipped: count(|o| matches!(o, DeliveryOutcome::AlreadyDone)),
             dead_lettered: count(|o| matches!(o, DeliveryOutcome::Dead)),
-            retrying: count(|o| matches!(o, DeliveryOutcome::Retry(_))),
+            retrying: count(|o| matches!(o, DeliveryOutcome::Retry(_) | DeliveryOutcome::Paused)),
             in_flight: count(|o| matches!(o, DeliveryOutcome::InFlight(_))),
         }
     }
@@ -149,7 +149,7 @@ impl Worker {
             workflow: &wf.name,
             recipient: ledger::WHOLE_EVENT_RECIPIENT,
         };
-        match ledger::claim(&self.db, &key, 0, "", self.cfg.ack_wait).await? {
+        match ledger::claim(&self.db, &key, 0, "", self.cfg.ack_wait, false).await? {
             // Already dead-lettered by an earlier delivery of this message.
             Claim::Done { .. } => {
                 return Ok(ProcessOutcome::whole(
@@ -186,6 +186,26 @@ impl Worker {
         ))
     }
 
+    /// [`Worker::process`], waiting for the transport whenever it was
+    /// unreachable (no attempt is counted meanwhile), until `stop`.
+    pub async fn process_when_reachable(
+        &self,
+        wf: &Workflow,
+        ev: &Event,
+        stop: &tokio_util::sync::CancellationToken,
+    ) -> Result<ProcessOutcome, DbErr> {
+        loop {
+            let o = self.process(wf, ev).await?;
+            if o.disposition != Disposition::Paused || stop.is_cancelled() {
+                return Ok(o);
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return Ok(o),
+                _ = self.transport.wait_up() => {}
+            }
+        }
+    }
+
     /// Re-drive a dead letter through the normal path: reopen its dead
     /// deliveries, process the stored event again (the ledger skips what was
     /// sent), and mark the dead letter retried. A new failure writes a new
@@ -199,7 +219,13 @@ impl Worker {
             .get(&dl.workflow)
             .ok_or_else(|| RedriveError::UnknownWorkflow(dl.workflow.clone()))?;
         ledger::reopen_dead(&self.db, dl.event_id.into(), &dl.workflow).await?;
-        let outcome = self.process(wf, &Event::from_dead_letter(dl)).await?;
+        let outcome = self
+            .process_when_reachable(
+                wf,
+                &Event::from_dead_letter(dl),
+                &tokio_util::sync::CancellationToken::new(),
+            )
+            .await?;
         dlq::mark_retried(&self.db, dl.id).await?;
         Ok(outcome)
     }

@@ -11,6 +11,11 @@ pub async fn settle(msg: &jetstream::Message, d: &Disposition, metrics: &Metrics
         Disposition::Retry { after } | Disposition::Busy { after } => {
             msg.ack_with(AckKind::Nak(Some(*after))).await.map(|_| ())
         }
+        // Nothing was tried; another worker (or this one, later) takes it.
+        Disposition::Paused => msg
+            .ack_with(AckKind::Nak(Some(std::time::Duration::from_secs(1))))
+            .await
+            .map(|_| ()),
         Disposition::Terminate { .. } => msg.ack_with(AckKind::Term).await.map(|_| ()),
     };
     match r {

@@ -118,6 +118,7 @@ pub struct Workflow {
     pub for_each: Option<Vec<String>>,
     pub email: CompiledEmail,
     pub retry: RetryPolicy,
+    pub on_uncertain: spec::OnUncertain,
 }
 
 /// Every workflow of a directory, compiled.
@@ -169,6 +170,7 @@ pub fn load(dir: &Path) -> Result<Catalog, Problems> {
                 for_each,
                 email,
                 retry,
+                on_uncertain: p.raw.on_uncertain.unwrap_or_default(),
             });
         }
     }

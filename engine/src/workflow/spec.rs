@@ -32,6 +32,21 @@ pub struct RawWorkflow {
     #[serde(default)]
     #[schemars(with = "Option<RawRetry>")]
     pub retry: Option<Spanned<RawRetry>>,
+    /// When the connection fails after the message's final "." (the server
+    /// may have accepted it): `resend` (default: send again with the same
+    /// Message-ID, so a duplicate can be recognised) or `hold` (dead letter
+    /// for an operator to decide).
+    #[serde(default)]
+    pub on_uncertain: Option<OnUncertain>,
+}
+
+/// What to do with a delivery whose outcome is unknown.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OnUncertain {
+    #[default]
+    Resend,
+    Hold,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -1,0 +1,232 @@
+//! One relay iteration: claim a batch, publish it, record the outcome.
+//!
+//! Order per aggregate: a batch is published in rounds. Round `r` holds the
+//! `r`-th row of each aggregate in the batch (rows without an aggregate all
+//! go in round 0); a round is published pipelined and its acks awaited
+//! before the next. So a row is never published while an earlier row of its
+//! aggregate is unacknowledged, and when a row fails, the rows of its
+//! aggregate behind it in the batch are released unpublished: the failed
+//! row (backing off or parked) then holds its aggregate at the next claim.
+use std::collections::{HashMap, HashSet};
+use std::time::Instant;
+
+use async_nats::HeaderMap;
+use chrono::Utc;
+
+use super::publish::{self, PublishFailure};
+use super::store::{self, Claimed};
+use super::{BatchOutcome, Relay, RelayError};
+
+/// A batch's rows in rounds, each round in seq order.
+fn rounds(rows: Vec<(&Claimed, HeaderMap)>) -> Vec<Vec<(&Claimed, HeaderMap)>> {
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    let mut out: Vec<Vec<(&Claimed, HeaderMap)>> = Vec::new();
+    for (row, h) in rows {
+        let r = match row.ordering_key.as_deref() {
+            Some(k) => {
+                let n = seen.entry(k).or_insert(0);
+                *n += 1;
+                *n - 1
+            }
+            None => 0,
+        };
+        if out.len() <= r {
+            out.resize_with(r + 1, Vec::new);
+        }
+        out[r].push((row, h));
+    }
+    out
+}
+
+/// What happened to the rows of one batch, written back in one place.
+#[derive(Default)]
+struct Results<'a> {
+    acks: Vec<(i64, u64)>,
+    /// Failed this attempt (counted): backs off, parks at max attempts.
+    failed: Vec<(&'a Claimed, String)>,
+    /// Can never be published: parked now.
+    park: Vec<(&'a Claimed, String)>,
+    /// Untouched: their lease is given back, no attempt counted.
+    release: Vec<i64>,
+    transport_error: Option<String>,
+    stream_missing: bool,
+}
+
+impl Relay {
+    /// Claim, publish and mark one batch.
+    pub async fn run_once(&self) -> Result<BatchOutcome, RelayError> {
+        let started = Instant::now();
+        let now = Utc::now();
+        let until = now
+            + chrono::Duration::from_std(self.cfg.lease).unwrap_or(chrono::Duration::seconds(30));
+        let rows = store::claim(
+            &self.db,
+            &self.cfg.instance,
+            now,
+            until,
+            self.cfg.batch_size,
+        )
+        .await?;
+        let mut out = BatchOutcome {
+            claimed: rows.len(),
+            claim_ms: elapsed_ms(started),
+            ..Default::default()
+        };
+        if rows.is_empty() {
+            return Ok(out);
+        }
+        let max_payload = self.js.client().server_info().max_payload;
+        let mut res = Results::default();
+        // Aggregates with a row that did not go out in this batch.
+        let mut held: HashSet<&str> = HashSet::new();
+        let mut ready = Vec::with_capacity(rows.len());
+        for row in &rows {
+            match publish::precheck(row, max_payload) {
+                Ok(h) => ready.push((row, h)),
+                Err(f) => {
+                    if let Some(k) = row.ordering_key.as_deref() {
+                        held.insert(k);
+                    }
+                    res.park.push((row, f.message().to_string()));
+                }
+            }
+        }
+        for round in rounds(ready) {
+            let (go, hold): (Vec<_>, Vec<_>) = round.into_iter().partition(|(row, _)| {
+                res.transport_error.is_none()
+                    && row
+                        .ordering_key
+                        .as_deref()
+                        .is_none_or(|k| !held.contains(k))
+            });
+            res.release.extend(hold.iter().map(|(row, _)| row.seq));
+            if go.is_empty() {
+                continue;
+            }
+            for (row, r) in publish::publish_all(&self.js, go).await {
+                let failure = match r {
+                    Ok(ack) => {
+                        res.acks.push((row.seq, ack.sequence));
+                        if ack.duplicate {
+                            out.duplicates += 1;
+                            self.metrics.outbox_duplicates.inc();
+                        } else {
+                            out.published += 1;
+                            self.metrics.outbox_published.inc();
+                        }
+                        let lat = (Utc::now() - row.created_at).to_std().unwrap_or_default();
+                        self.metrics.publish_latency.observe(lat);
+                        continue;
+                    }
+                    Err(f) => f,
+                };
+                if let Some(k) = row.ordering_key.as_deref() {
+                    held.insert(k);
+                }
+                match failure {
+                    PublishFailure::Permanent(m) => res.park.push((row, m)),
+                    PublishFailure::Row(m) => res.failed.push((row, m)),
+                    PublishFailure::NoStream(m) => {
+                        res.stream_missing = true;
+                        res.release.push(row.seq);
+                        res.transport_error.get_or_insert(m);
+                    }
+                    PublishFailure::Transport(m) => {
+                        res.release.push(row.seq);
+                        res.transport_error.get_or_insert(m);
+                    }
+                }
+            }
+        }
+        out.publish_ms = elapsed_ms(started) - out.claim_ms;
+        self.record(&mut out, res).await
+    }
+
+    async fn record(
+        &self,
+        out: &mut BatchOutcome,
+        res: Results<'_>,
+    ) -> Result<BatchOutcome, RelayError> {
+        let mark_started = Instant::now();
+        let at = Utc::now();
+        store::mark_published(&self.db, &self.cfg.instance, at, &res.acks).await?;
+        out.mark_ms = elapsed_ms(mark_started);
+        for (row, msg) in &res.park {
+            out.parked += 1;
+            self.metrics.outbox_parked.inc();
+            tracing::error!(seq = row.seq, event_id = %row.event_id, subject = %row.subject, error = %msg,
+                "outbox row parked: it cannot be published; its aggregate waits behind it (`herald outbox retry` re-drives it)");
+            store::record_failure(&self.db, &self.cfg.instance, row.seq, msg, at, Some(at)).await?;
+        }
+        for (row, msg) in &res.failed {
+            out.failed += 1;
+            self.metrics.outbox_publish_failures.inc();
+            let attempt = u32::try_from(row.attempts).unwrap_or(0) + 1;
+            let delay = self.cfg.retry.delay(attempt);
+            let next = at + chrono::Duration::from_std(delay).unwrap_or_default();
+            let park = (attempt >= self.cfg.retry.max_attempts).then_some(at);
+            if park.is_some() {
+                out.parked += 1;
+                self.metrics.outbox_parked.inc();
+                tracing::error!(seq = row.seq, event_id = %row.event_id, subject = %row.subject, error = %msg,
+                    attempts = attempt, "outbox row parked after its last attempt; `herald outbox retry` re-drives it");
+            } else {
+                tracing::warn!(seq = row.seq, event_id = %row.event_id, subject = %row.subject, error = %msg,
+                    retry_in_ms = delay.as_millis() as u64, "publish failed");
+            }
+            store::record_failure(&self.db, &self.cfg.instance, row.seq, msg, next, park).await?;
+        }
+        store::release(&self.db, &self.cfg.instance, &res.release).await?;
+        if res.stream_missing {
+            return Err(RelayError::NoStream(
+                res.transport_error.unwrap_or_default(),
+            ));
+        }
+        if let Some(e) = res.transport_error
+            && res.acks.is_empty()
+        {
+            return Err(RelayError::Nats(e));
+        }
+        Ok(out.clone())
+    }
+}
+
+fn elapsed_ms(since: Instant) -> u64 {
+    u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(seq: i64, key: Option<&str>) -> Claimed {
+        Claimed {
+            seq,
+            event_id: uuid::Uuid::nil(),
+            subject: "events.a".into(),
+            ordering_key: key.map(str::to_string),
+            payload: "{}".into(),
+            headers: "{}".into(),
+            created_at: Utc::now(),
+            attempts: 0,
+        }
+    }
+
+    #[test]
+    fn rounds_take_one_row_per_aggregate_each() {
+        let rows = [
+            row(1, Some("a")),
+            row(2, Some("a")),
+            row(3, None),
+            row(4, Some("b")),
+            row(5, Some("a")),
+            row(6, None),
+        ];
+        let r = rounds(rows.iter().map(|r| (r, HeaderMap::new())).collect());
+        let seqs: Vec<Vec<i64>> = r
+            .iter()
+            .map(|round| round.iter().map(|(r, _)| r.seq).collect())
+            .collect();
+        assert_eq!(seqs, vec![vec![1, 3, 4, 6], vec![2], vec![5]]);
+    }
+}

@@ -1,0 +1,201 @@
+//! Email transports: SMTP with a connection pool (STARTTLS when offered,
+//! implicit TLS for smtps://, AUTH when credentials are given) and the
+//! `file://DIR` capture, behind one [`Transport`] that also knows whether
+//! its server can be reached ([`TransportState`]).
+//!
+//! Failures are classified by where they happen ([`SendError`]): only a
+//! reply about the message (`Rejected`) is the message's failure; an
+//! unreachable server or a session that broke before the message was
+//! complete is the transport's (no attempt counted: the gate closes and a
+//! probe waits for the server); a session that broke after the final "."
+//! is `Uncertain` (the server may have the message).
+mod file;
+mod gate;
+mod message;
+mod pool;
+mod url;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub use gate::TransportState;
+pub use message::build;
+pub use pool::Stage;
+pub use url::SmtpUrlError;
+
+use crate::workflow::render::Email;
+
+/// Why a send failed.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SendError {
+    /// The server could not be reached: connection refused, unknown host,
+    /// connect or TLS timeout, a 421 greeting, refused credentials. Not the
+    /// message's failure.
+    #[error("SMTP server unreachable: {0}")]
+    Unreachable(String),
+    /// The server replied about this message (4xx transient, 5xx permanent).
+    #[error("SMTP {code} at {stage}: {message}")]
+    Rejected {
+        stage: Stage,
+        code: u16,
+        message: String,
+    },
+    /// The session broke before the final "." of DATA: the server cannot
+    /// have accepted the message. Not the message's failure.
+    #[error("SMTP session interrupted: {0}")]
+    Interrupted(String),
+    /// The session broke or timed out after the final ".": the server may
+    /// have accepted the message.
+    #[error("SMTP outcome unknown: {0}")]
+    Uncertain(String),
+    /// The message could not be built (permanent).
+    #[error("cannot build the message: {0}")]
+    Build(String),
+}
+
+/// What kind of failure, for decisions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SendErrorKind {
+    /// The transport, not the message: wait for it, count nothing.
+    Transport,
+    /// A 4xx reply about the message: retry with backoff, counted.
+    Transient,
+    /// A 5xx reply, or a message that cannot be built: dead letter.
+    Permanent,
+    /// The server may have the message: the workflow's `on_uncertain` decides.
+    Uncertain,
+}
+
+impl SendError {
+    pub fn kind(&self) -> SendErrorKind {
+        match self {
+            SendError::Unreachable(_) | SendError::Interrupted(_) => SendErrorKind::Transport,
+            SendError::Rejected { code, .. } if (400..500).contains(code) => {
+                SendErrorKind::Transient
+            }
+            SendError::Rejected { .. } | SendError::Build(_) => SendErrorKind::Permanent,
+            SendError::Uncertain(_) => SendErrorKind::Uncertain,
+        }
+    }
+
+    /// The server's reply, when it gave one.
+    pub fn smtp_reply(&self) -> Option<String> {
+        match self {
+            SendError::Rejected { code, message, .. } => Some(format!("{code} {message}")),
+            _ => None,
+        }
+    }
+}
+
+enum Kind {
+    Smtp(pool::Pool),
+    File(PathBuf),
+}
+
+struct Inner {
+    kind: Kind,
+    gate: gate::Gate,
+    /// The URL, redacted: what logs and health say.
+    name: String,
+}
+
+/// Where email goes. Cheap to clone; clones share the pool and the state.
+#[derive(Clone)]
+pub struct Transport(Arc<Inner>);
+
+impl Transport {
+    /// Check the URL before any I/O (start-up validation).
+    pub fn from_url(url: &str) -> Result<Transport, SmtpUrlError> {
+        let kind = match url::parse(url)? {
+            url::Target::Smtp(s) => Kind::Smtp(pool::Pool::new(s)),
+            url::Target::File(p) => Kind::File(p),
+        };
+        Ok(Transport(Arc::new(Inner {
+            kind,
+            gate: gate::Gate::new(),
+            name: crate::secret::redact_url(url),
+        })))
+    }
+
+    /// The transport's URL without secrets.
+    pub fn name(&self) -> &str {
+        &self.0.name
+    }
+
+    /// The `file://` directory, if this is the capture.
+    pub fn file_dir(&self) -> Option<&std::path::Path> {
+        match &self.0.kind {
+            Kind::File(p) => Some(p),
+            Kind::Smtp(_) => None,
+        }
+    }
+
+    /// Send one email; returns the server's reply (or the file written).
+    /// A transport failure closes the gate and starts the probe.
+    pub async fn send(&self, email: &Email, message_id: &str) -> Result<String, SendError> {
+        let body = build(email, message_id)?;
+        let r = match &self.0.kind {
+            Kind::File(dir) => file::write(dir, message_id, &body).await,
+            Kind::Smtp(pool) => {
+                let env = pool::Envelope {
+                    from: &email.from.address,
+                    to: email
+                        .to
+                        .iter()
+                        .chain(&email.cc)
+                        .chain(&email.bcc)
+                        .map(|m| m.address.as_str())
+                        .collect(),
+                    body: &body,
+                };
+                pool.send(&env).await
+            }
+        };
+        match &r {
+            Ok(_) => self.0.gate.delivered(),
+            Err(e) if e.kind() == SendErrorKind::Transport => self.down(&e.to_string()),
+            Err(_) => {}
+        }
+        r
+    }
+
+    /// Close the gate (if open) and probe until the server answers.
+    fn down(&self, reason: &str) {
+        if !self.0.gate.close(reason) {
+            return;
+        }
+        let me = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(me.0.gate.next_probe_delay()).await;
+                let r = match &me.0.kind {
+                    Kind::Smtp(pool) => pool.probe().await,
+                    Kind::File(dir) => file::probe(dir).await,
+                };
+                match r {
+                    Ok(()) => {
+                        me.0.gate.open();
+                        return;
+                    }
+                    Err(reason) => {
+                        me.0.gate.close(&reason);
+                    }
+                }
+            }
+        });
+    }
+
+    pub fn state(&self) -> TransportState {
+        self.0.gate.state()
+    }
+
+    /// Changes of state, for health reporting.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<TransportState> {
+        self.0.gate.subscribe()
+    }
+
+    /// Resolves when the transport is (again) reachable.
+    pub async fn wait_up(&self) {
+        self.0.gate.wait_up().await
+    }
+}

@@ -1,0 +1,352 @@
+//! SMTP connections: connecting (STARTTLS when offered, implicit TLS, AUTH),
+//! a pool of idle sessions, and one message's transaction step by step, so
+//! that every failure is classified by where it happened:
+//! reaching the server → [`SendError::Unreachable`]; a reply to MAIL, RCPT
+//! or DATA → [`SendError::Rejected`]; the session breaking before the final
+//! "." → [`SendError::Interrupted`]; after it → [`SendError::Uncertain`].
+use std::time::Instant;
+
+use mail_send::{Credentials, SmtpClient, SmtpClientBuilder};
+use smtp_proto::Response;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::Mutex;
+use tokio_rustls::client::TlsStream;
+
+use super::SendError;
+use super::url::Server;
+
+/// The reply text with its enhanced status code (smtp-proto parses it apart).
+fn reply_text(r: &Response<String>) -> String {
+    match r.esc {
+        [0, 0, 0] => r.message.clone(),
+        [a, b, c] => format!("{a}.{b}.{c} {}", r.message),
+    }
+}
+
+fn reply_line(r: &Response<String>) -> String {
+    format!("{} {}", r.code, reply_text(r))
+}
+
+/// Where in the transaction a reply came.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Stage {
+    MailFrom,
+    RcptTo(String),
+    Data,
+    EndOfData,
+}
+
+impl std::fmt::Display for Stage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Stage::MailFrom => f.write_str("MAIL FROM"),
+            Stage::RcptTo(a) => write!(f, "RCPT TO <{a}>"),
+            Stage::Data => f.write_str("DATA"),
+            Stage::EndOfData => f.write_str("end of DATA"),
+        }
+    }
+}
+
+enum Conn {
+    Plain(SmtpClient<TcpStream>),
+    // Boxed: the TLS state is large and most connections in tests are plain.
+    Tls(Box<SmtpClient<TlsStream<TcpStream>>>),
+}
+
+/// The envelope and body of one message.
+pub struct Envelope<'a> {
+    pub from: &'a str,
+    pub to: Vec<&'a str>,
+    pub body: &'a [u8],
+}
+
+pub struct Pool {
+    pub server: Server,
+    idle: Mutex<Vec<(Conn, Instant)>>,
+}
+
+/// 421 "service not available, closing transmission channel": about the
+/// server, not the message.
+const CLOSING: u16 = 421;
+
+impl Pool {
+    pub fn new(server: Server) -> Pool {
+        Pool {
+            server,
+            idle: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn addr(&self) -> String {
+        format!("{}:{}", self.server.host, self.server.port)
+    }
+
+    /// Open a session, ready for MAIL FROM. Any failure is `Unreachable`.
+    async fn connect(&self) -> Result<Conn, SendError> {
+        let s = &self.server;
+        tokio::time::timeout(s.connect_timeout, self.connect_inner())
+            .await
+            .map_err(|_| {
+                SendError::Unreachable(format!(
+                    "{}: no answer within {} (connect timeout)",
+                    self.addr(),
+                    crate::duration::human(s.connect_timeout)
+                ))
+            })?
+    }
+
+    async fn connect_inner(&self) -> Result<Conn, SendError> {
+        let s = &self.server;
+        let at = |what: &str, e: &dyn std::fmt::Display| {
+            SendError::Unreachable(format!("{}: {what}: {e}", self.addr()))
+        };
+        let mut builder = SmtpClientBuilder::new(s.host.clone(), s.port)
+            .map_err(|e| at("invalid host", &e))?
+            .implicit_tls(s.implicit_tls)
+            .timeout(s.timeout)
+            .helo_host(
+                hostname::get()
+                    .ok()
+                    .and_then(|h| h.into_string().ok())
+                    .unwrap_or_else(|| "herald".into()),
+            );
+        if s.tls_insecure {
+            builder.tls_connector =
+                mail_send::smtp::tls::build_tls_connector(true).map_err(|e| at("TLS setup", &e))?;
+        }
+        let stream = TcpStream::connect((s.host.as_str(), s.port))
+            .await
+            .map_err(|e| at("cannot connect", &e))?;
+        // mail-send leaves Nagle on: every email would stall ~40 ms on delayed ACKs.
+        let _ = stream.set_nodelay(true);
+        let mut client = SmtpClient {
+            stream,
+            timeout: s.timeout,
+        };
+        if s.implicit_tls {
+            let mut tls = client
+                .into_tls(&builder.tls_connector, &s.host)
+                .await
+                .map_err(|e| at("TLS handshake", &e))?;
+            greet(&mut tls, &self.addr()).await?;
+            let caps = tls
+                .ehlo(&builder.local_host)
+                .await
+                .map_err(|e| at("EHLO", &e))?;
+            self.authenticate(&mut tls, &caps).await?;
+            return Ok(Conn::Tls(Box::new(tls)));
+        }
+        greet(&mut client, &self.addr()).await?;
+        let helo = builder.local_host.clone();
+        let caps = client.ehlo(&helo).await.map_err(|e| at("EHLO", &e))?;
+        if caps.has_capability(smtp_proto::EXT_START_TLS) {
+            let mut tls = client
+                .start_tls(&builder.tls_connector, &s.host)
+                .await
+                .map_err(|e| at("STARTTLS", &e))?;
+            let caps = tls.ehlo(&helo).await.map_err(|e| at("EHLO", &e))?;
+            self.authenticate(&mut tls, &caps).await?;
+            Ok(Conn::Tls(Box::new(tls)))
+        } else {
+            self.authenticate(&mut client, &caps).await?;
+            Ok(Conn::Plain(client))
+        }
+    }
+
+    async fn authenticate<S: AsyncRead + AsyncWrite + Unpin>(
+        &self,
+        c: &mut SmtpClient<S>,
+        caps: &smtp_proto::EhloResponse<String>,
+    ) -> Result<(), SendError> {
+        let Some((u, p)) = &self.server.credentials else {
+            return Ok(());
+        };
+        // A refused login is the configuration's problem, not a message's:
+        // the transport stays down (and says why) until it is fixed.
+        c.authenticate(Credentials::new(u.as_str(), p.as_str()), caps)
+            .await
+            .map(|_| ())
+            .map_err(|e| {
+                SendError::Unreachable(format!(
+                    "{}: authentication as {u:?} failed: {e}",
+                    self.addr()
+                ))
+            })
+    }
+
+    /// Connect and disconnect: is the server reachable? (The outage probe.)
+    /// A good session is kept for the next delivery.
+    pub async fn probe(&self) -> Result<(), String> {
+        match self.connect().await {
+            Ok(c) => {
+                self.idle.lock().await.push((c, Instant::now()));
+                Ok(())
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// A pooled session (checked with NOOP if idle for a while), or a new one.
+    async fn session(&self) -> Result<(Conn, bool), SendError> {
+        loop {
+            let pooled = self.idle.lock().await.pop();
+            let Some((mut c, last)) = pooled else {
+                return Ok((self.connect().await?, false));
+            };
+            if last.elapsed() < self.server.check_idle_after {
+                return Ok((c, true));
+            }
+            let alive = match &mut c {
+                Conn::Plain(c) => c.noop().await.is_ok(),
+                Conn::Tls(c) => c.noop().await.is_ok(),
+            };
+            if alive {
+                return Ok((c, true));
+            }
+        }
+    }
+
+    /// Send one message. A pooled session the server closed while idle is
+    /// not the server's fault: the transaction is tried once more on a new
+    /// session before a broken session is reported.
+    pub async fn send(&self, env: &Envelope<'_>) -> Result<String, SendError> {
+        let (conn, pooled) = self.session().await?;
+        match self.transact(conn, env).await {
+            Err(SendError::Interrupted(_)) if pooled => {
+                let conn = self.connect().await?;
+                self.transact(conn, env).await
+            }
+            other => other,
+        }
+    }
+
+    async fn transact(&self, mut conn: Conn, env: &Envelope<'_>) -> Result<String, SendError> {
+        let r = match &mut conn {
+            Conn::Plain(c) => transaction(c, env).await,
+            Conn::Tls(c) => transaction(c.as_mut(), env).await,
+        };
+        if r.is_ok() {
+            let mut idle = self.idle.lock().await;
+            if idle.len() < self.server.max_idle {
+                idle.push((conn, Instant::now()));
+            }
+        }
+        // A failed session is dropped, never reused: after a rejection its
+        // state is uncertain, and dropping is the simple, safe choice.
+        r
+    }
+}
+
+/// The greeting: 2xx, or the server is not taking mail (421: unreachable).
+async fn greet<S: AsyncRead + AsyncWrite + Unpin>(
+    c: &mut SmtpClient<S>,
+    addr: &str,
+) -> Result<(), SendError> {
+    let g = c
+        .read()
+        .await
+        .map_err(|e| SendError::Unreachable(format!("{addr}: no greeting: {e}")))?;
+    if (200..300).contains(&g.code) {
+        Ok(())
+    } else {
+        Err(SendError::Unreachable(format!(
+            "{addr}: greeted with {}",
+            reply_line(&g)
+        )))
+    }
+}
+
+/// What a reply to a command means for the message.
+fn judge(r: Response<String>, stage: Stage) -> Result<Response<String>, SendError> {
+    if (200..400).contains(&r.code) {
+        return Ok(r);
+    }
+    if r.code == CLOSING {
+        return Err(SendError::Interrupted(format!(
+            "{stage}: {}",
+            reply_line(&r)
+        )));
+    }
+    Err(SendError::Rejected {
+        stage,
+        code: r.code,
+        message: reply_text(&r),
+    })
+}
+
+async fn command<S: AsyncRead + AsyncWrite + Unpin>(
+    c: &mut SmtpClient<S>,
+    cmd: String,
+    stage: Stage,
+) -> Result<Response<String>, SendError> {
+    match c.cmd(cmd.as_bytes()).await {
+        Ok(r) => judge(r, stage),
+        Err(e) => Err(SendError::Interrupted(format!("{stage}: {e}"))),
+    }
+}
+
+async fn transaction<S: AsyncRead + AsyncWrite + Unpin>(
+    c: &mut SmtpClient<S>,
+    env: &Envelope<'_>,
+) -> Result<String, SendError> {
+    command(c, format!("MAIL FROM:<{}>\r\n", env.from), Stage::MailFrom).await?;
+    for to in &env.to {
+        command(
+            c,
+            format!("RCPT TO:<{to}>\r\n"),
+            Stage::RcptTo(to.to_string()),
+        )
+        .await?;
+    }
+    let r = command(c, "DATA\r\n".into(), Stage::Data).await?;
+    if r.code != 354 {
+        return Err(SendError::Rejected {
+            stage: Stage::Data,
+            code: r.code,
+            message: reply_text(&r),
+        });
+    }
+    // Until the final "." is out, the server cannot have accepted anything.
+    let timeout = c.timeout;
+    tokio::time::timeout(timeout, write_stuffed(&mut c.stream, env.body))
+        .await
+        .map_err(|_| SendError::Interrupted("DATA: timed out sending the message".into()))?
+        .map_err(|e| SendError::Interrupted(format!("DATA: {e}")))?;
+    // From the final "." on, a broken session may hide an accepted message.
+    let end = async {
+        c.stream.write_all(b"\r\n.\r\n").await?;
+        c.stream.flush().await?;
+        c.read()
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))
+    };
+    match tokio::time::timeout(timeout, end).await {
+        Err(_) => Err(SendError::Uncertain(format!(
+            "no reply to the end of DATA within {}",
+            crate::duration::human(timeout)
+        ))),
+        Ok(Err(e)) => Err(SendError::Uncertain(format!(
+            "the session broke after the end of DATA: {e}"
+        ))),
+        Ok(Ok(r)) => {
+            let r = judge(r, Stage::EndOfData)?;
+            Ok(reply_line(&r))
+        }
+    }
+}
+
+/// The body with dot-stuffing (RFC 5321 4.5.2), without the final ".".
+async fn write_stuffed<W: AsyncWrite + Unpin>(w: &mut W, message: &[u8]) -> std::io::Result<()> {
+    let mut at_line_start = true;
+    let mut last = 0;
+    for (i, b) in message.iter().enumerate() {
+        if *b == b'.' && at_line_start {
+            w.write_all(&message[last..i]).await?;
+            w.write_all(b".").await?;
+            last = i;
+        }
+        at_line_start = *b == b'\n' || *b == b'\r';
+    }
+    w.write_all(&message[last..]).await
+}
