@@ -13,7 +13,8 @@ if command -v pg_isready >/dev/null 2>&1 && ! pg_isready -q -h 127.0.0.1 -p 5432
   [ "${CI:-}" = "true" ] && exit 1
 fi
 
-cargo build --bin herald
+# The suite proves crash windows and contained panics with failpoints.
+cargo build --bin herald --features failpoints
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast "$@"
 else

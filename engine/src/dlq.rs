@@ -12,6 +12,7 @@ pub struct NewDeadLetter<'a> {
     pub workflow: &'a str,
     pub recipient: Option<&'a str>,
     pub subject: &'a str,
+    pub aggregate: Option<&'a str>,
     pub stream_seq: Option<u64>,
     pub payload: &'a str,
     pub headers: String,
@@ -27,6 +28,7 @@ pub async fn insert(db: &DatabaseConnection, d: NewDeadLetter<'_>) -> Result<i64
         workflow: Set(d.workflow.to_string()),
         recipient: Set(d.recipient.map(str::to_string)),
         subject: Set(d.subject.to_string()),
+        aggregate: Set(d.aggregate.map(str::to_string)),
         stream_seq: Set(d.stream_seq.and_then(|s| i64::try_from(s).ok())),
         payload: Set(d.payload.to_string()),
         headers: Set(d.headers),
@@ -36,6 +38,7 @@ pub async fn insert(db: &DatabaseConnection, d: NewDeadLetter<'_>) -> Result<i64
         attempts: Set(i32::try_from(d.attempts).unwrap_or(i32::MAX)),
         created_at: Set(Utc::now()),
         retried_at: Set(None),
+        discarded_at: Set(None),
         ..Default::default()
     };
     Ok(row.insert(db).await?.id)
@@ -72,4 +75,103 @@ pub async fn mark_retried(db: &DatabaseConnection, id: i64) -> Result<(), DbErr>
         .exec(db)
         .await?;
     Ok(())
+}
+
+/// The open dead letter that holds back an event of `aggregate` in
+/// `workflow` at stream sequence `stream_seq`: the earliest unresolved one
+/// of an earlier event of the same aggregate. Events of an aggregate are
+/// emailed in order, so a later one waits until it is re-driven or discarded.
+pub async fn blocking(
+    db: &DatabaseConnection,
+    workflow: &str,
+    aggregate: &str,
+    stream_seq: u64,
+    event_id: EventId,
+) -> Result<Option<dead_letter::Model>, DbErr> {
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+    dead_letter::Entity::find()
+        .filter(dead_letter::Column::Workflow.eq(workflow))
+        .filter(dead_letter::Column::Aggregate.eq(aggregate))
+        .filter(dead_letter::Column::RetriedAt.is_null())
+        .filter(dead_letter::Column::StreamSeq.lt(i64::try_from(stream_seq).unwrap_or(i64::MAX)))
+        .filter(dead_letter::Column::EventId.ne(event_id.as_uuid()))
+        .order_by_asc(dead_letter::Column::StreamSeq)
+        .one(db)
+        .await
+}
+
+/// The open dead letters held behind `dl` (same workflow and aggregate,
+/// later in the stream), in stream order: re-driven after it.
+pub async fn followers(
+    db: &DatabaseConnection,
+    dl: &dead_letter::Model,
+) -> Result<Vec<dead_letter::Model>, DbErr> {
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+    let (Some(aggregate), Some(seq)) = (&dl.aggregate, dl.stream_seq) else {
+        return Ok(Vec::new());
+    };
+    dead_letter::Entity::find()
+        .filter(dead_letter::Column::Workflow.eq(&dl.workflow))
+        .filter(dead_letter::Column::Aggregate.eq(aggregate))
+        .filter(dead_letter::Column::RetriedAt.is_null())
+        .filter(dead_letter::Column::Kind.eq(DeadLetterKind::Held))
+        .filter(dead_letter::Column::StreamSeq.gt(seq))
+        .order_by_asc(dead_letter::Column::StreamSeq)
+        .all(db)
+        .await
+}
+
+/// Close a dead letter without delivering it (an operator decided it
+/// should not be sent). What it held back can then go.
+pub async fn discard(db: &DatabaseConnection, id: i64) -> Result<(), DbErr> {
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    let now = Utc::now();
+    dead_letter::Entity::update_many()
+        .col_expr(dead_letter::Column::RetriedAt, now.into())
+        .col_expr(dead_letter::Column::DiscardedAt, now.into())
+        .filter(dead_letter::Column::Id.eq(id))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// An aggregate whose later events wait behind a dead letter.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct HeldAggregate {
+    pub workflow: String,
+    pub aggregate: String,
+    /// The dead letter in front (re-drive or discard it).
+    pub dead_letter: i64,
+    /// Events waiting behind it.
+    pub held: u64,
+}
+
+/// Every aggregate held by an open dead letter, per workflow.
+pub async fn held_aggregates(db: &DatabaseConnection) -> Result<Vec<HeldAggregate>, DbErr> {
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+    let open = dead_letter::Entity::find()
+        .filter(dead_letter::Column::RetriedAt.is_null())
+        .filter(dead_letter::Column::Aggregate.is_not_null())
+        .order_by_asc(dead_letter::Column::StreamSeq)
+        .all(db)
+        .await?;
+    let mut out: Vec<HeldAggregate> = Vec::new();
+    for d in open {
+        let Some(aggregate) = d.aggregate.clone() else {
+            continue;
+        };
+        match out
+            .iter_mut()
+            .find(|h| h.workflow == d.workflow && h.aggregate == aggregate)
+        {
+            Some(h) => h.held += 1,
+            None => out.push(HeldAggregate {
+                workflow: d.workflow.clone(),
+                aggregate,
+                dead_letter: d.id,
+                held: 0,
+            }),
+        }
+    }
+    Ok(out)
 }

@@ -2,14 +2,21 @@
 use std::time::Duration;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid duration {input:?}: use a number with ms, s, m, h or d (e.g. 30s, 5m)")]
+#[error("invalid duration {input:?}: {reason}")]
 pub struct DurationError {
     pub input: String,
+    pub reason: &'static str,
 }
 
+/// The longest duration accepted: a century is longer than any timeout,
+/// retention or backoff Herald has a use for, and far from overflow.
+pub const MAX: Duration = Duration::from_secs(100 * 365 * 86_400);
+
 pub fn parse(s: &str) -> Result<Duration, DurationError> {
+    let input: String = s.chars().take(64).collect();
     let err = || DurationError {
-        input: s.to_string(),
+        input: input.clone(),
+        reason: "use a number with ms, s, m, h or d (e.g. 30s, 5m)",
     };
     let t = s.trim();
     let split = t
@@ -28,7 +35,14 @@ pub fn parse(s: &str) -> Result<Duration, DurationError> {
         "d" => n * 86400.0,
         _ => return Err(err()),
     };
-    Ok(Duration::from_secs_f64(secs))
+    // `Duration::from_secs_f64` panics past u64::MAX seconds.
+    Duration::try_from_secs_f64(secs)
+        .ok()
+        .filter(|d| *d <= MAX)
+        .ok_or(DurationError {
+            input,
+            reason: "longer than 100 years",
+        })
 }
 
 /// A duration for people: `250ms`, `3s`, `1.5s`, `2m`, `1h5m`.
@@ -73,5 +87,14 @@ mod tests {
         assert!(parse("5 minutes").is_err());
         assert!(parse("").is_err());
         assert!(parse("-1s").is_err());
+        // Used to panic in Duration::from_secs_f64.
+        assert!(
+            parse("99999999999999999999d")
+                .unwrap_err()
+                .to_string()
+                .contains("100 years")
+        );
+        assert!(parse("1e400s").is_err());
+        assert!(parse("NaNs").is_err());
     }
 }

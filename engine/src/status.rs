@@ -23,6 +23,19 @@ pub struct Status {
     pub stream: Option<StreamStatus>,
     pub stream_error: Option<String>,
     pub consumers: Vec<ConsumerStatus>,
+    /// Aggregates whose later events wait: behind a parked outbox row
+    /// (publishing) or an open dead letter (a workflow's emails).
+    pub held: Held,
+}
+
+/// What holds back aggregates, and where.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Held {
+    /// Parked outbox rows: nothing later of their aggregate is published.
+    pub outbox: Vec<store::ParkedAggregate>,
+    /// Open dead letters: nothing later of their aggregate is emailed by
+    /// that workflow.
+    pub workflows: Vec<crate::dlq::HeldAggregate>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -42,6 +55,11 @@ pub struct ConsumerStatus {
     /// Delivered, not yet acknowledged.
     pub ack_pending: usize,
     pub redelivered: usize,
+    /// Pull requests waiting on the server: a worker is consuming.
+    pub pulling: usize,
+    /// `pulling` when a worker has pull requests open; `not pulling`
+    /// otherwise (no worker runs it, or its SMTP transport is down).
+    pub state: &'static str,
 }
 
 /// The database part of the status.
@@ -70,6 +88,10 @@ pub async fn from_database(db: &DatabaseConnection) -> Result<Status, DbErr> {
         .map(|r| r.try_get::<i64>("", "n"))
         .transpose()?
         .unwrap_or(0);
+    let held = Held {
+        outbox: store::parked_aggregates(db).await?,
+        workflows: crate::dlq::held_aggregates(db).await?,
+    };
     Ok(Status {
         outbox,
         deliveries,
@@ -77,6 +99,7 @@ pub async fn from_database(db: &DatabaseConnection) -> Result<Status, DbErr> {
         stream: None,
         stream_error: None,
         consumers: Vec::new(),
+        held,
     })
 }
 
@@ -117,6 +140,12 @@ pub async fn consumers(stream: &jetstream::stream::Stream) -> Result<Vec<Consume
                 pending: c.num_pending,
                 ack_pending: c.num_ack_pending,
                 redelivered: c.num_redelivered,
+                pulling: c.num_waiting,
+                state: if c.num_waiting > 0 {
+                    "pulling"
+                } else {
+                    "not pulling"
+                },
             });
         }
     }
@@ -141,8 +170,20 @@ pub fn render_text(s: &Status) -> String {
     }
     for c in &s.consumers {
         out.push_str(&format!(
-            "consumer     {}  pending {}  ack pending {}  redelivered {}\n",
-            c.name, c.pending, c.ack_pending, c.redelivered
+            "consumer     {}  {}  pending {}  ack pending {}  redelivered {}\n",
+            c.name, c.state, c.pending, c.ack_pending, c.redelivered
+        ));
+    }
+    for p in &s.held.outbox {
+        out.push_str(&format!(
+            "held         aggregate {}  behind parked outbox row {}  ({} waiting): {}\n",
+            p.aggregate, p.seq, p.waiting, p.reason
+        ));
+    }
+    for h in &s.held.workflows {
+        out.push_str(&format!(
+            "held         aggregate {}  in {}  behind dead letter {}  ({} waiting)\n",
+            h.aggregate, h.workflow, h.dead_letter, h.held
         ));
     }
     let d: Vec<String> = s

@@ -18,6 +18,11 @@ pub enum DeadLetterKind {
     /// `on_uncertain: hold`: the server may have the message; an operator decides.
     #[sea_orm(string_value = "uncertain")]
     Uncertain,
+    /// Held back behind an earlier dead letter of the same aggregate (and
+    /// workflow): events of an aggregate are emailed in order. Re-driven
+    /// when the one in front is re-driven or discarded.
+    #[sea_orm(string_value = "held")]
+    Held,
 }
 
 impl DeadLetterKind {
@@ -26,6 +31,7 @@ impl DeadLetterKind {
             DeadLetterKind::Permanent => "permanent",
             DeadLetterKind::Exhausted => "exhausted",
             DeadLetterKind::Uncertain => "uncertain",
+            DeadLetterKind::Held => "held",
         }
     }
 }
@@ -52,6 +58,9 @@ pub struct Model {
     /// The recipient that failed, or NULL when the whole event failed (e.g. render error).
     pub recipient: Option<String>,
     pub subject: String,
+    /// The event's aggregate (`type/id`), if it has one: a dead letter holds
+    /// back the later events of its aggregate in its workflow.
+    pub aggregate: Option<String>,
     pub stream_seq: Option<i64>,
     #[sea_orm(column_type = "Text")]
     pub payload: String,
@@ -64,8 +73,11 @@ pub struct Model {
     pub smtp_reply: Option<String>,
     pub attempts: i32,
     pub created_at: DateTimeUtc,
-    /// Set by `herald dlq retry`; a retried dead letter stays for the record.
+    /// Set by `herald dlq retry` (or `discard`): the dead letter is closed;
+    /// it stays for the record.
     pub retried_at: Option<DateTimeUtc>,
+    /// Set by `herald dlq discard`: closed without being delivered.
+    pub discarded_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -107,17 +107,16 @@ async fn worker_e2e(backend: Backend, sink: &SmtpSink, n: usize) -> Duration {
     let catalog = herald::workflow::load(dir.path()).unwrap();
     let wf = catalog.workflows[0].clone();
     let tdb = TestDb::new(backend).await;
-    let worker = Arc::new(Worker {
+    let worker = Arc::new(Worker::new(
         // As `herald worker` holds it: opened at start-up.
-        db: herald::db::connect_with(&tdb.url, herald::db::Pool::Warm(16), "herald worker")
+        herald::db::connect_with(&tdb.url, herald::db::Pool::Warm(16), "herald worker")
             .await
             .unwrap(),
-        catalog: Arc::new(catalog),
-        transport: Transport::from_url(&sink.url()).unwrap(),
-        metrics: Metrics::new(),
-        cfg: WorkerConfig::default(),
-        resend: None,
-    });
+        Arc::new(catalog),
+        Transport::from_url(&sink.url()).unwrap(),
+        Metrics::new(),
+        WorkerConfig::default(),
+    ));
     let before = sink.count();
     let stop = tokio_util::sync::CancellationToken::new();
     let start = Instant::now();

@@ -1,6 +1,7 @@
 //! Robustness: nothing a workflow, a payload, a stream message, an outage
 //! or a flag contains may panic the worker, stop a consumer silently, lose
 //! order, or leak a secret. Each test here is a symptom a new user hit.
+use herald::outbox::{NewEvent, enqueue};
 use herald_tests::both_backends;
 use herald_tests::db::Backend;
 use herald_tests::golden::{golden, normalize};
@@ -10,6 +11,7 @@ use std::time::{Duration, Instant};
 use herald_tests::scenario::{Scenario, World};
 use herald_tests::smtp::{Outage, Reply};
 use herald_tests::wait;
+use sea_orm::TransactionTrait;
 use serde_json::json;
 
 fn workflows(files: &[(&str, &str)]) -> tempfile::TempDir {
@@ -370,4 +372,322 @@ async fn uncertain_delivery_is_held_for_an_operator(backend: Backend) {
 both_backends!(
     uncertain_delivery_is_resent_with_the_same_message_id,
     uncertain_delivery_is_held_for_an_operator,
+);
+
+/// Emails of one aggregate go to one address: its order at the sink is the
+/// order they were sent in.
+const PER_AGGREGATE: &str = r#"
+name: ordered
+on: { subjects: ["events.order.>"] }
+email:
+  from: "Test <noreply@test.example>"
+  to: "a{{event.agg}}@example.com"
+  subject: "n={{event.n}}"
+  text: "aggregate {{event.agg}} event {{event.n}}"
+retry:
+  max_attempts: 50
+  backoff: { initial: 50ms, max: 200ms }
+"#;
+
+/// Per-aggregate order end to end: 50 aggregates × 20 events, two relays
+/// (one killed -9 mid-run and restarted), a worker killed -9 mid-run and
+/// restarted, and a sink that delays its replies at random, refuses some
+/// messages (451) and drops some sessions after the message (uncertain):
+/// for every aggregate, the emails arrive in the order they were emitted.
+async fn order_per_aggregate_end_to_end(backend: Backend) {
+    let w = Scenario::new(backend)
+        .workflow("wf.yaml", PER_AGGREGATE)
+        .start()
+        .await;
+    let mut rng = herald_tests::rng("order_per_aggregate_end_to_end");
+    let replies: Vec<Reply> = (0..1500)
+        .map(|_| match rng.u32(0..100) {
+            0..5 => Reply::Code(451, "4.3.0 try again".into()),
+            5..7 => Reply::DropConnection,
+            _ => Reply::Delay(Duration::from_millis(rng.u64(0..15))),
+        })
+        .collect();
+    w.sink.script(replies);
+    let (aggregates, per) = (50usize, 20usize);
+    let txn_events: Vec<(usize, usize)> = (0..per)
+        .flat_map(|n| (0..aggregates).map(move |a| (a, n)))
+        .collect();
+    // A killed relay's leases expire after 3 s: its rows go to the other.
+    let relay = || w.relay_with(&["--relay-lease", "3s"]);
+    let mut relay_a = relay();
+    let _relay_b = relay();
+    let mut worker = w.worker();
+    let kill_relay_at = rng.usize(200..600);
+    let kill_worker_at = rng.usize(200..600);
+    for (i, chunk) in txn_events.chunks(50).enumerate() {
+        let txn = w.env.conn.begin().await.unwrap();
+        for (a, n) in chunk {
+            enqueue(
+                &txn,
+                NewEvent::new("events.order.step", json!({"agg": a, "n": n})).aggregate("agg", a),
+            )
+            .await
+            .unwrap();
+        }
+        txn.commit().await.unwrap();
+        let done = (i + 1) * 50;
+        if done == kill_relay_at / 50 * 50 {
+            relay_a.kill9();
+            relay_a = relay();
+        }
+        if done == kill_worker_at / 50 * 50 {
+            wait::until(
+                "some emails before the worker dies",
+                wait::DEFAULT,
+                || async { w.sink.count() > 0 },
+            )
+            .await;
+            worker.kill9();
+            worker = w.worker();
+        }
+    }
+    w.wait_sent((aggregates * per) as i64).await;
+    let got = w.sink.received();
+    for a in 0..aggregates {
+        let to = format!("a{a}@example.com");
+        let mut seen = Vec::new();
+        for m in got.iter().filter(|m| m.rcpt_to == vec![to.clone()]) {
+            let n: usize = m.header("Subject").unwrap()[2..].parse().unwrap();
+            // A crash-window resend repeats a message; order is about firsts.
+            if !seen.contains(&n) {
+                seen.push(n);
+            }
+        }
+        assert_eq!(
+            seen,
+            (0..per).collect::<Vec<_>>(),
+            "aggregate {a} out of order: {seen:?}"
+        );
+    }
+    assert_eq!(w.count("SELECT COUNT(*) FROM herald_dead_letters").await, 0);
+}
+
+both_backends!(order_per_aggregate_end_to_end);
+
+/// Poison published straight to the stream (no Nats-Msg-Id, a non-JSON
+/// payload, a 0-byte payload, a huge header, a valid id with a payload that
+/// is not an object): each becomes a dead letter with its reason, the next
+/// 100 events flow, and the consumer stays up.
+async fn poison_messages_dead_letter_and_the_consumer_stays_up(backend: Backend) {
+    let w = Scenario::new(backend)
+        .workflow("wf.yaml", NUMBERED)
+        .start()
+        .await;
+    let addr = format!("127.0.0.1:{}", herald_tests::free_port());
+    let _relay = w.relay();
+    let worker = w.worker_with(&["--http", &addr]);
+    let js = w.env.nats.jetstream().await;
+    w.env.enqueue_many("events.test.n", 1, 0).await;
+    w.wait_sent(1).await;
+    let mut huge = async_nats::HeaderMap::new();
+    huge.insert("X-Huge", "h".repeat(60_000).as_str());
+    let with_id = || {
+        let mut h = async_nats::HeaderMap::new();
+        h.insert("Nats-Msg-Id", uuid::Uuid::now_v7().to_string().as_str());
+        h
+    };
+    let poison: Vec<(async_nats::HeaderMap, &'static [u8])> = vec![
+        (async_nats::HeaderMap::new(), b"{\"n\": 1}"),
+        (with_id(), b"not json at all"),
+        (async_nats::HeaderMap::new(), b""),
+        (huge, b"{}"),
+        (with_id(), b"[1, 2, 3]"),
+    ];
+    for (h, body) in poison {
+        js.publish_with_headers("events.test.poison", h, bytes::Bytes::from_static(body))
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    w.env.enqueue_many("events.test.n", 100, 10).await;
+    w.wait_sent(101).await;
+    w.wait_count("SELECT COUNT(*) FROM herald_dead_letters", 5)
+        .await;
+    assert_eq!(w.sink.count(), 101);
+    let ready = readyz(&addr).await.unwrap_or_default();
+    assert!(ready.starts_with("HTTP/1.1 200"), "{ready}");
+    assert!(
+        !worker.log().contains("consumer stopped"),
+        "{}",
+        worker.log()
+    );
+}
+
+/// A panic while processing one message (forced with a failpoint) is caught:
+/// the message becomes a dead letter naming the panic, the consumer goes on
+/// with the next ones, and the process stays up.
+async fn a_panic_processing_a_message_is_a_dead_letter(backend: Backend) {
+    let w = Scenario::new(backend)
+        .workflow("wf.yaml", NUMBERED)
+        .start()
+        .await;
+    let _relay = w.relay();
+    let mut h = w.h.clone();
+    h.set("HERALD_FAILPOINT", "panic-once:processing");
+    let mut worker = h.spawn(&["worker", "--ack-wait", "2s"]);
+    w.env.enqueue_many("events.test.n", 10, 0).await;
+    w.wait_sent(9).await;
+    w.wait_count("SELECT COUNT(*) FROM herald_dead_letters", 1)
+        .await;
+    let reason = w
+        .count("SELECT COUNT(*) FROM herald_dead_letters WHERE reason LIKE '%panicked%failpoint processing%'")
+        .await;
+    assert_eq!(reason, 1, "the dead letter names the panic");
+    assert!(worker.try_status().is_none(), "the worker is still running");
+    assert_eq!(
+        worker.terminate(Duration::from_secs(30)).await.code(),
+        Some(0)
+    );
+}
+
+/// A consumer session that dies (forced panic) is restarted with backoff,
+/// logged at error, and the workflow's emails flow afterwards.
+async fn a_consumer_that_stops_is_restarted(backend: Backend) {
+    let w = Scenario::new(backend)
+        .workflow("wf.yaml", NUMBERED)
+        .start()
+        .await;
+    let _relay = w.relay();
+    let mut h = w.h.clone();
+    h.set("HERALD_FAILPOINT", "panic-once:consumer_session");
+    let worker = h.spawn(&["worker", "--ack-wait", "2s"]);
+    w.env.enqueue_many("events.test.n", 5, 0).await;
+    w.wait_sent(5).await;
+    let log = worker.log();
+    assert!(
+        log.contains("ERROR") && log.contains("consumer stopped; starting it again"),
+        "{log}"
+    );
+}
+
+both_backends!(
+    poison_messages_dead_letter_and_the_consumer_stays_up,
+    a_panic_processing_a_message_is_a_dead_letter,
+    a_consumer_that_stops_is_restarted,
+);
+
+/// A dead-lettered event holds back the later events of its aggregate in
+/// its workflow (held dead letters), and only those: other aggregates flow.
+/// `herald status` lists the held aggregate; re-driving the dead letter
+/// sends it and then what waited behind it, in order; `dlq discard` closes
+/// one without sending and releases what it held.
+async fn a_dead_letter_holds_back_its_aggregate_only(backend: Backend) {
+    let w = Scenario::new(backend)
+        .workflow("wf.yaml", PER_AGGREGATE)
+        .start()
+        .await;
+    w.sink
+        .script([Reply::Code(550, "5.1.1 mailbox unavailable".into())]);
+    let _relay = w.relay();
+    let mut worker = w.worker();
+    for n in 0..3 {
+        let txn = w.env.conn.begin().await.unwrap();
+        for a in 0..2 {
+            enqueue(
+                &txn,
+                NewEvent::new("events.order.step", json!({"agg": a, "n": n})).aggregate("agg", a),
+            )
+            .await
+            .unwrap();
+        }
+        txn.commit().await.unwrap();
+    }
+    // One of the two aggregates got the 550 on its first event; the other's
+    // three emails flow.
+    w.wait_count("SELECT COUNT(*) FROM herald_dead_letters", 3)
+        .await;
+    w.wait_sent(3).await;
+    let status: serde_json::Value =
+        serde_json::from_slice(&w.run(&["status", "--json"]).await.stdout).unwrap();
+    let held = &status["held"]["workflows"];
+    assert_eq!(held.as_array().map(Vec::len), Some(1), "{status}");
+    assert_eq!(held[0]["held"], 2, "{status}");
+    let front = held[0]["dead_letter"].to_string();
+    let agg = held[0]["aggregate"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("agg/")
+        .to_string();
+    worker.terminate(Duration::from_secs(30)).await;
+    let out = w.run(&["dlq", "retry", &front]).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("re-drove 3 dead letter(s): 3 delivered"),
+        "{text}"
+    );
+    let to = format!("a{agg}@example.com");
+    let order: Vec<String> = w
+        .sink
+        .received()
+        .iter()
+        .filter(|m| m.rcpt_to == vec![to.clone()])
+        .map(|m| m.header("Subject").unwrap())
+        .collect();
+    assert_eq!(order, vec!["n=0", "n=1", "n=2"]);
+    let status: serde_json::Value =
+        serde_json::from_slice(&w.run(&["status", "--json"]).await.stdout).unwrap();
+    assert_eq!(status["held"]["workflows"], json!([]), "{status}");
+}
+
+/// `dlq discard` closes the dead letter in front without sending it; what
+/// it held back is delivered.
+async fn discarding_a_dead_letter_releases_its_aggregate(backend: Backend) {
+    let w = Scenario::new(backend)
+        .workflow("wf.yaml", PER_AGGREGATE)
+        .start()
+        .await;
+    w.sink
+        .script([Reply::Code(550, "5.1.1 mailbox unavailable".into())]);
+    let _relay = w.relay();
+    let mut worker = w.worker();
+    let txn = w.env.conn.begin().await.unwrap();
+    for n in 0..3 {
+        enqueue(
+            &txn,
+            NewEvent::new("events.order.step", json!({"agg": 7, "n": n})).aggregate("agg", 7),
+        )
+        .await
+        .unwrap();
+    }
+    txn.commit().await.unwrap();
+    w.wait_count("SELECT COUNT(*) FROM herald_dead_letters", 3)
+        .await;
+    worker.terminate(Duration::from_secs(30)).await;
+    let front = w
+        .count("SELECT MIN(id) FROM herald_dead_letters")
+        .await
+        .to_string();
+    let out = w.run(&["dlq", "discard", &front]).await;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(w.sink.count(), 2);
+    let subjects: Vec<String> = w
+        .sink
+        .received()
+        .iter()
+        .map(|m| m.header("Subject").unwrap())
+        .collect();
+    assert_eq!(subjects, vec!["n=1", "n=2"]);
+    let list: Vec<serde_json::Value> =
+        serde_json::from_slice(&w.run(&["dlq", "list", "--json"]).await.stdout).unwrap();
+    assert!(list.is_empty(), "{list:?}");
+}
+
+both_backends!(
+    a_dead_letter_holds_back_its_aggregate_only,
+    discarding_a_dead_letter_releases_its_aggregate,
 );

@@ -32,14 +32,19 @@ pub enum DlqCmd {
         #[arg(long)]
         workflow: Option<String>,
     },
+    /// Close a dead letter without delivering it; the events of its aggregate held behind it are then re-driven.
+    Discard {
+        /// The dead letter to close.
+        id: i64,
+    },
 }
 
 fn row_json(d: &herald_entities::dead_letter::Model) -> serde_json::Value {
     serde_json::json!({
         "id": d.id, "event_id": d.event_id, "workflow": d.workflow, "recipient": d.recipient,
-        "subject": d.subject, "stream_seq": d.stream_seq, "kind": d.kind, "reason": d.reason,
+        "subject": d.subject, "aggregate": d.aggregate, "stream_seq": d.stream_seq, "kind": d.kind, "reason": d.reason,
         "smtp_reply": d.smtp_reply, "attempts": d.attempts, "created_at": d.created_at,
-        "retried_at": d.retried_at,
+        "retried_at": d.retried_at, "discarded_at": d.discarded_at,
         "headers": serde_json::from_str::<serde_json::Value>(&d.headers).unwrap_or_default(),
         "payload": serde_json::from_str::<serde_json::Value>(&d.payload).unwrap_or(serde_json::Value::String(d.payload.clone())),
     })
@@ -88,6 +93,32 @@ pub async fn run(g: &Global, cmd: DlqCmd) -> Result<ExitCode> {
             println!("{}", serde_json::to_string_pretty(&shown)?);
             Ok(ExitCode::SUCCESS)
         }
+        DlqCmd::Discard { id } => {
+            let smtp = g.smtp_for("dlq discard")?;
+            let engine =
+                super::worker::engine(g, &smtp, herald::db::Pool::OnDemand, "herald dlq").await?;
+            let d = herald::dlq::get(&engine.db, id)
+                .await?
+                .ok_or_else(|| usage(format!("no dead letter with id {id}")))?;
+            if d.retried_at.is_some() {
+                return Err(usage(format!("dead letter {id} is already closed")));
+            }
+            herald::dlq::discard(&engine.db, id).await?;
+            let worker = engine.worker(WorkerConfig::default(), Metrics::new());
+            let mut tally = Tally::default();
+            for (fid, o) in worker.release_followers(&d).await? {
+                tally.count(fid, Ok(o));
+            }
+            println!(
+                "discarded dead letter {id}; re-drove {} held behind it: {} delivered, {} failed; sent {}",
+                tally.redriven, tally.ok, tally.failed, tally.sent
+            );
+            Ok(if tally.failed == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
         DlqCmd::Retry { id, all, workflow } => {
             let smtp = g.smtp_for("dlq retry")?;
             let engine =
@@ -102,27 +133,30 @@ pub async fn run(g: &Global, cmd: DlqCmd) -> Result<ExitCode> {
                 None => unreachable_args()?,
             };
             let worker = engine.worker(WorkerConfig::default(), Metrics::new());
-            let (mut ok, mut failed, mut sent) = (0, 0, 0);
+            let mut tally = Tally::default();
             for d in &rows {
-                match worker.redrive(d).await {
-                    Ok(o) if o.disposition == Disposition::Ack => {
-                        ok += 1;
-                        sent += o.sent;
-                    }
-                    Ok(o) => {
-                        failed += 1;
-                        sent += o.sent;
-                        eprintln!("dead letter {}: not delivered: {}", d.id, o.disposition);
-                    }
-                    Err(e) => {
-                        failed += 1;
-                        eprintln!("dead letter {}: {e}", d.id);
+                // Re-driven meanwhile as one held behind an earlier one?
+                let Some(d) = herald::dlq::get(&worker.db, d.id).await? else {
+                    continue;
+                };
+                if d.retried_at.is_some() {
+                    continue;
+                }
+                let r = worker.redrive(&d).await;
+                if tally.count(d.id, r) {
+                    for (id, o) in worker.release_followers(&d).await? {
+                        tally.count(id, Ok(o));
                     }
                 }
             }
+            let Tally {
+                redriven,
+                ok,
+                failed,
+                sent,
+            } = tally;
             println!(
-                "re-drove {} dead letter(s): {ok} delivered, {failed} failed; sent {sent}",
-                rows.len(),
+                "re-drove {redriven} dead letter(s): {ok} delivered, {failed} failed; sent {sent}"
             );
             Ok(if failed == 0 {
                 ExitCode::SUCCESS
@@ -130,6 +164,42 @@ pub async fn run(g: &Global, cmd: DlqCmd) -> Result<ExitCode> {
                 ExitCode::from(1)
             })
         }
+    }
+}
+
+/// What a re-drive did, for its summary line.
+#[derive(Default)]
+struct Tally {
+    redriven: u64,
+    ok: u64,
+    failed: u64,
+    sent: u64,
+}
+
+impl Tally {
+    /// Count one re-drive; true when it was delivered.
+    fn count(
+        &mut self,
+        id: i64,
+        r: Result<herald::worker::ProcessOutcome, herald::worker::RedriveError>,
+    ) -> bool {
+        self.redriven += 1;
+        match r {
+            Ok(o) => {
+                self.sent += o.sent;
+                if o.disposition == Disposition::Ack {
+                    self.ok += 1;
+                    return true;
+                }
+                self.failed += 1;
+                eprintln!("dead letter {id}: not delivered: {}", o.disposition);
+            }
+            Err(e) => {
+                self.failed += 1;
+                eprintln!("dead letter {id}: {e}");
+            }
+        }
+        false
     }
 }
 

@@ -66,7 +66,7 @@ pub async fn run(g: &Global, cmd: ReplayCmd) -> Result<ExitCode> {
     let js = async_nats::jetstream::new(client);
     let mut worker = engine.worker(WorkerConfig::default(), Metrics::new());
     if cmd.resend {
-        worker.resend = Some(cmd.reason.clone());
+        worker = worker.resending(cmd.reason.clone());
     }
     let opts = ReplayOptions {
         start: match (cmd.from_seq, cmd.since) {

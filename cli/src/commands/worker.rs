@@ -65,14 +65,13 @@ pub async fn engine(g: &Global, smtp: &SecretUrl, pool: Pool, role: &str) -> Res
 
 impl Engine {
     pub fn worker(self, cfg: WorkerConfig, metrics: Arc<Metrics>) -> Worker {
-        Worker {
-            db: self.db,
-            catalog: Arc::new(self.catalog),
-            transport: self.transport,
+        Worker::new(
+            self.db,
+            Arc::new(self.catalog),
+            self.transport,
             metrics,
             cfg,
-            resend: None,
-        }
+        )
     }
 }
 

@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement, TransactionTrait, Value,
 };
+use serde::Serialize;
 use uuid::Uuid;
 
 /// A row the relay holds a lease on.
@@ -365,4 +366,47 @@ pub async fn count_published_between(
         .filter(outbox::Column::PublishedAt.lt(until))
         .count(db)
         .await
+}
+
+/// An aggregate held back by a parked outbox row.
+#[derive(Debug, Clone, Serialize)]
+pub struct ParkedAggregate {
+    pub aggregate: String,
+    /// The parked row (`herald outbox retry --seq N` re-drives it).
+    pub seq: i64,
+    pub reason: String,
+    /// Unpublished rows of the aggregate behind it.
+    pub waiting: i64,
+}
+
+/// Every aggregate with a parked row, oldest first.
+pub async fn parked_aggregates(db: &DatabaseConnection) -> Result<Vec<ParkedAggregate>, DbErr> {
+    let backend = db.get_database_backend();
+    let rows = db
+        .query_all_raw(Statement::from_string(
+            backend,
+            "SELECT p.ordering_key AS aggregate, p.seq AS seq, p.last_error AS reason, \
+               (SELECT COUNT(*) FROM herald_outbox w WHERE w.ordering_key = p.ordering_key \
+                  AND w.published_at IS NULL AND w.seq > p.seq) AS waiting \
+             FROM herald_outbox p \
+             WHERE p.parked_at IS NOT NULL AND p.published_at IS NULL AND p.ordering_key IS NOT NULL \
+             ORDER BY p.seq LIMIT 1000",
+        ))
+        .await?;
+    let mut out: Vec<ParkedAggregate> = Vec::new();
+    for r in rows {
+        let aggregate: String = r.try_get("", "aggregate")?;
+        if out.iter().any(|p| p.aggregate == aggregate) {
+            continue;
+        }
+        out.push(ParkedAggregate {
+            aggregate,
+            seq: r.try_get("", "seq")?,
+            reason: r
+                .try_get::<Option<String>>("", "reason")?
+                .unwrap_or_default(),
+            waiting: r.try_get("", "waiting")?,
+        });
+    }
+    Ok(out)
 }

@@ -201,6 +201,7 @@ impl Worker {
         stop: &CancellationToken,
     ) -> Result<(), String> {
         let consumer = self.consumer(js, &wf).await.map_err(|e| e.to_string())?;
+        super::failpoint::hit("consumer_session");
         health.set(part, Check::Ok);
         self.metrics.set_consumer_up(&wf.name, true);
         let session_stop = stop.child_token();
@@ -277,51 +278,66 @@ async fn pull(
     }
 }
 
-/// One lane: its messages one at a time, in order.
+/// One lane: its messages one at a time, in order. The head is looked up
+/// again after every wait, since an earlier message (a redelivery) may have
+/// arrived meanwhile and must go first.
 async fn lane(s: Arc<Session>, key: LaneKey) {
     while let Some(msg) = s.lanes.head(&key) {
-        if !run_message(&s, &msg, key.ordered()).await {
-            // Stopped: this message and the ones behind it go back.
+        match step(&s, &msg, key.ordered()).await {
+            Step::Settled => {
+                if !s.lanes.pop(&key, &msg) {
+                    return;
+                }
+            }
+            Step::Wait(d) => {
+                tokio::select! {
+                    _ = s.stop.cancelled() => {}
+                    _ = tokio::time::sleep(d) => continue,
+                }
+            }
+            Step::Stopped => {}
+        }
+        if s.stop.is_cancelled() {
+            // This message and the ones behind it go back.
             for m in s.lanes.drain(&key) {
                 nak(&m).await;
             }
             return;
         }
-        if !s.lanes.pop(&key) {
-            return;
-        }
     }
 }
 
-/// Process `msg` until it is settled; false when stopped first (it is then
-/// still unsettled). Messages of an aggregate wait in place for a retry, a
-/// claim elsewhere or the transport, so the ones behind them keep their
+enum Step {
+    Settled,
+    /// Look at the lane again after this (retry, claim elsewhere, or an
+    /// earlier event of the aggregate not finished yet).
+    Wait(Duration),
+    Stopped,
+}
+
+/// Process `msg` once. Messages of an aggregate wait in place for a retry,
+/// a claim elsewhere or the transport, so the ones behind them keep their
 /// order; a message without an aggregate is handed back to JetStream for a
 /// retry and frees its place.
-async fn run_message(s: &Session, msg: &jetstream::Message, ordered: bool) -> bool {
+async fn step(s: &Session, msg: &jetstream::Message, ordered: bool) -> Step {
     let transport = &s.worker.transport;
-    loop {
-        tokio::select! {
-            _ = s.stop.cancelled() => return false,
-            _ = transport.wait_up() => {}
-        }
-        let permit = tokio::select! {
-            _ = s.stop.cancelled() => return false,
-            p = s.slots.acquire() => p,
-        };
-        let d = s.worker.handle(&s.wf, msg).await;
-        drop(permit);
-        let wait = match &d {
-            Disposition::Paused => continue,
-            Disposition::Retry { after } | Disposition::Busy { after } if ordered => *after,
-            _ => {
-                settle(msg, &d, &s.worker.metrics).await;
-                return true;
-            }
-        };
-        tokio::select! {
-            _ = s.stop.cancelled() => return false,
-            _ = tokio::time::sleep(wait) => {}
+    tokio::select! {
+        _ = s.stop.cancelled() => return Step::Stopped,
+        _ = transport.wait_up() => {}
+    }
+    let permit = tokio::select! {
+        _ = s.stop.cancelled() => return Step::Stopped,
+        p = s.slots.acquire() => p,
+    };
+    let d = s.worker.handle(&s.wf, msg).await;
+    drop(permit);
+    match &d {
+        // Back to the gate.
+        Disposition::Paused => Step::Wait(Duration::ZERO),
+        Disposition::Retry { after } | Disposition::Busy { after } if ordered => Step::Wait(*after),
+        _ => {
+            settle(msg, &d, &s.worker.metrics).await;
+            Step::Settled
         }
     }
 }

@@ -14,6 +14,8 @@ pub struct Event {
     pub aggregate: Option<String>,
     pub occurred_at: String,
     pub stream_seq: Option<u64>,
+    /// The outbox row's seq (`Herald-Outbox-Seq`): the aggregate's order of record.
+    pub outbox_seq: Option<i64>,
     pub headers: String,
 }
 
@@ -41,6 +43,7 @@ impl Event {
             aggregate: get(headers::AGGREGATE),
             occurred_at: get(headers::OCCURRED_AT).unwrap_or_default(),
             stream_seq,
+            outbox_seq: get(headers::OUTBOX_SEQ).and_then(|s| s.parse().ok()),
             headers: serde_json::Value::Object(map).to_string(),
         })
     }
@@ -57,6 +60,7 @@ impl Event {
             aggregate: header(headers::AGGREGATE),
             occurred_at: header(headers::OCCURRED_AT).unwrap_or_default(),
             stream_seq: dl.stream_seq.and_then(|s| u64::try_from(s).ok()),
+            outbox_seq: header(headers::OUTBOX_SEQ).and_then(|s| s.parse().ok()),
             headers: dl.headers.clone(),
         }
     }
@@ -71,6 +75,7 @@ impl Event {
             aggregate: None,
             occurred_at: String::new(),
             stream_seq,
+            outbox_seq: None,
             headers: "{}".into(),
         }
     }

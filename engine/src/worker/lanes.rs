@@ -106,12 +106,26 @@ impl Lanes {
         self.lock().held
     }
 
+    /// Add a message to its lane, in stream order: a redelivery of an
+    /// earlier message (its worker died) goes before the later ones that
+    /// arrived first; a second delivery of a message already in the lane
+    /// replaces it (the newest delivery is the one to acknowledge).
     pub fn push(&self, key: LaneKey, msg: Message) -> Pushed {
+        let seq = stream_seq(&msg);
         let mut s = self.lock();
-        s.held += 1;
         let q = s.queues.entry(key.clone()).or_default();
-        q.push_back(msg);
-        if q.len() == 1 {
+        if let Some(existing) = q.iter_mut().find(|m| stream_seq(m) == seq) {
+            *existing = msg;
+            return Pushed::Queued;
+        }
+        let at = q
+            .iter()
+            .position(|m| stream_seq(m) > seq)
+            .unwrap_or(q.len());
+        q.insert(at, msg);
+        let new = q.len() == 1;
+        s.held += 1;
+        if new {
             Pushed::NewLane(key)
         } else {
             Pushed::Queued
@@ -123,15 +137,18 @@ impl Lanes {
         self.lock().queues.get(key).and_then(|q| q.front().cloned())
     }
 
-    /// The head is settled: remove it. Returns false when the lane is now
-    /// empty (and gone): its task ends.
-    pub fn pop(&self, key: &LaneKey) -> bool {
+    /// `settled` is done: remove it from its lane. Returns false when the
+    /// lane is now empty (and gone): its task ends.
+    pub fn pop(&self, key: &LaneKey, settled: &Message) -> bool {
+        let seq = stream_seq(settled);
         let more = {
             let mut s = self.lock();
             let mut more = false;
             let mut removed = false;
             if let Some(q) = s.queues.get_mut(key) {
-                removed = q.pop_front().is_some();
+                if let Some(i) = q.iter().position(|m| stream_seq(m) == seq) {
+                    removed = q.remove(i).is_some();
+                }
                 more = !q.is_empty();
                 if !more {
                     s.queues.remove(key);
@@ -166,4 +183,9 @@ impl Lanes {
             .flat_map(|q| q.iter().cloned())
             .collect()
     }
+}
+
+/// A message's stream sequence (0 when it has none: it then sorts first).
+fn stream_seq(m: &Message) -> u64 {
+    m.info().map(|i| i.stream_sequence).unwrap_or(0)
 }

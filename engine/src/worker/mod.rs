@@ -18,6 +18,7 @@ mod delivery;
 mod event;
 mod failpoint;
 mod lanes;
+mod order;
 mod process;
 mod run;
 mod settle;
@@ -99,6 +100,36 @@ pub struct Worker {
     /// `herald replay --resend`: send deliveries the ledger has as sent once
     /// more, recording this reason, with a distinct Message-ID.
     pub resend: Option<String>,
+    /// The stream's first sequence (refreshed while running): an earlier
+    /// event of an aggregate below it is gone and not waited for.
+    pub first_stream_seq: std::sync::atomic::AtomicU64,
+}
+
+impl Worker {
+    pub fn new(
+        db: DatabaseConnection,
+        catalog: Arc<Catalog>,
+        transport: Transport,
+        metrics: Arc<Metrics>,
+        cfg: WorkerConfig,
+    ) -> Worker {
+        Worker {
+            db,
+            catalog,
+            transport,
+            metrics,
+            cfg,
+            resend: None,
+            first_stream_seq: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// Send again, with a distinct Message-ID, deliveries the ledger has as
+    /// sent (`herald replay --resend`), recording `reason`.
+    pub fn resending(mut self, reason: impl Into<String>) -> Worker {
+        self.resend = Some(reason.into());
+        self
+    }
 }
 
 /// `<{event_id}.{workflow}.{n}@{domain of from}>`: derived from the ledger key.

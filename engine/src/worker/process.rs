@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use sea_orm::DbErr;
 
 use super::decide::{DeliveryOutcome, decide};
-use super::{Disposition, Event, RedriveError, Worker};
+use super::{Disposition, Event, RedriveError, Worker, order};
 use crate::dlq::{self, NewDeadLetter};
 use crate::ledger::{self, Claim, Key};
 use crate::workflow::Workflow;
@@ -78,6 +78,7 @@ impl Worker {
                 workflow: &wf.name,
                 recipient,
                 subject: &ev.subject,
+                aggregate: ev.aggregate.as_deref(),
                 stream_seq: ev.stream_seq,
                 payload: &ev.payload,
                 headers: ev.headers.clone(),
@@ -92,8 +93,63 @@ impl Worker {
     }
 
     /// Run one event through one workflow. Database errors are returned (the
-    /// message is retried); everything else becomes an outcome.
+    /// message is retried); everything else becomes an outcome. An event
+    /// whose aggregate has an earlier event dead-lettered in this workflow
+    /// waits behind it (a dead letter of kind `held`), so the aggregate's
+    /// emails keep their order.
     pub async fn process(&self, wf: &Workflow, ev: &Event) -> Result<ProcessOutcome, DbErr> {
+        if let (Some(aggregate), Some(seq)) = (&ev.aggregate, ev.stream_seq)
+            && let Some(front) = dlq::blocking(&self.db, &wf.name, aggregate, seq, ev.id).await?
+        {
+            let reason = format!(
+                "held behind dead letter {} (event {}) of aggregate {aggregate}: `herald dlq retry {}` or `herald dlq discard {}` releases it",
+                front.id, front.event_id, front.id, front.id
+            );
+            self.dead_letter(wf, ev, None, DeadLetterKind::Held, reason.clone(), None, 0)
+                .await?;
+            self.advance(wf, ev).await?;
+            return Ok(ProcessOutcome::whole(
+                Disposition::Terminate { reason },
+                0,
+                1,
+            ));
+        }
+        if let (Some(aggregate), Some(seq)) = (&ev.aggregate, ev.outbox_seq) {
+            let first = self
+                .first_stream_seq
+                .load(std::sync::atomic::Ordering::Relaxed);
+            if let Some(earlier) = order::outstanding(&self.db, wf, aggregate, seq, first).await? {
+                tracing::debug!(workflow = %wf.name, event_id = %ev.id, %aggregate, waiting_for = %earlier.event_id,
+                    "an earlier event of the aggregate is not finished; waiting for it");
+                return Ok(ProcessOutcome::whole(
+                    Disposition::Busy {
+                        after: order::wait(2),
+                    },
+                    0,
+                    0,
+                ));
+            }
+        }
+        let o = self.process_unheld(wf, ev).await?;
+        if matches!(
+            o.disposition,
+            Disposition::Ack | Disposition::Terminate { .. }
+        ) {
+            self.advance(wf, ev).await?;
+        }
+        Ok(o)
+    }
+
+    /// The event is settled: the aggregate's later events may go.
+    async fn advance(&self, wf: &Workflow, ev: &Event) -> Result<(), DbErr> {
+        if let (Some(aggregate), Some(seq)) = (&ev.aggregate, ev.outbox_seq) {
+            order::advance(&self.db, &wf.name, aggregate, seq).await?;
+        }
+        Ok(())
+    }
+
+    async fn process_unheld(&self, wf: &Workflow, ev: &Event) -> Result<ProcessOutcome, DbErr> {
+        super::failpoint::hit("processing");
         let payload: serde_json::Value = match serde_json::from_str(&ev.payload) {
             Ok(v @ serde_json::Value::Object(_)) => v,
             Ok(_) | Err(_) => {
@@ -219,14 +275,32 @@ impl Worker {
             .get(&dl.workflow)
             .ok_or_else(|| RedriveError::UnknownWorkflow(dl.workflow.clone()))?;
         ledger::reopen_dead(&self.db, dl.event_id.into(), &dl.workflow).await?;
-        let outcome = self
-            .process_when_reachable(
-                wf,
-                &Event::from_dead_letter(dl),
-                &tokio_util::sync::CancellationToken::new(),
-            )
-            .await?;
+        // Closed first: it must not hold back its own re-drive.
         dlq::mark_retried(&self.db, dl.id).await?;
-        Ok(outcome)
+        self.process_when_reachable(
+            wf,
+            &Event::from_dead_letter(dl),
+            &tokio_util::sync::CancellationToken::new(),
+        )
+        .await
+        .map_err(RedriveError::from)
+    }
+
+    /// Re-drive what waited behind `dl` (re-driven or discarded), in stream
+    /// order, until one is not delivered: it then holds the rest again.
+    pub async fn release_followers(
+        &self,
+        dl: &herald_entities::dead_letter::Model,
+    ) -> Result<Vec<(i64, ProcessOutcome)>, RedriveError> {
+        let mut out = Vec::new();
+        for f in dlq::followers(&self.db, dl).await? {
+            let o = self.redrive(&f).await?;
+            let done = o.disposition == Disposition::Ack;
+            out.push((f.id, o));
+            if !done {
+                break;
+            }
+        }
+        Ok(out)
     }
 }

@@ -40,6 +40,7 @@ impl Worker {
             health.clone(),
             stop.clone(),
         ));
+        tasks.spawn(self.clone().watch_stream_start(js.clone(), stop.clone()));
         let names: Vec<&str> = workflows.iter().map(|w| w.name.as_str()).collect();
         tracing::info!(workflows = %names.join(","), transport = %self.transport.name(), "worker started");
         for wf in workflows {
@@ -50,6 +51,27 @@ impl Worker {
         }
         tasks.close();
         tasks.wait().await;
+    }
+}
+
+impl Worker {
+    /// Keep `first_stream_seq` current: events the stream no longer holds
+    /// (retention) are not waited for.
+    async fn watch_stream_start(self: Arc<Self>, js: jetstream::Context, stop: CancellationToken) {
+        loop {
+            if let Ok(mut s) = js.get_stream(&self.cfg.stream).await
+                && let Ok(info) = s.info().await
+            {
+                self.first_stream_seq.store(
+                    info.state.first_sequence,
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(std::time::Duration::from_secs(30)) => {}
+            }
+        }
     }
 }
 
