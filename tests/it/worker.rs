@@ -10,14 +10,16 @@ use herald_tests::smtp::{Reply, SmtpSink};
 use herald_tests::wait;
 use serde_json::json;
 
-struct World {
-    env: TestEnv,
-    sink: SmtpSink,
+/// A test's world for end-to-end runs (also used by `producers.rs`): its
+/// database and nats-server, an SMTP sink, and the workflows the worker runs.
+pub(crate) struct World {
+    pub(crate) env: TestEnv,
+    pub(crate) sink: SmtpSink,
     _wf_dir: Option<tempfile::TempDir>,
 }
 
 impl World {
-    async fn start(backend: Backend, workflows: Option<&[(&str, &str)]>) -> World {
+    pub(crate) async fn start(backend: Backend, workflows: Option<&[(&str, &str)]>) -> World {
         let mut env = TestEnv::start(backend).await;
         let sink = SmtpSink::start().await;
         env.herald.set("HERALD_SMTP_URL", sink.url());
@@ -55,19 +57,19 @@ impl World {
         (w, relay, worker)
     }
 
-    fn relay(&self) -> Herald {
+    pub(crate) fn relay(&self) -> Herald {
         self.env.herald.spawn(&["relay", "--relay-poll", "50ms"])
     }
 
-    fn worker_with(&self, env: &HeraldEnv) -> Herald {
+    pub(crate) fn worker_with(&self, env: &HeraldEnv) -> Herald {
         env.spawn(&["worker", "--ack-wait", "2s"])
     }
 
-    fn worker(&self) -> Herald {
+    pub(crate) fn worker(&self) -> Herald {
         self.worker_with(&self.env.herald)
     }
 
-    fn emit(&self, subject: &str, payload: serde_json::Value) -> String {
+    pub(crate) fn emit(&self, subject: &str, payload: serde_json::Value) -> String {
         let out = self.env.herald.run(&[
             "emit",
             "--subject",
@@ -94,7 +96,7 @@ impl World {
         self.wait_emails(n).await;
     }
 
-    async fn wait_emails(&self, n: usize) {
+    pub(crate) async fn wait_emails(&self, n: usize) {
         wait::until(
             &format!("{n} email(s) reach the sink"),
             wait::DEFAULT,
@@ -104,7 +106,7 @@ impl World {
     }
 
     /// Wait until the ledger records `n` deliveries as sent.
-    async fn wait_sent(&self, n: i64) {
+    pub(crate) async fn wait_sent(&self, n: i64) {
         wait::until(
             &format!("{n} deliveries recorded sent"),
             wait::DEFAULT,
@@ -117,12 +119,12 @@ impl World {
         .await;
     }
 
-    async fn count(&self, sql: &str) -> i64 {
+    pub(crate) async fn count(&self, sql: &str) -> i64 {
         self.env.scalar(sql).await
     }
 }
 
-const FAST_RETRY: &str = r#"
+pub(crate) const FAST_RETRY: &str = r#"
 name: notify
 on: { subjects: ["events.test.>"] }
 email:
