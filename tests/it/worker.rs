@@ -983,7 +983,7 @@ async fn delivery_claimed_elsewhere_is_not_sent_twice(backend: Backend) {
 
 both_backends!(delivery_claimed_elsewhere_is_not_sent_twice);
 
-/// One contract transition as the league's admin route makes it (USE-CASES.md
+/// One contract transition as the league's admin route makes it (docs/use-cases.md
 /// case 4): the audit row and the event in the route's one transaction,
 /// committed, or rolled back when the route fails after writing both.
 #[allow(clippy::too_many_arguments)] // one transition's fields, named at each call
@@ -1030,7 +1030,7 @@ async fn offer_transition(
     }
 }
 
-/// USE-CASES.md case 4: every transition that mints an offer is an event
+/// docs/use-cases.md, case 4: every transition that mints an offer is an event
 /// committed with its audit row, and the contract-offers workflow emails the
 /// parent for each; a transition the route rolls back leaves no audit row,
 /// no event and no email.
