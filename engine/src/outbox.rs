@@ -146,8 +146,7 @@ fn json_kind(v: &serde_json::Value) -> &'static str {
 }
 
 /// The validated, serialised form of an event: the values of the contract's
-/// insertable columns (the database derives `ordering_key` itself; it is kept
-/// here for the unit tests of what it will be).
+/// insertable columns (the database derives `ordering_key` itself).
 #[doc(hidden)]
 #[derive(Debug)]
 pub struct Checked {
@@ -157,8 +156,6 @@ pub struct Checked {
     aggregate_id: Option<String>,
     payload: String,
     headers: String,
-    #[cfg_attr(not(test), allow(dead_code))]
-    ordering_key: Option<String>,
 }
 
 fn check(event: &NewEvent, opts: &EnqueueOptions) -> Result<Checked, EnqueueError> {
@@ -207,23 +204,19 @@ fn check(event: &NewEvent, opts: &EnqueueOptions) -> Result<Checked, EnqueueErro
             });
         }
     }
-    let ordering_key = match &event.aggregate {
-        Some((kind, id)) => {
-            let ok = !kind.is_empty()
-                && kind
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
-            if !ok {
-                return Err(EnqueueError::InvalidAggregate { kind: kind.clone() });
-            }
-            // It travels in the Herald-Aggregate header.
-            if id.contains(['\r', '\n']) {
-                return Err(EnqueueError::InvalidAggregateId { id: id.clone() });
-            }
-            Some(format!("{kind}/{id}"))
+    if let Some((kind, id)) = &event.aggregate {
+        let ok = !kind.is_empty()
+            && kind
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+        if !ok {
+            return Err(EnqueueError::InvalidAggregate { kind: kind.clone() });
         }
-        None => None,
-    };
+        // It travels in the Herald-Aggregate header.
+        if id.contains(['\r', '\n']) {
+            return Err(EnqueueError::InvalidAggregateId { id: id.clone() });
+        }
+    }
     let (aggregate_type, aggregate_id) = match &event.aggregate {
         Some((k, i)) => (Some(k.clone()), Some(i.clone())),
         None => (None, None),
@@ -236,7 +229,6 @@ fn check(event: &NewEvent, opts: &EnqueueOptions) -> Result<Checked, EnqueueErro
         payload,
         // A BTreeMap of strings always serialises.
         headers: serde_json::to_string(&event.headers).unwrap_or_else(|_| "{}".into()),
-        ordering_key,
     })
 }
 
@@ -436,6 +428,7 @@ mod tests {
             &o,
         )
         .unwrap();
-        assert_eq!(ok.ordering_key.as_deref(), Some("vault/7"));
+        assert_eq!(ok.aggregate_type.as_deref(), Some("vault"));
+        assert_eq!(ok.aggregate_id.as_deref(), Some("7"));
     }
 }

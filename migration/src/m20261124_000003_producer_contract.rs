@@ -64,11 +64,14 @@ impl MigrationTrait for Migration {
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let db = manager.get_connection();
         if db.get_database_backend() != DbBackend::Postgres {
-            // The rebuilt table is a superset of the old one; nothing to undo
-            // that the old code would notice.
-            return Ok(());
+            // Undoing it would take another table rebuild; Herald only migrates up.
+            return Err(DbErr::Migration(
+                "the producer contract migration cannot be undone on SQLite".into(),
+            ));
         }
         for sql in [
+            // A plain column again, with its values (the old enqueue wrote it).
+            "ALTER TABLE herald_outbox ALTER COLUMN ordering_key DROP EXPRESSION IF EXISTS",
             "DROP TRIGGER IF EXISTS herald_outbox_notify ON herald_outbox",
             "DROP FUNCTION IF EXISTS herald_outbox_notify()",
             "DROP FUNCTION IF EXISTS herald_enqueue(text, jsonb, text, text, jsonb, uuid)",
@@ -82,6 +85,10 @@ impl MigrationTrait for Migration {
              DROP CONSTRAINT IF EXISTS herald_outbox_aggregate_id_valid",
             "ALTER TABLE herald_outbox ALTER COLUMN event_id DROP DEFAULT, \
              ALTER COLUMN headers DROP DEFAULT, ALTER COLUMN created_at DROP DEFAULT",
+            "DROP FUNCTION IF EXISTS herald_outbox_headers_problem(text)",
+            "DROP FUNCTION IF EXISTS herald_outbox_headers_problem(jsonb)",
+            "DROP FUNCTION IF EXISTS herald_outbox_is_json_object(text)",
+            "DROP FUNCTION IF EXISTS herald_uuidv7()",
         ] {
             db.execute_unprepared(sql).await?;
         }
@@ -214,6 +221,23 @@ fn postgres_up() -> Vec<String> {
             .into(),
         INDEXES[2].into(),
     ];
+    // PostgreSQL checks even NOT VALID constraints on every UPDATE of a row,
+    // and the relay's claim updates a whole batch in one statement: a single
+    // unpublished legacy row that breaks a rule would fail every claim. So
+    // such rows are parked first, with the rule in last_error (the claim
+    // skips parked rows); `herald outbox retry` on one then fails naming the
+    // rule. Only unparked rows are touched, so running this again is a no-op.
+    let violated: String = postgres_checks()
+        .iter()
+        .map(|(name, expr)| format!(" WHEN ({expr}) IS FALSE THEN '{name}'"))
+        .collect();
+    out.push(format!(
+        "UPDATE herald_outbox o SET parked_at = clock_timestamp(), lease_owner = NULL, lease_until = NULL, \
+           last_error = 'refused by the producer contract (herald migrate): ' || v.rule \
+         FROM (SELECT seq, CASE{violated} END AS rule FROM herald_outbox \
+               WHERE published_at IS NULL AND parked_at IS NULL) v \
+         WHERE o.seq = v.seq AND v.rule IS NOT NULL"
+    ));
     // NOT VALID: rows already in the table are not checked, so no legacy row
     // can block the migration; every new or updated row is.
     for (name, expr) in postgres_checks() {
@@ -317,33 +341,81 @@ fn herald_enqueue_sql() -> String {
     )
 }
 
+/// The CHECK constraints on SQLite: (name, expression). SQLite checks on an
+/// UPDATE only the constraints that read a changed column, so the relay's
+/// updates (leases, the published mark) never re-check a row.
+fn sqlite_checks() -> Vec<(&'static str, String)> {
+    let json_object = |col: &str| {
+        format!(
+            "CASE WHEN typeof({col}) = 'text' AND json_valid({col}) THEN json_type({col}) = 'object' ELSE 0 END"
+        )
+    };
+    vec![
+        (
+            "herald_outbox_event_id_bytes",
+            "typeof(event_id) = 'blob' AND length(event_id) = 16".into(),
+        ),
+        (
+            "herald_outbox_subject_under_events",
+            "typeof(subject) = 'text' AND substr(subject, 1, 7) = 'events.'".into(),
+        ),
+        (
+            "herald_outbox_subject_valid",
+            format!(
+                "length(subject) > 7 AND instr(subject, '..') = 0 AND substr(subject, -1) <> '.' \
+                 AND NOT subject GLOB ({SQLITE_FORBIDDEN})"
+            ),
+        ),
+        (
+            "herald_outbox_aggregate_type_valid",
+            "aggregate_type IS NULL OR (typeof(aggregate_type) = 'text' AND aggregate_type <> '' \
+             AND NOT aggregate_type GLOB '*[^A-Za-z0-9_.-]*')"
+                .into(),
+        ),
+        (
+            "herald_outbox_aggregate_id_valid",
+            "aggregate_id IS NULL OR (typeof(aggregate_id) = 'text' \
+             AND instr(aggregate_id, char(13)) = 0 AND instr(aggregate_id, char(10)) = 0)"
+                .into(),
+        ),
+        (
+            "herald_outbox_aggregate_pair",
+            "(aggregate_type IS NULL) = (aggregate_id IS NULL)".into(),
+        ),
+        ("herald_outbox_payload_object", json_object("payload")),
+        (
+            "herald_outbox_payload_size",
+            format!("length(CAST(payload AS BLOB)) <= {MAX_PAYLOAD}"),
+        ),
+        ("herald_outbox_headers_valid", json_object("headers")),
+    ]
+}
+
+/// What the header triggers refuse, as one condition on a row's `headers`
+/// (a JSON object): any member with a bad name, a non-string value, CR/LF in
+/// the value, or a reserved name.
+const SQLITE_BAD_HEADER: &str = "key = '' OR key GLOB '*[^!-9;-~]*' OR type <> 'text' \
+     OR instr(value, char(13)) > 0 OR instr(value, char(10)) > 0 \
+     OR lower(key) = 'nats-msg-id' OR lower(key) GLOB 'herald-*'";
+
 /// The SQLite table with its defaults and checks (column types as migration 1
 /// declared them, which is what sqlx decodes by).
 fn sqlite_table(name: &str) -> String {
+    let checks: String = sqlite_checks()
+        .iter()
+        .map(|(n, e)| format!(",\n  CONSTRAINT {n} CHECK ({e})"))
+        .collect();
     format!(
         r#"CREATE TABLE {name} (
   "seq" integer NOT NULL PRIMARY KEY AUTOINCREMENT,
-  "event_id" uuid_text NOT NULL UNIQUE DEFAULT (randomblob(16))
-    CONSTRAINT herald_outbox_event_id_bytes CHECK (typeof(event_id) = 'blob' AND length(event_id) = 16),
-  "subject" varchar NOT NULL
-    CONSTRAINT herald_outbox_subject_under_events CHECK (typeof(subject) = 'text' AND substr(subject, 1, 7) = 'events.')
-    CONSTRAINT herald_outbox_subject_valid CHECK (length(subject) > 7 AND instr(subject, '..') = 0
-      AND substr(subject, -1) <> '.' AND NOT subject GLOB ({SQLITE_FORBIDDEN})),
-  "aggregate_type" varchar NULL
-    CONSTRAINT herald_outbox_aggregate_type_valid CHECK (aggregate_type IS NULL OR (typeof(aggregate_type) = 'text'
-      AND aggregate_type <> '' AND NOT aggregate_type GLOB '*[^A-Za-z0-9_.-]*')),
-  "aggregate_id" varchar NULL
-    CONSTRAINT herald_outbox_aggregate_id_valid CHECK (aggregate_id IS NULL OR (typeof(aggregate_id) = 'text'
-      AND instr(aggregate_id, char(13)) = 0 AND instr(aggregate_id, char(10)) = 0)),
+  "event_id" uuid_text NOT NULL UNIQUE DEFAULT (randomblob(16)),
+  "subject" varchar NOT NULL,
+  "aggregate_type" varchar NULL,
+  "aggregate_id" varchar NULL,
   "ordering_key" varchar GENERATED ALWAYS AS (aggregate_type || '/' || aggregate_id) STORED,
-  "payload" text NOT NULL
-    CONSTRAINT herald_outbox_payload_object CHECK (CASE WHEN typeof(payload) = 'text' AND json_valid(payload)
-      THEN json_type(payload) = 'object' ELSE 0 END)
-    CONSTRAINT herald_outbox_payload_size CHECK (length(CAST(payload AS BLOB)) <= {MAX_PAYLOAD}),
-  "headers" text NOT NULL DEFAULT '{{}}'
-    CONSTRAINT herald_outbox_headers_valid CHECK (CASE WHEN typeof(headers) = 'text' AND json_valid(headers)
-      THEN json_type(headers) = 'object' ELSE 0 END),
-  "created_at" timestamp_with_timezone_text NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%f+00:00', 'now')),
+  "payload" text NOT NULL,
+  "headers" text NOT NULL DEFAULT '{{}}',
+  "created_at" timestamp_with_timezone_text NOT NULL DEFAULT ({SQLITE_NOW}),
   "published_at" timestamp_with_timezone_text NULL,
   "stream_seq" integer NULL,
   "attempts" integer NOT NULL DEFAULT 0,
@@ -351,11 +423,14 @@ fn sqlite_table(name: &str) -> String {
   "next_attempt_at" timestamp_with_timezone_text NULL,
   "lease_owner" varchar NULL,
   "lease_until" timestamp_with_timezone_text NULL,
-  "parked_at" timestamp_with_timezone_text NULL,
-  CONSTRAINT herald_outbox_aggregate_pair CHECK ((aggregate_type IS NULL) = (aggregate_id IS NULL))
+  "parked_at" timestamp_with_timezone_text NULL{checks}
 )"#
     )
 }
+
+/// Now as RFC 3339 UTC text with milliseconds: sorts against the timestamps
+/// sqlx writes (`…T03:48:57.169129794+00:00`), as the relay compares them.
+const SQLITE_NOW: &str = "strftime('%Y-%m-%dT%H:%M:%f+00:00', 'now')";
 
 /// SQLite's CHECKs cannot look inside the headers object (no subqueries):
 /// these triggers do, before the row is written. `event` is INSERT or
@@ -413,6 +488,22 @@ async fn sqlite_up(db: &SchemaManagerConnection<'_>) -> Result<(), DbErr> {
         db.execute_unprepared("PRAGMA ignore_check_constraints = OFF")
             .await?;
         copied?;
+        // Unpublished legacy rows the rules refuse are parked, saying which
+        // rule, as on PostgreSQL: the relay could not publish them.
+        let mut rule: String = sqlite_checks()
+            .iter()
+            .map(|(name, expr)| format!(" WHEN ({expr}) IS FALSE THEN '{name}'"))
+            .collect();
+        rule.push_str(&format!(
+            " WHEN EXISTS (SELECT 1 FROM json_each(headers) WHERE {SQLITE_BAD_HEADER}) \
+              THEN 'herald_outbox_headers_valid'"
+        ));
+        db.execute_unprepared(&format!(
+            "UPDATE herald_outbox_new SET parked_at = {SQLITE_NOW}, lease_owner = NULL, lease_until = NULL, \
+               last_error = 'refused by the producer contract (herald migrate): ' || (CASE{rule} END) \
+             WHERE published_at IS NULL AND parked_at IS NULL AND (CASE{rule} END) IS NOT NULL"
+        ))
+        .await?;
         for sql in [
             // Keep the AUTOINCREMENT high-water mark (rows may have been
             // pruned): seq values are never reused. Renaming the table

@@ -971,8 +971,32 @@ async fn upgrade_keeps_legacy_rows(backend: Backend) {
         .all(&conn)
         .await
         .unwrap();
-    assert_eq!(before, after, "every legacy row kept as it was");
+    // The unpublished row the rules refuse is parked, saying why: the relay
+    // could not publish it (and on PostgreSQL, which checks even NOT VALID
+    // constraints on an UPDATE, it would fail every claim of its batch).
+    let mut expected = before.clone();
+    let bad = &after[1];
+    assert!(bad.parked_at.is_some());
+    assert_eq!(
+        bad.last_error.as_deref(),
+        Some("refused by the producer contract (herald migrate): herald_outbox_headers_valid")
+    );
+    expected[1].parked_at = bad.parked_at;
+    expected[1].last_error = bad.last_error.clone();
+    assert_eq!(expected, after, "every legacy row kept as it was");
     assert_eq!(after[0].ordering_key.as_deref(), Some("contract/1"));
+    // The relay's claim (one UPDATE for the batch) still works: it leases
+    // the pending legacy row and is not failed by the one the rules refuse.
+    let now = chrono::Utc::now();
+    let claimed =
+        herald::relay::store::claim(&conn, "test", now, now + chrono::Duration::seconds(30), 500)
+            .await
+            .expect("claim after the upgrade");
+    let seqs: Vec<i64> = claimed.iter().map(|c| c.seq).collect();
+    assert_eq!(seqs, [1]);
+    herald::relay::store::release(&conn, "test", &seqs)
+        .await
+        .unwrap();
     insert(
         &conn,
         &["subject", "payload"],
