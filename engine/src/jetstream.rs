@@ -14,7 +14,7 @@ pub mod headers {
 /// Subjects the events stream captures.
 pub const STREAM_SUBJECTS: &str = "events.>";
 
-/// How the events stream is configured (CONTRACT.md: file storage, `events.>`).
+/// How the events stream is configured (file storage, `events.>`).
 #[derive(Debug, Clone)]
 pub struct StreamSettings {
     pub name: String,

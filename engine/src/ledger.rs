@@ -353,7 +353,7 @@ pub async fn reopen_dead(
 
 /// Every delivery of one event, all workflows, in fan-out order: what the
 /// application asks instead of keeping its own "latest email status" per
-/// recipient (USE-CASES.md case 3). Takes any connection or transaction.
+/// recipient (docs/use-cases.md, case 3). Takes any connection or transaction.
 pub async fn deliveries_of<C: ConnectionTrait>(
     db: &C,
     event_id: EventId,

@@ -1,24 +1,39 @@
 //! The transactional outbox: the only way an application hands Herald an event.
 //!
 //! [`enqueue`] takes the caller's open transaction, so the event commits or
-//! rolls back with the state change it describes. There is deliberately no
-//! variant taking a bare connection.
+//! rolls back with the state change it describes: a SeaORM
+//! `&DatabaseTransaction`, or a `&mut sqlx::Transaction` on PostgreSQL or
+//! SQLite for applications that use sqlx directly (the sqlx Herald is built
+//! with is re-exported as [`sqlx`]). There is deliberately no variant taking a
+//! bare connection or pool: [`OutboxTransaction`] is sealed and implemented
+//! only for transactions.
+//!
+//! Rust producers insert through the same SQL contract as every other
+//! language (docs/producers.md): the insertable columns only, everything else
+//! is the database's default, and the database's CHECK constraints refuse
+//! what [`validate`] refuses. On PostgreSQL a trigger wakes the relay for any
+//! insert, so enqueue sends no NOTIFY of its own.
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
 
-use chrono::Utc;
-use herald_entities::outbox;
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ConnectionTrait, DatabaseTransaction, DbBackend, DbErr,
-    SqlErr, Statement,
+    ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, RuntimeErr, SqlErr, Statement,
 };
 
 use crate::subject::{self, SubjectError};
 
-/// Default cap on an event's JSON payload (bytes).
+/// The sqlx that [`OutboxTransaction`] is implemented for (the one SeaORM uses).
+pub use sea_orm::sqlx;
+
+/// Largest event payload (bytes of JSON text). The database refuses anything
+/// larger (`herald_outbox_payload_size`), so it is also the most
+/// [`EnqueueOptions::max_payload_bytes`] can allow.
 pub const DEFAULT_MAX_PAYLOAD: usize = 1024 * 1024;
 
-/// PostgreSQL channel the relay listens on; notified inside the enqueue transaction
-/// so the relay wakes exactly when the row becomes visible.
+/// PostgreSQL channel the relay listens on. The outbox's statement-level
+/// trigger notifies it for every insert; PostgreSQL delivers the notification
+/// at commit, so the relay wakes exactly when the row becomes visible.
 pub const NOTIFY_CHANNEL: &str = "herald_outbox";
 
 pub use crate::event_id::EventId;
@@ -73,6 +88,8 @@ impl NewEvent {
 /// Limits applied by [`enqueue_with`].
 #[derive(Debug, Clone)]
 pub struct EnqueueOptions {
+    /// Refuse payloads larger than this; values above [`DEFAULT_MAX_PAYLOAD`]
+    /// count as that (the database would refuse the row).
     pub max_payload_bytes: usize,
 }
 
@@ -102,6 +119,8 @@ pub enum EnqueueError {
     InvalidHeader { name: String, reason: &'static str },
     #[error("invalid aggregate type {kind:?}: use letters, digits, '_', '-' or '.'")]
     InvalidAggregate { kind: String },
+    #[error("invalid aggregate id {id:?}: must not contain CR or LF")]
+    InvalidAggregateId { id: String },
     #[error("event id {0} is already in the outbox")]
     DuplicateEventId(EventId),
     #[error("database error while enqueueing: {0}")]
@@ -126,12 +145,17 @@ fn json_kind(v: &serde_json::Value) -> &'static str {
     }
 }
 
-/// The validated, serialised form of an event, ready to insert.
-struct Checked {
+/// The validated, serialised form of an event: the values of the contract's
+/// insertable columns (the database derives `ordering_key` itself).
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct Checked {
     event_id: EventId,
+    subject: String,
+    aggregate_type: Option<String>,
+    aggregate_id: Option<String>,
     payload: String,
     headers: String,
-    ordering_key: Option<String>,
 }
 
 fn check(event: &NewEvent, opts: &EnqueueOptions) -> Result<Checked, EnqueueError> {
@@ -147,27 +171,28 @@ fn check(event: &NewEvent, opts: &EnqueueOptions) -> Result<Checked, EnqueueErro
         });
     }
     let payload = event.payload.to_string();
-    if payload.len() > opts.max_payload_bytes {
+    let max = opts.max_payload_bytes.min(DEFAULT_MAX_PAYLOAD);
+    if payload.len() > max {
         return Err(EnqueueError::PayloadTooLarge {
             size: payload.len(),
-            max: opts.max_payload_bytes,
+            max,
         });
     }
     for (name, value) in &event.headers {
-        let bad_name = name.is_empty()
-            || name
-                .chars()
-                .any(|c| c == ':' || c.is_whitespace() || c.is_control());
+        // What NATS accepts as a header name (the relay could not publish
+        // anything else).
+        let bad_name = name.is_empty() || !name.chars().all(|c| c.is_ascii_graphic() && c != ':');
         if bad_name {
             return Err(EnqueueError::InvalidHeader {
                 name: name.clone(),
-                reason: "name must be non-empty, without ':' or whitespace",
+                reason: "name must be non-empty printable ASCII, without ':' or spaces",
             });
         }
-        if value.contains(['\r', '\n']) {
+        // NUL: PostgreSQL's jsonb cannot hold it.
+        if value.contains(['\r', '\n', '\0']) {
             return Err(EnqueueError::InvalidHeader {
                 name: name.clone(),
-                reason: "value contains CR or LF",
+                reason: "value contains CR, LF or NUL",
             });
         }
         if name.eq_ignore_ascii_case("Nats-Msg-Id")
@@ -179,25 +204,31 @@ fn check(event: &NewEvent, opts: &EnqueueOptions) -> Result<Checked, EnqueueErro
             });
         }
     }
-    let ordering_key = match &event.aggregate {
-        Some((kind, id)) => {
-            let ok = !kind.is_empty()
-                && kind
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
-            if !ok {
-                return Err(EnqueueError::InvalidAggregate { kind: kind.clone() });
-            }
-            Some(format!("{kind}/{id}"))
+    if let Some((kind, id)) = &event.aggregate {
+        let ok = !kind.is_empty()
+            && kind
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+        if !ok {
+            return Err(EnqueueError::InvalidAggregate { kind: kind.clone() });
         }
-        None => None,
+        // It travels in the Herald-Aggregate header.
+        if id.contains(['\r', '\n']) {
+            return Err(EnqueueError::InvalidAggregateId { id: id.clone() });
+        }
+    }
+    let (aggregate_type, aggregate_id) = match &event.aggregate {
+        Some((k, i)) => (Some(k.clone()), Some(i.clone())),
+        None => (None, None),
     };
     Ok(Checked {
         event_id: event.event_id.unwrap_or_default(),
+        subject: event.subject.clone(),
+        aggregate_type,
+        aggregate_id,
         payload,
         // A BTreeMap of strings always serialises.
         headers: serde_json::to_string(&event.headers).unwrap_or_else(|_| "{}".into()),
-        ordering_key,
     })
 }
 
@@ -206,58 +237,120 @@ pub fn validate(event: &NewEvent, opts: &EnqueueOptions) -> Result<(), EnqueueEr
     check(event, opts).map(|_| ())
 }
 
+/// The one INSERT every Rust producer runs: the contract's insertable columns
+/// (docs/producers.md); every other column is the database's default.
+fn insert_sql(backend: DbBackend) -> &'static str {
+    match backend {
+        DbBackend::Postgres => {
+            "INSERT INTO herald_outbox (event_id, subject, aggregate_type, aggregate_id, payload, headers) \
+             VALUES ($1, $2, $3, $4, $5, $6)"
+        }
+        _ => {
+            "INSERT INTO herald_outbox (event_id, subject, aggregate_type, aggregate_id, payload, headers) \
+             VALUES (?, ?, ?, ?, ?, ?)"
+        }
+    }
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for &sea_orm::DatabaseTransaction {}
+    impl Sealed for &mut super::sqlx::Transaction<'_, super::sqlx::Postgres> {}
+    impl Sealed for &mut super::sqlx::Transaction<'_, super::sqlx::Sqlite> {}
+}
+
+/// An open transaction [`enqueue`] can write to: `&DatabaseTransaction`
+/// (SeaORM), `&mut sqlx::Transaction<'_, Postgres>` or
+/// `&mut sqlx::Transaction<'_, Sqlite>`. Sealed, and never implemented for a
+/// connection or a pool: an event exists only if the caller's change commits.
+pub trait OutboxTransaction: sealed::Sealed + Send {
+    #[doc(hidden)]
+    fn insert_event(self, row: Checked) -> impl Future<Output = Result<(), DbErr>> + Send;
+}
+
+impl OutboxTransaction for &DatabaseTransaction {
+    async fn insert_event(self, row: Checked) -> Result<(), DbErr> {
+        let backend = self.get_database_backend();
+        let values: Vec<sea_orm::Value> = vec![
+            row.event_id.as_uuid().into(),
+            row.subject.into(),
+            row.aggregate_type.into(),
+            row.aggregate_id.into(),
+            row.payload.into(),
+            row.headers.into(),
+        ];
+        self.execute_raw(Statement::from_sql_and_values(
+            backend,
+            insert_sql(backend),
+            values,
+        ))
+        .await
+        .map(|_| ())
+    }
+}
+
+/// A sqlx error as SeaORM reports it, so both paths share one error type.
+fn from_sqlx(e: sqlx::Error) -> DbErr {
+    DbErr::Exec(RuntimeErr::SqlxError(Arc::new(e)))
+}
+
+impl OutboxTransaction for &mut sqlx::Transaction<'_, sqlx::Postgres> {
+    async fn insert_event(self, row: Checked) -> Result<(), DbErr> {
+        sqlx::query(insert_sql(DbBackend::Postgres))
+            .bind(row.event_id.as_uuid())
+            .bind(row.subject)
+            .bind(row.aggregate_type)
+            .bind(row.aggregate_id)
+            .bind(row.payload)
+            .bind(row.headers)
+            .execute(&mut **self)
+            .await
+            .map(|_| ())
+            .map_err(from_sqlx)
+    }
+}
+
+impl OutboxTransaction for &mut sqlx::Transaction<'_, sqlx::Sqlite> {
+    async fn insert_event(self, row: Checked) -> Result<(), DbErr> {
+        sqlx::query(insert_sql(DbBackend::Sqlite))
+            .bind(row.event_id.as_uuid())
+            .bind(row.subject)
+            .bind(row.aggregate_type)
+            .bind(row.aggregate_id)
+            .bind(row.payload)
+            .bind(row.headers)
+            .execute(&mut **self)
+            .await
+            .map(|_| ())
+            .map_err(from_sqlx)
+    }
+}
+
 /// Insert `event` into the outbox inside `txn`, with default limits.
-pub async fn enqueue(txn: &DatabaseTransaction, event: NewEvent) -> Result<EventId, EnqueueError> {
+///
+/// `txn` is a SeaORM `&DatabaseTransaction` or a sqlx `&mut Transaction` (see
+/// [`OutboxTransaction`]).
+pub async fn enqueue<T: OutboxTransaction>(
+    txn: T,
+    event: NewEvent,
+) -> Result<EventId, EnqueueError> {
     enqueue_with(txn, event, &EnqueueOptions::default()).await
 }
 
 /// Insert `event` into the outbox inside `txn`. Nothing is visible to the relay
 /// until the caller commits; a rollback removes it with the caller's changes.
-pub async fn enqueue_with(
-    txn: &DatabaseTransaction,
+pub async fn enqueue_with<T: OutboxTransaction>(
+    txn: T,
     event: NewEvent,
     opts: &EnqueueOptions,
 ) -> Result<EventId, EnqueueError> {
-    let checked = check(&event, opts)?;
-    let (aggregate_type, aggregate_id) = match event.aggregate {
-        Some((k, i)) => (Some(k), Some(i)),
-        None => (None, None),
-    };
-    let row = outbox::ActiveModel {
-        event_id: Set(checked.event_id.as_uuid()),
-        subject: Set(event.subject),
-        aggregate_type: Set(aggregate_type),
-        aggregate_id: Set(aggregate_id),
-        ordering_key: Set(checked.ordering_key),
-        payload: Set(checked.payload),
-        headers: Set(checked.headers),
-        created_at: Set(Utc::now()),
-        published_at: Set(None),
-        stream_seq: Set(None),
-        attempts: Set(0),
-        last_error: Set(None),
-        next_attempt_at: Set(None),
-        lease_owner: Set(None),
-        lease_until: Set(None),
-        parked_at: Set(None),
-        ..Default::default()
-    };
-    row.insert(txn).await.map_err(|e| match e.sql_err() {
-        Some(SqlErr::UniqueConstraintViolation(_)) => {
-            EnqueueError::DuplicateEventId(checked.event_id)
-        }
+    let row = check(&event, opts)?;
+    let id = row.event_id;
+    txn.insert_event(row).await.map_err(|e| match e.sql_err() {
+        Some(SqlErr::UniqueConstraintViolation(_)) => EnqueueError::DuplicateEventId(id),
         _ => EnqueueError::Database(e),
     })?;
-    if txn.get_database_backend() == DbBackend::Postgres {
-        // Delivered by PostgreSQL only if and when the transaction commits.
-        txn.execute_raw(Statement::from_string(
-            DbBackend::Postgres,
-            format!("SELECT pg_notify('{NOTIFY_CHANNEL}', '')"),
-        ))
-        .await
-        .map_err(EnqueueError::Database)?;
-    }
-    Ok(checked.event_id)
+    Ok(id)
 }
 
 #[cfg(test)]
@@ -300,11 +393,42 @@ mod tests {
             ),
             Err(EnqueueError::InvalidAggregate { .. })
         ));
+        // Names NATS would refuse: the relay could not publish them.
+        for name in ["café", "a b", "a:b", ""] {
+            assert!(
+                matches!(
+                    check(&NewEvent::new("events.a", json!({})).header(name, "v"), &o),
+                    Err(EnqueueError::InvalidHeader { .. })
+                ),
+                "{name:?}"
+            );
+        }
+        assert!(matches!(
+            check(
+                &NewEvent::new("events.a", json!({})).aggregate("vault", "7\n8"),
+                &o
+            ),
+            Err(EnqueueError::InvalidAggregateId { .. })
+        ));
+        let huge = EnqueueOptions {
+            max_payload_bytes: 4 * DEFAULT_MAX_PAYLOAD,
+        };
+        assert!(matches!(
+            check(
+                &NewEvent::new("events.a", json!({"k": "x".repeat(DEFAULT_MAX_PAYLOAD)})),
+                &huge
+            ),
+            Err(EnqueueError::PayloadTooLarge {
+                max: DEFAULT_MAX_PAYLOAD,
+                ..
+            })
+        ));
         let ok = check(
             &NewEvent::new("events.a", json!({})).aggregate("vault", 7),
             &o,
         )
         .unwrap();
-        assert_eq!(ok.ordering_key.as_deref(), Some("vault/7"));
+        assert_eq!(ok.aggregate_type.as_deref(), Some("vault"));
+        assert_eq!(ok.aggregate_id.as_deref(), Some("7"));
     }
 }

@@ -3,6 +3,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261123_000001_create_tables;
 mod m20261123_000002_held_index;
+mod m20261124_000003_producer_contract;
 mod m20261124_000020_dead_letter_hold;
 mod m20261124_000021_aggregate_progress;
 
@@ -14,6 +15,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261123_000001_create_tables::Migration),
             Box::new(m20261123_000002_held_index::Migration),
+            Box::new(m20261124_000003_producer_contract::Migration),
             Box::new(m20261124_000020_dead_letter_hold::Migration),
             Box::new(m20261124_000021_aggregate_progress::Migration),
         ]

@@ -6,6 +6,7 @@ mod harness_selftest;
 mod ledger;
 mod ops;
 mod outbox;
+mod producers;
 mod relay;
 mod replay;
 mod robustness;

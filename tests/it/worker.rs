@@ -35,7 +35,7 @@ async fn notify(backend: Backend) -> World {
         .await
 }
 
-const FAST_RETRY: &str = r#"
+pub(crate) const FAST_RETRY: &str = r#"
 name: notify
 on: { subjects: ["events.test.>"] }
 email:

@@ -1,4 +1,4 @@
-//! The workflow YAML format as written by users (CONTRACT.md). Parsed with
+//! The workflow YAML format as written by users (docs/workflows.md). Parsed with
 //! positions kept (`Spanned`) and unknown keys refused; no checks here beyond
 //! shape: those are in `validate`.
 use std::collections::BTreeMap;
