@@ -92,11 +92,40 @@ pub async fn connect(urls: &str, name: &str) -> Result<async_nats::Client, Strea
     if addrs.is_empty() {
         return Err(err("no URL given".into()));
     }
-    async_nats::ConnectOptions::new()
-        .name(name)
+    // Credentials go to the client as options, never inside the URLs it
+    // keeps: async-nats logs its server addresses (with any password in
+    // them) at debug level.
+    let mut credentials: Option<(String, Option<String>)> = None;
+    let mut bare = Vec::with_capacity(addrs.len());
+    for a in &addrs {
+        let mut u = url::Url::parse(a).map_err(|e| err(format!("invalid URL: {e}")))?;
+        if !u.username().is_empty() {
+            let dec = |s: &str| {
+                percent_encoding::percent_decode_str(s)
+                    .decode_utf8_lossy()
+                    .into_owned()
+            };
+            let c = (dec(u.username()), u.password().map(dec));
+            if credentials.as_ref().is_some_and(|prev| *prev != c) {
+                return Err(err("every URL must carry the same credentials".into()));
+            }
+            credentials = Some(c);
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+        }
+        bare.push(u.to_string());
+    }
+    let mut opts = async_nats::ConnectOptions::new();
+    opts = match credentials {
+        Some((user, Some(pass))) => opts.user_and_password(user, pass),
+        // nats://TOKEN@host
+        Some((token, None)) => opts.token(token),
+        None => opts,
+    };
+    opts.name(name)
         .connection_timeout(Duration::from_secs(2))
         .max_reconnects(None)
-        .connect(addrs.join(","))
+        .connect(bare.join(","))
         .await
         .map_err(|e| err(root_cause(&e)))
 }

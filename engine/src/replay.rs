@@ -78,10 +78,16 @@ pub async fn replay(
         stream: stream_name.to_string(),
         detail,
     };
-    let mut stream = js
-        .get_stream(stream_name)
-        .await
-        .map_err(|e| err(e.to_string()))?;
+    let mut stream = js.get_stream(stream_name).await.map_err(|e| {
+        err(match e.kind() {
+            jetstream::context::GetStreamErrorKind::JetStream(j)
+                if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND =>
+            {
+                "no such stream on this NATS server (a relay creates it when it starts)".into()
+            }
+            _ => e.to_string(),
+        })
+    })?;
     let state = stream
         .info()
         .await

@@ -77,6 +77,56 @@ fn redact_one(s: &str) -> String {
     out
 }
 
+/// The secrets a URL (or comma-separated URLs) holds, as written and
+/// percent-decoded: what a log writer must never let through.
+pub fn secrets_in(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for one in s.split(',') {
+        for piece in secret_pieces(one) {
+            if piece.len() >= 3 {
+                let decoded = percent_encoding::percent_decode_str(&piece)
+                    .decode_utf8_lossy()
+                    .into_owned();
+                if decoded != piece {
+                    out.push(decoded);
+                }
+                out.push(piece);
+            }
+        }
+    }
+    out
+}
+
+/// The raw secret substrings of one URL: the userinfo password (or a lone
+/// NATS token) and secret-looking query values.
+fn secret_pieces(s: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let rest = match s.find("://") {
+        Some(i) => &s[i + 3..],
+        None => s,
+    };
+    let end = rest.find(['?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    if let Some(at) = authority.rfind('@') {
+        let userinfo = &authority[..at];
+        match userinfo.find(':') {
+            Some(c) => out.push(userinfo[c + 1..].to_string()),
+            None if s.starts_with("nats") || s.starts_with("tls") => out.push(userinfo.to_string()),
+            None => {}
+        }
+    }
+    if let Some(q) = tail.strip_prefix('?') {
+        for pair in q.split('#').next().unwrap_or("").split('&') {
+            if let Some((k, v)) = pair.split_once('=')
+                && is_secret_key(k)
+            {
+                out.push(v.to_string());
+            }
+        }
+    }
+    out
+}
+
 /// A URL that may hold a secret. `Display` and `Debug` show it redacted;
 /// [`SecretUrl::expose`] is the only way to the real text.
 #[derive(Clone, PartialEq, Eq)]
@@ -144,6 +194,10 @@ mod tests {
         assert_eq!(
             redact_url("sqlite://herald.db?mode=rwc"),
             "sqlite://herald.db?mode=rwc"
+        );
+        assert_eq!(
+            secrets_in("postgres://u:p%40ss@db/h?password=xyz,nats://tok3n@n"),
+            vec!["p@ss", "p%40ss", "xyz", "tok3n"]
         );
         let s = SecretUrl::new("smtp://alice:S3cretPW@host:25");
         assert!(!format!("{s} {s:?}").contains("S3cretPW"));

@@ -8,7 +8,7 @@ use herald_tests::golden::{golden, normalize};
 use herald_tests::process::HeraldEnv;
 use std::time::{Duration, Instant};
 
-use herald_tests::scenario::{Scenario, World};
+use herald_tests::scenario::{Scenario, World, run_off_runtime};
 use herald_tests::smtp::{Outage, Reply};
 use herald_tests::wait;
 use sea_orm::TransactionTrait;
@@ -605,6 +605,8 @@ async fn a_dead_letter_holds_back_its_aggregate_only(backend: Backend) {
     w.wait_sent(3).await;
     let status: serde_json::Value =
         serde_json::from_slice(&w.run(&["status", "--json"]).await.stdout).unwrap();
+    assert_eq!(status["consumers"][0]["name"], "herald-ordered", "{status}");
+    assert_eq!(status["consumers"][0]["state"], "pulling", "{status}");
     let held = &status["held"]["workflows"];
     assert_eq!(held.as_array().map(Vec::len), Some(1), "{status}");
     assert_eq!(held[0]["held"], 2, "{status}");
@@ -638,6 +640,10 @@ async fn a_dead_letter_holds_back_its_aggregate_only(backend: Backend) {
     let status: serde_json::Value =
         serde_json::from_slice(&w.run(&["status", "--json"]).await.stdout).unwrap();
     assert_eq!(status["held"]["workflows"], json!([]), "{status}");
+    assert_eq!(
+        status["consumers"][0]["state"], "not pulling",
+        "the worker is stopped: {status}"
+    );
 }
 
 /// `dlq discard` closes the dead letter in front without sending it; what
@@ -691,3 +697,278 @@ both_backends!(
     a_dead_letter_holds_back_its_aggregate_only,
     discarding_a_dead_letter_releases_its_aggregate,
 );
+
+const SMTP_PW: &str = "S3cretSmtpPW";
+const DB_PW: &str = "S3cretDbPW";
+const NATS_PW: &str = "S3cretNatsPW";
+
+/// Every command, with credentials in all three URLs (and in a bad one):
+/// `--help`, short commands, the long-running ones (which log at start-up
+/// and hit an unreachable SMTP server), JSON logs and error paths. No output
+/// contains a password. (`up` printed the SMTP password at start-up, and
+/// `worker --help` printed HERALD_SMTP_URL's value.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_never_appear_in_any_output() {
+    let w = Scenario::new(Backend::Postgres)
+        .workflow("wf.yaml", NUMBERED)
+        .start()
+        .await;
+    let db_url = w.env.db.url.replacen(
+        "postgres://postgres@",
+        &format!("postgres://postgres:{DB_PW}@"),
+        1,
+    );
+    let nats_url = w
+        .env
+        .nats
+        .url()
+        .replacen("nats://", &format!("nats://user:{NATS_PW}@"), 1);
+    let mut h = w.h.clone();
+    h.set("HERALD_DATABASE_URL", db_url)
+        .set("HERALD_NATS_URL", nats_url)
+        .set(
+            "HERALD_SMTP_URL",
+            format!("smtp://alice:{SMTP_PW}@127.0.0.1:1"),
+        );
+    let mut outputs: Vec<(String, String)> = Vec::new();
+    let mut record = |what: &str, out: &std::process::Output| {
+        outputs.push((
+            what.to_string(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        ));
+    };
+    for cmd in [
+        vec!["--help"],
+        vec!["worker", "--help"],
+        vec!["relay", "--help"],
+        vec!["up", "--help"],
+        vec!["dlq", "retry", "--help"],
+        vec!["replay", "--help"],
+        vec!["migrate"],
+        vec![
+            "emit",
+            "--subject",
+            "events.test.n",
+            "--payload",
+            r#"{"n": 1}"#,
+        ],
+        vec!["status"],
+        vec!["status", "--json"],
+        vec!["dlq", "list"],
+        vec!["dlq", "retry", "--all"],
+        vec!["trace", "01a20bab-c8d1-71f7-a1a6-aa0f6e2e33dd"],
+        vec![
+            "replay",
+            "--workflow",
+            "numbered",
+            "--since",
+            "1h",
+            "--dry-run",
+        ],
+        vec!["workflows", "validate"],
+        vec!["--log-format", "json", "status"],
+    ] {
+        record(&cmd.join(" "), &run_off_runtime(&h, &cmd).await);
+    }
+    // Bad URLs holding passwords: their errors name them redacted.
+    for (var, bad) in [
+        ("HERALD_SMTP_URL", format!("smtpx://alice:{SMTP_PW}@host")),
+        (
+            "HERALD_SMTP_URL",
+            format!("smtp://alice:{SMTP_PW}@host?pool=x"),
+        ),
+        (
+            "HERALD_DATABASE_URL",
+            format!("postgres://postgres:{DB_PW}@127.0.0.1:1/db"),
+        ),
+        (
+            "HERALD_DATABASE_URL",
+            format!("mysql://root:{DB_PW}@host/db"),
+        ),
+        (
+            "HERALD_NATS_URL",
+            format!("nats://user:{NATS_PW}@127.0.0.1:1"),
+        ),
+    ] {
+        let mut bad_env = h.clone();
+        bad_env.set(var, bad.clone());
+        record(
+            &format!("worker with {var}"),
+            &run_off_runtime(&bad_env, &["worker"]).await,
+        );
+    }
+    // The long-running ones log at start-up, and the worker meets the
+    // unreachable SMTP server and says so.
+    let mut worker = h.spawn(&["worker", "--log-format", "json"]);
+    let mut relay = h.spawn(&["relay"]);
+    wait::until(
+        "the worker reports the SMTP outage",
+        wait::DEFAULT,
+        || async { worker.log().contains("SMTP transport unreachable") },
+    )
+    .await;
+    worker.terminate(Duration::from_secs(30)).await;
+    relay.terminate(Duration::from_secs(30)).await;
+    outputs.push(("worker log".into(), worker.log()));
+    outputs.push(("relay log".into(), relay.log()));
+    let mut up_env = h.clone();
+    up_env.set("HERALD_LOG", "debug");
+    let mut up = up_env.spawn(&["up"]);
+    wait::until("up is up", wait::DEFAULT, || async {
+        up.log().contains("herald is up")
+    })
+    .await;
+    up.terminate(Duration::from_secs(30)).await;
+    outputs.push(("up log".into(), up.log()));
+    for (what, text) in &outputs {
+        for pw in [SMTP_PW, DB_PW, NATS_PW] {
+            assert!(!text.contains(pw), "{what} shows a password:\n{text}");
+        }
+    }
+    let help = &outputs[1].1;
+    assert!(
+        help.contains("HERALD_SMTP_URL"),
+        "the variable is named: {help}"
+    );
+}
+
+/// Errors name their cause in a line, quickly: NATS down gives the URL and
+/// the OS error at once (not "request timed out" after 10 s); a SQLite path
+/// that does not exist says how to create it; no cause is repeated down the
+/// chain; nothing prints Rust's Debug form.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn errors_name_their_cause() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}?mode=rwc", dir.path().join("h.db").display());
+    let mut h = HeraldEnv::default();
+    let port = herald_tests::free_port();
+    h.set("HERALD_DATABASE_URL", db.clone())
+        .set("HERALD_NATS_URL", format!("nats://127.0.0.1:{port}"))
+        .set("HERALD_SMTP_URL", "file://./mail")
+        .set(
+            "HERALD_WORKFLOWS",
+            herald_tests::example_workflows().display().to_string(),
+        );
+    let started = Instant::now();
+    let out = run_off_runtime(&h, &["relay"]).await;
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(
+        err.contains(&format!("nats://127.0.0.1:{port}"))
+            && err.to_lowercase().contains("connection refused"),
+        "{err}"
+    );
+
+    let missing = dir.path().join("nope.db");
+    h.set(
+        "HERALD_DATABASE_URL",
+        format!("sqlite://{}", missing.display()),
+    );
+    let out = run_off_runtime(&h, &["status"]).await;
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("add ?mode=rwc"), "{err}");
+    h.set("HERALD_DATABASE_URL", "sqlite:///no/such/dir/h.db?mode=rwc");
+    let err = String::from_utf8_lossy(&run_off_runtime(&h, &["status"]).await.stderr).to_string();
+    assert!(
+        err.contains("the directory /no/such/dir does not exist"),
+        "{err}"
+    );
+    let lines: Vec<&str> = err.lines().collect();
+    for (i, a) in lines.iter().enumerate() {
+        for b in &lines[i + 1..] {
+            let b = b.trim_start_matches("  caused by: ");
+            assert!(!a.contains(b), "a cause repeated:\n{err}");
+        }
+    }
+    assert!(
+        !err.contains("Some(") && !err.contains(" { "),
+        "Debug output: {err}"
+    );
+    // A duration that used to panic (exit 101) in Duration::from_secs_f64.
+    let out = run_off_runtime(&h, &["worker", "--ack-wait", "99999999999999999999d"]).await;
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("longer than 100 years"), "{err}");
+}
+
+/// Commands that deliver email need an explicit --smtp-url: a forgotten one
+/// used to send real deliveries into ./outbox-mail and mark them sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivering_commands_need_an_explicit_smtp_url() {
+    let w = Scenario::new(Backend::Sqlite)
+        .workflow("wf.yaml", NUMBERED)
+        .start()
+        .await;
+    let mut h = w.h.clone();
+    h.vars.remove("HERALD_SMTP_URL");
+    for cmd in [
+        vec!["worker"],
+        vec!["dlq", "retry", "--all"],
+        vec!["replay", "--workflow", "numbered", "--since", "1h"],
+    ] {
+        let out = run_off_runtime(&h, &cmd).await;
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{cmd:?}: {err}");
+        assert!(err.contains("--smtp-url"), "{cmd:?}: {err}");
+    }
+    let _relay = w.relay();
+    w.env.enqueue_many("events.test.n", 1, 0).await;
+    w.env.wait_all_published().await;
+    let out = run_off_runtime(
+        &h,
+        &[
+            "replay",
+            "--workflow",
+            "numbered",
+            "--since",
+            "1h",
+            "--dry-run",
+        ],
+    )
+    .await;
+    assert!(
+        out.status.success(),
+        "a dry run sends nothing: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// JSON logs hold real JSON values: numbers are numbers, and no field is a
+/// Rust Debug rendering.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_hold_json_values() {
+    let w = Scenario::new(Backend::Sqlite)
+        .workflow("wf.yaml", NUMBERED)
+        .start()
+        .await;
+    w.sink.script([Reply::Code(451, "4.3.0 later".into())]);
+    let _relay = w.relay();
+    let mut worker = w.worker_with(&["--log-format", "json"]);
+    w.env.enqueue_many("events.test.n", 1, 0).await;
+    w.wait_sent(1).await;
+    worker.terminate(Duration::from_secs(30)).await;
+    let log = worker.log();
+    let mut saw_retry = false;
+    for line in log.lines().filter(|l| l.starts_with('{')) {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        let fields = &v["fields"];
+        if fields["message"] == "send failed, will retry" {
+            saw_retry = true;
+            assert!(fields["retry_in_ms"].is_u64(), "{line}");
+            assert!(fields["attempt"].is_u64(), "{line}");
+        }
+        assert!(!line.contains("Some("), "{line}");
+    }
+    assert!(saw_retry, "{log}");
+}

@@ -108,3 +108,122 @@ async fn up_runs_until_sigterm() {
     );
     assert_eq!(sink.count(), 2);
 }
+
+/// The pid of the nats-server listening on `port` (the one `up` started).
+fn nats_pid(port: u16) -> Option<u32> {
+    for e in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmd) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let args: Vec<String> = cmd
+            .split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect();
+        let is_nats = args.first().is_some_and(|a| a.ends_with("nats-server"));
+        if is_nats
+            && args
+                .windows(2)
+                .any(|w| w[0] == "-p" && w[1] == port.to_string())
+        {
+            return Some(pid);
+        }
+    }
+    None
+}
+
+/// `up` used to notice its nats-server child had died only by missed
+/// heartbeats. Now it starts it again (same store) and the mail flows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_restarts_its_nats_server_when_it_dies() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let sink = SmtpSink::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (env, port) = env_without_nats(&db, &sink, &dir);
+    let mut up = env.spawn(&["up"]);
+    wait::until("up is up", wait::DEFAULT, || async {
+        up.log().contains("herald is up")
+    })
+    .await;
+    let first = nats_pid(port).expect("the nats-server child");
+    let _ = std::process::Command::new("kill")
+        .args(["-9", &first.to_string()])
+        .status();
+    wait::until("up starts nats-server again", wait::DEFAULT, || async {
+        nats_pid(port).is_some_and(|p| p != first) && port_answers(port)
+    })
+    .await;
+    let sample = herald_tests::example_workflows().join("samples/events.campaign.wave_sent.json");
+    let out = env.run(&[
+        "emit",
+        "--subject",
+        "events.campaign.wave_sent",
+        "--payload",
+        &format!("@{}", sample.display()),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait::until("mail flows after the restart", wait::DEFAULT, || async {
+        sink.count() >= 2
+    })
+    .await;
+    assert!(
+        up.log().contains("nats-server exited; starting it again"),
+        "{}",
+        up.log()
+    );
+    assert_eq!(
+        up.terminate(Duration::from_secs(30)).await.code(),
+        Some(0),
+        "{}",
+        up.log()
+    );
+    assert!(!port_answers(port));
+}
+
+/// If its nats-server cannot be started again, `up` stops and exits 1
+/// saying why, instead of running on without one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_exits_1_when_its_nats_server_cannot_be_restarted() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let sink = SmtpSink::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut env, port) = env_without_nats(&db, &sink, &dir);
+    // A wrapper that runs nats-server the first time only.
+    let real = herald_tests::nats::binary();
+    let wrapper = dir.path().join("nats-once.sh");
+    let flag = dir.path().join("started-once");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nif [ -e {flag:?} ]; then echo refusing >&2; exit 3; fi\ntouch {flag:?}\nexec {real:?} \"$@\"\n"
+        ),
+    )
+    .unwrap();
+    std::process::Command::new("chmod")
+        .args(["+x", wrapper.to_str().unwrap()])
+        .status()
+        .unwrap();
+    env.set("HERALD_NATS_SERVER_BIN", wrapper.display().to_string());
+    let mut up = env.spawn(&["up"]);
+    wait::until("up is up", wait::DEFAULT, || async {
+        up.log().contains("herald is up")
+    })
+    .await;
+    let pid = nats_pid(port).expect("the nats-server child");
+    let _ = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status();
+    let status = up.wait(Duration::from_secs(60)).await;
+    assert_eq!(status.code(), Some(1), "{}", up.log());
+    assert!(
+        up.log().contains("could not be started again"),
+        "{}",
+        up.log()
+    );
+}

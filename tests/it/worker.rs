@@ -454,6 +454,15 @@ async fn old_nats_server_is_refused() {
         assert_eq!(out.status.code(), Some(1), "{cmd}: {err}");
         assert!(err.contains("too old"), "{cmd}: {err}");
     }
+    // Refused before creating anything: the old server has no stream.
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let streams: Vec<_> =
+        futures::StreamExt::collect::<Vec<_>>(async_nats::jetstream::new(client).stream_names())
+            .await;
+    assert!(
+        streams.is_empty(),
+        "created on a server it refuses: {streams:?}"
+    );
 }
 
 /// Connections are pooled, not opened per email; a pooled connection the
