@@ -9,6 +9,7 @@ use sea_orm::{
 
 /// Errors of opening or migrating the database.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum DbError {
     /// The URL is not one Herald can use (exit 2: configuration).
     #[error("invalid database URL {url:?}: {reason}")]

@@ -2,12 +2,16 @@
 //! (payload and headers) so an operator can read why and re-drive them.
 use crate::EventId;
 use chrono::Utc;
-use herald_entities::dead_letter::{self, DeadLetterKind};
+use herald_entities::dead_letter;
+pub use herald_entities::dead_letter::DeadLetterKind;
+
+/// One dead letter as stored (see [`list`], [`get`]).
+pub type DeadLetter = dead_letter::Model;
 use sea_orm::{ActiveModelTrait, ActiveValue::Set, DatabaseConnection, DbErr};
 
 /// What the worker knows when it dead-letters.
 #[derive(Debug, Clone)]
-pub struct NewDeadLetter<'a> {
+pub(crate) struct NewDeadLetter<'a> {
     pub event_id: EventId,
     pub workflow: &'a str,
     pub recipient: Option<&'a str>,
@@ -22,7 +26,7 @@ pub struct NewDeadLetter<'a> {
     pub attempts: u32,
 }
 
-pub async fn insert(db: &DatabaseConnection, d: NewDeadLetter<'_>) -> Result<i64, DbErr> {
+pub(crate) async fn insert(db: &DatabaseConnection, d: NewDeadLetter<'_>) -> Result<i64, DbErr> {
     let row = dead_letter::ActiveModel {
         event_id: Set(d.event_id.as_uuid()),
         workflow: Set(d.workflow.to_string()),
@@ -67,7 +71,7 @@ pub async fn get(db: &DatabaseConnection, id: i64) -> Result<Option<dead_letter:
 }
 
 /// Record that a dead letter was re-driven (it stays, for the record).
-pub async fn mark_retried(db: &DatabaseConnection, id: i64) -> Result<(), DbErr> {
+pub(crate) async fn mark_retried(db: &DatabaseConnection, id: i64) -> Result<(), DbErr> {
     use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
     dead_letter::Entity::update_many()
         .col_expr(dead_letter::Column::RetriedAt, Utc::now().into())
@@ -81,7 +85,7 @@ pub async fn mark_retried(db: &DatabaseConnection, id: i64) -> Result<(), DbErr>
 /// `workflow` at stream sequence `stream_seq`: the earliest unresolved one
 /// of an earlier event of the same aggregate. Events of an aggregate are
 /// emailed in order, so a later one waits until it is re-driven or discarded.
-pub async fn blocking(
+pub(crate) async fn blocking(
     db: &DatabaseConnection,
     workflow: &str,
     aggregate: &str,
@@ -102,7 +106,7 @@ pub async fn blocking(
 
 /// The open dead letters held behind `dl` (same workflow and aggregate,
 /// later in the stream), in stream order: re-driven after it.
-pub async fn followers(
+pub(crate) async fn followers(
     db: &DatabaseConnection,
     dl: &dead_letter::Model,
 ) -> Result<Vec<dead_letter::Model>, DbErr> {

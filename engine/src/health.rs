@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 /// One part's state.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Check {
     Ok,
     /// Not yet ready (binding a consumer, first connection).

@@ -15,7 +15,13 @@ pub mod headers {
 pub const STREAM_SUBJECTS: &str = "events.>";
 
 /// How the events stream is configured (file storage, `events.>`).
+///
+/// ```
+/// let s = herald::jetstream::StreamSettings::named("HERALD").replicas(3);
+/// assert_eq!(s.replicas, 3);
+/// ```
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct StreamSettings {
     pub name: String,
     /// Window in which JetStream drops a re-published `Nats-Msg-Id`. A relay that
@@ -37,7 +43,34 @@ impl Default for StreamSettings {
     }
 }
 
+impl StreamSettings {
+    /// The default settings for a stream of this name.
+    pub fn named(name: impl Into<String>) -> Self {
+        StreamSettings {
+            name: name.into(),
+            ..Default::default()
+        }
+    }
+
+    pub fn duplicate_window(mut self, d: Duration) -> Self {
+        self.duplicate_window = d;
+        self
+    }
+
+    pub fn replicas(mut self, n: usize) -> Self {
+        self.replicas = n.max(1);
+        self
+    }
+
+    pub fn max_age(mut self, d: Option<Duration>) -> Self {
+        self.max_age = d;
+        self
+    }
+}
+
+/// Why the stream could not be reached, created or checked.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum StreamError {
     /// No server answered (the URL is redacted; the reason is the OS's).
     #[error("cannot connect to NATS at {url}: {reason}")]

@@ -10,6 +10,7 @@
 pub mod db;
 pub mod dlq;
 pub mod duration;
+pub mod error;
 mod event_id;
 pub mod health;
 pub mod jetstream;
@@ -28,3 +29,31 @@ pub mod worker;
 pub mod workflow;
 
 pub use event_id::EventId;
+
+#[cfg(feature = "testing")]
+pub mod testing;
+
+/// Herald's own tests and fuzz targets reach inside through here. Not part
+/// of the API: no stability promise, hidden from the documentation.
+#[cfg(feature = "internals")]
+#[doc(hidden)]
+pub mod internals {
+    pub mod ledger {
+        pub use crate::ledger::claims::{
+            Claim, Key, claim, claim_resend, mark_retrying, mark_sent,
+        };
+    }
+    pub mod outbox {
+        pub use crate::outbox::store::{Claimed, claim, release};
+    }
+    pub mod relay {
+        pub use crate::relay::publish::{build_headers, precheck};
+    }
+    pub mod worker {
+        pub use crate::worker::event::Event;
+    }
+    pub mod workflow {
+        pub use crate::workflow::address::{address, list, split_mailbox_template};
+        pub use crate::workflow::source::parse;
+    }
+}

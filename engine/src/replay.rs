@@ -22,12 +22,36 @@ pub enum Start {
 }
 
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct ReplayOptions {
     pub start: Start,
     /// Stop at messages published after this time.
     pub until: Option<DateTime<Utc>>,
     /// List what would be sent; send nothing, write nothing.
     pub dry_run: bool,
+}
+
+impl ReplayOptions {
+    /// Replay from `start` to the end of the stream, sending.
+    pub fn from(start: Start) -> Self {
+        ReplayOptions {
+            start,
+            until: None,
+            dry_run: false,
+        }
+    }
+
+    /// Stop at messages published after this time.
+    pub fn until(mut self, t: Option<DateTime<Utc>>) -> Self {
+        self.until = t;
+        self
+    }
+
+    /// List what would be sent; send nothing, write nothing.
+    pub fn dry_run(mut self, yes: bool) -> Self {
+        self.dry_run = yes;
+        self
+    }
 }
 
 /// Counts for the summary line `replayed N, sent S, skipped K, failed F`.
@@ -54,6 +78,7 @@ pub struct Progress {
 }
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum ReplayError {
     #[error("stream {stream}: {detail}")]
     Stream { stream: String, detail: String },

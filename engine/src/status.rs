@@ -9,7 +9,7 @@ use futures::StreamExt;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, Statement};
 use serde::Serialize;
 
-use crate::relay::store::{self, Backlog};
+use crate::outbox::store::{self, Backlog};
 use herald_entities::delivery::DeliveryState;
 
 #[derive(Debug, Clone, Serialize)]

@@ -141,10 +141,7 @@ async fn steady_latency(
     let relay = Relay::new(
         relay_db.clone(),
         js.clone(),
-        RelayConfig {
-            poll_interval: poll,
-            ..Default::default()
-        },
+        RelayConfig::default().poll_interval(poll),
         Metrics::new(),
     );
     let stop = tokio_util::sync::CancellationToken::new();

@@ -16,10 +16,34 @@ pub fn herald_bin() -> PathBuf {
     let bin = target.join("debug/herald");
     assert!(
         bin.exists(),
-        "{} not found: build it first (`cargo build --bin herald`) or set HERALD_BIN",
+        "{} not found: run scripts/test.sh, or build it first (`cargo build --bin herald --features failpoints`), or set HERALD_BIN",
         bin.display()
     );
+    assert_test_build(&bin);
     bin
+}
+
+/// The suite's crash tests need the failpoints build; a plain `cargo build`
+/// overwrites it. Say so once, plainly, instead of letting them time out.
+fn assert_test_build(bin: &std::path::Path) {
+    static CHECKED: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    let r = CHECKED.get_or_init(|| {
+        let out = Command::new(bin)
+            .arg("--version")
+            .output()
+            .map_err(|e| format!("cannot run {}: {e}", bin.display()))?;
+        if String::from_utf8_lossy(&out.stdout).contains("+failpoints") {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} is not the test build: run scripts/test.sh, or `cargo build --bin herald --features failpoints`",
+                bin.display()
+            ))
+        }
+    });
+    if let Err(e) = r {
+        panic!("{e}");
+    }
 }
 
 /// Environment for one herald invocation.

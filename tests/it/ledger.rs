@@ -2,7 +2,7 @@
 //! workers from sending the same email.
 use std::time::Duration;
 
-use herald::ledger::{self, Claim, Key};
+use herald::internals::ledger::{self, Claim, Key};
 use herald_tests::both_backends;
 use herald_tests::db::{Backend, TestDb};
 use uuid::Uuid;

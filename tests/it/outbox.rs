@@ -161,3 +161,46 @@ both_backends!(
     rejects_invalid_events,
     duplicate_event_id_is_refused
 );
+
+/// `herald::testing`, as an application's own test uses it: inside the
+/// transaction, no NATS, no Herald process.
+async fn testing_helper_sees_what_a_transaction_enqueued(backend: Backend) {
+    let tdb = TestDb::new(backend).await;
+    let db = tdb.connect().await;
+    let txn = db.begin().await.unwrap();
+    enqueue(
+        &txn,
+        NewEvent::new(
+            "events.user.joined",
+            json!({"email": "ada@example.com", "n": 1}),
+        )
+        .aggregate("user", 7),
+    )
+    .await
+    .unwrap();
+    let found = herald::testing::assert_enqueued(
+        &txn,
+        "events.user.joined",
+        json!({"n": 1, "email": "ada@example.com"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(found.aggregate.as_deref(), Some("user/7"));
+    let err = herald::testing::assert_enqueued(&txn, "events.user.left", json!({}))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("events.user.joined"),
+        "names what was enqueued: {err}"
+    );
+    assert_eq!(
+        herald::testing::count_enqueued(&txn, "events.user.joined")
+            .await
+            .unwrap(),
+        1
+    );
+    txn.rollback().await.unwrap();
+}
+
+both_backends!(testing_helper_sees_what_a_transaction_enqueued);

@@ -998,13 +998,18 @@ async fn upgrade_keeps_legacy_rows(backend: Backend) {
     // The relay's claim (one UPDATE for the batch) still works: it leases
     // the pending legacy row and is not failed by the one the rules refuse.
     let now = chrono::Utc::now();
-    let claimed =
-        herald::relay::store::claim(&conn, "test", now, now + chrono::Duration::seconds(30), 500)
-            .await
-            .expect("claim after the upgrade");
+    let claimed = herald::internals::outbox::claim(
+        &conn,
+        "test",
+        now,
+        now + chrono::Duration::seconds(30),
+        500,
+    )
+    .await
+    .expect("claim after the upgrade");
     let seqs: Vec<i64> = claimed.iter().map(|c| c.seq).collect();
     assert_eq!(seqs, [1]);
-    herald::relay::store::release(&conn, "test", &seqs)
+    herald::internals::outbox::release(&conn, "test", &seqs)
         .await
         .unwrap();
     insert(

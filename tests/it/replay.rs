@@ -255,15 +255,22 @@ async fn replay_leaves_in_flight_deliveries_to_their_worker(backend: Backend) {
     let ids = w.env.enqueue_many("events.test.a", 2, 0).await;
     w.env.wait_all_published().await;
     // The other worker's claim on the first event's delivery, made just now.
-    let key = herald::ledger::Key {
+    let key = herald::internals::ledger::Key {
         event_id: ids[0].into(),
         workflow: "notify",
         recipient: "u0@example.com",
     };
-    let claim = herald::ledger::claim(&w.env.conn, &key, 0, "n=0", Duration::from_secs(60), true)
-        .await
-        .unwrap();
-    assert_eq!(claim, herald::ledger::Claim::Send { attempt: 1 });
+    let claim = herald::internals::ledger::claim(
+        &w.env.conn,
+        &key,
+        0,
+        "n=0",
+        Duration::from_secs(60),
+        true,
+    )
+    .await
+    .unwrap();
+    assert_eq!(claim, herald::internals::ledger::Claim::Send { attempt: 1 });
     let (code, out, err) = run(&w.h, &["replay", "--workflow", "notify", "--from-seq", "1"]).await;
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(

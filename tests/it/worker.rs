@@ -854,13 +854,13 @@ async fn delivery_claimed_elsewhere_is_not_sent_twice(backend: Backend) {
         )
         .await;
     w.env.wait_all_published().await;
-    let key = herald::ledger::Key {
+    let key = herald::internals::ledger::Key {
         event_id: id.parse().unwrap(),
         workflow: "notify",
         recipient: "a@example.com",
     };
     // The other worker claims it, then the message reaches this one.
-    herald::ledger::claim(
+    herald::internals::ledger::claim(
         &w.env.conn,
         &key,
         0,
@@ -884,7 +884,7 @@ async fn delivery_claimed_elsewhere_is_not_sent_twice(backend: Backend) {
     )
     .await;
     // The other worker's send succeeds and is recorded.
-    herald::ledger::mark_sent(&w.env.conn, &key, "<other>", "250 ok")
+    herald::internals::ledger::mark_sent(&w.env.conn, &key, "<other>", "250 ok")
         .await
         .unwrap();
     wait::until("the message is acked", wait::DEFAULT, || async {

@@ -136,7 +136,7 @@ pub async fn run(g: &Global, cmd: DlqCmd) -> Result<ExitCode> {
             let mut tally = Tally::default();
             for d in &rows {
                 // Re-driven meanwhile as one held behind an earlier one?
-                let Some(d) = herald::dlq::get(&worker.db, d.id).await? else {
+                let Some(d) = herald::dlq::get(worker.db(), d.id).await? else {
                     continue;
                 };
                 if d.retried_at.is_some() {

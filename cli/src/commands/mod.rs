@@ -42,10 +42,18 @@ pub fn exit_code_of(err: &anyhow::Error) -> ExitCode {
     ExitCode::from(1)
 }
 
+/// `herald --version`: a test build (with failpoints) says so, and the test
+/// suite refuses any other (its crash tests would wait in vain).
+const VERSION: &str = if cfg!(feature = "failpoints") {
+    concat!(env!("CARGO_PKG_VERSION"), " +failpoints")
+} else {
+    env!("CARGO_PKG_VERSION")
+};
+
 #[derive(Parser, Debug)]
 #[command(
     name = "herald",
-    version,
+    version = VERSION,
     about = "Notification workflow engine: transactional outbox -> NATS JetStream -> YAML workflows -> email",
     long_about = "Herald sends the emails your application's state changes call for, never losing one and, \
 in the normal course, never sending one twice.\n\n\
@@ -178,10 +186,7 @@ pub enum Command {
 pub async fn jetstream_for(g: &Global, name: &str) -> Result<async_nats::jetstream::Context> {
     let client = herald::jetstream::connect(g.nats_url.expose(), name).await?;
     let js = async_nats::jetstream::new(client);
-    let settings = herald::jetstream::StreamSettings {
-        name: g.stream.clone(),
-        ..Default::default()
-    };
+    let settings = herald::jetstream::StreamSettings::named(g.stream.clone());
     herald::jetstream::ensure_stream(&js, &settings).await?;
     Ok(js)
 }

@@ -3,7 +3,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::Subcommand;
-use herald::relay::store;
+use herald::outbox::Republish;
 
 use super::{Global, duration_arg, usage};
 
@@ -43,11 +43,11 @@ pub async fn run(g: &Global, cmd: OutboxCmd) -> Result<ExitCode> {
     herald::db::migrate(&db).await?;
     match cmd {
         OutboxCmd::Prune { older_than } => {
-            let n = herald::relay::prune(&db, older_than).await?;
+            let n = herald::outbox::prune(&db, older_than).await?;
             println!("pruned {n} published row(s)");
         }
         OutboxCmd::Retry { seq } => {
-            let n = herald::relay::store::unpark(&db, seq).await?;
+            let n = herald::outbox::unpark(&db, seq).await?;
             println!("re-queued {n} parked row(s)");
         }
         OutboxCmd::Republish {
@@ -56,44 +56,25 @@ pub async fn run(g: &Global, cmd: OutboxCmd) -> Result<ExitCode> {
             subject,
             batch,
         } => {
-            if let Some(f) = &subject {
-                herald::subject::validate_filter(f)
+            let mut range = Republish::since(since).batch(batch);
+            if let Some(f) = subject {
+                herald::subject::validate_filter(&f)
                     .map_err(|e| usage(format!("--subject {f:?}: {e}")))?;
+                range = range.subject(f);
             }
-            let until = until.unwrap_or_else(chrono::Utc::now);
+            if let Some(u) = until {
+                range = range.until(u);
+            }
             let js = super::jetstream_for(g, "herald-republish").await?;
-            let total = store::count_published_between(&db, since, until).await?;
             let mut progress = super::progress::Progress::new("republish", "seq");
-            let (mut read, mut rows, mut published, mut duplicates) = (0u64, 0usize, 0, 0);
-            let mut after = 0i64;
-            loop {
-                let page = store::published_between(&db, since, until, after, batch).await?;
-                let Some(last) = page.last().map(|r| r.seq) else {
-                    break;
-                };
-                read += page.len() as u64;
-                let done_through = after;
-                after = last;
-                let wanted: Vec<_> = page
-                    .into_iter()
-                    .filter(|r| {
-                        subject
-                            .as_deref()
-                            .is_none_or(|f| herald::subject::matches(f, &r.subject))
-                    })
-                    .collect();
-                let (p, d) = herald::relay::republish(&js, &wanted).await.map_err(|e| {
-                    anyhow::anyhow!(
-                        "{e} (rows up to seq {done_through} are republished; running it again is safe: the stream drops what it holds, the ledger what was sent)"
-                    )
-                })?;
-                rows += wanted.len();
-                (published, duplicates) = (published + p, duplicates + d);
-                progress.update(read, total.max(read), last);
-            }
+            let done = herald::outbox::republish(&db, &js, &range, |p| {
+                progress.update(p.read, p.total, p.seq)
+            })
+            .await?;
             progress.finish();
             println!(
-                "republished {rows} row(s): {published} stored again, {duplicates} still held by the stream (dropped as duplicates)"
+                "republished {} row(s): {} stored again, {} still held by the stream (dropped as duplicates)",
+                done.rows, done.published, done.duplicates
             );
         }
     }

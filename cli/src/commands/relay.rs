@@ -39,24 +39,18 @@ pub struct RelayArgs {
 
 impl RelayArgs {
     pub fn config(&self) -> RelayConfig {
-        let mut cfg = RelayConfig {
-            batch_size: self.relay_batch,
-            lease: self.relay_lease,
-            poll_interval: self.relay_poll,
-            retention: self.outbox_retention,
-            ..Default::default()
-        };
-        cfg.retry.max_attempts = self.relay_max_attempts;
-        cfg
+        RelayConfig::default()
+            .batch_size(self.relay_batch)
+            .lease(self.relay_lease)
+            .poll_interval(self.relay_poll)
+            .retention(self.outbox_retention)
+            .max_attempts(self.relay_max_attempts)
     }
 
     pub fn stream(&self, g: &Global) -> StreamSettings {
-        StreamSettings {
-            name: g.stream.clone(),
-            duplicate_window: self.duplicate_window,
-            replicas: self.stream_replicas,
-            max_age: None,
-        }
+        StreamSettings::named(g.stream.clone())
+            .duplicate_window(self.duplicate_window)
+            .replicas(self.stream_replicas)
     }
 }
 

@@ -68,15 +68,14 @@ pub async fn run(g: &Global, cmd: ReplayCmd) -> Result<ExitCode> {
     if cmd.resend {
         worker = worker.resending(cmd.reason.clone());
     }
-    let opts = ReplayOptions {
-        start: match (cmd.from_seq, cmd.since) {
-            (Some(n), _) => Start::Seq(n),
-            (None, Some(t)) => Start::Time(t),
-            (None, None) => return Err(usage("give --since or --from-seq")),
-        },
-        until: cmd.until,
-        dry_run: cmd.dry_run,
+    let start = match (cmd.from_seq, cmd.since) {
+        (Some(n), _) => Start::Seq(n),
+        (None, Some(t)) => Start::Time(t),
+        (None, None) => return Err(usage("give --since or --from-seq")),
     };
+    let opts = ReplayOptions::from(start)
+        .until(cmd.until)
+        .dry_run(cmd.dry_run);
     let stop = CancellationToken::new();
     super::cancel_on_signals(stop.clone());
 

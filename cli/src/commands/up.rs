@@ -348,10 +348,7 @@ pub async fn run_demo(g: &Global, cmd: DemoCmd) -> Result<ExitCode> {
     }
     // Done when the relay published everything and every consumer acked it.
     loop {
-        let published = herald::relay::store::backlog(&db, chrono::Utc::now())
-            .await?
-            .pending
-            == 0;
+        let published = herald::outbox::backlog(&db).await?.pending == 0;
         if published && drained(&running.js, g).await {
             break;
         }

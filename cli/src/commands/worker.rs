@@ -110,15 +110,16 @@ pub fn build(
     metrics: Arc<Metrics>,
 ) -> Result<(Arc<Worker>, Vec<herald::workflow::Workflow>)> {
     let selected = select(g, &engine, args)?;
-    let worker = Arc::new(engine.worker(
-        WorkerConfig {
-            stream: g.stream.clone(),
-            concurrency: args.concurrency as usize,
-            max_ack_pending: args.max_ack_pending,
-            ack_wait: args.ack_wait,
-        },
-        metrics,
-    ));
+    let worker = Arc::new(
+        engine.worker(
+            WorkerConfig::default()
+                .stream(g.stream.clone())
+                .concurrency(args.concurrency as usize)
+                .max_ack_pending(args.max_ack_pending)
+                .ack_wait(args.ack_wait),
+            metrics,
+        ),
+    );
     Ok((worker, selected))
 }
 
@@ -140,8 +141,8 @@ pub async fn run(g: &Global, cmd: WorkerCmd) -> Result<ExitCode> {
     super::cancel_on_signals(stop.clone());
     worker.clone().run(js, workflows, o.health, stop).await;
     tracing::info!(
-        sent = worker.metrics.emails_sent.get(),
-        dead_letters = worker.metrics.dead_letters.get(),
+        sent = worker.metrics().emails_sent.get(),
+        dead_letters = worker.metrics().dead_letters.get(),
         "worker stopped"
     );
     Ok(ExitCode::SUCCESS)

@@ -14,8 +14,8 @@ use async_nats::HeaderMap;
 use chrono::Utc;
 
 use super::publish::{self, PublishFailure};
-use super::store::{self, Claimed};
-use super::{BatchOutcome, Relay, RelayError};
+use super::{BatchOutcome, Relay, RelayError, RelayErrorKind};
+use crate::outbox::store::{self, Claimed};
 
 /// A batch's rows in rounds, each round in seq order.
 fn rounds(rows: Vec<(&Claimed, HeaderMap)>) -> Vec<Vec<(&Claimed, HeaderMap)>> {
@@ -178,14 +178,21 @@ impl Relay {
         }
         store::release(&self.db, &self.cfg.instance, &res.release).await?;
         if res.stream_missing {
-            return Err(RelayError::NoStream(
-                res.transport_error.unwrap_or_default(),
+            return Err(RelayError::new(
+                RelayErrorKind::NoStream,
+                format!(
+                    "the events stream is missing: {}",
+                    res.transport_error.unwrap_or_default()
+                ),
             ));
         }
         if let Some(e) = res.transport_error
             && res.acks.is_empty()
         {
-            return Err(RelayError::Nats(e));
+            return Err(RelayError::new(
+                RelayErrorKind::Unreachable,
+                format!("NATS: {e}"),
+            ));
         }
         Ok(out.clone())
     }

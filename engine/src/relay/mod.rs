@@ -8,8 +8,7 @@
 //! as a duplicate within the stream's duplicate window.
 mod batch;
 mod listen;
-mod publish;
-pub mod store;
+pub(crate) mod publish;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,10 +26,18 @@ use crate::jetstream::StreamSettings;
 use crate::metrics::Metrics;
 use crate::retry::RetryPolicy;
 
-pub use publish::PublishFailure;
+use crate::outbox::store;
 
 /// Relay settings (flags of `herald relay`).
+///
+/// ```
+/// let cfg = herald::relay::RelayConfig::default()
+///     .batch_size(1000)
+///     .poll_interval(std::time::Duration::from_millis(100));
+/// assert_eq!(cfg.batch_size, 1000);
+/// ```
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct RelayConfig {
     /// Rows claimed and published per iteration.
     pub batch_size: u32,
@@ -64,6 +71,34 @@ impl Default for RelayConfig {
     }
 }
 
+impl RelayConfig {
+    pub fn batch_size(mut self, rows: u32) -> Self {
+        self.batch_size = rows.max(1);
+        self
+    }
+
+    pub fn lease(mut self, d: Duration) -> Self {
+        self.lease = d;
+        self
+    }
+
+    pub fn poll_interval(mut self, d: Duration) -> Self {
+        self.poll_interval = d;
+        self
+    }
+
+    /// Publish attempts of one row before it is parked.
+    pub fn max_attempts(mut self, n: u32) -> Self {
+        self.retry.max_attempts = n.max(1);
+        self
+    }
+
+    pub fn retention(mut self, d: Option<Duration>) -> Self {
+        self.retention = d;
+        self
+    }
+}
+
 /// The JetStream context a relay publishes with. async-nats caps the acks in
 /// flight (5,000 by default) and makes `publish` wait for a free slot; since
 /// the relay issues a whole batch before awaiting any ack, a batch larger than
@@ -75,7 +110,7 @@ pub fn jetstream_context(client: async_nats::Client, batch_size: u32) -> jetstre
 }
 
 /// `host-pid-xxxx`: unique per process, readable in the table.
-pub fn instance_id(role: &str) -> String {
+pub(crate) fn instance_id(role: &str) -> String {
     let host = hostname::get()
         .ok()
         .and_then(|h| h.into_string().ok())
@@ -84,15 +119,29 @@ pub fn instance_id(role: &str) -> String {
     format!("{role}-{host}-{}-{}", std::process::id(), &rnd[..6])
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum RelayError {
-    #[error("database: {}", crate::db::describe(.0))]
-    Database(#[from] DbErr),
-    #[error("NATS: {0}")]
-    Nats(String),
+/// What a relay iteration can fail on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum RelayErrorKind {
+    /// The database failed (claim, mark): nothing was lost, the batch is retried.
+    Database,
+    /// NATS did not take the publishes (down, slow): the rows are released.
+    Unreachable,
     /// The events stream is gone (deleted by hand): the relay recreates it.
-    #[error("the events stream is missing: {0}")]
-    NoStream(String),
+    NoStream,
+}
+
+/// A relay iteration's failure.
+pub type RelayError = crate::error::Error<RelayErrorKind>;
+
+impl From<DbErr> for RelayError {
+    fn from(e: DbErr) -> Self {
+        RelayError::new(
+            RelayErrorKind::Database,
+            format!("database: {}", crate::db::describe(&e)),
+        )
+        .with_source(e)
+    }
 }
 
 /// What one iteration did.
@@ -118,40 +167,6 @@ pub struct Relay {
     wake: Arc<Notify>,
     /// Settings to recreate the stream with if it disappears.
     stream: Option<StreamSettings>,
-}
-
-/// Publish already-published rows again (`herald outbox republish`), e.g.
-/// after JetStream lost acknowledged messages. Same headers and
-/// `Nats-Msg-Id` as the first time: JetStream drops those it still holds
-/// within its duplicate window, and the ledger keeps the worker from
-/// emailing anyone twice. Returns (published, dropped as duplicates).
-pub async fn republish(
-    js: &jetstream::Context,
-    rows: &[herald_entities::outbox::Model],
-) -> Result<(u64, u64), RelayError> {
-    let claimed: Vec<store::Claimed> = rows.iter().map(store::Claimed::from).collect();
-    let (mut published, mut duplicates) = (0, 0);
-    for chunk in claimed.chunks(500) {
-        let mut ready = Vec::with_capacity(chunk.len());
-        for row in chunk {
-            let h = publish::build_headers(row).map_err(RelayError::Nats)?;
-            ready.push((row, h));
-        }
-        for (row, r) in publish::publish_all(js, ready).await {
-            match r {
-                Ok(ack) if ack.duplicate => duplicates += 1,
-                Ok(_) => published += 1,
-                Err(f) => {
-                    return Err(RelayError::Nats(format!(
-                        "seq {}: {}",
-                        row.seq,
-                        f.message()
-                    )));
-                }
-            }
-        }
-    }
-    Ok((published, duplicates))
 }
 
 impl Relay {
@@ -237,7 +252,7 @@ impl Relay {
                     (o.claimed as u32) < self.cfg.batch_size
                 }
                 Err(e) => {
-                    if let (RelayError::NoStream(_), Some(settings)) = (e, &self.stream) {
+                    if let (RelayErrorKind::NoStream, Some(settings)) = (e.kind(), &self.stream) {
                         match crate::jetstream::ensure_stream(&self.js, settings).await {
                             Ok(_) => {
                                 tracing::warn!(stream = %settings.name, "the events stream was missing: recreated it")
@@ -292,25 +307,12 @@ impl Relay {
         );
     }
 
-    /// Delete published rows older than `older_than`, in small batches.
-    pub async fn prune(&self, older_than: Duration) -> u64 {
-        prune(&self.db, older_than).await.unwrap_or_else(|e| {
-            tracing::warn!(error = %e, "prune failed");
-            0
-        })
-    }
-}
-
-/// Delete published rows older than `older_than` in batches of 1,000 so that
-/// no statement holds locks for long; returns the number deleted.
-pub async fn prune(db: &DatabaseConnection, older_than: Duration) -> Result<u64, DbErr> {
-    let cutoff = Utc::now() - chrono::Duration::from_std(older_than).unwrap_or_default();
-    let mut total = 0;
-    loop {
-        let n = store::prune(db, cutoff, 1000).await?;
-        total += n;
-        if n < 1000 {
-            return Ok(total);
-        }
+    async fn prune(&self, older_than: Duration) -> u64 {
+        crate::outbox::prune(&self.db, older_than)
+            .await
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %crate::db::describe(&e), "prune failed");
+                0
+            })
     }
 }

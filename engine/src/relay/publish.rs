@@ -8,8 +8,8 @@ use async_nats::jetstream::{self, context::PublishErrorKind, publish::PublishAck
 use async_nats::{HeaderMap, HeaderName, HeaderValue};
 use futures::future::join_all;
 
-use super::store::Claimed;
 use crate::jetstream::headers;
+use crate::outbox::store::Claimed;
 
 /// Why a row was not published.
 #[derive(Debug, Clone, PartialEq, Eq)]

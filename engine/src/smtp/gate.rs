@@ -10,6 +10,7 @@ use tokio::sync::watch;
 
 /// The transport as the worker sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum TransportState {
     Up,
     Down {

@@ -27,6 +27,7 @@ use crate::workflow::render::Email;
 
 /// Why a send failed.
 #[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
 pub enum SendError {
     /// The server could not be reached: connection refused, unknown host,
     /// connect or TLS timeout, a 421 greeting, refused credentials. Not the
@@ -55,6 +56,7 @@ pub enum SendError {
 
 /// What kind of failure, for decisions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SendErrorKind {
     /// The transport, not the message: wait for it, count nothing.
     Transport,

@@ -44,7 +44,7 @@ struct Session {
 
 impl Worker {
     /// Create or update the durable consumer of `wf`.
-    pub async fn consumer(
+    pub(crate) async fn consumer(
         &self,
         js: &jetstream::Context,
         wf: &Workflow,

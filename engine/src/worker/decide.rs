@@ -4,6 +4,7 @@ use std::time::Duration;
 
 /// The fate of a message: the only thing the consumer loop acts on.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub enum Disposition {
     Ack,
     Retry {
@@ -44,7 +45,7 @@ impl std::fmt::Display for Disposition {
 
 /// What happened to one recipient's delivery.
 #[derive(Debug, Clone, PartialEq)]
-pub enum DeliveryOutcome {
+pub(crate) enum DeliveryOutcome {
     /// Accepted by the server and recorded.
     Sent,
     /// The ledger had it as done (sent, skipped, dead): nothing to do.
@@ -63,7 +64,7 @@ pub enum DeliveryOutcome {
 /// transport was down, wait for it; else retry as soon as the first retry or
 /// claim allows; else wait for the other worker's claim; else everything is
 /// recorded and the message is done.
-pub fn decide(outcomes: &[DeliveryOutcome]) -> Disposition {
+pub(crate) fn decide(outcomes: &[DeliveryOutcome]) -> Disposition {
     if outcomes.contains(&DeliveryOutcome::Paused) {
         return Disposition::Paused;
     }

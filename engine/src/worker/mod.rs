@@ -2,20 +2,20 @@
 //! renders the workflow's emails and, per recipient, claims the ledger row,
 //! sends, records the result; only then does it acknowledge.
 //!
-//! - [`event`]: decoding a stream message (or a dead letter) into an [`Event`];
-//! - [`process`]: one event through one workflow, to a [`ProcessOutcome`];
-//! - [`delivery`]: one recipient's email: claim → send → record;
-//! - [`decide`]: the pure decision from delivery outcomes to a [`Disposition`];
-//! - [`settle`]: the only code that acks, naks or terminates;
-//! - [`lanes`]: order per aggregate, concurrency across aggregates;
-//! - [`consumer`]: binding each workflow's consumer, the pull loop, the
+//! - `event`: decoding a stream message (or a dead letter) into an `Event`;
+//! - `process`: one event through one workflow, to a [`ProcessOutcome`];
+//! - `delivery`: one recipient's email: claim → send → record;
+//! - `decide`: the pure decision from delivery outcomes to a [`Disposition`];
+//! - `settle`: the only code that acks, naks or terminates;
+//! - `lanes`: order per aggregate, concurrency across aggregates;
+//! - `consumer`: binding each workflow's consumer, the pull loop, the
 //!   supervisor that restarts a consumer that stopped;
-//! - [`run`]: all consumers plus the health watchers, until cancelled;
-//! - [`failpoint`]: crash points for tests.
+//! - `run`: all consumers plus the health watchers, until cancelled;
+//! - `failpoint`: crash points for tests.
 mod consumer;
 mod decide;
 mod delivery;
-mod event;
+pub(crate) mod event;
 mod failpoint;
 mod lanes;
 mod order;
@@ -34,12 +34,21 @@ use crate::smtp::Transport;
 use crate::workflow::Catalog;
 use crate::workflow::address::Mailbox;
 
-pub use decide::{DeliveryOutcome, Disposition, decide};
-pub use event::Event;
+pub use decide::Disposition;
+pub(crate) use event::Event;
 pub use process::ProcessOutcome;
 
-/// Worker settings.
+/// Worker settings (the flags of `herald worker`).
+///
+/// ```
+/// let cfg = herald::worker::WorkerConfig::default()
+///     .stream("HERALD")
+///     .concurrency(32)
+///     .ack_wait(std::time::Duration::from_secs(30));
+/// assert_eq!(cfg.concurrency, 32);
+/// ```
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct WorkerConfig {
     pub stream: String,
     /// Messages processed at once per workflow.
@@ -52,6 +61,26 @@ pub struct WorkerConfig {
 }
 
 impl WorkerConfig {
+    pub fn stream(mut self, name: impl Into<String>) -> Self {
+        self.stream = name.into();
+        self
+    }
+
+    pub fn concurrency(mut self, n: usize) -> Self {
+        self.concurrency = n.max(1);
+        self
+    }
+
+    pub fn max_ack_pending(mut self, n: i64) -> Self {
+        self.max_ack_pending = n.max(1);
+        self
+    }
+
+    pub fn ack_wait(mut self, d: Duration) -> Self {
+        self.ack_wait = d;
+        self
+    }
+
     /// Messages taken from the stream at once (in lanes, running or
     /// waiting): enough to keep every slot busy across many aggregates,
     /// never more than the consumer's max_ack_pending.
@@ -76,33 +105,48 @@ impl Default for WorkerConfig {
 
 /// Binding a workflow's durable consumer failed.
 #[derive(Debug, thiserror::Error)]
-pub enum WorkerError {
+pub(crate) enum WorkerError {
     #[error("JetStream consumer {consumer}: {detail}")]
     Consumer { consumer: String, detail: String },
 }
 
 /// Why a dead letter could not be re-driven.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum RedriveError {
     #[error("workflow {0:?} is not in the workflows directory")]
     UnknownWorkflow(String),
-    #[error("database: {0}")]
+    #[error("database: {}", crate::db::describe(.0))]
     Database(#[from] DbErr),
 }
 
-/// Everything the processing of one message needs.
+/// A worker: the workflows' consumers, and everything processing a message
+/// needs. Build it with [`Worker::new`], run it with [`Worker::run`].
+///
+/// ```no_run
+/// # async fn f(db: sea_orm::DatabaseConnection, js: async_nats::jetstream::Context) -> Result<(), Box<dyn std::error::Error>> {
+/// use std::sync::Arc;
+/// use herald::{health::Health, metrics::Metrics, smtp::Transport, worker::{Worker, WorkerConfig}};
+/// let catalog = herald::workflow::load("workflows/".as_ref())?;
+/// let workflows = catalog.workflows.clone();
+/// let transport = Transport::from_url("smtp://mail.example.org:587")?;
+/// let worker = Arc::new(Worker::new(db, Arc::new(catalog), transport, Metrics::new(), WorkerConfig::default()));
+/// let stop = tokio_util::sync::CancellationToken::new();
+/// worker.run(js, workflows, Health::new(), stop).await; // until stop.cancel()
+/// # Ok(()) }
+/// ```
 pub struct Worker {
-    pub db: DatabaseConnection,
-    pub catalog: Arc<Catalog>,
-    pub transport: Transport,
-    pub metrics: Arc<Metrics>,
-    pub cfg: WorkerConfig,
+    pub(crate) db: DatabaseConnection,
+    pub(crate) catalog: Arc<Catalog>,
+    pub(crate) transport: Transport,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) cfg: WorkerConfig,
     /// `herald replay --resend`: send deliveries the ledger has as sent once
     /// more, recording this reason, with a distinct Message-ID.
-    pub resend: Option<String>,
+    pub(crate) resend: Option<String>,
     /// The stream's first sequence (refreshed while running): an earlier
     /// event of an aggregate below it is gone and not waited for.
-    pub first_stream_seq: std::sync::atomic::AtomicU64,
+    pub(crate) first_stream_seq: std::sync::atomic::AtomicU64,
 }
 
 impl Worker {
@@ -124,6 +168,21 @@ impl Worker {
         }
     }
 
+    /// The worker's metrics (what it sent, retried, dead-lettered so far).
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// The workflows it was built with.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// The database it records in.
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
     /// Send again, with a distinct Message-ID, deliveries the ledger has as
     /// sent (`herald replay --resend`), recording `reason`.
     pub fn resending(mut self, reason: impl Into<String>) -> Worker {
@@ -141,7 +200,7 @@ pub fn message_id(event: EventId, workflow: &str, index: usize, from: &Mailbox) 
     format!("{event}.{workflow}.{index}@{domain}")
 }
 
-/// Durable consumer name of a workflow.
+/// Durable consumer name of a workflow (`herald-NAME`).
 pub fn consumer_name(wf: &str) -> String {
     format!("herald-{wf}")
 }

@@ -97,7 +97,7 @@ impl Worker {
     /// whose aggregate has an earlier event dead-lettered in this workflow
     /// waits behind it (a dead letter of kind `held`), so the aggregate's
     /// emails keep their order.
-    pub async fn process(&self, wf: &Workflow, ev: &Event) -> Result<ProcessOutcome, DbErr> {
+    pub(crate) async fn process(&self, wf: &Workflow, ev: &Event) -> Result<ProcessOutcome, DbErr> {
         if let (Some(aggregate), Some(seq)) = (&ev.aggregate, ev.stream_seq)
             && let Some(front) = dlq::blocking(&self.db, &wf.name, aggregate, seq, ev.id).await?
         {
@@ -244,7 +244,7 @@ impl Worker {
 
     /// [`Worker::process`], waiting for the transport whenever it was
     /// unreachable (no attempt is counted meanwhile), until `stop`.
-    pub async fn process_when_reachable(
+    pub(crate) async fn process_when_reachable(
         &self,
         wf: &Workflow,
         ev: &Event,

@@ -1,13 +1,13 @@
 //! Workflows: load → check → compile. [`load`] reads a directory (YAML files,
-//! template files, partials), runs every named check of [`check`] on each
+//! template files, partials), runs every named check (module `check`) on each
 //! workflow, compiles the templates, and returns a [`Catalog`] ready to
 //! render, or every problem found, each as `FILE:LINE:COL: message`.
-pub mod address;
+pub(crate) mod address;
 mod check;
 mod compile;
-pub mod helpers;
+pub(crate) mod helpers;
 pub mod render;
-mod source;
+pub(crate) mod source;
 pub mod spec;
 mod template_id;
 mod templates;
@@ -20,8 +20,8 @@ use serde_saphyr::Location;
 
 use crate::retry::RetryPolicy;
 
-pub use source::parse;
-pub use template_id::{Field, Part, RecipientKind, TemplateId};
+pub use address::Mailbox;
+pub(crate) use template_id::TemplateId;
 
 /// One validation problem, located in a file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,7 +74,7 @@ pub struct Problems(pub Vec<Problem>);
 
 /// A guard, checked against the template context.
 #[derive(Debug, Clone)]
-pub enum Guard {
+pub(crate) enum Guard {
     Exists(Vec<String>, bool),
     Equals(Vec<String>, serde_json::Value),
     NotEquals(Vec<String>, serde_json::Value),
@@ -83,7 +83,7 @@ pub enum Guard {
 
 /// How an address field renders.
 #[derive(Debug, Clone)]
-pub enum AddressTemplate {
+pub(crate) enum AddressTemplate {
     /// `NAME <ADDRESS>`: the name (if any) and the address, rendered apart.
     Mailbox {
         name: Option<TemplateId>,
@@ -95,16 +95,16 @@ pub enum AddressTemplate {
 
 /// The compiled templates of a workflow's email, by id.
 #[derive(Debug, Clone)]
-pub struct CompiledEmail {
-    pub from: AddressTemplate,
-    pub to: Vec<AddressTemplate>,
-    pub cc: Vec<AddressTemplate>,
-    pub bcc: Vec<AddressTemplate>,
-    pub reply_to: Vec<AddressTemplate>,
-    pub subject: TemplateId,
-    pub text: Option<TemplateId>,
-    pub html: Option<TemplateId>,
-    pub headers: Vec<(String, TemplateId)>,
+pub(crate) struct CompiledEmail {
+    pub(crate) from: AddressTemplate,
+    pub(crate) to: Vec<AddressTemplate>,
+    pub(crate) cc: Vec<AddressTemplate>,
+    pub(crate) bcc: Vec<AddressTemplate>,
+    pub(crate) reply_to: Vec<AddressTemplate>,
+    pub(crate) subject: TemplateId,
+    pub(crate) text: Option<TemplateId>,
+    pub(crate) html: Option<TemplateId>,
+    pub(crate) headers: Vec<(String, TemplateId)>,
 }
 
 /// A validated workflow; its templates live in the [`Catalog`]'s registries.
@@ -112,13 +112,15 @@ pub struct CompiledEmail {
 pub struct Workflow {
     pub name: String,
     pub description: Option<String>,
+    /// The YAML file it was loaded from.
     pub file: PathBuf,
+    /// The NATS subject filters it consumes.
     pub subjects: Vec<String>,
-    pub guards: Vec<Guard>,
-    pub for_each: Option<Vec<String>>,
-    pub email: CompiledEmail,
-    pub retry: RetryPolicy,
-    pub on_uncertain: spec::OnUncertain,
+    pub(crate) guards: Vec<Guard>,
+    pub(crate) for_each: Option<Vec<String>>,
+    pub(crate) email: CompiledEmail,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) on_uncertain: spec::OnUncertain,
 }
 
 /// Every workflow of a directory, compiled.

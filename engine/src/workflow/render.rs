@@ -46,6 +46,7 @@ impl Email {
 
 /// Why an event cannot be rendered: all permanent.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum RenderError {
     #[error("template {template}: {message}")]
     Template { template: String, message: String },
@@ -75,7 +76,7 @@ pub enum Outcome {
     Emails(Vec<Email>),
 }
 
-pub fn lookup<'a>(ctx: &'a Value, path: &[String]) -> Option<&'a Value> {
+pub(crate) fn lookup<'a>(ctx: &'a Value, path: &[String]) -> Option<&'a Value> {
     let mut cur = ctx;
     for seg in path {
         cur = match cur {

@@ -1,14 +1,15 @@
-//! The delivery ledger: one row per (event, workflow, recipient). The worker
-//! claims a row before sending and records the result before acking, so a
-//! redelivered or replayed message never sends an email the ledger marks sent.
+//! The worker's side of the ledger: claiming a delivery before sending it
+//! (a compare-and-set with a lease), recording what happened, and reopening
+//! dead ones for a re-drive. Crate-private: an application reads the ledger
+//! through [`super::deliveries_of`].
 use std::time::Duration;
 
 use crate::EventId;
 use chrono::{DateTime, Utc};
 use herald_entities::delivery::{self, DeliveryState};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr,
-    EntityTrait, QueryFilter, QueryOrder, sea_query::OnConflict,
+    ActiveValue::Set, ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
+    sea_query::OnConflict,
 };
 
 /// Ledger key of a skipped event (no recipients were rendered).
@@ -349,22 +350,6 @@ pub async fn reopen_dead(
         .exec(db)
         .await?;
     Ok(res.rows_affected)
-}
-
-/// Every delivery of one event, all workflows, in fan-out order: what the
-/// application asks instead of keeping its own "latest email status" per
-/// recipient (docs/use-cases.md, case 3). Takes any connection or transaction.
-pub async fn deliveries_of<C: ConnectionTrait>(
-    db: &C,
-    event_id: EventId,
-) -> Result<Vec<delivery::Model>, DbErr> {
-    delivery::Entity::find()
-        .filter(delivery::Column::EventId.eq(event_id.as_uuid()))
-        .order_by_asc(delivery::Column::Workflow)
-        .order_by_asc(delivery::Column::ItemIndex)
-        .order_by_asc(delivery::Column::Id)
-        .all(db)
-        .await
 }
 
 /// The state of one delivery, if the ledger has it.

@@ -36,7 +36,7 @@ pub const DEFAULT_MAX_PAYLOAD: usize = 1024 * 1024;
 /// at commit, so the relay wakes exactly when the row becomes visible.
 pub const NOTIFY_CHANNEL: &str = "herald_outbox";
 
-pub use crate::event_id::EventId;
+use crate::event_id::EventId;
 
 /// An event to enqueue. Built with [`NewEvent::new`] and the chained setters.
 #[derive(Debug, Clone)]

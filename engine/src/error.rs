@@ -1,0 +1,60 @@
+//! The shape of Herald's boundary errors, as async-nats shapes its own: a
+//! kind to match on ([`Error::kind`]), a message that names the cause in one
+//! line, and the underlying error kept as the source (for logs that want the
+//! chain). Nothing is flattened into a bare `String`.
+use std::fmt;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// An error of kind `K`.
+pub struct Error<K> {
+    kind: K,
+    message: String,
+    source: Option<BoxError>,
+}
+
+impl<K: Copy> Error<K> {
+    /// What went wrong, to match on.
+    pub fn kind(&self) -> K {
+        self.kind
+    }
+}
+
+impl<K> Error<K> {
+    pub(crate) fn new(kind: K, message: impl Into<String>) -> Self {
+        Error {
+            kind,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// Keep `source` as the cause (its text is already in the message).
+    pub(crate) fn with_source(mut self, source: impl Into<BoxError>) -> Self {
+        self.source = Some(source.into());
+        self
+    }
+}
+
+impl<K> fmt::Display for Error<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl<K: fmt::Debug> fmt::Debug for Error<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Error")
+            .field("kind", &self.kind)
+            .field("message", &self.message)
+            .finish()
+    }
+}
+
+impl<K: fmt::Debug> std::error::Error for Error<K> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
