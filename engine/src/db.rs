@@ -259,3 +259,19 @@ async fn pending_migrations(db: &DatabaseConnection) -> Result<usize, DbError> {
         .map_err(DbError::Migrate)?
         .len())
 }
+
+/// A transaction that will write: on SQLite it takes the write lock at
+/// BEGIN (`BEGIN IMMEDIATE`), waiting its turn under the busy timeout. A
+/// deferred transaction that reads first and writes later fails with
+/// "database is locked" when another writer committed in between; this one
+/// cannot. On PostgreSQL it is an ordinary transaction.
+pub(crate) async fn begin_write(
+    db: &DatabaseConnection,
+) -> Result<sea_orm::DatabaseTransaction, DbErr> {
+    use sea_orm::{SqliteTransactionMode, TransactionOptions, TransactionTrait};
+    db.begin_with_options(TransactionOptions {
+        sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+        ..Default::default()
+    })
+    .await
+}

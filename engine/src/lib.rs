@@ -17,6 +17,7 @@ pub mod jetstream;
 pub mod ledger;
 pub mod metrics;
 pub mod outbox;
+pub mod rate;
 pub mod relay;
 pub mod replay;
 pub mod retry;
@@ -24,7 +25,9 @@ pub mod secret;
 pub mod smtp;
 pub mod status;
 pub mod subject;
+pub mod suppression;
 pub mod trace;
+pub mod unsubscribe;
 pub mod worker;
 pub mod workflow;
 

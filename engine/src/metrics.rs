@@ -85,6 +85,10 @@ pub struct Metrics {
     pub uncertain: Counter,
     /// Times the SMTP transport became unreachable.
     pub smtp_outages: Counter,
+    /// Replies asking to slow down (421, 451, 454).
+    pub smtp_throttled: Counter,
+    /// Addresses suppressed by a hard bounce.
+    pub suppressed: Counter,
     /// 1 while the SMTP transport answers.
     pub smtp_up: Gauge,
     /// Per workflow: 1 while its consumer runs.
@@ -169,6 +173,16 @@ impl Metrics {
                 "herald_smtp_outages_total",
                 "Times the SMTP transport became unreachable",
                 Kind::Counter(&self.smtp_outages),
+            ),
+            (
+                "herald_smtp_throttled_total",
+                "Replies asking to slow down (421, 451, 454): the transport's rate backed off",
+                Kind::Counter(&self.smtp_throttled),
+            ),
+            (
+                "herald_suppressed_total",
+                "Addresses suppressed by a hard bounce",
+                Kind::Counter(&self.suppressed),
             ),
             (
                 "herald_smtp_up",

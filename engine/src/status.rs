@@ -26,6 +26,12 @@ pub struct Status {
     /// Aggregates whose later events wait: behind a parked outbox row
     /// (publishing) or an open dead letter (a workflow's emails).
     pub held: Held,
+    /// What waits in the schedule (delays, send windows, digests).
+    pub scheduled: crate::worker::Scheduled,
+    /// Addresses that get no mail (bounced for good or added by hand).
+    pub suppressed_addresses: i64,
+    /// Recorded one-click unsubscribes (address and category).
+    pub unsubscribes: i64,
 }
 
 /// What holds back aggregates, and where.
@@ -92,6 +98,13 @@ pub async fn from_database(db: &DatabaseConnection) -> Result<Status, DbErr> {
         outbox: store::parked_aggregates(db).await?,
         workflows: crate::dlq::held_aggregates(db).await?,
     };
+    let count = |sql: &'static str| async move {
+        db.query_one_raw(Statement::from_string(backend, sql))
+            .await?
+            .map(|r| r.try_get::<i64>("", "n"))
+            .transpose()
+            .map(Option::unwrap_or_default)
+    };
     Ok(Status {
         outbox,
         deliveries,
@@ -100,6 +113,9 @@ pub async fn from_database(db: &DatabaseConnection) -> Result<Status, DbErr> {
         stream_error: None,
         consumers: Vec::new(),
         held,
+        scheduled: crate::worker::scheduled(db).await?,
+        suppressed_addresses: count("SELECT COUNT(*) AS n FROM herald_suppressions").await?,
+        unsubscribes: count("SELECT COUNT(*) AS n FROM herald_unsubscribes").await?,
     })
 }
 
@@ -193,5 +209,21 @@ pub fn render_text(s: &Status) -> String {
         .collect();
     out.push_str(&format!("deliveries   {}\n", d.join("  ")));
     out.push_str(&format!("dead letters {}\n", s.dead_letters));
+    let sc = &s.scheduled;
+    if sc.delayed + sc.digests > 0 {
+        out.push_str(&format!(
+            "scheduled    delayed {}  digests {} ({} events)  next due {}\n",
+            sc.delayed,
+            sc.digests,
+            sc.digest_events,
+            sc.next_due.as_deref().unwrap_or("-")
+        ));
+    }
+    if s.suppressed_addresses + s.unsubscribes > 0 {
+        out.push_str(&format!(
+            "suppressed   {} addresses  unsubscribes {}\n",
+            s.suppressed_addresses, s.unsubscribes
+        ));
+    }
     out
 }

@@ -28,17 +28,29 @@ pub enum DeliveryState {
     /// as a dead letter, as the workflow's `on_uncertain` says.
     #[sea_orm(string_value = "uncertain")]
     Uncertain,
+    /// Not sent: the address is suppressed (it bounced, or an operator added it).
+    #[sea_orm(string_value = "suppressed")]
+    Suppressed,
+    /// Not sent: the address unsubscribed from the workflow's category.
+    #[sea_orm(string_value = "unsubscribed")]
+    Unsubscribed,
+    /// Waiting for its time: a delay, a send window, or a digest's window.
+    #[sea_orm(string_value = "scheduled")]
+    Scheduled,
 }
 
 impl DeliveryState {
     /// Every state, in the order `herald status` lists them.
-    pub const ALL: [DeliveryState; 6] = [
+    pub const ALL: [DeliveryState; 9] = [
         DeliveryState::Sent,
         DeliveryState::Skipped,
         DeliveryState::Dead,
         DeliveryState::Retrying,
         DeliveryState::Sending,
         DeliveryState::Uncertain,
+        DeliveryState::Suppressed,
+        DeliveryState::Unsubscribed,
+        DeliveryState::Scheduled,
     ];
 
     /// The stored name (`sent`, `dead`, …).
@@ -50,6 +62,9 @@ impl DeliveryState {
             DeliveryState::Skipped => "skipped",
             DeliveryState::Dead => "dead",
             DeliveryState::Uncertain => "uncertain",
+            DeliveryState::Suppressed => "suppressed",
+            DeliveryState::Unsubscribed => "unsubscribed",
+            DeliveryState::Scheduled => "scheduled",
         }
     }
 
@@ -62,7 +77,11 @@ impl DeliveryState {
     pub fn is_final(self) -> bool {
         matches!(
             self,
-            DeliveryState::Sent | DeliveryState::Skipped | DeliveryState::Dead
+            DeliveryState::Sent
+                | DeliveryState::Skipped
+                | DeliveryState::Dead
+                | DeliveryState::Suppressed
+                | DeliveryState::Unsubscribed
         )
     }
 }

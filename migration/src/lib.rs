@@ -6,6 +6,7 @@ mod m20261123_000002_held_index;
 mod m20261124_000003_producer_contract;
 mod m20261124_000020_dead_letter_hold;
 mod m20261124_000021_aggregate_progress;
+mod m20261124_000030_deliverability;
 
 pub struct Migrator;
 
@@ -18,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000003_producer_contract::Migration),
             Box::new(m20261124_000020_dead_letter_hold::Migration),
             Box::new(m20261124_000021_aggregate_progress::Migration),
+            Box::new(m20261124_000030_deliverability::Migration),
         ]
     }
 

@@ -53,6 +53,26 @@ pub fn free_port() -> u16 {
 
 /// `GET path` over plain HTTP/1.1 to `addr`; the whole response, or None when
 /// nothing answers (for `--http` endpoint tests).
+/// One HTTP/1.1 request with a form body; the whole response, or None when
+/// nothing answers.
+pub async fn http_request(addr: &str, method: &str, path: &str, body: &str) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.ok()?;
+    s.write_all(
+        format!(
+            "{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .as_bytes(),
+    )
+    .await
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.ok()?;
+    Some(out)
+}
+
 pub async fn http_get(addr: String, path: &str) -> Option<String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(&addr).await.ok()?;

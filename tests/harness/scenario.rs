@@ -94,8 +94,12 @@ impl Scenario {
             Tls::StartTls => format!("{}?tls_insecure=true", sink.url()),
             Tls::Implicit => format!("smtps://127.0.0.1:{}?tls_insecure=true", sink.port),
         };
+        // Bulk-mail workflows (a `category`) need one-click unsubscribe;
+        // a fixed secret keeps their links, and golden files, stable.
         h.set("HERALD_SMTP_URL", smtp)
-            .set("HERALD_WORKFLOWS", workflows.display().to_string());
+            .set("HERALD_WORKFLOWS", workflows.display().to_string())
+            .set("HERALD_PUBLIC_URL", "https://herald.test")
+            .set("HERALD_UNSUBSCRIBE_SECRET", "test-unsubscribe-secret-0123");
         World {
             env,
             sink,

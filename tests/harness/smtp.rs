@@ -34,6 +34,8 @@ pub struct Received {
     pub data: String,
     /// Whether the session was encrypted when the message was accepted.
     pub tls: bool,
+    /// When the sink accepted it.
+    pub at: std::time::Instant,
 }
 
 impl Received {
@@ -115,6 +117,38 @@ struct State {
     data_commands: usize,
     /// Credentials of the last successful AUTH PLAIN.
     auth: Option<(String, String)>,
+    /// A token bucket the sink enforces: over it, MAIL FROM gets
+    /// `421 4.7.0` and the connection is closed (as SES and Gmail do).
+    bucket: Option<Bucket>,
+    /// MAIL FROM commands refused by the bucket.
+    throttled: usize,
+    /// RCPT TO replies for given addresses (lower-case), e.g. 550 5.1.1.
+    rcpt_replies: std::collections::HashMap<String, (u16, String)>,
+    /// RCPT TO commands answered from `rcpt_replies`.
+    rcpt_refused: usize,
+}
+
+/// A token bucket: `per_second` tokens a second, holding at most `burst`.
+struct Bucket {
+    per_second: f64,
+    burst: f64,
+    tokens: f64,
+    at: std::time::Instant,
+}
+
+impl Bucket {
+    fn take(&mut self) -> bool {
+        let now = std::time::Instant::now();
+        self.tokens = (self.tokens + now.duration_since(self.at).as_secs_f64() * self.per_second)
+            .min(self.burst);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -148,6 +182,10 @@ impl SmtpSink {
             connections: 0,
             data_commands: 0,
             auth: None,
+            bucket: None,
+            throttled: 0,
+            rcpt_replies: Default::default(),
+            rcpt_refused: 0,
         }));
         let st = state.clone();
         let task = tokio::spawn(async move {
@@ -202,6 +240,35 @@ impl SmtpSink {
     /// Queue replies for the next DATA commands (then `Accept` again).
     pub fn script(&self, replies: impl IntoIterator<Item = Reply>) {
         self.lock().script.extend(replies);
+    }
+
+    /// Enforce a rate: at most `per_second` messages a second after a burst
+    /// of `burst`; over it MAIL FROM is answered `421 4.7.0` and the
+    /// connection closed.
+    pub fn enforce_rate(&self, per_second: f64, burst: u32) {
+        self.lock().bucket = Some(Bucket {
+            per_second,
+            burst: f64::from(burst),
+            tokens: f64::from(burst),
+            at: std::time::Instant::now(),
+        });
+    }
+
+    /// MAIL FROM commands refused by the enforced rate.
+    pub fn throttled(&self) -> usize {
+        self.lock().throttled
+    }
+
+    /// Answer RCPT TO for `address` with `code text` (e.g. `550 5.1.1 no such user`).
+    pub fn reject_rcpt(&self, address: &str, code: u16, text: &str) {
+        self.lock()
+            .rcpt_replies
+            .insert(address.to_ascii_lowercase(), (code, text.to_string()));
+    }
+
+    /// RCPT TO commands refused as `reject_rcpt` scripted.
+    pub fn rcpt_refused(&self) -> usize {
+        self.lock().rcpt_refused
     }
 
     /// Start or end an outage: while down, every connection is closed at once.
@@ -409,12 +476,44 @@ where
                     .await?;
             }
         } else if upper.starts_with("MAIL FROM:") {
+            let over = {
+                let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
+                let over = s.bucket.as_mut().is_some_and(|b| !b.take());
+                if over {
+                    s.throttled += 1;
+                }
+                over
+            };
+            if over {
+                r.get_mut()
+                    .write_all(b"421 4.7.0 Too many messages, slow down\r\n")
+                    .await?;
+                return Ok(None);
+            }
             from = addr(&cmd[10..]);
             rcpts.clear();
             r.get_mut().write_all(b"250 2.1.0 OK\r\n").await?;
         } else if upper.starts_with("RCPT TO:") {
-            rcpts.push(addr(&cmd[8..]));
-            r.get_mut().write_all(b"250 2.1.5 OK\r\n").await?;
+            let to = addr(&cmd[8..]);
+            let scripted = {
+                let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
+                let r = s.rcpt_replies.get(&to.to_ascii_lowercase()).cloned();
+                if r.is_some() {
+                    s.rcpt_refused += 1;
+                }
+                r
+            };
+            match scripted {
+                Some((code, text)) => {
+                    r.get_mut()
+                        .write_all(format!("{code} {text}\r\n").as_bytes())
+                        .await?
+                }
+                None => {
+                    rcpts.push(to);
+                    r.get_mut().write_all(b"250 2.1.5 OK\r\n").await?;
+                }
+            }
         } else if upper == "DATA" {
             r.get_mut()
                 .write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n")
@@ -456,6 +555,7 @@ where
                         rcpt_to: rcpts.clone(),
                         data: data.clone(),
                         tls: is_tls,
+                        at: std::time::Instant::now(),
                     });
                 }
                 reply

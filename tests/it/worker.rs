@@ -447,7 +447,9 @@ async fn old_nats_server_is_refused() {
         .set(
             "HERALD_WORKFLOWS",
             herald_tests::example_workflows().display().to_string(),
-        );
+        )
+        .set("HERALD_PUBLIC_URL", "https://herald.test")
+        .set("HERALD_UNSUBSCRIBE_SECRET", "test-unsubscribe-secret-0123");
     for cmd in ["relay", "worker"] {
         let out = env.run(&[cmd]);
         let err = String::from_utf8_lossy(&out.stderr);

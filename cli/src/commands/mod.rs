@@ -16,6 +16,7 @@ mod progress;
 mod relay;
 mod replay;
 mod status;
+mod suppressions;
 mod trace;
 mod up;
 mod worker;
@@ -179,6 +180,12 @@ pub enum Command {
     /// Outbox maintenance: prune published rows, re-drive parked rows.
     #[command(subcommand)]
     Outbox(outbox::OutboxCmd),
+    /// Addresses that get no mail: hard bounces and manual entries.
+    #[command(subcommand)]
+    Suppressions(suppressions::SuppressionsCmd),
+    /// One-click unsubscribes per address and category.
+    #[command(subcommand)]
+    Unsubscribes(suppressions::UnsubscribesCmd),
 }
 
 /// Connect to NATS as `name` and make sure the events stream exists (default
@@ -383,5 +390,7 @@ async fn dispatch(cli: Cli) -> Result<ExitCode> {
         Command::Demo(cmd) => up::run_demo(&g, cmd).await,
         Command::Worker(cmd) => worker::run(&g, cmd).await,
         Command::Workflows(cmd) => workflows::run(&g, cmd).await,
+        Command::Suppressions(cmd) => suppressions::run(&g, cmd).await,
+        Command::Unsubscribes(cmd) => suppressions::run_unsubscribes(&g, cmd).await,
     }
 }

@@ -238,6 +238,48 @@ struct Running {
     failed: Arc<Mutex<Option<String>>>,
 }
 
+/// On a laptop, one-click unsubscribe works without configuration: the
+/// links point at `--http` (or 127.0.0.1 when there is none) and are signed
+/// with a key kept in `.herald/unsubscribe.key`, so links of earlier runs
+/// stay valid. Settings given explicitly win.
+fn with_dev_unsubscribe(args: &WorkerArgs, http: Option<SocketAddr>) -> Result<WorkerArgs> {
+    let mut args = args.clone();
+    if args.public_url.is_some() || args.unsubscribe_secret.is_some() {
+        return Ok(args);
+    }
+    let path = Path::new(".herald/unsubscribe.key");
+    let key = match std::fs::read_to_string(path) {
+        Ok(k) if k.trim().len() >= 16 => k.trim().to_string(),
+        _ => {
+            std::fs::create_dir_all(".herald").context("cannot create .herald/")?;
+            let k = format!(
+                "{}{}",
+                uuid::Uuid::new_v4().simple(),
+                uuid::Uuid::new_v4().simple()
+            );
+            write_private(path, &k).with_context(|| format!("cannot write {}", path.display()))?;
+            k
+        }
+    };
+    args.unsubscribe_secret = Some(herald::secret::Secret::new(key));
+    args.public_url = Some(match http {
+        Some(a) if a.ip().is_unspecified() => format!("http://127.0.0.1:{}", a.port()),
+        Some(a) => format!("http://{a}"),
+        None => "http://127.0.0.1".into(),
+    });
+    Ok(args)
+}
+
+/// Write a file only its owner can read.
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    o.open(path)?.write_all(text.as_bytes())
+}
+
 async fn start(g: &Global, cmd: &UpCmd, smtp: &SecretUrl) -> Result<Running> {
     // Configuration first (workflows, SMTP URL, database), then servers.
     let engine = engine(
@@ -257,7 +299,8 @@ async fn start(g: &Global, cmd: &UpCmd, smtp: &SecretUrl) -> Result<Running> {
     let relay = super::relay::build(g, &cmd.relay, o.metrics.clone()).await?;
     let client = herald::jetstream::connect(g.nats_url.expose(), "herald-up").await?;
     let js = async_nats::jetstream::new(client);
-    let (worker, workflows) = super::worker::build(g, &cmd.worker, engine, o.metrics)?;
+    let worker_args = with_dev_unsubscribe(&cmd.worker, cmd.http)?;
+    let (worker, workflows) = super::worker::build(g, &worker_args, engine, o.metrics)?;
     tasks.spawn(worker.run(js.clone(), workflows, o.health.clone(), stop.clone()));
     let (health, relay_stop) = (o.health, stop.clone());
     tasks.spawn(async move { relay.run(health, relay_stop).await });

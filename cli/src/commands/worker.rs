@@ -31,6 +31,38 @@ pub struct WorkerArgs {
     /// PostgreSQL connections the worker opens at start-up and keeps (shared by all its workflows).
     #[arg(long, env = "HERALD_DB_CONNECTIONS", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub db_connections: u32,
+    /// Public base URL of the --http listener, as recipients reach it (https://mail.example.org): one-click unsubscribe links of workflows with a `category` point there.
+    #[arg(long, env = "HERALD_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Key that signs unsubscribe links (at least 16 characters; keep it stable: links in sent mail stay valid while it is). Never printed.
+    #[arg(long, env = "HERALD_UNSUBSCRIBE_SECRET", hide_env_values = true)]
+    pub unsubscribe_secret: Option<herald::secret::Secret>,
+    /// Also offer unsubscribing by mail to this address (RFC 2369 mailto; you process those mails).
+    #[arg(long, env = "HERALD_UNSUBSCRIBE_MAILTO")]
+    pub unsubscribe_mailto: Option<String>,
+}
+
+impl WorkerArgs {
+    /// One-click unsubscribe, when configured: both --public-url and
+    /// --unsubscribe-secret, or neither.
+    pub fn unsubscribe(&self) -> Result<Option<herald::unsubscribe::Unsubscribe>> {
+        match (&self.public_url, &self.unsubscribe_secret) {
+            (None, None) => Ok(None),
+            (Some(url), Some(secret)) => herald::unsubscribe::Unsubscribe::new(
+                secret.expose(),
+                url,
+                self.unsubscribe_mailto.clone(),
+            )
+            .map(Some)
+            .map_err(usage),
+            (Some(_), None) => Err(usage(
+                "--public-url needs --unsubscribe-secret (the key that signs unsubscribe links)",
+            )),
+            (None, Some(_)) => Err(usage(
+                "--unsubscribe-secret needs --public-url (where unsubscribe links point)",
+            )),
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -110,17 +142,20 @@ pub fn build(
     metrics: Arc<Metrics>,
 ) -> Result<(Arc<Worker>, Vec<herald::workflow::Workflow>)> {
     let selected = select(g, &engine, args)?;
-    let worker = Arc::new(
-        engine.worker(
-            WorkerConfig::default()
-                .stream(g.stream.clone())
-                .concurrency(args.concurrency as usize)
-                .max_ack_pending(args.max_ack_pending)
-                .ack_wait(args.ack_wait),
-            metrics,
-        ),
-    );
-    Ok((worker, selected))
+    let mut cfg = WorkerConfig::default()
+        .stream(g.stream.clone())
+        .concurrency(args.concurrency as usize)
+        .max_ack_pending(args.max_ack_pending)
+        .ack_wait(args.ack_wait);
+    if let Some(u) = args.unsubscribe()? {
+        cfg = cfg.unsubscribe(u);
+    }
+    let worker = engine.worker(cfg, metrics);
+    let missing = worker.missing_settings();
+    if !missing.is_empty() {
+        return Err(usage(missing.join("\n")));
+    }
+    Ok((Arc::new(worker), selected))
 }
 
 pub async fn run(g: &Global, cmd: WorkerCmd) -> Result<ExitCode> {
@@ -136,8 +171,8 @@ pub async fn run(g: &Global, cmd: WorkerCmd) -> Result<ExitCode> {
     select(g, &engine, &cmd.worker)?;
     let stop = CancellationToken::new();
     let o = super::observe("worker", cmd.http, &stop).await?;
-    let js = super::jetstream_for(g, "herald-worker").await?;
     let (worker, workflows) = build(g, &cmd.worker, engine, o.metrics.clone())?;
+    let js = super::jetstream_for(g, "herald-worker").await?;
     super::cancel_on_signals(stop.clone());
     worker.clone().run(js, workflows, o.health, stop).await;
     tracing::info!(

@@ -8,8 +8,8 @@ use crate::EventId;
 use chrono::{DateTime, Utc};
 use herald_entities::delivery::{self, DeliveryState};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait, QueryFilter,
-    sea_query::OnConflict,
+    ActiveValue::Set, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, DbErr,
+    EntityTrait, QueryFilter, sea_query::OnConflict,
 };
 
 /// Ledger key of a skipped event (no recipients were rendered).
@@ -64,8 +64,8 @@ fn new_row(
 }
 
 /// Insert `row` unless its key exists; true when it was inserted.
-async fn insert_if_absent(
-    db: &DatabaseConnection,
+async fn insert_if_absent<C: ConnectionTrait>(
+    db: &C,
     row: delivery::ActiveModel,
 ) -> Result<bool, DbErr> {
     let inserted = delivery::Entity::insert(row)
@@ -135,7 +135,10 @@ pub async fn claim(
                     state: existing.state,
                 });
             }
-            DeliveryState::Sending | DeliveryState::Retrying | DeliveryState::Uncertain => {
+            DeliveryState::Sending
+            | DeliveryState::Retrying
+            | DeliveryState::Uncertain
+            | DeliveryState::Scheduled => {
                 if existing.state == DeliveryState::Sending
                     && let Some(left) = lease_left(existing.updated_at, now, lease)
                 {
@@ -254,6 +257,36 @@ pub async fn mark_retrying(
     smtp: Option<&str>,
 ) -> Result<(), DbErr> {
     set_state(db, key, DeliveryState::Retrying, None, smtp, Some(error)).await
+}
+
+/// A delivery that waits in the schedule (a delay, a send window, a
+/// digest): recorded `scheduled` so that status and the ledger show it, and
+/// claimed like any other when it is due. Inside the caller's transaction
+/// when it has one; an existing row is left as it is.
+pub async fn record_scheduled<C: ConnectionTrait>(
+    db: &C,
+    key: &Key<'_>,
+    index: usize,
+    subject: &str,
+) -> Result<(), DbErr> {
+    insert_if_absent(
+        db,
+        new_row(key, index, subject, DeliveryState::Scheduled, 0, None),
+    )
+    .await
+    .map(|_| ())
+}
+
+/// Final without a send of its own (`state`): the address is suppressed or
+/// unsubscribed, or the event went out in a digest.
+pub async fn mark_settled(
+    db: &DatabaseConnection,
+    key: &Key<'_>,
+    state: DeliveryState,
+    reason: &str,
+    smtp: Option<&str>,
+) -> Result<(), DbErr> {
+    set_state(db, key, state, None, smtp, Some(reason)).await
 }
 
 /// The connection failed after the final "." of DATA: the server may have

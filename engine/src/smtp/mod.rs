@@ -45,6 +45,14 @@ pub enum SendError {
     /// have accepted the message. Not the message's failure.
     #[error("SMTP session interrupted: {0}")]
     Interrupted(String),
+    /// The server asked to slow down (421 "service not available" or 454
+    /// during a session): not the message's failure; the transport slows.
+    #[error("SMTP {code} at {stage}: {message} (the server asks to slow down)")]
+    Throttled {
+        stage: Stage,
+        code: u16,
+        message: String,
+    },
     /// The session broke or timed out after the final ".": the server may
     /// have accepted the message.
     #[error("SMTP outcome unknown: {0}")]
@@ -66,6 +74,8 @@ pub enum SendErrorKind {
     Permanent,
     /// The server may have the message: the workflow's `on_uncertain` decides.
     Uncertain,
+    /// The server asks to slow down: retry later, count nothing.
+    Throttle,
 }
 
 impl SendError {
@@ -77,13 +87,43 @@ impl SendError {
             }
             SendError::Rejected { .. } | SendError::Build(_) => SendErrorKind::Permanent,
             SendError::Uncertain(_) => SendErrorKind::Uncertain,
+            SendError::Throttled { .. } => SendErrorKind::Throttle,
+        }
+    }
+
+    /// A reply that asks the sender to slow down: 421 or 454, or a 451
+    /// whose enhanced status is 4.7.x (policy: "rate limited, try later").
+    /// A plain 451 (4.3.0 local error, greylisting) is about one message and
+    /// does not slow the transport. The rate backs off, whatever becomes of
+    /// the message.
+    pub fn asks_to_slow_down(&self) -> bool {
+        match self {
+            SendError::Throttled { .. } => true,
+            SendError::Rejected { code, message, .. } => {
+                matches!(code, 421 | 454)
+                    || (*code == 451 && message.trim_start().starts_with("4.7."))
+            }
+            _ => false,
+        }
+    }
+
+    /// The address a permanent RCPT reply refused, if that is what happened.
+    pub fn refused_recipient(&self) -> Option<(&str, u16, &str)> {
+        match self {
+            SendError::Rejected {
+                stage: Stage::RcptTo(a),
+                code,
+                message,
+            } if (500..600).contains(code) => Some((a.as_str(), *code, message.as_str())),
+            _ => None,
         }
     }
 
     /// The server's reply, when it gave one.
     pub fn smtp_reply(&self) -> Option<String> {
         match self {
-            SendError::Rejected { code, message, .. } => Some(format!("{code} {message}")),
+            SendError::Rejected { code, message, .. }
+            | SendError::Throttled { code, message, .. } => Some(format!("{code} {message}")),
             _ => None,
         }
     }
@@ -122,6 +162,14 @@ impl Transport {
     /// The transport's URL without secrets.
     pub fn name(&self) -> &str {
         &self.0.name
+    }
+
+    /// The rate configured on the URL (`?rate=50/s&burst=100`), if any.
+    pub fn rate(&self) -> Option<crate::rate::Rate> {
+        match &self.0.kind {
+            Kind::Smtp(pool) => pool.server.rate,
+            Kind::File(_) => None,
+        }
     }
 
     /// The `file://` directory, if this is the capture.

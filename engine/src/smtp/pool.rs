@@ -66,9 +66,12 @@ pub struct Pool {
     idle: Mutex<Vec<(Conn, Instant)>>,
 }
 
-/// 421 "service not available, closing transmission channel": about the
-/// server, not the message.
-const CLOSING: u16 = 421;
+/// 421 "service not available, closing transmission channel" and 454
+/// "temporary failure" during a session: the server asks to slow down,
+/// which is about the sender, not the message.
+fn slow_down(code: u16) -> bool {
+    matches!(code, 421 | 454)
+}
 
 impl Pool {
     pub fn new(server: Server) -> Pool {
@@ -262,11 +265,12 @@ fn judge(r: Response<String>, stage: Stage) -> Result<Response<String>, SendErro
     if (200..400).contains(&r.code) {
         return Ok(r);
     }
-    if r.code == CLOSING {
-        return Err(SendError::Interrupted(format!(
-            "{stage}: {}",
-            reply_line(&r)
-        )));
+    if slow_down(r.code) {
+        return Err(SendError::Throttled {
+            stage,
+            code: r.code,
+            message: reply_text(&r),
+        });
     }
     Err(SendError::Rejected {
         stage,

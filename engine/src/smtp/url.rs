@@ -39,6 +39,8 @@ pub struct Server {
     pub max_idle: usize,
     /// A connection idle longer than this is checked with NOOP before reuse.
     pub check_idle_after: Duration,
+    /// At most this rate, shared by every worker (`?rate=50/s&burst=100`).
+    pub rate: Option<crate::rate::Rate>,
 }
 
 impl std::fmt::Debug for Server {
@@ -92,7 +94,9 @@ pub fn parse(url: &str) -> Result<Target, SmtpUrlError> {
         tls_insecure: false,
         max_idle: 16,
         check_idle_after: Duration::from_secs(5),
+        rate: None,
     };
+    let mut burst: Option<u32> = None;
     for (k, v) in u.query_pairs() {
         let duration = |v: &str| crate::duration::parse(v).map_err(|e| err(&format!("{k}: {e}")));
         match k.as_ref() {
@@ -107,12 +111,26 @@ pub fn parse(url: &str) -> Result<Target, SmtpUrlError> {
                     .parse()
                     .map_err(|_| err("tls_insecure must be true or false"))?
             }
+            "rate" => server.rate = Some(crate::rate::Rate::parse(&v).map_err(|e| err(&e))?),
+            "burst" => {
+                burst = Some(
+                    v.parse()
+                        .ok()
+                        .filter(|b| *b >= 1)
+                        .ok_or_else(|| err("burst must be a whole number of at least 1"))?,
+                )
+            }
             other => {
                 return Err(err(&format!(
-                    "unknown parameter {other:?} (pool, idle_check, timeout, connect_timeout, tls_insecure)"
+                    "unknown parameter {other:?} (pool, idle_check, timeout, connect_timeout, tls_insecure, rate, burst)"
                 )));
             }
         }
+    }
+    match (server.rate, burst) {
+        (Some(r), Some(b)) => server.rate = Some(r.with_burst(b)),
+        (None, Some(_)) => return Err(err("burst needs a rate (e.g. ?rate=50/s&burst=100)")),
+        _ => {}
     }
     if server.timeout.is_zero() || server.connect_timeout.is_zero() {
         return Err(err("timeouts must be longer than 0s"));

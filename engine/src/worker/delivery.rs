@@ -7,6 +7,7 @@ use super::decide::DeliveryOutcome;
 use super::{Worker, failpoint, message_id};
 use crate::ledger::{self, Claim, Key};
 use crate::smtp::{SendError, SendErrorKind};
+use crate::suppression::{self, Blocked};
 use crate::workflow::Workflow;
 use crate::workflow::render::Email;
 use crate::workflow::spec::OnUncertain;
@@ -24,40 +25,28 @@ impl Worker {
         email: &Email,
         recipient: &str,
     ) -> Result<DeliveryOutcome, DbErr> {
+        // Rate limits first, before any claim: a long wait holds no lease.
+        let wait = self.limits.reserve(&wf.name).await?;
+        if !wait.is_zero() {
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.stop.cancelled() => return Ok(DeliveryOutcome::Paused),
+            }
+        }
         let key = Key {
             event_id: ev.id,
             workflow: &wf.name,
             recipient,
         };
-        let resend_uncertain = wf.on_uncertain == OnUncertain::Resend;
-        let mut claim = ledger::claim(
-            &self.db,
-            &key,
-            email.index,
-            &email.subject,
-            self.cfg.ack_wait,
-            resend_uncertain,
-        )
-        .await?;
-        let mut resent = false;
-        if let (Claim::Done { state }, Some(reason)) = (&claim, &self.resend)
-            && *state == DeliveryState::Sent
-        {
-            claim = ledger::claim_resend(&self.db, &key, reason).await?;
-            resent = true;
-        }
-        let attempt = match claim {
-            Claim::Done { .. } => {
-                self.metrics.emails_skipped.inc();
-                return Ok(DeliveryOutcome::AlreadyDone);
-            }
-            Claim::InFlight { retry_after: d } => {
-                tracing::info!(workflow = %wf.name, event_id = %ev.id, %recipient, retry_in_ms = d.as_millis() as u64,
-                    "another worker is sending this email; checking again later");
-                self.metrics.emails_in_flight_elsewhere.inc();
-                return Ok(DeliveryOutcome::InFlight(d));
-            }
-            Claim::Send { attempt } => attempt,
+        let Some((attempt, resent)) = self.claim(wf, ev, email, &key).await? else {
+            return Ok(DeliveryOutcome::AlreadyDone);
+        };
+        let attempt = match attempt {
+            Ok(a) => a,
+            Err(outcome) => return Ok(outcome),
+        };
+        let Some(email) = self.addressable(wf, email, &key).await? else {
+            return Ok(DeliveryOutcome::AlreadyDone);
         };
         let mut mid = message_id(ev.id, &wf.name, email.index, &email.from);
         if resent {
@@ -65,7 +54,7 @@ impl Worker {
             mid = mid.replacen('@', &format!(".r{attempt}@"), 1);
         }
         let started = Instant::now();
-        match self.transport.send(email, &mid).await {
+        match self.transport.send(&email, &mid).await {
             Ok(reply) => {
                 failpoint::hit("after_smtp_accept");
                 self.record_sent(&key, &format!("<{mid}>"), &reply).await?;
@@ -81,8 +70,106 @@ impl Worker {
                 }
                 Ok(DeliveryOutcome::Sent)
             }
-            Err(e) => self.send_failed(wf, ev, &key, attempt, e).await,
+            Err(e) => self.send_failed(wf, ev, &email, &key, attempt, e).await,
         }
+    }
+
+    /// Claim the delivery: `None` when it is done (skipped), `Err(outcome)`
+    /// when it is not ours now, else the attempt and whether it is a resend.
+    #[allow(clippy::type_complexity)]
+    async fn claim(
+        &self,
+        wf: &Workflow,
+        ev: &Event,
+        email: &Email,
+        key: &Key<'_>,
+    ) -> Result<Option<(Result<u32, DeliveryOutcome>, bool)>, DbErr> {
+        let resend_uncertain = wf.on_uncertain == OnUncertain::Resend;
+        let mut claim = ledger::claim(
+            &self.db,
+            key,
+            email.index,
+            &email.subject,
+            self.cfg.ack_wait,
+            resend_uncertain,
+        )
+        .await?;
+        let mut resent = false;
+        if let (Claim::Done { state }, Some(reason)) = (&claim, &self.resend)
+            && *state == DeliveryState::Sent
+        {
+            claim = ledger::claim_resend(&self.db, key, reason).await?;
+            resent = true;
+        }
+        Ok(match claim {
+            Claim::Done { .. } => {
+                self.metrics.emails_skipped.inc();
+                None
+            }
+            Claim::InFlight { retry_after: d } => {
+                tracing::info!(workflow = %wf.name, event_id = %ev.id, recipient = key.recipient,
+                    retry_in_ms = d.as_millis() as u64,
+                    "another worker is sending this email; checking again later");
+                self.metrics.emails_in_flight_elsewhere.inc();
+                Some((Err(DeliveryOutcome::InFlight(d)), resent))
+            }
+            Claim::Send { attempt } => Some((Ok(attempt), resent)),
+        })
+    }
+
+    /// The email as it may go out: without suppressed addresses (unless the
+    /// workflow ignores suppression) and, for bulk mail, without addresses
+    /// that unsubscribed from its category, and with the one-click
+    /// unsubscribe headers. None when no `to` address is left: the delivery
+    /// is then recorded `suppressed` or `unsubscribed`, not sent.
+    async fn addressable(
+        &self,
+        wf: &Workflow,
+        email: &Email,
+        key: &Key<'_>,
+    ) -> Result<Option<Email>, DbErr> {
+        let category = wf.category();
+        let all: Vec<String> = email
+            .to
+            .iter()
+            .chain(&email.cc)
+            .chain(&email.bcc)
+            .map(|m| m.address.clone())
+            .collect();
+        let blocked =
+            suppression::blocked(&self.db, &all, category, !wf.delivery.ignore_suppression).await?;
+        let mut email = email.clone();
+        if !blocked.is_empty() {
+            let is_blocked = |m: &crate::workflow::Mailbox| {
+                blocked
+                    .iter()
+                    .any(|(a, _)| a.eq_ignore_ascii_case(&m.address))
+            };
+            email.to.retain(|m| !is_blocked(m));
+            email.cc.retain(|m| !is_blocked(m));
+            email.bcc.retain(|m| !is_blocked(m));
+            if email.to.is_empty() {
+                let (state, why) = match blocked.iter().any(|(_, b)| *b == Blocked::Suppressed) {
+                    true => (
+                        DeliveryState::Suppressed,
+                        "not sent: the address is suppressed (`herald suppressions list`)",
+                    ),
+                    false => (
+                        DeliveryState::Unsubscribed,
+                        "not sent: the address unsubscribed from this category",
+                    ),
+                };
+                ledger::mark_settled(&self.db, key, state, why, None).await?;
+                self.metrics.emails_skipped.inc();
+                return Ok(None);
+            }
+        }
+        if let (Some(cat), Some(u), Some(first)) =
+            (category, &self.cfg.unsubscribe, email.to.first())
+        {
+            email.headers.extend(u.headers(&first.address, cat));
+        }
+        Ok(Some(email))
     }
 
     /// The server has the email: recording it is now the only thing between
@@ -103,22 +190,39 @@ impl Worker {
         .await
     }
 
+    #[allow(clippy::too_many_arguments)] // one delivery's context, named at the call
     async fn send_failed(
         &self,
         wf: &Workflow,
         ev: &Event,
+        email: &Email,
         key: &Key<'_>,
         attempt: u32,
         e: SendError,
     ) -> Result<DeliveryOutcome, DbErr> {
         let reply = e.smtp_reply();
         let recipient = key.recipient;
+        if e.asks_to_slow_down() {
+            self.metrics.smtp_throttled.inc();
+            self.limits.throttled().await?;
+        }
+        if let Some((address, code, message)) = e.refused_recipient()
+            && suppression::is_hard_bounce(code, message)
+        {
+            return self.bounced(email, key, attempt, address, &e).await;
+        }
         match e.kind() {
             // Nothing was tried: give the attempt back and wait for the
             // transport (the gate is closed and probing).
             SendErrorKind::Transport => {
                 ledger::release(&self.db, key, attempt).await?;
                 Ok(DeliveryOutcome::Paused)
+            }
+            // The server asks to slow down: the transport's rate backed off;
+            // this email goes again later, its attempt given back.
+            SendErrorKind::Throttle => {
+                ledger::release(&self.db, key, attempt).await?;
+                Ok(DeliveryOutcome::Retry(wf.retry.delay(1)))
             }
             SendErrorKind::Transient if attempt < wf.retry.max_attempts => {
                 self.metrics.send_retries.inc();
@@ -173,5 +277,41 @@ impl Worker {
                 Ok(DeliveryOutcome::Dead)
             }
         }
+    }
+
+    /// A hard bounce (a permanent reply to RCPT, 5.1.x): the address is
+    /// suppressed for all later mail. If it was the delivery's only `to`,
+    /// the delivery is recorded `suppressed` (no dead letter: a bounce is
+    /// information, not an operator's task); else the others are tried
+    /// again without it, no attempt counted.
+    async fn bounced(
+        &self,
+        email: &Email,
+        key: &Key<'_>,
+        attempt: u32,
+        address: &str,
+        e: &SendError,
+    ) -> Result<DeliveryOutcome, DbErr> {
+        let reply = e.smtp_reply();
+        suppression::add(&self.db, address, "hard bounce", reply.as_deref(), "bounce").await?;
+        self.metrics.suppressed.inc();
+        tracing::warn!(%address, reply = reply.as_deref().unwrap_or(""), "hard bounce: the address is suppressed");
+        let others = email
+            .to
+            .iter()
+            .any(|m| !m.address.eq_ignore_ascii_case(address));
+        if others {
+            ledger::release(&self.db, key, attempt).await?;
+            return Ok(DeliveryOutcome::Retry(std::time::Duration::ZERO));
+        }
+        ledger::mark_settled(
+            &self.db,
+            key,
+            DeliveryState::Suppressed,
+            &format!("hard bounce: {e}"),
+            reply.as_deref(),
+        )
+        .await?;
+        Ok(DeliveryOutcome::AlreadyDone)
     }
 }

@@ -18,9 +18,11 @@ mod delivery;
 pub(crate) mod event;
 mod failpoint;
 mod lanes;
+mod limits;
 mod order;
 mod process;
 mod run;
+mod schedule;
 mod settle;
 
 use std::sync::Arc;
@@ -37,6 +39,7 @@ use crate::workflow::address::Mailbox;
 pub use decide::Disposition;
 pub(crate) use event::Event;
 pub use process::ProcessOutcome;
+pub use schedule::{Scheduled, scheduled};
 
 /// Worker settings (the flags of `herald worker`).
 ///
@@ -58,6 +61,8 @@ pub struct WorkerConfig {
     /// also the ledger's claim lease: a `sending` row younger than this may
     /// be in another worker's hands and is not sent again.
     pub ack_wait: Duration,
+    /// One-click unsubscribe links for workflows with a `category`.
+    pub unsubscribe: Option<crate::unsubscribe::Unsubscribe>,
 }
 
 impl WorkerConfig {
@@ -81,6 +86,12 @@ impl WorkerConfig {
         self
     }
 
+    /// Sign one-click unsubscribe links (needed by workflows with a `category`).
+    pub fn unsubscribe(mut self, u: crate::unsubscribe::Unsubscribe) -> Self {
+        self.unsubscribe = Some(u);
+        self
+    }
+
     /// Messages taken from the stream at once (in lanes, running or
     /// waiting): enough to keep every slot busy across many aggregates,
     /// never more than the consumer's max_ack_pending.
@@ -99,6 +110,7 @@ impl Default for WorkerConfig {
             concurrency: 16,
             max_ack_pending: 1000,
             ack_wait: Duration::from_secs(60),
+            unsubscribe: None,
         }
     }
 }
@@ -147,6 +159,10 @@ pub struct Worker {
     /// The stream's first sequence (refreshed while running): an earlier
     /// event of an aggregate below it is gone and not waited for.
     pub(crate) first_stream_seq: std::sync::atomic::AtomicU64,
+    /// Shared rate limits: the transport's and each rated workflow's.
+    pub(crate) limits: limits::Limits,
+    /// Cancelled when the worker stops: long waits (rate limits) end early.
+    pub(crate) stop: tokio_util::sync::CancellationToken,
 }
 
 impl Worker {
@@ -157,6 +173,7 @@ impl Worker {
         metrics: Arc<Metrics>,
         cfg: WorkerConfig,
     ) -> Worker {
+        let limits = limits::Limits::new(&db, &catalog, &transport);
         Worker {
             db,
             catalog,
@@ -165,7 +182,25 @@ impl Worker {
             cfg,
             resend: None,
             first_stream_seq: std::sync::atomic::AtomicU64::new(0),
+            limits,
+            stop: tokio_util::sync::CancellationToken::new(),
         }
+    }
+
+    /// Workflows that need a setting the worker was not given: a category
+    /// without one-click unsubscribe configured. Checked at start-up.
+    pub fn missing_settings(&self) -> Vec<String> {
+        self.catalog
+            .workflows
+            .iter()
+            .filter(|w| w.category().is_some() && self.cfg.unsubscribe.is_none())
+            .map(|w| {
+                format!(
+                    "workflow {} has a category (bulk mail with one-click unsubscribe): set --public-url and --unsubscribe-secret",
+                    w.name
+                )
+            })
+            .collect()
     }
 
     /// The worker's metrics (what it sent, retried, dead-lettered so far).

@@ -8,6 +8,7 @@
 //! (`herald_aggregate_progress`) and the outbox (the order of record).
 use std::time::Duration;
 
+use herald_entities::delivery::DeliveryState;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement, Value};
 
 use crate::workflow::Workflow;
@@ -81,7 +82,12 @@ pub async fn outstanding(
 async fn finished(db: &DatabaseConnection, workflow: &str, event: EventId) -> Result<bool, DbErr> {
     let rows = crate::ledger::deliveries_of(db, event).await?;
     let mine: Vec<_> = rows.iter().filter(|d| d.workflow == workflow).collect();
-    Ok(!mine.is_empty() && mine.iter().all(|d| d.state.is_final()))
+    // A scheduled delivery has settled its place: later events do not wait
+    // for its delay.
+    Ok(!mine.is_empty()
+        && mine
+            .iter()
+            .all(|d| d.state.is_final() || d.state == DeliveryState::Scheduled))
 }
 
 /// Record that `workflow` has finished the aggregate's events up to `seq`.

@@ -5,11 +5,12 @@ use std::collections::HashSet;
 use sea_orm::DbErr;
 
 use super::decide::{DeliveryOutcome, decide};
+use super::schedule::Decision;
 use super::{Disposition, Event, RedriveError, Worker, order};
 use crate::dlq::{self, NewDeadLetter};
 use crate::ledger::{self, Claim, Key};
 use crate::workflow::Workflow;
-use crate::workflow::render::{Outcome, RenderError};
+use crate::workflow::render::{Email, Outcome, RenderError};
 use herald_entities::dead_letter::DeadLetterKind;
 
 /// What processing one event did: the disposition the consumer acts on, and
@@ -28,10 +29,16 @@ pub struct ProcessOutcome {
     pub retrying: u64,
     /// Deliveries another worker holds a claim on.
     pub in_flight: u64,
+    /// Events stored to be sent later (a delay, a send window, a digest).
+    pub scheduled: u64,
 }
 
 impl ProcessOutcome {
-    fn whole(disposition: Disposition, skipped: u64, dead_lettered: u64) -> ProcessOutcome {
+    pub(super) fn whole(
+        disposition: Disposition,
+        skipped: u64,
+        dead_lettered: u64,
+    ) -> ProcessOutcome {
         ProcessOutcome {
             disposition,
             sent: 0,
@@ -39,6 +46,15 @@ impl ProcessOutcome {
             dead_lettered,
             retrying: 0,
             in_flight: 0,
+            scheduled: 0,
+        }
+    }
+
+    /// The event waits in the schedule: acked now, sent when due.
+    pub(crate) fn scheduled() -> ProcessOutcome {
+        ProcessOutcome {
+            scheduled: 1,
+            ..ProcessOutcome::whole(Disposition::Ack, 0, 0)
         }
     }
 
@@ -52,8 +68,33 @@ impl ProcessOutcome {
             dead_lettered: count(|o| matches!(o, DeliveryOutcome::Dead)),
             retrying: count(|o| matches!(o, DeliveryOutcome::Retry(_) | DeliveryOutcome::Paused)),
             in_flight: count(|o| matches!(o, DeliveryOutcome::InFlight(_))),
+            scheduled: 0,
         }
     }
+}
+
+/// Where an event came from: the stream (it may be scheduled), or the
+/// schedule (it is due: send it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    Stream,
+    Schedule,
+}
+
+/// Each email's ledger recipient key: its address list, or, for the same
+/// addresses twice in one fan-out, the list and the item index (both kept).
+pub(super) fn recipient_keys(emails: &[Email]) -> Vec<(String, &Email)> {
+    let mut seen = HashSet::new();
+    emails
+        .iter()
+        .map(|email| {
+            let mut recipient = email.recipient_key();
+            if !seen.insert(recipient.clone()) {
+                recipient = format!("{recipient}#{}", email.index);
+            }
+            (recipient, email)
+        })
+        .collect()
 }
 
 impl Worker {
@@ -149,6 +190,25 @@ impl Worker {
     }
 
     async fn process_unheld(&self, wf: &Workflow, ev: &Event) -> Result<ProcessOutcome, DbErr> {
+        self.process_from(wf, ev, Origin::Stream).await
+    }
+
+    /// A delayed event that is due, from the schedule loop: its order was
+    /// settled when it was stored.
+    pub(super) async fn process_due(
+        &self,
+        wf: &Workflow,
+        ev: &Event,
+    ) -> Result<ProcessOutcome, DbErr> {
+        self.process_from(wf, ev, Origin::Schedule).await
+    }
+
+    async fn process_from(
+        &self,
+        wf: &Workflow,
+        ev: &Event,
+        origin: Origin,
+    ) -> Result<ProcessOutcome, DbErr> {
         super::failpoint::hit("processing");
         let payload: serde_json::Value = match serde_json::from_str(&ev.payload) {
             Ok(v @ serde_json::Value::Object(_)) => v,
@@ -171,6 +231,14 @@ impl Worker {
                 ));
             }
         };
+        if origin == Origin::Stream && wf.schedules() {
+            match self.schedule(wf, ev, &payload).await? {
+                Err(e) => return self.render_failed(wf, ev, e).await,
+                Ok(Decision::Scheduled(o)) => return Ok(o),
+                Ok(Decision::Digest(id)) => return self.send_digest(wf, ev, id).await,
+                Ok(Decision::Now) => {}
+            }
+        }
         let emails = match self.catalog.render(wf, &payload, &ev.meta(&wf.name)) {
             Ok(Outcome::Skipped { guard }) => {
                 ledger::record_skipped(&self.db, ev.id, &wf.name, &guard).await?;
@@ -180,20 +248,24 @@ impl Worker {
             Ok(Outcome::Emails(e)) => e,
             Err(e) => return self.render_failed(wf, ev, e).await,
         };
+        self.deliver_all(wf, ev, &emails).await
+    }
+
+    /// Deliver each rendered email, keyed by its recipient.
+    pub(super) async fn deliver_all(
+        &self,
+        wf: &Workflow,
+        ev: &Event,
+        emails: &[Email],
+    ) -> Result<ProcessOutcome, DbErr> {
         let mut outcomes = Vec::with_capacity(emails.len());
-        let mut seen = HashSet::new();
-        for email in &emails {
-            let mut recipient = email.recipient_key();
-            if !seen.insert(recipient.clone()) {
-                // The same address twice in one fan-out: keep both, keyed apart.
-                recipient = format!("{recipient}#{}", email.index);
-            }
+        for (recipient, email) in recipient_keys(emails) {
             outcomes.push(self.deliver(wf, ev, email, &recipient).await?);
         }
         Ok(ProcessOutcome::from_deliveries(&outcomes))
     }
 
-    async fn render_failed(
+    pub(super) async fn render_failed(
         &self,
         wf: &Workflow,
         ev: &Event,

@@ -41,6 +41,20 @@ impl Worker {
             stop.clone(),
         ));
         tasks.spawn(self.clone().watch_stream_start(js.clone(), stop.clone()));
+        // Long waits inside a delivery (rate limits) end when the worker stops.
+        let (me, s) = (self.clone(), stop.clone());
+        tasks.spawn(async move {
+            s.cancelled().await;
+            me.stop.cancel();
+        });
+        let scheduling: Vec<String> = workflows
+            .iter()
+            .filter(|w| w.schedules())
+            .map(|w| w.name.clone())
+            .collect();
+        if !scheduling.is_empty() {
+            tasks.spawn(self.clone().run_schedule(scheduling, stop.clone()));
+        }
         let names: Vec<&str> = workflows.iter().map(|w| w.name.as_str()).collect();
         tracing::info!(workflows = %names.join(","), transport = %self.transport.name(), "worker started");
         for wf in workflows {

@@ -176,6 +176,8 @@ struct EmailCheck<'a> {
     name: &'a str,
     problems: &'a mut Vec<Problem>,
     sources: Vec<TemplateSource>,
+    /// Locale variants of the body files: (html, locale, template).
+    locales: Vec<(bool, String, TemplateId)>,
 }
 
 impl EmailCheck<'_> {
@@ -296,6 +298,29 @@ impl EmailCheck<'_> {
                 if let Some(t) = self.sources.last_mut() {
                     t.template_file = Some(dir.join(&f.value));
                 }
+                for (locale, rel) in super::source::locale_variants(dir, &f.value) {
+                    let variant = Spanned::new(rel.clone(), f.referenced, f.defined);
+                    let Some(text) = read_template(dir, &self.p.file, &variant, self.problems)
+                    else {
+                        continue;
+                    };
+                    let field = if html {
+                        Field::LocalizedHtml(locale.clone())
+                    } else {
+                        Field::LocalizedText(locale.clone())
+                    };
+                    let vid = self.template(
+                        field,
+                        &text,
+                        html,
+                        &f.referenced,
+                        format!("email.{what}_file {rel:?}"),
+                    );
+                    if let Some(t) = self.sources.last_mut() {
+                        t.template_file = Some(dir.join(&rel));
+                    }
+                    self.locales.push((html, locale, vid));
+                }
                 Some(id)
             }
             (None, None) => None,
@@ -318,6 +343,7 @@ pub fn check_email(
         name,
         problems,
         sources: Vec::new(),
+        locales: Vec::new(),
     };
     let from = c.address(
         Field::From,
@@ -379,6 +405,14 @@ pub fn check_email(
         headers.push((h.clone(), id));
     }
     let mut take = |k: &str| recipients.remove(k).unwrap_or_default();
+    let localized = |want_html: bool| {
+        c.locales
+            .iter()
+            .filter(|(html, _, _)| *html == want_html)
+            .map(|(_, l, id)| (l.clone(), id.clone()))
+            .collect::<BTreeMap<String, TemplateId>>()
+    };
+    let (text_locales, html_locales) = (localized(false), localized(true));
     let compiled = CompiledEmail {
         from,
         to: take("to"),
@@ -388,6 +422,8 @@ pub fn check_email(
         subject,
         text,
         html,
+        text_locales,
+        html_locales,
         headers,
     };
     (compiled, c.sources)
@@ -429,4 +465,144 @@ pub fn check_retry(p: &Parsed, problems: &mut Vec<Problem>) -> RetryPolicy {
         retry.multiplier = m;
     }
     retry
+}
+
+/// The workflow's delivery settings, checked: category, suppression,
+/// rate, digest, delay, send time, quiet hours, locale.
+pub fn check_delivery(
+    p: &Parsed,
+    name: &str,
+    problems: &mut Vec<Problem>,
+) -> (super::Delivery, Vec<TemplateSource>) {
+    let r = &p.raw;
+    let mut sources = Vec::new();
+    let mut template = |field: Field, text: &str, loc: &Location, what: &str| {
+        let id = TemplateId::new(name, field);
+        sources.push(TemplateSource {
+            id: id.clone(),
+            text: text.to_string(),
+            html: false,
+            file: p.file.clone(),
+            loc: *loc,
+            what: what.to_string(),
+            template_file: None,
+        });
+        id
+    };
+    let at = |loc: &Location, m: String| Problem::at(&p.file, loc, m);
+    let mut d = super::Delivery {
+        ignore_suppression: r.ignore_suppression.unwrap_or(false),
+        ..Default::default()
+    };
+    if let Some(c) = &r.category {
+        let ok = !c.value.is_empty()
+            && c.value.len() <= 64
+            && c.value
+                .chars()
+                .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-');
+        if ok {
+            d.category = Some(c.value.clone());
+        } else {
+            problems.push(at(
+                &c.referenced,
+                format!(
+                    "category {:?} must match [a-z0-9-]+ (64 characters at most)",
+                    c.value
+                ),
+            ));
+        }
+    }
+    if let Some(rate) = &r.rate {
+        match crate::rate::Rate::parse(&rate.value) {
+            Ok(x) => d.rate = Some(x),
+            Err(e) => problems.push(at(&rate.referenced, format!("rate: {e}"))),
+        }
+    }
+    if let Some(dg) = &r.digest {
+        let loc = dg.referenced;
+        let window = crate::duration::parse(&dg.value.window)
+            .map_err(|e| problems.push(at(&loc, format!("digest.window: {e}"))))
+            .ok();
+        let max = dg.value.max.unwrap_or(50);
+        if max == 0 {
+            problems.push(at(&loc, "digest.max must be at least 1".into()));
+        }
+        if r.for_each.is_some() {
+            problems.push(at(
+                &loc,
+                "digest and for_each cannot be combined: a digest is one email for many events"
+                    .into(),
+            ));
+        }
+        if r.delay.is_some() || r.send_at.is_some() {
+            problems.push(at(
+                &loc,
+                "digest sends when its window closes: it cannot also have delay or send_at".into(),
+            ));
+        }
+        let key = template(Field::DigestKey, &dg.value.key, &loc, "digest.key");
+        if let Some(window) = window {
+            d.digest = Some(super::DigestSpec {
+                key,
+                window,
+                max: max.max(1),
+            });
+        }
+    }
+    if let Some(delay) = &r.delay {
+        match crate::duration::parse(&delay.value) {
+            Ok(x) => d.delay = Some(x),
+            Err(e) => problems.push(at(&delay.referenced, format!("delay: {e}"))),
+        }
+        if r.send_at.is_some() {
+            problems.push(at(
+                &delay.referenced,
+                "delay and send_at are exclusive".into(),
+            ));
+        }
+    }
+    if let Some(s) = &r.send_at {
+        d.send_at = Some(template(Field::SendAt, &s.value, &s.referenced, "send_at"));
+    }
+    if let Some(q) = &r.quiet_hours {
+        let loc = q.referenced;
+        let hm = |what: &str, v: &str, problems: &mut Vec<Problem>| {
+            let parsed = chrono::NaiveTime::parse_from_str(v, "%H:%M");
+            parsed
+                .map_err(|_| {
+                    problems.push(at(&loc, format!("quiet_hours.{what}: {v:?} is not HH:MM")))
+                })
+                .ok()
+        };
+        let (from, to) = (
+            hm("from", &q.value.from, problems),
+            hm("to", &q.value.to, problems),
+        );
+        let tz = match q.value.tz.as_deref() {
+            None => super::TimeZone::Fixed(chrono_tz::UTC),
+            Some(t) if t.contains("{{") => {
+                super::TimeZone::Template(template(Field::QuietHoursTz, t, &loc, "quiet_hours.tz"))
+            }
+            Some(t) => match super::helpers::check_time_zone(t) {
+                Ok(z) => super::TimeZone::Fixed(z),
+                Err(e) => {
+                    problems.push(at(&loc, format!("quiet_hours.tz: {e}")));
+                    super::TimeZone::Fixed(chrono_tz::UTC)
+                }
+            },
+        };
+        if let (Some(from), Some(to)) = (from, to) {
+            if from == to {
+                problems.push(at(
+                    &loc,
+                    "quiet_hours: from and to are the same time".into(),
+                ));
+            }
+            d.quiet_hours = Some(super::QuietHours { from, to, tz });
+        }
+    }
+    if let Some(l) = &r.locale {
+        d.locale = Some(template(Field::Locale, &l.value, &l.referenced, "locale"));
+    }
+    (d, sources)
 }

@@ -104,7 +104,47 @@ pub(crate) struct CompiledEmail {
     pub(crate) subject: TemplateId,
     pub(crate) text: Option<TemplateId>,
     pub(crate) html: Option<TemplateId>,
+    /// Locale variants of the body files, by locale tag.
+    pub(crate) text_locales: BTreeMap<String, TemplateId>,
+    pub(crate) html_locales: BTreeMap<String, TemplateId>,
     pub(crate) headers: Vec<(String, TemplateId)>,
+}
+
+/// A digest: events with the same rendered key within `window` become one email.
+#[derive(Debug, Clone)]
+pub(crate) struct DigestSpec {
+    pub(crate) key: TemplateId,
+    pub(crate) window: std::time::Duration,
+    pub(crate) max: u32,
+}
+
+/// A time zone: fixed in the workflow, or rendered from the event.
+#[derive(Debug, Clone)]
+pub(crate) enum TimeZone {
+    Fixed(chrono_tz::Tz),
+    Template(TemplateId),
+}
+
+/// Hours in which nothing is sent: `from` to `to`, local time (across
+/// midnight when `to` is earlier).
+#[derive(Debug, Clone)]
+pub(crate) struct QuietHours {
+    pub(crate) from: chrono::NaiveTime,
+    pub(crate) to: chrono::NaiveTime,
+    pub(crate) tz: TimeZone,
+}
+
+/// How and when a workflow's emails go out.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Delivery {
+    pub(crate) category: Option<String>,
+    pub(crate) ignore_suppression: bool,
+    pub(crate) rate: Option<crate::rate::Rate>,
+    pub(crate) digest: Option<DigestSpec>,
+    pub(crate) delay: Option<std::time::Duration>,
+    pub(crate) send_at: Option<TemplateId>,
+    pub(crate) quiet_hours: Option<QuietHours>,
+    pub(crate) locale: Option<TemplateId>,
 }
 
 /// A validated workflow; its templates live in the [`Catalog`]'s registries.
@@ -121,6 +161,21 @@ pub struct Workflow {
     pub(crate) email: CompiledEmail,
     pub(crate) retry: RetryPolicy,
     pub(crate) on_uncertain: spec::OnUncertain,
+    pub(crate) delivery: Delivery,
+}
+
+impl Workflow {
+    /// The category of its mail, if it is bulk mail (one-click unsubscribe).
+    pub fn category(&self) -> Option<&str> {
+        self.delivery.category.as_deref()
+    }
+
+    /// Does it schedule (delay, send time, quiet hours or digest) rather
+    /// than send as each event arrives?
+    pub fn schedules(&self) -> bool {
+        let d = &self.delivery;
+        d.digest.is_some() || d.delay.is_some() || d.send_at.is_some() || d.quiet_hours.is_some()
+    }
 }
 
 /// Every workflow of a directory, compiled.
@@ -162,6 +217,10 @@ pub fn load(dir: &Path) -> Result<Catalog, Problems> {
             registries.template(t, &mut problems);
         }
         let retry = check::check_retry(p, &mut problems);
+        let (delivery, delivery_sources) = check::check_delivery(p, &name, &mut problems);
+        for t in &delivery_sources {
+            registries.template(t, &mut problems);
+        }
         if problems.len() == before {
             workflows.push(Workflow {
                 name,
@@ -173,6 +232,7 @@ pub fn load(dir: &Path) -> Result<Catalog, Problems> {
                 email,
                 retry,
                 on_uncertain: p.raw.on_uncertain.unwrap_or_default(),
+                delivery,
             });
         }
     }

@@ -15,6 +15,32 @@ pub struct Meta {
     pub workflow: String,
 }
 
+/// A workflow's locale tag as rendered, normalised (`de_at` → `de-AT`), and
+/// the order in which body templates are tried (`de-AT`, `de`).
+fn locale_candidates(rendered: &str) -> (String, Vec<String>) {
+    let t = rendered.trim().replace('_', "-");
+    let mut parts = t.split('-');
+    let lang = parts.next().unwrap_or("").to_ascii_lowercase();
+    let rest: Vec<String> = parts
+        .map(|p| {
+            if p.len() == 2 {
+                p.to_ascii_uppercase()
+            } else {
+                p.to_string()
+            }
+        })
+        .collect();
+    let full = std::iter::once(lang.clone())
+        .chain(rest)
+        .collect::<Vec<_>>()
+        .join("-");
+    let mut candidates = vec![full.clone()];
+    if full != lang && !lang.is_empty() {
+        candidates.push(lang);
+    }
+    (full, candidates)
+}
+
 /// One email ready to send (all header values checked for CR/LF).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Email {
@@ -194,6 +220,25 @@ impl Catalog {
         Ok(out)
     }
 
+    /// The body template for the context's locale: the most specific
+    /// variant that exists, else the default.
+    fn localized<'a>(
+        default: &'a Option<TemplateId>,
+        variants: &'a std::collections::BTreeMap<String, TemplateId>,
+        ctx: &Value,
+    ) -> Option<&'a TemplateId> {
+        let tag = ctx.pointer("/meta/locale").and_then(Value::as_str);
+        if let Some(tag) = tag {
+            let (_, candidates) = locale_candidates(tag);
+            for c in candidates {
+                if let Some(id) = variants.get(&c) {
+                    return Some(id);
+                }
+            }
+        }
+        default.as_ref()
+    }
+
     fn render_one(&self, wf: &Workflow, index: usize, ctx: &Value) -> Result<Email, RenderError> {
         let e = &wf.email;
         let mut from = self.mailboxes(&e.from, ctx)?;
@@ -224,11 +269,11 @@ impl Catalog {
             bcc: self.addresses(&e.bcc, ctx)?,
             reply_to: self.addresses(&e.reply_to, ctx)?,
             subject,
-            text: match &e.text {
+            text: match Self::localized(&e.text, &e.text_locales, ctx) {
                 Some(id) => Some(self.render_plain(id, ctx)?),
                 None => None,
             },
-            html: match &e.html {
+            html: match Self::localized(&e.html, &e.html_locales, ctx) {
                 Some(id) => Some(self.render_html(id, ctx)?),
                 None => None,
             },
@@ -237,13 +282,53 @@ impl Catalog {
     }
 
     /// Evaluate guards, expand `for_each`, render every email of this event.
+    /// A digest workflow renders it as a digest of this one event.
     pub fn render(
         &self,
         wf: &Workflow,
         payload: &Value,
         meta: &Meta,
     ) -> Result<Outcome, RenderError> {
+        if wf.delivery.digest.is_some() {
+            return self.render_digest(wf, std::slice::from_ref(payload), meta);
+        }
+        self.render_context(wf, json!({ "event": payload, "meta": meta }))
+    }
+
+    /// A digest's email: `event` is its last event, `events` all of them in
+    /// stream order.
+    pub(crate) fn render_digest(
+        &self,
+        wf: &Workflow,
+        events: &[Value],
+        meta: &Meta,
+    ) -> Result<Outcome, RenderError> {
+        let last = events.last().cloned().unwrap_or(Value::Null);
+        self.render_context(wf, json!({ "event": last, "events": events, "meta": meta }))
+    }
+
+    /// One of the workflow's setting templates (digest key, send time, time
+    /// zone) for an event, trimmed.
+    pub(crate) fn render_setting(
+        &self,
+        id: &TemplateId,
+        payload: &Value,
+        meta: &Meta,
+    ) -> Result<String, RenderError> {
         let ctx = json!({ "event": payload, "meta": meta });
+        let v = self.render_plain(id, &ctx)?;
+        no_crlf(&id.field_name(), &v)?;
+        Ok(v.trim().to_string())
+    }
+
+    fn render_context(&self, wf: &Workflow, mut ctx: Value) -> Result<Outcome, RenderError> {
+        if let Some(id) = &wf.delivery.locale {
+            let tag = self.render_plain(id, &ctx)?;
+            let (tag, _) = locale_candidates(&tag);
+            if let Some(m) = ctx.get_mut("meta").and_then(Value::as_object_mut) {
+                m.insert("locale".into(), Value::String(tag));
+            }
+        }
         for g in &wf.guards {
             if !guard_holds(g, &ctx) {
                 return Ok(Outcome::Skipped { guard: describe(g) });
@@ -269,7 +354,10 @@ impl Catalog {
         };
         let mut emails = Vec::with_capacity(items.len());
         for (i, item) in items.into_iter().enumerate() {
-            let ctx = json!({ "event": payload, "meta": meta, "item": item });
+            let mut ctx = ctx.clone();
+            if let Some(m) = ctx.as_object_mut() {
+                m.insert("item".into(), item);
+            }
             emails.push(self.render_one(wf, i, &ctx)?);
         }
         Ok(Outcome::Emails(emails))
@@ -284,5 +372,18 @@ fn template_error(id: &TemplateId, e: &handlebars::RenderError) -> RenderError {
     RenderError::Template {
         template: id.field_name(),
         message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn locale_tags_fall_back_to_their_language() {
+        assert_eq!(super::locale_candidates("de_at").1, vec!["de-AT", "de"]);
+        assert_eq!(super::locale_candidates("DE").1, vec!["de"]);
+        assert_eq!(
+            super::locale_candidates("zh-Hant-TW").1,
+            vec!["zh-Hant-TW", "zh"]
+        );
     }
 }

@@ -166,3 +166,47 @@ pub fn read_partials(dir: &Path, problems: &mut Vec<Problem>) -> Vec<Partial> {
     }
     out
 }
+
+/// A locale tag as Herald accepts it in file names: `de`, `de-AT`, `pt-BR`,
+/// `zh-Hant-TW` (letters and digits, `-` between subtags).
+pub fn is_locale(tag: &str) -> bool {
+    let mut parts = tag.split('-');
+    let first_ok = parts
+        .next()
+        .is_some_and(|p| (2..=3).contains(&p.len()) && p.chars().all(|c| c.is_ascii_alphabetic()));
+    first_ok
+        && parts.all(|p| (1..=8).contains(&p.len()) && p.chars().all(|c| c.is_ascii_alphanumeric()))
+}
+
+/// The locale variants of a body template file: for `templates/welcome.txt.hbs`,
+/// the files `templates/welcome.txt.{locale}.hbs` beside it, as (locale, path
+/// relative to the workflows directory), sorted.
+pub fn locale_variants(dir: &Path, rel: &str) -> Vec<(String, String)> {
+    let Some(stem) = rel.strip_suffix(".hbs") else {
+        return Vec::new();
+    };
+    let path = Path::new(stem);
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str()))
+    else {
+        return Vec::new();
+    };
+    let Ok(entries) = std::fs::read_dir(dir.join(parent)) else {
+        return Vec::new();
+    };
+    let mut out: Vec<(String, String)> = entries
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let f = e.file_name().into_string().ok()?;
+            let locale = f
+                .strip_prefix(name)?
+                .strip_prefix('.')?
+                .strip_suffix(".hbs")?;
+            is_locale(locale).then(|| {
+                let rel = parent.join(&f).to_string_lossy().into_owned();
+                (locale.to_string(), rel)
+            })
+        })
+        .collect();
+    out.sort();
+    out
+}

@@ -38,6 +38,72 @@ pub struct RawWorkflow {
     /// for an operator to decide).
     #[serde(default)]
     pub on_uncertain: Option<OnUncertain>,
+    /// Bulk mail of this category (`[a-z0-9-]+`, e.g. `campaigns`): adds
+    /// RFC 8058 one-click unsubscribe headers, and an address that
+    /// unsubscribed from the category gets no more of it. Without a
+    /// category, mail is transactional: no such headers, unsubscribes ignored.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub category: Option<Spanned<String>>,
+    /// Send even to suppressed addresses (bounced): for mail the user asked
+    /// for, such as a password reset. Default false.
+    #[serde(default)]
+    pub ignore_suppression: Option<bool>,
+    /// At most this many emails of this workflow, across all workers:
+    /// `10/s`, `600/m`, `1000/h`.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub rate: Option<Spanned<String>>,
+    /// Collect the events with the same key that arrive within `window` (from
+    /// the first) into one email; `events` in the template context lists them.
+    #[serde(default)]
+    #[schemars(with = "Option<RawDigest>")]
+    pub digest: Option<Spanned<RawDigest>>,
+    /// Send this long after the event (`1h`).
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub delay: Option<Spanned<String>>,
+    /// Send at this time (a template rendering an RFC 3339 time, e.g.
+    /// `{{event.remind_at}}`); a time in the past sends at once.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub send_at: Option<Spanned<String>>,
+    /// Hold emails that would go out inside these hours until they end.
+    #[serde(default)]
+    #[schemars(with = "Option<RawQuietHours>")]
+    pub quiet_hours: Option<Spanned<RawQuietHours>>,
+    /// The recipient's locale (a template, e.g. `{{event.locale}}`): body
+    /// templates `NAME.{locale}.hbs` are used when they exist, falling back
+    /// from `de-AT` to `de` to `NAME.hbs`.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub locale: Option<Spanned<String>>,
+}
+
+/// `digest: { key: "{{event.parent_id}}", window: 10m, max: 50 }`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawDigest {
+    /// A template: events rendering the same key share a digest.
+    pub key: String,
+    /// How long a digest collects, from its first event.
+    pub window: String,
+    /// Send as soon as it holds this many events (default 50).
+    #[serde(default)]
+    pub max: Option<u32>,
+}
+
+/// `quiet_hours: { from: "21:00", to: "08:00", tz: "{{event.tz}}" }`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawQuietHours {
+    /// `HH:MM`, local time.
+    pub from: String,
+    /// `HH:MM`, local time (before `from`: the quiet hours span midnight).
+    pub to: String,
+    /// IANA time zone, or a template rendering one (default UTC).
+    #[serde(default)]
+    pub tz: Option<String>,
 }
 
 /// What to do with a delivery whose outcome is unknown.

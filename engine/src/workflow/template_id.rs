@@ -13,6 +13,14 @@ pub enum Field {
     Text,
     Html,
     Header(String),
+    /// A locale's variant of the text or HTML body (`welcome.txt.de.hbs`).
+    LocalizedText(String),
+    LocalizedHtml(String),
+    /// The templates of the workflow's settings.
+    DigestKey,
+    SendAt,
+    QuietHoursTz,
+    Locale,
 }
 
 /// Which part of an address template: all of it (an address or a list),
@@ -84,6 +92,12 @@ impl TemplateId {
             Field::Text => "email.text".into(),
             Field::Html => "email.html".into(),
             Field::Header(h) => format!("email.headers.{h}"),
+            Field::LocalizedText(l) => format!("email.text_file ({l})"),
+            Field::LocalizedHtml(l) => format!("email.html_file ({l})"),
+            Field::DigestKey => "digest.key".into(),
+            Field::SendAt => "send_at".into(),
+            Field::QuietHoursTz => "quiet_hours.tz".into(),
+            Field::Locale => "locale".into(),
         }
     }
 }
@@ -99,6 +113,12 @@ impl fmt::Display for TemplateId {
             Field::Text => write!(f, "{}:text", self.workflow),
             Field::Html => write!(f, "{}:html", self.workflow),
             Field::Header(h) => write!(f, "{}:header:{h}", self.workflow),
+            Field::LocalizedText(l) => write!(f, "{}:text:{l}", self.workflow),
+            Field::LocalizedHtml(l) => write!(f, "{}:html:{l}", self.workflow),
+            Field::DigestKey => write!(f, "{}:digest-key", self.workflow),
+            Field::SendAt => write!(f, "{}:send-at", self.workflow),
+            Field::QuietHoursTz => write!(f, "{}:quiet-tz", self.workflow),
+            Field::Locale => write!(f, "{}:locale", self.workflow),
         }
     }
 }

@@ -189,6 +189,21 @@ fn root_path(p: &Parameter) -> Option<Vec<String>> {
     rooted.then_some(segs)
 }
 
+/// `events.length`, `events.count`: a field of the digest's list, which is
+/// an array (only indexes such as `events.[0]` exist).
+fn field_of_events(p: &Parameter) -> Option<String> {
+    let Parameter::Path(handlebars::Path::Relative((_, raw))) = p else {
+        return None;
+    };
+    let mut segs = raw.split('.');
+    if segs.next() != Some("events") {
+        return None;
+    }
+    let second = segs.next()?;
+    let index = second.trim_start_matches('[').trim_end_matches(']');
+    (!index.is_empty() && !index.bytes().all(|b| b.is_ascii_digit())).then(|| raw.clone())
+}
+
 impl Walker<'_> {
     fn problem(&mut self, at: (Option<usize>, Option<usize>), message: String) {
         self.facts.problems.push(TemplateProblem {
@@ -326,6 +341,20 @@ impl Walker<'_> {
     ) {
         for p in h.params.iter().chain(h.hash.values()) {
             self.param(p, at, sub);
+        }
+        for p in std::iter::once(&h.name)
+            .chain(&h.params)
+            .chain(h.hash.values())
+        {
+            if let Some(raw) = field_of_events(p) {
+                self.problem(
+                    at,
+                    format!(
+                        "{raw}: `events` is a digest's list of events; it has no fields \
+                         (use {{{{len events}}}}, {{{{#each events}}}}…{{{{/each}}}} or events.[0].x)"
+                    ),
+                );
+            }
         }
         let Some(name) = helper_name(&h.name) else {
             if block {
@@ -559,6 +588,15 @@ mod tests {
         assert!(problems("{{#if (eq a)}}x{{/if}}", &[])[0].contains("eq takes 2"));
         assert!(problems("{{#if (nope a)}}x{{/if}}", &[])[0].contains("unknown helper \"nope\""));
         assert!(problems("{{event.name}} {{upper event.name}}", &[]).is_empty());
+    }
+
+    #[test]
+    fn the_digest_list_has_no_fields() {
+        assert!(
+            problems("{{events.length}} updates", &[])[0].contains("`events` is a digest's list")
+        );
+        assert!(problems("{{#if events.count}}x{{/if}}", &[])[0].contains("no fields"));
+        assert!(problems("{{len events}} {{events.[0].n}} {{events.0.n}}", &[]).is_empty());
     }
 
     #[test]
