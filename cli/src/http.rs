@@ -75,7 +75,11 @@ fn respond(
         ),
         "/metrics" => {
             metrics.ready.set(if health.is_ready() { 1.0 } else { 0.0 });
-            ("200 OK", "text/plain; version=0.0.4", metrics.render())
+            (
+                "200 OK",
+                herald::metrics::Metrics::CONTENT_TYPE,
+                metrics.render(),
+            )
         }
         _ => ("404 Not Found", "text/plain", "not found\n".into()),
     }
