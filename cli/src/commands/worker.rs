@@ -141,8 +141,8 @@ pub async fn run(g: &Global, cmd: WorkerCmd) -> Result<ExitCode> {
     super::cancel_on_signals(stop.clone());
     worker.clone().run(js, workflows, o.health, stop).await;
     tracing::info!(
-        sent = worker.metrics().emails_sent.get(),
-        dead_letters = worker.metrics().dead_letters.get(),
+        sent = worker.metrics().sent_total(),
+        dead_letters = worker.metrics().dead_letters_total(),
         "worker stopped"
     );
     Ok(ExitCode::SUCCESS)

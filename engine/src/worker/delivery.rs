@@ -48,13 +48,13 @@ impl Worker {
         }
         let attempt = match claim {
             Claim::Done { .. } => {
-                self.metrics.emails_skipped.inc();
+                self.metrics.emails_skipped(&wf.name).inc();
                 return Ok(DeliveryOutcome::AlreadyDone);
             }
             Claim::InFlight { retry_after: d } => {
                 tracing::info!(workflow = %wf.name, event_id = %ev.id, %recipient, retry_in_ms = d.as_millis() as u64,
                     "another worker is sending this email; checking again later");
-                self.metrics.emails_in_flight_elsewhere.inc();
+                self.metrics.emails_in_flight_elsewhere(&wf.name).inc();
                 return Ok(DeliveryOutcome::InFlight(d));
             }
             Claim::Send { attempt } => attempt,
@@ -70,14 +70,16 @@ impl Worker {
                 failpoint::hit("after_smtp_accept");
                 self.record_sent(&key, &format!("<{mid}>"), &reply).await?;
                 failpoint::hit("after_ledger_sent");
-                self.metrics.emails_sent.inc();
-                self.metrics.send_latency.observe(started.elapsed());
+                self.metrics.emails_sent(&wf.name).inc();
+                self.metrics
+                    .send_latency
+                    .observe(&wf.name, started.elapsed());
                 if let Ok(t) = chrono::DateTime::parse_from_rfc3339(&ev.occurred_at) {
                     let lat = chrono::Utc::now()
                         .signed_duration_since(t)
                         .to_std()
                         .unwrap_or_default();
-                    self.metrics.end_to_end_latency.observe(lat);
+                    self.metrics.end_to_end_latency.observe(&wf.name, lat);
                 }
                 Ok(DeliveryOutcome::Sent)
             }
@@ -121,7 +123,7 @@ impl Worker {
                 Ok(DeliveryOutcome::Paused)
             }
             SendErrorKind::Transient if attempt < wf.retry.max_attempts => {
-                self.metrics.send_retries.inc();
+                self.metrics.send_retries(&wf.name).inc();
                 ledger::mark_retrying(&self.db, key, &e.to_string(), reply.as_deref()).await?;
                 let d = wf.retry.delay(attempt);
                 tracing::warn!(workflow = %wf.name, event_id = %ev.id, recipient, attempt, error = %e,
@@ -131,7 +133,7 @@ impl Worker {
             SendErrorKind::Uncertain
                 if wf.on_uncertain == OnUncertain::Resend && attempt < wf.retry.max_attempts =>
             {
-                self.metrics.uncertain.inc();
+                self.metrics.uncertain(&wf.name).inc();
                 ledger::mark_uncertain(&self.db, key, &e.to_string()).await?;
                 // Soon, and with the same Message-ID: if the first copy did
                 // arrive, the recipient's system can tell the second is one.
@@ -141,7 +143,7 @@ impl Worker {
                 Ok(DeliveryOutcome::Retry(d))
             }
             SendErrorKind::Uncertain if wf.on_uncertain == OnUncertain::Hold => {
-                self.metrics.uncertain.inc();
+                self.metrics.uncertain(&wf.name).inc();
                 let reason = format!("held for an operator (on_uncertain: hold): {e}");
                 ledger::mark_uncertain(&self.db, key, &reason).await?;
                 self.dead_letter(
