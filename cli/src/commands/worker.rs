@@ -1,4 +1,3 @@
-use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -37,9 +36,8 @@ pub struct WorkerArgs {
 pub struct WorkerCmd {
     #[command(flatten)]
     pub worker: WorkerArgs,
-    /// Serve /healthz, /readyz and /metrics on this address.
-    #[arg(long, env = "HERALD_HTTP")]
-    pub http: Option<SocketAddr>,
+    #[command(flatten)]
+    pub http: super::HttpArgs,
 }
 
 /// What every command that sends email needs, checked in order: workflows
@@ -135,9 +133,12 @@ pub async fn run(g: &Global, cmd: WorkerCmd) -> Result<ExitCode> {
     .await?;
     select(g, &engine, &cmd.worker)?;
     let stop = CancellationToken::new();
-    let o = super::observe("worker", cmd.http, &stop).await?;
+    let o = super::observe(g, "worker", &cmd.http, &stop).await?;
+    o.console.set_db(&engine.db);
     let js = super::jetstream_for(g, "herald-worker").await?;
+    o.console.set_jetstream(&js);
     let (worker, workflows) = build(g, &cmd.worker, engine, o.metrics.clone())?;
+    o.console.set_worker(&worker);
     super::cancel_on_signals(stop.clone());
     worker.clone().run(js, workflows, o.health, stop).await;
     tracing::info!(
