@@ -37,7 +37,8 @@ use tower_http::timeout::TimeoutLayer;
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 /// A request must be answered within this (408 otherwise).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
-/// The largest request head (line and headers) read: a longer one gets 431.
+/// The largest request head (line and headers) read: a longer one is
+/// refused (414 for a long URI, 431 for long headers).
 pub const MAX_HEAD: usize = 64 * 1024;
 /// The largest request body (the console's forms are a few hundred bytes).
 const MAX_BODY: usize = 16 * 1024;
@@ -214,9 +215,12 @@ pub fn router(state: AppState) -> Router {
             header::X_FRAME_OPTIONS,
             HeaderValue::from_static("DENY"),
         ))
+        // Not `no-referrer`: under it browsers send `Origin: null` with a
+        // same-origin form POST, which the CSRF check (rightly) refuses.
+        // Nothing leaks to other sites either way: the pages link nowhere else.
         .layer(SetResponseHeaderLayer::overriding(
             header::REFERRER_POLICY,
-            HeaderValue::from_static("no-referrer"),
+            HeaderValue::from_static("same-origin"),
         ))
         .layer(SetResponseHeaderLayer::if_not_present(
             header::CACHE_CONTROL,
