@@ -2,6 +2,7 @@
 //! Every database test runs on SQLite and on PostgreSQL (`both_backends!`).
 
 mod cli;
+mod console;
 mod harness_selftest;
 mod ledger;
 mod ops;
