@@ -259,6 +259,8 @@ pub struct Observed {
     pub metrics: std::sync::Arc<herald::metrics::Metrics>,
     pub health: herald::health::Health,
     pub console: std::sync::Arc<crate::http::Sources>,
+    /// Where `--http` listens, when it does.
+    pub http: Option<std::net::SocketAddr>,
 }
 
 pub async fn observe(
@@ -271,6 +273,7 @@ pub async fn observe(
     metrics.set_label("role", role);
     let health = herald::health::Health::new();
     let console = crate::http::Sources::new(g.stream.clone(), g.workflows.clone());
+    let mut listening = None;
     match http.http {
         Some(addr) => {
             let state = std::sync::Arc::new(crate::http::State {
@@ -282,6 +285,7 @@ pub async fn observe(
                 actions: Default::default(),
             });
             let bound = crate::http::serve(addr, state, stop.clone()).await?;
+            listening = Some(bound);
             tracing::info!(%bound, "serving the console (/) and /healthz /readyz /metrics");
             match (&http.http_token, bound.ip().is_loopback()) {
                 (None, false) => tracing::warn!(%bound,
@@ -305,6 +309,7 @@ pub async fn observe(
         metrics,
         health,
         console,
+        http: listening,
     })
 }
 

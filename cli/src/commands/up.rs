@@ -234,6 +234,8 @@ struct Running {
     js: async_nats::jetstream::Context,
     /// Why `up` stopped by itself (its nats-server could not be kept up).
     failed: Arc<Mutex<Option<String>>>,
+    /// Where the console listens, when `--http` was given.
+    http: Option<std::net::SocketAddr>,
 }
 
 async fn start(g: &Global, cmd: &UpCmd, smtp: &SecretUrl) -> Result<Running> {
@@ -268,6 +270,7 @@ async fn start(g: &Global, cmd: &UpCmd, smtp: &SecretUrl) -> Result<Running> {
         tasks,
         js,
         failed,
+        http: o.http,
     })
 }
 
@@ -294,6 +297,9 @@ pub async fn run_up(g: &Global, cmd: UpCmd) -> Result<ExitCode> {
         smtp,
         g.workflows.display()
     );
+    if let Some(addr) = running.http {
+        println!("console: http://{addr}/");
+    }
     super::cancel_on_signals(running.stop.clone());
     running.stop.cancelled().await;
     running.stop().await?;
