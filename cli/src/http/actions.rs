@@ -197,11 +197,19 @@ impl Tally {
         false
     }
 
-    fn text(&self, what: &str) -> String {
-        let mut t = format!(
-            "{what} Re-driven: {}, delivered: {}, emails sent: {}.",
-            self.redriven, self.delivered, self.sent
-        );
+    fn text(&self, what: &str, action: Action) -> String {
+        let counted = match action {
+            Action::Redrive => "Re-driven (it and the events held behind it)",
+            Action::Discard => "Events held behind it re-driven",
+        };
+        let mut t = if action == Action::Discard && self.redriven == 0 {
+            format!("{what} Nothing was held behind it.")
+        } else {
+            format!(
+                "{what} {counted}: {}, delivered: {}, emails sent: {}.",
+                self.redriven, self.delivered, self.sent
+            )
+        };
         for f in &self.failed {
             t.push(' ');
             t.push_str(f);
@@ -289,7 +297,7 @@ async fn run(s: &AppState, id: i64, action: Action) -> Result<Response, Failure>
                 format!("Dead letter {id} discarded: it will not be sent.")
             }
         };
-        Ok::<_, sea_orm::DbErr>(tally.text(&what))
+        Ok::<_, sea_orm::DbErr>(tally.text(&what, action))
     });
     match tokio::time::timeout(ACTION_WAIT, task).await {
         Ok(Ok(Ok(text))) => Ok(Page::message(StatusCode::OK, "Done", &text, back).into_response()),

@@ -381,6 +381,7 @@ pub async fn dead_letter(
             "smtp_reply": d.smtp_reply, "attempts": d.attempts, "created_at": time(&d.created_at),
             "retried_at": opt_time(&d.retried_at), "discarded_at": opt_time(&d.discarded_at),
             "state": dead_letter_state(&d), "open": d.retried_at.is_none(),
+            "held": d.kind == herald::dlq::DeadLetterKind::Held,
             "payload": payload, "headers": event_headers,
             "rendered": rendered(&s, &d).await,
             "can_write": writes == WriteMode::Enabled, "writes": writes_note(writes),
