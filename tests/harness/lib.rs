@@ -76,7 +76,7 @@ pub async fn http_request(addr: &str, method: &str, path: &str, body: &str) -> O
 pub async fn http_get(addr: String, path: &str) -> Option<String> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(&addr).await.ok()?;
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
         .await
         .ok()?;
     let mut out = String::new();

@@ -135,3 +135,80 @@ async fn concurrent_resends_send_each_delivery_once(backend: Backend) {
 }
 
 both_backends!(concurrent_resends_send_each_delivery_once);
+
+/// `deliveries_to`: an address finds the deliveries whose recipient list
+/// holds it whole (any case, alone or among others), never a longer address
+/// that contains it, and LIKE's wildcards in it match only themselves.
+async fn deliveries_to_matches_whole_addresses(backend: Backend) {
+    let tdb = TestDb::new(backend).await;
+    let db = tdb.connect().await;
+    let mut ids = Vec::new();
+    for recipient in [
+        "ann@x.org",
+        "a@x.org,ann@x.org,zed@x.org",
+        "joann@x.org",
+        "an_n@x.org",
+        "b@x.org,ann@x.org",
+    ] {
+        let id = Uuid::now_v7();
+        let k = Key {
+            event_id: id.into(),
+            workflow: "notify",
+            recipient,
+        };
+        ledger::claim(&db, &k, 0, "s", LEASE, true).await.unwrap();
+        ledger::mark_sent(&db, &k, "<m>", "250 ok").await.unwrap();
+        ids.push(id);
+    }
+    let found = |address: &'static str, limit: u64| {
+        let db = db.clone();
+        async move {
+            herald::ledger::deliveries_to(&db, address, limit)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|d| d.recipient)
+                .collect::<Vec<_>>()
+        }
+    };
+    let ann = found(" ANN@x.org ", 10).await;
+    assert_eq!(ann.len(), 3, "{ann:?}");
+    assert!(!ann.contains(&"joann@x.org".to_string()));
+    assert_eq!(found("an_n@x.org", 10).await, vec!["an_n@x.org"]);
+    assert!(found("a%@x.org", 10).await.is_empty());
+    assert_eq!(found("ann@x.org", 2).await.len(), 2, "limited");
+    // Newest first.
+    assert_eq!(found("ann@x.org", 1).await, vec!["b@x.org,ann@x.org"]);
+}
+
+both_backends!(deliveries_to_matches_whole_addresses);
+
+/// `hourly_activity`: this hour's deliveries by state; rows changed before
+/// `since` are left out.
+async fn hourly_activity_counts_by_hour_and_state(backend: Backend) {
+    let tdb = TestDb::new(backend).await;
+    let db = tdb.connect().await;
+    thirty_deliveries(&db, "sent").await;
+    thirty_deliveries(&db, "retrying").await;
+    let now = chrono::Utc::now();
+    let rows = herald::ledger::hourly_activity(&db, now - chrono::Duration::hours(24))
+        .await
+        .unwrap();
+    let this_hour = now.timestamp() / 3600 * 3600;
+    let count = |state: &str| {
+        rows.iter()
+            .filter(|r| r.state == state && r.hour.timestamp() == this_hour)
+            .map(|r| r.count)
+            .sum::<i64>()
+    };
+    // A delivery recorded at the turn of the hour may fall in the last one.
+    let all: i64 = rows.iter().map(|r| r.count).sum();
+    assert_eq!(all, 60, "{rows:?}");
+    assert!(count("sent") + count("retrying") > 0, "{rows:?}");
+    let later = herald::ledger::hourly_activity(&db, now + chrono::Duration::hours(1))
+        .await
+        .unwrap();
+    assert!(later.is_empty(), "{later:?}");
+}
+
+both_backends!(hourly_activity_counts_by_hour_and_state);

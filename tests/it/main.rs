@@ -2,6 +2,7 @@
 //! Every database test runs on SQLite and on PostgreSQL (`both_backends!`).
 
 mod cli;
+mod console;
 mod deliverability;
 mod harness_selftest;
 mod ledger;

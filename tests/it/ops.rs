@@ -448,9 +448,9 @@ async fn worker_serves_health_and_metrics() {
     wait::until("3 emails", wait::DEFAULT, || async { w.sink.count() == 3 }).await;
     let get = |path: &'static str| herald_tests::http_get(addr.clone(), path);
     wait::until("the worker reports 3 sent", wait::DEFAULT, || async {
-        get("/metrics")
-            .await
-            .is_some_and(|m| m.contains("herald_emails_sent_total{role=\"worker\"} 3"))
+        get("/metrics").await.is_some_and(|m| {
+            m.contains("herald_emails_sent_total{role=\"worker\",workflow=\"numbered\"} 3")
+        })
     })
     .await;
     assert!(get("/readyz").await.unwrap().starts_with("HTTP/1.1 200"));

@@ -327,7 +327,7 @@ async fn uncertain_delivery_is_resent_with_the_same_message_id(backend: Backend)
         .await
         .unwrap_or_default();
     assert!(
-        metrics.contains("herald_uncertain_total{role=\"worker\"} 2"),
+        metrics.contains("herald_uncertain_total{role=\"worker\",workflow=\"numbered\"} 2"),
         "{metrics}"
     );
 }

@@ -188,6 +188,20 @@ pub enum Command {
     Unsubscribes(suppressions::UnsubscribesCmd),
 }
 
+impl Command {
+    /// The `--http-token` of a long-running command (a secret the log hides).
+    fn http_token(&self) -> Option<&str> {
+        let http = match self {
+            Command::Relay(c) => &c.http,
+            Command::Worker(c) => &c.http,
+            Command::Up(c) => &c.http,
+            Command::Demo(c) => &c.up.http,
+            _ => return None,
+        };
+        http.http_token.as_ref().map(crate::http::HttpToken::expose)
+    }
+}
+
 /// Connect to NATS as `name` and make sure the events stream exists (default
 /// stream settings; the relay applies its own).
 pub async fn jetstream_for(g: &Global, name: &str) -> Result<async_nats::jetstream::Context> {
@@ -228,29 +242,82 @@ async fn close_dbs() {
     }
 }
 
+/// `--http` and `--http-token` of the long-running commands.
+#[derive(Args, Debug, Clone, Default)]
+pub struct HttpArgs {
+    /// Serve /healthz, /readyz, /metrics and the web console on this address: PORT (on 127.0.0.1) or IP:PORT (0.0.0.0:PORT exposes it to the network).
+    #[arg(long, env = "HERALD_HTTP", value_name = "ADDR", value_parser = crate::http::listen_addr)]
+    pub http: Option<std::net::SocketAddr>,
+    /// Enables the console's re-drive and discard of dead letters (worker and up): each must carry this token. Without it the console is read-only. A secret: never printed.
+    #[arg(
+        long,
+        env = "HERALD_HTTP_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub http_token: Option<crate::http::HttpToken>,
+}
+
 /// What a long-running command (relay, worker, up) reports: its metrics
 /// (labelled with its role) and its health, served on `--http ADDR` until
-/// `stop` when given.
+/// `stop` when given, with the console, which reads from `console` once the
+/// command has opened its database and NATS.
 pub struct Observed {
     pub metrics: std::sync::Arc<herald::metrics::Metrics>,
     pub health: herald::health::Health,
+    pub console: std::sync::Arc<crate::http::Sources>,
+    /// Where `--http` listens, when it does.
+    pub http: Option<std::net::SocketAddr>,
 }
 
 pub async fn observe(
+    g: &Global,
     role: &str,
-    http: Option<std::net::SocketAddr>,
+    http: &HttpArgs,
     stop: &CancellationToken,
 ) -> Result<Observed> {
     let metrics = herald::metrics::Metrics::new();
     metrics.set_label("role", role);
     let health = herald::health::Health::new();
-    if let Some(addr) = http {
-        let bound = crate::http::serve(addr, metrics.clone(), health.clone(), stop.clone())
-            .await
-            .map_err(|e| usage(format!("cannot listen on --http {addr}: {e}")))?;
-        tracing::info!(%bound, "serving /healthz /readyz /metrics");
+    let console = crate::http::Sources::new(g.stream.clone(), g.workflows.clone());
+    let mut listening = None;
+    match http.http {
+        Some(addr) => {
+            let state = std::sync::Arc::new(crate::http::State {
+                role: role.to_string(),
+                metrics: metrics.clone(),
+                health: health.clone(),
+                sources: console.clone(),
+                token: http.http_token.clone(),
+                actions: Default::default(),
+            });
+            let bound = crate::http::serve(addr, state, stop.clone()).await?;
+            listening = Some(bound);
+            tracing::info!(%bound, "serving the console (/) and /healthz /readyz /metrics");
+            match (&http.http_token, bound.ip().is_loopback()) {
+                (None, false) => tracing::warn!(%bound,
+                    "the console is reachable from the network without --http-token: read-only, but it shows payloads and addresses"),
+                (Some(_), false) => tracing::warn!(%bound,
+                    "the console's token travels over plain HTTP on a network address: put it behind TLS"),
+                _ => {}
+            }
+            if http.http_token.is_some() && role == "relay" {
+                tracing::warn!(
+                    "--http-token has no effect on a relay: its console is read-only (re-drive needs a worker)"
+                );
+            }
+        }
+        None if http.http_token.is_some() => {
+            tracing::warn!("--http-token is set but --http is not: no console is served");
+        }
+        None => {}
     }
-    Ok(Observed { metrics, health })
+    Ok(Observed {
+        metrics,
+        health,
+        console,
+        http: listening,
+    })
 }
 
 /// Cancel `token` on the first SIGINT or SIGTERM (finish in-flight work and
@@ -315,7 +382,7 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for RedactingStderr {
     }
 }
 
-fn init_logging(global: &Global) -> Result<()> {
+fn init_logging(global: &Global, http_token: Option<&str>) -> Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(&global.log)
         .map_err(|e| usage(format!("invalid --log filter {:?}: {e}", global.log)))?;
     let mut secrets: Vec<String> = [
@@ -326,6 +393,7 @@ fn init_logging(global: &Global) -> Result<()> {
     .into_iter()
     .flatten()
     .flat_map(|u| herald::secret::secrets_in(u.expose()))
+    .chain(http_token.map(str::to_string))
     .collect();
     // Longest first: a secret that contains another is replaced whole.
     secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
@@ -346,7 +414,7 @@ fn init_logging(global: &Global) -> Result<()> {
 
 pub fn try_main() -> Result<ExitCode> {
     let cli = Cli::parse();
-    init_logging(&cli.global)?;
+    init_logging(&cli.global, cli.command.http_token())?;
     // A panic is a bug: say so in the log (where operators look), with its
     // location. Herald catches panics per message and per consumer, so the
     // process goes on.

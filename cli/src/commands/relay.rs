@@ -1,4 +1,3 @@
-use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -58,32 +57,36 @@ impl RelayArgs {
 pub struct RelayCmd {
     #[command(flatten)]
     pub relay: RelayArgs,
-    /// Serve /healthz, /readyz and /metrics on this address (e.g. 127.0.0.1:9464).
-    #[arg(long, env = "HERALD_HTTP")]
-    pub http: Option<SocketAddr>,
+    #[command(flatten)]
+    pub http: super::HttpArgs,
 }
 
 /// Build a relay: database, NATS, stream. Fails fast on configuration errors.
+/// The console (when served) reads from its database and NATS unless it
+/// was given others first.
 pub async fn build(
     g: &Global,
     args: &RelayArgs,
     metrics: std::sync::Arc<Metrics>,
+    console: &crate::http::Sources,
 ) -> Result<Relay> {
     // The relay's loop is sequential: its claim, its mark, and the NOTIFY
     // listener (PostgreSQL) need no more, and opening one mid-batch is slow.
     let db = super::open_db(g, herald::db::Pool::Warm(4), "herald relay").await?;
     herald::db::migrate(&db).await?;
+    console.set_db(&db);
     let client = herald::jetstream::connect(g.nats_url.expose(), "herald-relay").await?;
     let js = herald::relay::jetstream_context(client, args.relay_batch);
     let stream = args.stream(g);
     herald::jetstream::ensure_stream(&js, &stream).await?;
+    console.set_jetstream(&js);
     Ok(Relay::new(db, js, args.config(), metrics).recreate_stream_with(stream))
 }
 
 pub async fn run(g: &Global, cmd: RelayCmd) -> Result<ExitCode> {
     let stop = CancellationToken::new();
-    let o = super::observe("relay", cmd.http, &stop).await?;
-    let relay = build(g, &cmd.relay, o.metrics).await?;
+    let o = super::observe(g, "relay", &cmd.http, &stop).await?;
+    let relay = build(g, &cmd.relay, o.metrics, &o.console).await?;
     super::cancel_on_signals(stop.clone());
     tracing::info!(stream = %g.stream, "relay started");
     relay.run(o.health, stop).await;

@@ -1,6 +1,5 @@
 //! `herald up` (everything in one process, for a laptop) and `herald demo`
 //! (up, emit the sample events, wait for their emails, exit).
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -25,9 +24,8 @@ pub struct UpCmd {
     pub relay: RelayArgs,
     #[command(flatten)]
     pub worker: WorkerArgs,
-    /// Serve /healthz, /readyz and /metrics on this address.
-    #[arg(long, env = "HERALD_HTTP")]
-    pub http: Option<SocketAddr>,
+    #[command(flatten)]
+    pub http: super::HttpArgs,
     /// Config of the nats-server started when none answers at --nats-url.
     #[arg(long, env = "HERALD_NATS_CONFIG", default_value = "nats.conf")]
     pub nats_config: PathBuf,
@@ -236,13 +234,18 @@ struct Running {
     js: async_nats::jetstream::Context,
     /// Why `up` stopped by itself (its nats-server could not be kept up).
     failed: Arc<Mutex<Option<String>>>,
+    /// Where the console listens, when `--http` was given.
+    http: Option<std::net::SocketAddr>,
 }
 
 /// On a laptop, one-click unsubscribe works without configuration: the
 /// links point at `--http` (or 127.0.0.1 when there is none) and are signed
 /// with a key kept in `.herald/unsubscribe.key`, so links of earlier runs
 /// stay valid. Settings given explicitly win.
-fn with_dev_unsubscribe(args: &WorkerArgs, http: Option<SocketAddr>) -> Result<WorkerArgs> {
+fn with_dev_unsubscribe(
+    args: &WorkerArgs,
+    http: Option<std::net::SocketAddr>,
+) -> Result<WorkerArgs> {
     let mut args = args.clone();
     if args.public_url.is_some() || args.unsubscribe_secret.is_some() {
         return Ok(args);
@@ -290,17 +293,20 @@ async fn start(g: &Global, cmd: &UpCmd, smtp: &SecretUrl) -> Result<Running> {
     )
     .await?;
     let stop = CancellationToken::new();
-    let o = super::observe("up", cmd.http, &stop).await?;
+    let o = super::observe(g, "up", &cmd.http, &stop).await?;
+    // The console reads through the worker's pool, not the relay's four.
+    o.console.set_db(&engine.db);
     let tasks = TaskTracker::new();
     let failed = Arc::new(Mutex::new(None));
     if let Some((spec, child)) = ensure_nats(g, &cmd.nats_config).await? {
         tasks.spawn(supervise_nats(spec, child, stop.clone(), failed.clone()));
     }
-    let relay = super::relay::build(g, &cmd.relay, o.metrics.clone()).await?;
+    let relay = super::relay::build(g, &cmd.relay, o.metrics.clone(), &o.console).await?;
     let client = herald::jetstream::connect(g.nats_url.expose(), "herald-up").await?;
     let js = async_nats::jetstream::new(client);
-    let worker_args = with_dev_unsubscribe(&cmd.worker, cmd.http)?;
+    let worker_args = with_dev_unsubscribe(&cmd.worker, cmd.http.http)?;
     let (worker, workflows) = super::worker::build(g, &worker_args, engine, o.metrics)?;
+    o.console.set_worker(&worker);
     tasks.spawn(worker.run(js.clone(), workflows, o.health.clone(), stop.clone()));
     let (health, relay_stop) = (o.health, stop.clone());
     tasks.spawn(async move { relay.run(health, relay_stop).await });
@@ -310,6 +316,7 @@ async fn start(g: &Global, cmd: &UpCmd, smtp: &SecretUrl) -> Result<Running> {
         tasks,
         js,
         failed,
+        http: o.http,
     })
 }
 
@@ -336,6 +343,9 @@ pub async fn run_up(g: &Global, cmd: UpCmd) -> Result<ExitCode> {
         smtp,
         g.workflows.display()
     );
+    if let Some(addr) = running.http {
+        println!("console: http://{addr}/");
+    }
     super::cancel_on_signals(running.stop.clone());
     running.stop.cancelled().await;
     running.stop().await?;

@@ -1,4 +1,3 @@
-use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -69,9 +68,8 @@ impl WorkerArgs {
 pub struct WorkerCmd {
     #[command(flatten)]
     pub worker: WorkerArgs,
-    /// Serve /healthz, /readyz and /metrics on this address.
-    #[arg(long, env = "HERALD_HTTP")]
-    pub http: Option<SocketAddr>,
+    #[command(flatten)]
+    pub http: super::HttpArgs,
 }
 
 /// What every command that sends email needs, checked in order: workflows
@@ -170,14 +168,18 @@ pub async fn run(g: &Global, cmd: WorkerCmd) -> Result<ExitCode> {
     .await?;
     select(g, &engine, &cmd.worker)?;
     let stop = CancellationToken::new();
-    let o = super::observe("worker", cmd.http, &stop).await?;
+    let o = super::observe(g, "worker", &cmd.http, &stop).await?;
+    o.console.set_db(&engine.db);
+    // The worker first: a setting it lacks is reported before NATS is dialled.
     let (worker, workflows) = build(g, &cmd.worker, engine, o.metrics.clone())?;
     let js = super::jetstream_for(g, "herald-worker").await?;
+    o.console.set_jetstream(&js);
+    o.console.set_worker(&worker);
     super::cancel_on_signals(stop.clone());
     worker.clone().run(js, workflows, o.health, stop).await;
     tracing::info!(
-        sent = worker.metrics().emails_sent.get(),
-        dead_letters = worker.metrics().dead_letters.get(),
+        sent = worker.metrics().sent_total(),
+        dead_letters = worker.metrics().dead_letters_total(),
         "worker stopped"
     );
     Ok(ExitCode::SUCCESS)

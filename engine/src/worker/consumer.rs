@@ -336,7 +336,7 @@ async fn step(s: &Session, msg: &jetstream::Message, ordered: bool) -> Step {
         Disposition::Paused => Step::Wait(Duration::ZERO),
         Disposition::Retry { after } | Disposition::Busy { after } if ordered => Step::Wait(*after),
         _ => {
-            settle(msg, &d, &s.worker.metrics).await;
+            settle(msg, &d, &s.worker.metrics, &s.wf.name).await;
             Step::Settled
         }
     }

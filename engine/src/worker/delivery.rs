@@ -59,14 +59,16 @@ impl Worker {
                 failpoint::hit("after_smtp_accept");
                 self.record_sent(&key, &format!("<{mid}>"), &reply).await?;
                 failpoint::hit("after_ledger_sent");
-                self.metrics.emails_sent.inc();
-                self.metrics.send_latency.observe(started.elapsed());
+                self.metrics.emails_sent(&wf.name).inc();
+                self.metrics
+                    .send_latency
+                    .observe(&wf.name, started.elapsed());
                 if let Ok(t) = chrono::DateTime::parse_from_rfc3339(&ev.occurred_at) {
                     let lat = chrono::Utc::now()
                         .signed_duration_since(t)
                         .to_std()
                         .unwrap_or_default();
-                    self.metrics.end_to_end_latency.observe(lat);
+                    self.metrics.end_to_end_latency.observe(&wf.name, lat);
                 }
                 Ok(DeliveryOutcome::Sent)
             }
@@ -103,14 +105,14 @@ impl Worker {
         }
         Ok(match claim {
             Claim::Done { .. } => {
-                self.metrics.emails_skipped.inc();
+                self.metrics.emails_skipped(&wf.name).inc();
                 None
             }
             Claim::InFlight { retry_after: d } => {
                 tracing::info!(workflow = %wf.name, event_id = %ev.id, recipient = key.recipient,
                     retry_in_ms = d.as_millis() as u64,
                     "another worker is sending this email; checking again later");
-                self.metrics.emails_in_flight_elsewhere.inc();
+                self.metrics.emails_in_flight_elsewhere(&wf.name).inc();
                 Some((Err(DeliveryOutcome::InFlight(d)), resent))
             }
             Claim::Send { attempt } => Some((Ok(attempt), resent)),
@@ -160,7 +162,7 @@ impl Worker {
                     ),
                 };
                 ledger::mark_settled(&self.db, key, state, why, None).await?;
-                self.metrics.emails_skipped.inc();
+                self.metrics.emails_skipped(&wf.name).inc();
                 return Ok(None);
             }
         }
@@ -225,7 +227,7 @@ impl Worker {
                 Ok(DeliveryOutcome::Retry(wf.retry.delay(1)))
             }
             SendErrorKind::Transient if attempt < wf.retry.max_attempts => {
-                self.metrics.send_retries.inc();
+                self.metrics.send_retries(&wf.name).inc();
                 ledger::mark_retrying(&self.db, key, &e.to_string(), reply.as_deref()).await?;
                 let d = wf.retry.delay(attempt);
                 tracing::warn!(workflow = %wf.name, event_id = %ev.id, recipient, attempt, error = %e,
@@ -235,7 +237,7 @@ impl Worker {
             SendErrorKind::Uncertain
                 if wf.on_uncertain == OnUncertain::Resend && attempt < wf.retry.max_attempts =>
             {
-                self.metrics.uncertain.inc();
+                self.metrics.uncertain(&wf.name).inc();
                 ledger::mark_uncertain(&self.db, key, &e.to_string()).await?;
                 // Soon, and with the same Message-ID: if the first copy did
                 // arrive, the recipient's system can tell the second is one.
@@ -245,7 +247,7 @@ impl Worker {
                 Ok(DeliveryOutcome::Retry(d))
             }
             SendErrorKind::Uncertain if wf.on_uncertain == OnUncertain::Hold => {
-                self.metrics.uncertain.inc();
+                self.metrics.uncertain(&wf.name).inc();
                 let reason = format!("held for an operator (on_uncertain: hold): {e}");
                 ledger::mark_uncertain(&self.db, key, &reason).await?;
                 self.dead_letter(

@@ -213,6 +213,11 @@ impl Worker {
         &self.catalog
     }
 
+    /// Its one-click unsubscribe settings, when configured.
+    pub fn unsubscribe(&self) -> Option<&crate::unsubscribe::Unsubscribe> {
+        self.cfg.unsubscribe.as_ref()
+    }
+
     /// The database it records in.
     pub fn db(&self) -> &DatabaseConnection {
         &self.db

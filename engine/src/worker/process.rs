@@ -109,7 +109,7 @@ impl Worker {
         smtp: Option<String>,
         attempts: u32,
     ) -> Result<(), DbErr> {
-        self.metrics.dead_letters.inc();
+        self.metrics.dead_letters(&wf.name).inc();
         tracing::error!(workflow = %wf.name, event_id = %ev.id, subject = %ev.subject,
             recipient = recipient.unwrap_or("(whole event)"), %reason, "dead letter");
         dlq::insert(
@@ -242,7 +242,7 @@ impl Worker {
         let emails = match self.catalog.render(wf, &payload, &ev.meta(&wf.name)) {
             Ok(Outcome::Skipped { guard }) => {
                 ledger::record_skipped(&self.db, ev.id, &wf.name, &guard).await?;
-                self.metrics.emails_skipped.inc();
+                self.metrics.emails_skipped(&wf.name).inc();
                 return Ok(ProcessOutcome::whole(Disposition::Ack, 1, 0));
             }
             Ok(Outcome::Emails(e)) => e,

@@ -4,8 +4,8 @@ use async_nats::jetstream::{self, AckKind};
 use super::Disposition;
 use crate::metrics::Metrics;
 
-/// Apply a disposition to a message.
-pub async fn settle(msg: &jetstream::Message, d: &Disposition, metrics: &Metrics) {
+/// Apply a disposition to a message of `workflow`'s consumer.
+pub async fn settle(msg: &jetstream::Message, d: &Disposition, metrics: &Metrics, workflow: &str) {
     let r = match d {
         Disposition::Ack => msg.double_ack().await.map(|_| ()),
         Disposition::Retry { after } | Disposition::Busy { after } => {
@@ -19,7 +19,7 @@ pub async fn settle(msg: &jetstream::Message, d: &Disposition, metrics: &Metrics
         Disposition::Terminate { .. } => msg.ack_with(AckKind::Term).await.map(|_| ()),
     };
     match r {
-        Ok(()) => metrics.messages_acked.inc(),
+        Ok(()) => metrics.messages_acked(workflow).inc(),
         // The ledger already holds the outcome: a redelivery is harmless.
         Err(e) => tracing::warn!(error = %e, "ack failed; the message will be redelivered"),
     }
