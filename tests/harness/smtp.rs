@@ -34,7 +34,8 @@ pub struct Received {
     pub data: String,
     /// Whether the session was encrypted when the message was accepted.
     pub tls: bool,
-    /// When the sink accepted it.
+    /// When the sink admitted its MAIL FROM (the moment an enforced rate
+    /// counted it).
     pub at: std::time::Instant,
 }
 
@@ -424,6 +425,7 @@ where
             .await?;
     }
     let mut from = String::new();
+    let mut admitted = std::time::Instant::now();
     let mut rcpts: Vec<String> = Vec::new();
     let mut line = String::new();
     loop {
@@ -491,6 +493,7 @@ where
                 return Ok(None);
             }
             from = addr(&cmd[10..]);
+            admitted = std::time::Instant::now();
             rcpts.clear();
             r.get_mut().write_all(b"250 2.1.0 OK\r\n").await?;
         } else if upper.starts_with("RCPT TO:") {
@@ -555,7 +558,7 @@ where
                         rcpt_to: rcpts.clone(),
                         data: data.clone(),
                         tls: is_tls,
-                        at: std::time::Instant::now(),
+                        at: admitted,
                     });
                 }
                 reply
