@@ -232,7 +232,7 @@ async fn dry_run(
 ) -> Result<Vec<(String, String, bool)>, ReplayError> {
     let payload: serde_json::Value = serde_json::from_str(&ev.payload).unwrap_or_default();
     let mut out = Vec::new();
-    if let Ok(Outcome::Emails(emails)) = worker.catalog.render(wf, &payload, &ev.meta(&wf.name)) {
+    if let Ok(Outcome::Emails(emails)) = worker.catalog().render(wf, &payload, &ev.meta(&wf.name)) {
         for e in emails {
             let recipient = e.recipient_key();
             let key = crate::ledger::Key {

@@ -10,6 +10,7 @@ mod ops;
 mod outbox;
 mod producers;
 mod relay;
+mod reload;
 mod replay;
 mod robustness;
 mod up;

@@ -346,6 +346,75 @@ pub fn cancel_on_signals(token: CancellationToken) {
     });
 }
 
+/// SIGHUP: load the workflows directory again (`Worker::reload`); a set
+/// with problems is refused with each problem logged, the running set goes on.
+pub fn reload_on_sighup(worker: std::sync::Arc<herald::worker::Worker>, stop: CancellationToken) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                got = hup.recv() => if got.is_none() { return },
+            }
+            tracing::info!("SIGHUP: loading the workflows again");
+            let w = worker.clone();
+            match tokio::task::spawn_blocking(move || w.reload()).await {
+                Ok(r) => log_reload(&r),
+                Err(e) => tracing::error!(error = %e, "reload failed"),
+            }
+        }
+    });
+    #[cfg(not(unix))]
+    let _ = (worker, stop);
+}
+
+/// One log record per reload, saying what changed or every problem.
+pub fn log_reload(r: &Result<herald::worker::Reloaded, herald::worker::ReloadError>) {
+    match r {
+        Ok(r) if r.version == r.previous => {
+            tracing::info!(version = %r.version, "reload: the workflows are unchanged")
+        }
+        Ok(r) => tracing::info!(version = %r.version, previous = %r.previous,
+            added = %r.added.join(","), removed = %r.removed.join(","), "reload: workflows loaded"),
+        Err(herald::worker::ReloadError::Invalid(problems)) => {
+            for p in &problems.0 {
+                tracing::error!(problem = %p, "reload refused");
+            }
+            tracing::error!(
+                problems = problems.0.len(),
+                "reload refused: the running workflows are unchanged"
+            );
+        }
+        Err(e) => tracing::error!(error = %e, "reload refused"),
+    }
+}
+
+/// The answer to `POST /reload`.
+pub fn describe_reload(r: &herald::worker::Reloaded) -> String {
+    if r.version == r.previous {
+        return format!("unchanged: version {}\n", r.version);
+    }
+    format!(
+        "reloaded: version {} (was {}); added: {}; removed: {}\n",
+        r.version,
+        r.previous,
+        if r.added.is_empty() {
+            "none".into()
+        } else {
+            r.added.join(", ")
+        },
+        if r.removed.is_empty() {
+            "none".into()
+        } else {
+            r.removed.join(", ")
+        },
+    )
+}
+
 /// Parse `500ms`, `30s`, `5m`, `2h`, `7d` (a bare number is seconds).
 pub fn duration_arg(s: &str) -> Result<std::time::Duration, String> {
     herald::duration::parse(s).map_err(|e| e.to_string())

@@ -307,6 +307,7 @@ async fn start(g: &Global, cmd: &UpCmd, smtp: &SecretUrl) -> Result<Running> {
     let worker_args = with_dev_unsubscribe(&cmd.worker, cmd.http.http)?;
     let (worker, workflows) = super::worker::build(g, &worker_args, engine, o.metrics)?;
     o.console.set_worker(&worker);
+    super::reload_on_sighup(worker.clone(), stop.clone());
     tasks.spawn(worker.run(js.clone(), workflows, o.health.clone(), stop.clone()));
     let (health, relay_stop) = (o.health, stop.clone());
     tasks.spawn(async move { relay.run(health, relay_stop).await });

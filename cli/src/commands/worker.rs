@@ -176,6 +176,7 @@ pub async fn run(g: &Global, cmd: WorkerCmd) -> Result<ExitCode> {
     o.console.set_jetstream(&js);
     o.console.set_worker(&worker);
     super::cancel_on_signals(stop.clone());
+    super::reload_on_sighup(worker.clone(), stop.clone());
     worker.clone().run(js, workflows, o.health, stop).await;
     tracing::info!(
         sent = worker.metrics().sent_total(),

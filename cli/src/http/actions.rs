@@ -330,3 +330,55 @@ async fn release(
         Err(e) => tally.failed.push(format!("the events held behind it: {e}")),
     }
 }
+
+/// `POST /reload` (token required, as for the other writes): load the
+/// workflows directory again, as SIGHUP does. 200 with what changed; 422
+/// with every problem when the set is refused (the running set goes on).
+pub async fn reload(State(s): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    const TEXT: &str = "text/plain; charset=utf-8";
+    let form: Vec<(String, String)> = url::form_urlencoded::parse(&body).into_owned().collect();
+    if let Err(why) = authorize(&s, &headers, &form) {
+        tracing::warn!(reason = why, "console: reload refused");
+        return (
+            StatusCode::FORBIDDEN,
+            [(header::CONTENT_TYPE, TEXT)],
+            format!("{why}\n"),
+        )
+            .into_response();
+    }
+    let Some(worker) = s.worker().cloned() else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::CONTENT_TYPE, TEXT)],
+            "the worker is not running yet\n",
+        )
+            .into_response();
+    };
+    match tokio::task::spawn_blocking(move || worker.reload()).await {
+        Ok(Ok(r)) => {
+            super::super::commands::log_reload(&Ok(r.clone()));
+            (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, TEXT)],
+                super::super::commands::describe_reload(&r),
+            )
+                .into_response()
+        }
+        Ok(Err(e)) => {
+            let text = e.to_string();
+            tracing::error!(error = %text, "reload refused");
+            (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                [(header::CONTENT_TYPE, TEXT)],
+                format!("{text}\n"),
+            )
+                .into_response()
+        }
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            [(header::CONTENT_TYPE, TEXT)],
+            format!("reload failed: {e}\n"),
+        )
+            .into_response(),
+    }
+}

@@ -27,13 +27,16 @@ const MAX_QUERY: usize = 320;
 /// A longer reason or reply is cut in lists (the detail page has it whole).
 const SNIPPET: usize = 160;
 /// Delivery states in the order the overview shows them.
-const STATES: [&str; 6] = [
+const STATES: [&str; 9] = [
     "sent",
     "skipped",
     "retrying",
     "sending",
     "uncertain",
     "dead",
+    "scheduled",
+    "suppressed",
+    "unsubscribed",
 ];
 
 /// A page that could not be produced, and why (rendered as a page).
@@ -173,6 +176,7 @@ pub async fn overview(State(s): State<AppState>) -> Result<Page, Failure> {
         "Overview",
         json!({
             "role": s.role,
+            "version": s.worker().map(|w| w.version()).unwrap_or_default(),
             "ready": s.health.is_ready(),
             "problems": s.health.problems(),
             "writes": writes_note(s.writes()),
@@ -408,17 +412,15 @@ async fn rendered(s: &AppState, d: &dead_letter::Model) -> Value {
 /// the worker's catalog (what a re-drive would send), or, in a relay, the
 /// workflows directory loaded afresh. Bodies are shown as source text.
 async fn rendered_now(s: &AppState, d: &dead_letter::Model) -> Value {
-    let loaded;
     let catalog = match s.worker() {
         Some(w) => w.catalog(),
         None => {
             let dir = s.sources.workflows.clone();
-            loaded = match tokio::task::spawn_blocking(move || herald::workflow::load(&dir)).await {
-                Ok(Ok(c)) => c,
+            match tokio::task::spawn_blocking(move || herald::workflow::load(&dir)).await {
+                Ok(Ok(c)) => std::sync::Arc::new(c),
                 Ok(Err(e)) => return json!({ "error": format!("the workflows do not load: {e}") }),
                 Err(e) => return json!({ "error": format!("loading the workflows failed: {e}") }),
-            };
-            &loaded
+            }
         }
     };
     let Some(wf) = catalog.get(&d.workflow) else {

@@ -199,6 +199,7 @@ pub fn router(state: AppState) -> Router {
             "/u/{token}",
             get(unsubscribe::confirm).post(unsubscribe::record),
         )
+        .route("/reload", post(actions::reload))
         .fallback(console::not_found)
         .method_not_allowed_fallback(console::method_not_allowed)
         .layer(RequestBodyLimitLayer::new(MAX_BODY))

@@ -13,17 +13,22 @@ pub async fn healthz() -> impl IntoResponse {
 }
 
 pub async fn readyz(State(s): State<AppState>) -> impl IntoResponse {
+    // A worker says which workflow set it runs (the version changes on reload).
+    let version = s
+        .worker()
+        .map(|w| format!("workflows {}\n", w.version()))
+        .unwrap_or_default();
     if s.health.is_ready() {
         return (
             StatusCode::OK,
             [(header::CONTENT_TYPE, TEXT)],
-            "ready\n".to_string(),
+            format!("ready\n{version}"),
         );
     }
     (
         StatusCode::SERVICE_UNAVAILABLE,
         [(header::CONTENT_TYPE, TEXT)],
-        format!("not ready:\n{}\n", s.health.problems().join("\n")),
+        format!("not ready:\n{}\n{version}", s.health.problems().join("\n")),
     )
 }
 

@@ -36,6 +36,9 @@ pub(super) fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
 struct Session {
     worker: Arc<Worker>,
     wf: Arc<Workflow>,
+    /// The workflow as of the worker's reload generation last seen: a reload
+    /// swaps it between two messages, never during one.
+    current: std::sync::Mutex<(u64, Arc<Workflow>)>,
     lanes: Lanes,
     /// At most `concurrency` messages processed at once across the lanes.
     slots: Semaphore,
@@ -163,7 +166,9 @@ impl Worker {
             let result = AssertUnwindSafe(session).catch_unwind().await;
             self.metrics.set_consumer_up(&wf.name, false);
             if stop.is_cancelled() {
-                health.set(&part, Check::Starting("stopped".into()));
+                // Stopped on purpose (shutdown, or a reload removed it):
+                // no longer a part of this process's readiness.
+                health.remove(&part);
                 break;
             }
             let reason = match result {
@@ -205,8 +210,10 @@ impl Worker {
         health.set(part, Check::Ok);
         self.metrics.set_consumer_up(&wf.name, true);
         let session_stop = stop.child_token();
+        let generation = *self.generation.borrow();
         let s = Arc::new(Session {
             worker: self.clone(),
+            current: std::sync::Mutex::new((generation, wf.clone())),
             wf,
             lanes: Lanes::new(self.cfg.max_in_flight()),
             slots: Semaphore::new(self.cfg.concurrency.max(1)),
@@ -307,6 +314,26 @@ async fn lane(s: Arc<Session>, key: LaneKey) {
     }
 }
 
+impl Session {
+    /// The definition to process the next message with: the reloaded one
+    /// if a reload happened since the last message (a removed workflow keeps
+    /// its last definition until its consumer stops).
+    fn workflow(&self) -> Arc<Workflow> {
+        let generation = *self.worker.generation.borrow();
+        let mut c = match self.current.lock() {
+            Ok(c) => c,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if c.0 != generation {
+            if let Some(w) = self.worker.workflow(&self.wf.name) {
+                c.1 = Arc::new(w);
+            }
+            c.0 = generation;
+        }
+        c.1.clone()
+    }
+}
+
 enum Step {
     Settled,
     /// Look at the lane again after this (retry, claim elsewhere, or an
@@ -329,7 +356,8 @@ async fn step(s: &Session, msg: &jetstream::Message, ordered: bool) -> Step {
         _ = s.stop.cancelled() => return Step::Stopped,
         p = s.slots.acquire() => p,
     };
-    let d = s.worker.handle(&s.wf, msg).await;
+    let wf = s.workflow();
+    let d = s.worker.handle(&wf, msg).await;
     drop(permit);
     match &d {
         // Back to the gate.

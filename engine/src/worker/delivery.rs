@@ -26,7 +26,7 @@ impl Worker {
         recipient: &str,
     ) -> Result<DeliveryOutcome, DbErr> {
         // Rate limits first, before any claim: a long wait holds no lease.
-        let wait = self.limits.reserve(&wf.name).await?;
+        let wait = self.limits().reserve(&wf.name).await?;
         if !wait.is_zero() {
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
@@ -206,7 +206,7 @@ impl Worker {
         let recipient = key.recipient;
         if e.asks_to_slow_down() {
             self.metrics.smtp_throttled.inc();
-            self.limits.throttled().await?;
+            self.limits().throttled().await?;
         }
         if let Some((address, code, message)) = e.refused_recipient()
             && suppression::is_hard_bounce(code, message)

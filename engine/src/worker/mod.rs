@@ -33,8 +33,8 @@ use sea_orm::{DatabaseConnection, DbErr};
 
 use crate::metrics::Metrics;
 use crate::smtp::Transport;
-use crate::workflow::Catalog;
 use crate::workflow::address::Mailbox;
+use crate::workflow::{Catalog, Workflow};
 
 pub use decide::Disposition;
 pub(crate) use event::Event;
@@ -149,7 +149,12 @@ pub enum RedriveError {
 /// ```
 pub struct Worker {
     pub(crate) db: DatabaseConnection,
-    pub(crate) catalog: Arc<Catalog>,
+    /// The loaded workflows and what derives from them; swapped whole by
+    /// [`Worker::reload`].
+    loaded: std::sync::RwLock<Arc<Loaded>>,
+    /// Bumped by each reload that changed something: consumers take their
+    /// workflow anew before their next message, `run` reconciles consumers.
+    pub(crate) generation: tokio::sync::watch::Sender<u64>,
     pub(crate) transport: Transport,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) cfg: WorkerConfig,
@@ -159,8 +164,6 @@ pub struct Worker {
     /// The stream's first sequence (refreshed while running): an earlier
     /// event of an aggregate below it is gone and not waited for.
     pub(crate) first_stream_seq: std::sync::atomic::AtomicU64,
-    /// Shared rate limits: the transport's and each rated workflow's.
-    pub(crate) limits: limits::Limits,
     /// Cancelled when the worker stops: long waits (rate limits) end early.
     pub(crate) stop: tokio_util::sync::CancellationToken,
 }
@@ -173,24 +176,89 @@ impl Worker {
         metrics: Arc<Metrics>,
         cfg: WorkerConfig,
     ) -> Worker {
-        let limits = limits::Limits::new(&db, &catalog, &transport);
+        let loaded = Loaded::new(&db, catalog, &transport);
         Worker {
             db,
-            catalog,
+            loaded: std::sync::RwLock::new(Arc::new(loaded)),
+            generation: tokio::sync::watch::channel(0).0,
             transport,
             metrics,
             cfg,
             resend: None,
             first_stream_seq: std::sync::atomic::AtomicU64::new(0),
-            limits,
             stop: tokio_util::sync::CancellationToken::new(),
         }
+    }
+
+    fn loaded(&self) -> Arc<Loaded> {
+        match self.loaded.read() {
+            Ok(l) => l.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// The workflows loaded now (a snapshot: a reload does not change it).
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.loaded().catalog.clone()
+    }
+
+    /// The version (hash) of the loaded workflow set.
+    pub fn version(&self) -> String {
+        self.loaded().catalog.version.clone()
+    }
+
+    /// The rate limits of the loaded set.
+    pub(crate) fn limits(&self) -> Arc<limits::Limits> {
+        self.loaded().limits.clone()
+    }
+
+    /// The loaded definition of workflow `name`, if it is loaded.
+    pub(crate) fn workflow(&self, name: &str) -> Option<Workflow> {
+        self.loaded().catalog.get(name).cloned()
+    }
+
+    /// Load the workflows directory again and, if the whole set is valid and
+    /// its settings are met, make it the running set: new workflows get
+    /// consumers, removed ones stop, changed templates are used from each
+    /// consumer's next message. Anything wrong refuses the whole set; the
+    /// running one goes on unchanged.
+    pub fn reload(&self) -> Result<Reloaded, ReloadError> {
+        let old = self.catalog();
+        let new = crate::workflow::load(&old.dir).map_err(ReloadError::Invalid)?;
+        let missing = self.missing_settings_of(&new);
+        if !missing.is_empty() {
+            return Err(ReloadError::Settings(missing));
+        }
+        let names = |c: &Catalog| -> std::collections::BTreeSet<String> {
+            c.workflows.iter().map(|w| w.name.clone()).collect()
+        };
+        let (before, after) = (names(&old), names(&new));
+        let report = Reloaded {
+            version: new.version.clone(),
+            previous: old.version.clone(),
+            added: after.difference(&before).cloned().collect(),
+            removed: before.difference(&after).cloned().collect(),
+        };
+        if report.version == report.previous {
+            return Ok(report);
+        }
+        let loaded = Arc::new(Loaded::new(&self.db, Arc::new(new), &self.transport));
+        match self.loaded.write() {
+            Ok(mut l) => *l = loaded,
+            Err(poisoned) => *poisoned.into_inner() = loaded,
+        }
+        self.generation.send_modify(|g| *g += 1);
+        Ok(report)
     }
 
     /// Workflows that need a setting the worker was not given: a category
     /// without one-click unsubscribe configured. Checked at start-up.
     pub fn missing_settings(&self) -> Vec<String> {
-        self.catalog
+        self.missing_settings_of(&self.catalog())
+    }
+
+    fn missing_settings_of(&self, catalog: &Catalog) -> Vec<String> {
+        catalog
             .workflows
             .iter()
             .filter(|w| w.category().is_some() && self.cfg.unsubscribe.is_none())
@@ -206,11 +274,6 @@ impl Worker {
     /// The worker's metrics (what it sent, retried, dead-lettered so far).
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
-    }
-
-    /// The workflows it was built with.
-    pub fn catalog(&self) -> &Catalog {
-        &self.catalog
     }
 
     /// Its one-click unsubscribe settings, when configured.
@@ -229,6 +292,39 @@ impl Worker {
         self.resend = Some(reason.into());
         self
     }
+}
+
+/// The loaded set: the catalog and the rate limits its workflows declare.
+struct Loaded {
+    catalog: Arc<Catalog>,
+    limits: Arc<limits::Limits>,
+}
+
+impl Loaded {
+    fn new(db: &DatabaseConnection, catalog: Arc<Catalog>, transport: &Transport) -> Loaded {
+        let limits = Arc::new(limits::Limits::new(db, &catalog, transport));
+        Loaded { catalog, limits }
+    }
+}
+
+/// What a reload changed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reloaded {
+    /// The version now loaded (the same as `previous` when nothing changed).
+    pub version: String,
+    pub previous: String,
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+}
+
+/// Why a reload was refused (the running set goes on).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReloadError {
+    #[error("the workflows directory has problems; the running workflows are unchanged:\n{0}")]
+    Invalid(crate::workflow::Problems),
+    #[error("{}; the running workflows are unchanged", .0.join("; "))]
+    Settings(Vec<String>),
 }
 
 /// `<{event_id}.{workflow}.{n}@{domain of from}>`: derived from the ledger key.

@@ -239,7 +239,7 @@ impl Worker {
                 Ok(Decision::Now) => {}
             }
         }
-        let emails = match self.catalog.render(wf, &payload, &ev.meta(&wf.name)) {
+        let emails = match self.catalog().render(wf, &payload, &ev.meta(&wf.name)) {
             Ok(Outcome::Skipped { guard }) => {
                 ledger::record_skipped(&self.db, ev.id, &wf.name, &guard).await?;
                 self.metrics.emails_skipped(&wf.name).inc();
@@ -343,14 +343,13 @@ impl Worker {
         dl: &herald_entities::dead_letter::Model,
     ) -> Result<ProcessOutcome, RedriveError> {
         let wf = self
-            .catalog
-            .get(&dl.workflow)
+            .workflow(&dl.workflow)
             .ok_or_else(|| RedriveError::UnknownWorkflow(dl.workflow.clone()))?;
         ledger::reopen_dead(&self.db, dl.event_id.into(), &dl.workflow).await?;
         // Closed first: it must not hold back its own re-drive.
         dlq::mark_retried(&self.db, dl.id).await?;
         self.process_when_reachable(
-            wf,
+            &wf,
             &Event::from_dead_letter(dl),
             &tokio_util::sync::CancellationToken::new(),
         )

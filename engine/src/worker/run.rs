@@ -1,6 +1,7 @@
 //! Running a worker: every selected workflow's consumer under its
 //! supervisor, and the watchers that keep health current (database, NATS,
 //! the SMTP transport), until the cancellation token fires.
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use async_nats::jetstream;
@@ -47,20 +48,32 @@ impl Worker {
             s.cancelled().await;
             me.stop.cancel();
         });
-        let scheduling: Vec<String> = workflows
-            .iter()
-            .filter(|w| w.schedules())
-            .map(|w| w.name.clone())
-            .collect();
-        if !scheduling.is_empty() {
-            tasks.spawn(self.clone().run_schedule(scheduling, stop.clone()));
-        }
+        // Started with every workflow: follow the directory (a reload's new
+        // workflows get consumers). Started with some (`--workflow`): keep
+        // to those names.
+        let all = self.catalog().workflows.len();
+        let selection: Option<BTreeSet<String>> =
+            (workflows.len() != all).then(|| workflows.iter().map(|w| w.name.clone()).collect());
+        tasks.spawn(self.clone().run_schedule(selection.clone(), stop.clone()));
         let names: Vec<&str> = workflows.iter().map(|w| w.name.as_str()).collect();
-        tracing::info!(workflows = %names.join(","), transport = %self.transport.name(), "worker started");
+        tracing::info!(workflows = %names.join(","), version = %self.version(), transport = %self.transport.name(), "worker started");
+        let mut running = Running::default();
         for wf in workflows {
-            tasks.spawn(
-                self.clone()
-                    .supervise(js.clone(), wf, health.clone(), stop.clone()),
+            running.start(&self, &tasks, &js, wf, &health, &stop);
+        }
+        let mut generation = self.generation.subscribe();
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                changed = generation.changed() => if changed.is_err() { break },
+            }
+            self.reconcile(
+                &mut running,
+                selection.as_ref(),
+                &tasks,
+                &js,
+                &health,
+                &stop,
             );
         }
         tasks.close();
@@ -68,7 +81,127 @@ impl Worker {
     }
 }
 
+/// The consumers running now, by workflow: how to stop each, the subjects
+/// it was bound with, and its task.
+#[derive(Default)]
+struct Running(HashMap<String, Consumer>);
+
+struct Consumer {
+    stop: CancellationToken,
+    subjects: Vec<String>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    fn start(
+        &mut self,
+        worker: &Arc<Worker>,
+        tasks: &TaskTracker,
+        js: &jetstream::Context,
+        wf: Workflow,
+        health: &Health,
+        stop: &CancellationToken,
+    ) {
+        self.start_after(worker, tasks, js, wf, health, stop, None);
+    }
+
+    /// Start `wf`'s consumer, once `before` (the consumer it replaces) has
+    /// finished: two supervisors of one workflow never overlap.
+    #[allow(clippy::too_many_arguments)] // the run's context, passed through
+    fn start_after(
+        &mut self,
+        worker: &Arc<Worker>,
+        tasks: &TaskTracker,
+        js: &jetstream::Context,
+        wf: Workflow,
+        health: &Health,
+        stop: &CancellationToken,
+        before: Option<tokio::task::JoinHandle<()>>,
+    ) {
+        let own = stop.child_token();
+        let name = wf.name.clone();
+        let subjects = wf.subjects.clone();
+        let supervised = worker
+            .clone()
+            .supervise(js.clone(), wf, health.clone(), own.clone());
+        let task = tasks.spawn(async move {
+            if let Some(b) = before {
+                let _ = b.await;
+            }
+            supervised.await;
+        });
+        self.0.insert(
+            name,
+            Consumer {
+                stop: own,
+                subjects,
+                task,
+            },
+        );
+    }
+}
+
 impl Worker {
+    /// After a reload: stop the consumers of workflows no longer loaded (or
+    /// no longer selected), start those of new ones, and rebind those whose
+    /// subjects changed. Template changes need nothing here: each consumer
+    /// takes its workflow anew before its next message.
+    fn reconcile(
+        self: &Arc<Self>,
+        running: &mut Running,
+        selection: Option<&BTreeSet<String>>,
+        tasks: &TaskTracker,
+        js: &jetstream::Context,
+        health: &Health,
+        stop: &CancellationToken,
+    ) {
+        let catalog = self.catalog();
+        let wanted: HashMap<&str, &Workflow> = catalog
+            .workflows
+            .iter()
+            .filter(|w| selection.is_none_or(|s| s.contains(&w.name)))
+            .map(|w| (w.name.as_str(), w))
+            .collect();
+        let names: Vec<String> = running.0.keys().cloned().collect();
+        for name in names {
+            match wanted.get(name.as_str()) {
+                Some(w)
+                    if running
+                        .0
+                        .get(&name)
+                        .is_some_and(|c| c.subjects == w.subjects) => {}
+                Some(w) => {
+                    if let Some(old) = running.0.remove(&name) {
+                        old.stop.cancel();
+                        tracing::info!(workflow = %name, subjects = %w.subjects.join(","), "reload: rebinding the consumer to its new subjects");
+                        running.start_after(
+                            self,
+                            tasks,
+                            js,
+                            (*w).clone(),
+                            health,
+                            stop,
+                            Some(old.task),
+                        );
+                    }
+                }
+                None => {
+                    if let Some(old) = running.0.remove(&name) {
+                        tracing::info!(workflow = %name, "reload: workflow removed; its consumer stops after its messages in flight");
+                        old.stop.cancel();
+                    }
+                }
+            }
+        }
+        for (name, w) in wanted {
+            if !running.0.contains_key(name) {
+                tracing::info!(workflow = %name, "reload: new workflow; starting its consumer");
+                running.start(self, tasks, js, w.clone(), health, stop);
+            }
+        }
+        tracing::info!(version = %catalog.version, "reload: running the new workflow set");
+    }
+
     /// Keep `first_stream_seq` current: events the stream no longer holds
     /// (retention) are not waited for.
     async fn watch_stream_start(self: Arc<Self>, js: jetstream::Context, stop: CancellationToken) {

@@ -109,7 +109,7 @@ impl Worker {
         let meta = ev.meta(&wf.name);
         let d = &wf.delivery;
         if let Some(dg) = &d.digest {
-            let key = match self.catalog.render_setting(&dg.key, payload, &meta) {
+            let key = match self.catalog().render_setting(wf, &dg.key, payload, &meta) {
                 Ok(k) => k,
                 Err(e) => return Ok(Err(e)),
             };
@@ -122,7 +122,7 @@ impl Worker {
             due = now + chrono::Duration::from_std(delay).unwrap_or_default();
         }
         if let Some(id) = &d.send_at {
-            let text = match self.catalog.render_setting(id, payload, &meta) {
+            let text = match self.catalog().render_setting(wf, id, payload, &meta) {
                 Ok(t) => t,
                 Err(e) => return Ok(Err(e)),
             };
@@ -141,7 +141,7 @@ impl Worker {
             let tz = match &q.tz {
                 TimeZone::Fixed(z) => *z,
                 TimeZone::Template(id) => {
-                    let name = match self.catalog.render_setting(id, payload, &meta) {
+                    let name = match self.catalog().render_setting(wf, id, payload, &meta) {
                         Ok(n) => n,
                         Err(e) => return Ok(Err(e)),
                     };
@@ -228,7 +228,8 @@ impl Worker {
             .execute_raw(Statement::from_sql_and_values(b, sql, values))
             .await?;
         // The deliveries, as they would go now, recorded `scheduled`.
-        if let Ok(Outcome::Emails(emails)) = self.catalog.render(wf, payload, &ev.meta(&wf.name)) {
+        if let Ok(Outcome::Emails(emails)) = self.catalog().render(wf, payload, &ev.meta(&wf.name))
+        {
             for (recipient, e) in super::process::recipient_keys(&emails) {
                 let key = Key {
                     event_id: ev.id,
@@ -400,11 +401,19 @@ impl Worker {
     /// send it, until `stop`.
     pub(super) async fn run_schedule(
         self: std::sync::Arc<Self>,
-        workflows: Vec<String>,
+        selection: Option<std::collections::BTreeSet<String>>,
         stop: tokio_util::sync::CancellationToken,
     ) {
         let owner = format!("worker-{}", uuid::Uuid::new_v4().simple());
         loop {
+            // The current set's workflows that schedule (a reload may change them).
+            let workflows: Vec<String> = self
+                .catalog()
+                .workflows
+                .iter()
+                .filter(|w| w.schedules() && selection.as_ref().is_none_or(|s| s.contains(&w.name)))
+                .map(|w| w.name.clone())
+                .collect();
             let next = match self.due(&workflows, &owner).await {
                 Ok(rows) if !rows.is_empty() => {
                     for r in rows {
@@ -482,7 +491,8 @@ impl Worker {
 
     /// Send one due row through the normal path and record what happened.
     async fn send_due(&self, r: &DueRow, owner: &str) -> Result<(), DbErr> {
-        let Some(wf) = self.catalog.get(&r.workflow) else {
+        let catalog = self.catalog();
+        let Some(wf) = catalog.get(&r.workflow) else {
             // Its workflow was removed: leave it for a worker that has it.
             return self
                 .record_due(
@@ -525,7 +535,10 @@ impl Worker {
             .iter()
             .map(|(_, p)| serde_json::from_str(p).unwrap_or_else(|_| json!({})))
             .collect();
-        let (o, state, note) = match self.catalog.render_digest(wf, &events, &ev.meta(&wf.name)) {
+        let (o, state, note) = match self
+            .catalog()
+            .render_digest(wf, &events, &ev.meta(&wf.name))
+        {
             Ok(Outcome::Skipped { guard }) => {
                 ledger::record_skipped(&self.db, ev.id, &wf.name, &guard).await?;
                 (

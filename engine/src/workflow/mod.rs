@@ -14,6 +14,7 @@ mod templates;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use handlebars::Handlebars;
 use serde_saphyr::Location;
@@ -162,6 +163,9 @@ pub struct Workflow {
     pub(crate) retry: RetryPolicy,
     pub(crate) on_uncertain: spec::OnUncertain,
     pub(crate) delivery: Delivery,
+    /// The templates of the set it was loaded with: a workflow always
+    /// renders with its own, even after a reload swapped the catalog.
+    pub(crate) templates: Arc<Templates>,
 }
 
 impl Workflow {
@@ -182,6 +186,13 @@ impl Workflow {
 pub struct Catalog {
     pub dir: PathBuf,
     pub workflows: Vec<Workflow>,
+    /// A hash of every file of the directory: which set is loaded.
+    pub version: String,
+}
+
+/// The compiled templates of one loaded set.
+#[derive(Debug, Default)]
+pub(crate) struct Templates {
     /// Templates rendered into HTML bodies: values are HTML-escaped.
     pub(crate) html: Handlebars<'static>,
     /// Everything else (addresses, subject, text, headers): not escaped.
@@ -233,18 +244,25 @@ pub fn load(dir: &Path) -> Result<Catalog, Problems> {
                 retry,
                 on_uncertain: p.raw.on_uncertain.unwrap_or_default(),
                 delivery,
+                templates: Arc::default(),
             });
         }
     }
     if !problems.is_empty() {
         return Err(Problems(problems));
     }
-    Ok(Catalog {
-        dir: dir.to_path_buf(),
-        workflows,
+    let templates = Arc::new(Templates {
         html: registries.html,
         plain: registries.plain,
         block_paths: registries.block_paths,
+    });
+    for w in &mut workflows {
+        w.templates = templates.clone();
+    }
+    Ok(Catalog {
+        dir: dir.to_path_buf(),
+        workflows,
+        version: source::version(dir),
     })
 }
 

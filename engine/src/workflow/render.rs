@@ -3,7 +3,7 @@
 use serde_json::{Value, json};
 
 use super::address::{self, Mailbox};
-use super::{AddressTemplate, Catalog, Guard, TemplateId, Workflow};
+use super::{AddressTemplate, Catalog, Guard, TemplateId, Templates, Workflow};
 
 /// What the templates see besides the payload.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -145,6 +145,43 @@ fn no_crlf(field: &str, v: &str) -> Result<(), RenderError> {
 }
 
 impl Catalog {
+    /// Evaluate guards, expand `for_each`, render every email of this event.
+    /// A digest workflow renders it as a digest of this one event. Always
+    /// with `wf`'s own templates (those of the set it was loaded with).
+    pub fn render(
+        &self,
+        wf: &Workflow,
+        payload: &Value,
+        meta: &Meta,
+    ) -> Result<Outcome, RenderError> {
+        wf.templates.render(wf, payload, meta)
+    }
+
+    /// A digest's email: `event` is its last event, `events` all of them in
+    /// stream order.
+    pub(crate) fn render_digest(
+        &self,
+        wf: &Workflow,
+        events: &[Value],
+        meta: &Meta,
+    ) -> Result<Outcome, RenderError> {
+        wf.templates.render_digest(wf, events, meta)
+    }
+
+    /// One of `wf`'s setting templates (digest key, send time, time zone)
+    /// for an event, trimmed.
+    pub(crate) fn render_setting(
+        &self,
+        wf: &Workflow,
+        id: &TemplateId,
+        payload: &Value,
+        meta: &Meta,
+    ) -> Result<String, RenderError> {
+        wf.templates.render_setting(id, payload, meta)
+    }
+}
+
+impl Templates {
     /// Strict mode does not look at block helpers' arguments: a missing
     /// `{{#each event.owners}}` would render as an empty list. Refuse it as
     /// strict mode refuses a missing `{{event.name}}`.
@@ -281,23 +318,14 @@ impl Catalog {
         })
     }
 
-    /// Evaluate guards, expand `for_each`, render every email of this event.
-    /// A digest workflow renders it as a digest of this one event.
-    pub fn render(
-        &self,
-        wf: &Workflow,
-        payload: &Value,
-        meta: &Meta,
-    ) -> Result<Outcome, RenderError> {
+    fn render(&self, wf: &Workflow, payload: &Value, meta: &Meta) -> Result<Outcome, RenderError> {
         if wf.delivery.digest.is_some() {
             return self.render_digest(wf, std::slice::from_ref(payload), meta);
         }
         self.render_context(wf, json!({ "event": payload, "meta": meta }))
     }
 
-    /// A digest's email: `event` is its last event, `events` all of them in
-    /// stream order.
-    pub(crate) fn render_digest(
+    fn render_digest(
         &self,
         wf: &Workflow,
         events: &[Value],
@@ -307,9 +335,7 @@ impl Catalog {
         self.render_context(wf, json!({ "event": last, "events": events, "meta": meta }))
     }
 
-    /// One of the workflow's setting templates (digest key, send time, time
-    /// zone) for an event, trimmed.
-    pub(crate) fn render_setting(
+    fn render_setting(
         &self,
         id: &TemplateId,
         payload: &Value,
