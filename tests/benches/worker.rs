@@ -43,8 +43,8 @@ fn payload(i: usize) -> serde_json::Value {
     json!({"email": format!("u{i}@example.com"), "name": format!("User {i}"), "code": format!("CODE-{i}")})
 }
 
-async fn raw_loop(sink: &SmtpSink, n: usize) -> Duration {
-    let email = Email {
+fn bench_email() -> Email {
+    Email {
         index: 0,
         from: "Bench <bench@herald.example>".parse().unwrap(),
         to: vec!["u0@example.com".parse().unwrap()],
@@ -55,9 +55,36 @@ async fn raw_loop(sink: &SmtpSink, n: usize) -> Duration {
         text: Some("Hi User 0, your code is CODE-0.".into()),
         html: Some("<p>Hi User 0, your code is <b>CODE-0</b>.</p>".into()),
         headers: vec![],
-    };
+    }
+}
+
+/// The raw ceiling over `conns` connections at once: `n` messages shared
+/// out among `conns` loops like (a), so (b) is compared at equal connections.
+async fn raw_parallel(sink: &SmtpSink, n: usize, conns: usize) -> Duration {
     let start = Instant::now();
-    let mut client = SmtpClientBuilder::new("127.0.0.1", sink.port)
+    let loops: Vec<_> = (0..conns)
+        .map(|c| {
+            let port = sink.port;
+            let share = n / conns + usize::from(c < n % conns);
+            tokio::spawn(async move { raw_on(port, share, c).await })
+        })
+        .collect();
+    for l in loops {
+        l.await.unwrap();
+    }
+    start.elapsed()
+}
+
+async fn raw_loop(sink: &SmtpSink, n: usize) -> Duration {
+    let start = Instant::now();
+    raw_on(sink.port, n, 0).await;
+    start.elapsed()
+}
+
+/// One connection sending `n` messages, one at a time.
+async fn raw_on(port: u16, n: usize, lane: usize) {
+    let email = bench_email();
+    let mut client = SmtpClientBuilder::new("127.0.0.1", port)
         .unwrap()
         .implicit_tls(false)
         .connect_plain()
@@ -66,7 +93,8 @@ async fn raw_loop(sink: &SmtpSink, n: usize) -> Duration {
     client.stream.set_nodelay(true).unwrap();
     for i in 0..n {
         // Rendering the same message is part of the loop, as it is for the worker.
-        let body = herald::smtp::build(&email, &format!("{i}.bench.0@herald.example")).unwrap();
+        let body =
+            herald::smtp::build(&email, &format!("{lane}.{i}.bench.0@herald.example")).unwrap();
         let msg = Message {
             mail_from: Address::new("bench@herald.example", Parameters::default()),
             rcpt_to: vec![Address::new("u0@example.com", Parameters::default())],
@@ -74,7 +102,6 @@ async fn raw_loop(sink: &SmtpSink, n: usize) -> Duration {
         };
         client.send(msg).await.unwrap();
     }
-    start.elapsed()
 }
 
 async fn worker_e2e(backend: Backend, sink: &SmtpSink, n: usize) -> Duration {
@@ -115,7 +142,7 @@ async fn worker_e2e(backend: Backend, sink: &SmtpSink, n: usize) -> Duration {
         Arc::new(catalog),
         Transport::from_url(&sink.url()).unwrap(),
         Metrics::new(),
-        WorkerConfig::default(),
+        WorkerConfig::default().concurrency(concurrency()),
     ));
     let before = sink.count();
     let stop = tokio_util::sync::CancellationToken::new();
@@ -280,6 +307,11 @@ fn print_latency(backend: Backend, per_sec: usize, l: Option<Latency>) {
     }
 }
 
+/// The worker's concurrency, and so its SMTP connections (HERALD_BENCH_CONCURRENCY, 16 as `herald worker`).
+fn concurrency() -> usize {
+    size("HERALD_BENCH_CONCURRENCY", 16)
+}
+
 fn main() {
     let n = size("HERALD_BENCH_EMAILS", 20_000);
     let per_sec = size("HERALD_BENCH_RATE", 500);
@@ -293,11 +325,14 @@ fn main() {
         for backend in [Backend::Postgres, Backend::Sqlite] {
             let sink = SmtpSink::start().await;
             if std::env::var("HERALD_BENCH_ONLY").as_deref() != Ok("latency") {
+                let conns = concurrency();
                 let raw = raw_loop(&sink, n).await;
+                let par = raw_parallel(&sink, n, conns).await;
                 let ours = worker_e2e(backend, &sink, n).await;
-                let (r_raw, r_ours) = (rate(n, raw), rate(n, ours));
-                println!("| {backend:?} | raw mail-send loop, 1 connection (a) | {n} | {r_raw:.0}/s | 1.00 |");
-                println!("| {backend:?} | worker end to end (b) | {n} | {r_ours:.0}/s | {:.2} of (a) |", r_ours / r_raw);
+                let (r_raw, r_par, r_ours) = (rate(n, raw), rate(n, par), rate(n, ours));
+                println!("| {backend:?} | raw mail-send loop, 1 connection (a) | {n} | {r_raw:.0}/s | |");
+                println!("| {backend:?} | raw mail-send, {conns} connections at once (a{conns}) | {n} | {r_par:.0}/s | 1.00 |");
+                println!("| {backend:?} | worker end to end, {conns} connections (b) | {n} | {r_ours:.0}/s | {:.2} of (a{conns}), {:.2} of (a) |", r_ours / r_par, r_ours / r_raw);
             }
             print_latency(backend, per_sec, steady_latency(backend, &sink, per_sec, secs).await);
         }
