@@ -43,8 +43,9 @@ pub mod testing;
 pub mod internals {
     pub mod ledger {
         pub use crate::ledger::claims::{
-            Claim, Key, claim, claim_resend, mark_retrying, mark_sent,
+            Claim, Key, claim, claim_grouped, claim_resend, mark_retrying, mark_sent,
         };
+        pub use crate::ledger::group::{NewClaims, OwnedKey, Sent, SentRecord, Writer};
     }
     pub mod outbox {
         pub use crate::outbox::store::{Claimed, claim, release};

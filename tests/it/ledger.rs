@@ -212,3 +212,78 @@ async fn hourly_activity_counts_by_hour_and_state(backend: Backend) {
 }
 
 both_backends!(hourly_activity_counts_by_hour_and_state);
+
+/// The worker's group commit: new deliveries claimed by many deliveries at
+/// once through one writer, and by a second worker's writer racing it, with
+/// every key offered twice in the same group: each delivery is claimed
+/// exactly once (attempt 1), and the grouped `sent` records all land.
+async fn grouped_claims_send_each_new_delivery_once(backend: Backend) {
+    use herald::internals::ledger::{NewClaims, Sent, SentRecord, Writer};
+    use std::sync::Arc;
+    let tdb = TestDb::new(backend).await;
+    let db = tdb.connect().await;
+    let ids: Vec<Uuid> = (0..40).map(|_| Uuid::now_v7()).collect();
+    let writers = [
+        Arc::new(Writer::<NewClaims>::new(db.clone())),
+        Arc::new(Writer::<NewClaims>::new(db.clone())),
+    ];
+    let mut tasks = Vec::new();
+    for w in &writers {
+        // Twice per writer: the same key twice in one group.
+        for _ in 0..2 {
+            for id in &ids {
+                let (w, db, id) = (w.clone(), db.clone(), *id);
+                tasks.push(tokio::spawn(async move {
+                    let c = ledger::claim_grouped(&db, &w, &key(id), 0, "s", LEASE, true)
+                        .await
+                        .unwrap();
+                    (id, c)
+                }));
+            }
+        }
+    }
+    let mut sends = Vec::new();
+    for t in tasks {
+        if let (id, Claim::Send { attempt }) = t.await.unwrap() {
+            sends.push((id, attempt));
+        }
+    }
+    sends.sort();
+    let expected: Vec<(Uuid, u32)> = ids.iter().map(|id| (*id, 1)).collect();
+    assert_eq!(sends, expected, "each new delivery claimed exactly once");
+
+    let sent = Arc::new(Writer::<Sent>::new(db.clone()));
+    let records: Vec<_> = ids
+        .iter()
+        .map(|id| {
+            let (sent, id) = (sent.clone(), *id);
+            tokio::spawn(async move {
+                sent.write(SentRecord {
+                    key: (&key(id)).into(),
+                    message_id: format!("<{id}@x>"),
+                    reply: "250 ok".into(),
+                })
+                .await
+                .unwrap()
+            })
+        })
+        .collect();
+    for r in records {
+        r.await.unwrap();
+    }
+    for id in &ids {
+        let rows = herald::ledger::deliveries_of(&db, (*id).into())
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].state, herald::ledger::DeliveryState::Sent);
+        assert_eq!(
+            rows[0].message_id.as_deref(),
+            Some(format!("<{id}@x>").as_str())
+        );
+        assert_eq!(rows[0].smtp_response.as_deref(), Some("250 ok"));
+        assert!(rows[0].sent_at.is_some());
+    }
+}
+
+both_backends!(grouped_claims_send_each_new_delivery_once);

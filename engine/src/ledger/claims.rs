@@ -4,6 +4,7 @@
 //! through [`super::deliveries_of`].
 use std::time::Duration;
 
+use super::group::{NewClaims, Writer};
 use crate::EventId;
 use chrono::{DateTime, Utc};
 use herald_entities::delivery::{self, DeliveryState};
@@ -35,7 +36,7 @@ pub struct Key<'a> {
 }
 
 /// A fresh ledger row for `key`.
-fn new_row(
+pub(super) fn new_row(
     key: &Key<'_>,
     index: usize,
     subject: &str,
@@ -64,7 +65,7 @@ fn new_row(
 }
 
 /// Insert `row` unless its key exists; true when it was inserted.
-async fn insert_if_absent<C: ConnectionTrait>(
+pub(super) async fn insert_if_absent<C: ConnectionTrait>(
     db: &C,
     row: delivery::ActiveModel,
 ) -> Result<bool, DbErr> {
@@ -112,14 +113,39 @@ pub async fn claim(
     lease: Duration,
     resend_uncertain: bool,
 ) -> Result<Claim, DbErr> {
-    if insert_if_absent(
-        db,
-        new_row(key, index, subject, DeliveryState::Sending, 1, None),
-    )
-    .await?
-    {
+    let row = new_row(key, index, subject, DeliveryState::Sending, 1, None);
+    if insert_if_absent(db, row).await? {
         return Ok(Claim::Send { attempt: 1 });
     }
+    claim_existing(db, key, lease, resend_uncertain).await
+}
+
+/// [`claim`] with the insert of a new delivery grouped with those of other
+/// deliveries in flight (the worker's hot path; see `group`).
+pub async fn claim_grouped(
+    db: &DatabaseConnection,
+    claims: &Writer<NewClaims>,
+    key: &Key<'_>,
+    index: usize,
+    subject: &str,
+    lease: Duration,
+    resend_uncertain: bool,
+) -> Result<Claim, DbErr> {
+    let row = new_row(key, index, subject, DeliveryState::Sending, 1, None);
+    if claims.write(row).await? {
+        return Ok(Claim::Send { attempt: 1 });
+    }
+    claim_existing(db, key, lease, resend_uncertain).await
+}
+
+/// The claim of a delivery the ledger has already: a redelivery, a retry,
+/// a stale or foreign claim.
+async fn claim_existing(
+    db: &DatabaseConnection,
+    key: &Key<'_>,
+    lease: Duration,
+    resend_uncertain: bool,
+) -> Result<Claim, DbErr> {
     // Each lost compare-and-set means another worker moved the row; a few
     // rounds settle it (it is then theirs, or done).
     for _ in 0..3 {
@@ -204,8 +230,8 @@ fn lease_left(claimed: DateTime<Utc>, now: DateTime<Utc>, lease: Duration) -> Op
         .map(|d| d.clamp(MIN_RETRY, MAX_RETRY))
 }
 
-async fn set_state(
-    db: &DatabaseConnection,
+async fn set_state<C: ConnectionTrait>(
+    db: &C,
     key: &Key<'_>,
     state: DeliveryState,
     message_id: Option<&str>,
@@ -233,8 +259,8 @@ async fn set_state(
     Ok(())
 }
 
-pub async fn mark_sent(
-    db: &DatabaseConnection,
+pub async fn mark_sent<C: ConnectionTrait>(
+    db: &C,
     key: &Key<'_>,
     message_id: &str,
     smtp: &str,

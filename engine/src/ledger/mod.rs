@@ -5,6 +5,7 @@
 //! asks of the ledger is [`deliveries_of`]: where each email of an event
 //! stands, instead of keeping its own per-recipient status.
 pub(crate) mod claims;
+pub(crate) mod group;
 
 use herald_entities::delivery;
 use sea_orm::{

@@ -87,8 +87,9 @@ impl Worker {
         key: &Key<'_>,
     ) -> Result<Option<(Result<u32, DeliveryOutcome>, bool)>, DbErr> {
         let resend_uncertain = wf.on_uncertain == OnUncertain::Resend;
-        let mut claim = ledger::claim(
+        let mut claim = ledger::claim_grouped(
             &self.db,
+            &self.new_claims,
             key,
             email.index,
             &email.subject,
@@ -185,7 +186,13 @@ impl Worker {
             ..Default::default()
         };
         backoff::future::retry(policy, || async {
-            ledger::mark_sent(&self.db, key, message_id, reply)
+            let record = ledger::group::SentRecord {
+                key: key.into(),
+                message_id: message_id.to_string(),
+                reply: reply.to_string(),
+            };
+            self.sent_records
+                .write(record)
                 .await
                 .map_err(backoff::Error::transient)
         })

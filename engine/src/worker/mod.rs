@@ -31,6 +31,8 @@ use std::time::Duration;
 use crate::EventId;
 use sea_orm::{DatabaseConnection, DbErr};
 
+use crate::ledger;
+
 use crate::metrics::Metrics;
 use crate::smtp::Transport;
 use crate::workflow::address::Mailbox;
@@ -166,6 +168,10 @@ pub struct Worker {
     pub(crate) first_stream_seq: std::sync::atomic::AtomicU64,
     /// Cancelled when the worker stops: long waits (rate limits) end early.
     pub(crate) stop: tokio_util::sync::CancellationToken,
+    /// Group commit of the two ledger writes every email makes: its claim
+    /// and its `sent` record (see `ledger::group`).
+    pub(crate) new_claims: ledger::group::Writer<ledger::group::NewClaims>,
+    pub(crate) sent_records: ledger::group::Writer<ledger::group::Sent>,
 }
 
 impl Worker {
@@ -178,6 +184,8 @@ impl Worker {
     ) -> Worker {
         let loaded = Loaded::new(&db, catalog, &transport);
         Worker {
+            new_claims: ledger::group::Writer::new(db.clone()),
+            sent_records: ledger::group::Writer::new(db.clone()),
             db,
             loaded: std::sync::RwLock::new(Arc::new(loaded)),
             generation: tokio::sync::watch::channel(0).0,
