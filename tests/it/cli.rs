@@ -86,10 +86,66 @@ async fn emit_bad_input_exits_2_and_writes_nothing(backend: Backend) {
     assert_eq!(row::Entity::find().count(&conn).await.unwrap(), 0);
 }
 
+/// `emit --jsonl`: 2,500 events over three transactions, ids printed in
+/// input order, columns as given; a file with bad lines names each line and
+/// inserts nothing.
+async fn emit_jsonl_inserts_in_batches_or_nothing(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let env = env_for(&db);
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("events.jsonl");
+    let fixed = "0195d3c2-0000-7000-8000-000000000001";
+    let mut text = String::new();
+    for i in 0..2500 {
+        let line = match i {
+            0 => serde_json::json!({"subject": "events.contract.signed", "payload": {"n": i},
+                "aggregate_type": "contract", "aggregate_id": "7", "event_id": fixed,
+                "headers": {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}}),
+            _ => serde_json::json!({"subject": "events.contract.signed", "payload": {"n": i},
+                "aggregate_id": (i % 10).to_string()}),
+        };
+        text.push_str(&line.to_string());
+        text.push('\n');
+    }
+    std::fs::write(&good, text).unwrap();
+    let out = env.run(&["emit", "--jsonl", good.to_str().unwrap(), "--batch", "1000"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let ids: Vec<uuid::Uuid> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 2500);
+    assert_eq!(ids[0].to_string(), fixed);
+    let conn = db.connect().await;
+    let rows = row::Entity::find().all(&conn).await.unwrap();
+    assert_eq!(rows.len(), 2500);
+    let first = rows.iter().find(|r| r.event_id == ids[0]).unwrap();
+    assert_eq!(first.ordering_key.as_deref(), Some("contract/7"));
+    assert!(first.headers.contains("traceparent"), "{}", first.headers);
+    // Input order is seq order: the relay publishes each aggregate in it.
+    let mut by_seq = rows.clone();
+    by_seq.sort_by_key(|r| r.seq);
+    assert_eq!(by_seq.iter().map(|r| r.event_id).collect::<Vec<_>>(), ids);
+
+    let bad = dir.path().join("bad.jsonl");
+    std::fs::write(
+        &bad,
+        "{\"subject\":\"events.a\",\"payload\":{}}\n{\"subject\":\"orders.a\",\"payload\":{}}\nnot json\n",
+    )
+    .unwrap();
+    let out = env.run(&["emit", "--jsonl", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("bad.jsonl:2: subject"), "{err}");
+    assert!(err.contains("bad.jsonl:3: invalid JSON"), "{err}");
+    assert_eq!(row::Entity::find().count(&conn).await.unwrap(), 2500);
+}
+
 both_backends!(
     migrate_twice_is_a_noop,
     emit_writes_one_row,
-    emit_bad_input_exits_2_and_writes_nothing
+    emit_bad_input_exits_2_and_writes_nothing,
+    emit_jsonl_inserts_in_batches_or_nothing
 );
 
 #[test]

@@ -10,11 +10,21 @@ use super::{Global, usage};
 #[derive(Args, Debug)]
 pub struct EmitArgs {
     /// Subject to publish on; must start with `events.` (e.g. events.contract.signed).
-    #[arg(long)]
-    pub subject: String,
+    #[arg(long, required_unless_present = "jsonl")]
+    pub subject: Option<String>,
     /// The event payload: a JSON object inline, or @FILE to read it from a file.
-    #[arg(long)]
-    pub payload: String,
+    #[arg(long, required_unless_present = "jsonl")]
+    pub payload: Option<String>,
+    /// Bulk: one event per line of FILE (`-` for standard input), each a JSON
+    /// object with the outbox columns: `subject`, `payload`, and optionally
+    /// `aggregate_type`, `aggregate_id`, `headers`, `event_id`. Every line is
+    /// checked before anything is inserted; then `--batch` lines go in per
+    /// transaction. Prints each event id, one per line, in input order.
+    #[arg(long, value_name = "FILE|-", conflicts_with_all = ["subject", "payload", "aggregate", "aggregate_type", "event_id", "traceparent"])]
+    pub jsonl: Option<String>,
+    /// With --jsonl: events per transaction.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000), requires = "jsonl")]
+    pub batch: u32,
     /// Aggregate id: events of one aggregate are published in order.
     #[arg(long)]
     pub aggregate: Option<String>,
@@ -43,14 +53,20 @@ pub fn read_payload(arg: &str) -> Result<serde_json::Value> {
 }
 
 pub async fn run(g: &Global, args: EmitArgs) -> Result<ExitCode> {
+    if let Some(source) = &args.jsonl {
+        return bulk(g, source, args.batch).await;
+    }
+    let (Some(subject), Some(payload)) = (&args.subject, &args.payload) else {
+        return Err(usage("--subject and --payload are required (or --jsonl FILE)"));
+    };
     // Everything about the event is checked before the database is touched.
-    herald::subject::validate_event_subject(&args.subject)
-        .map_err(|e| usage(format!("invalid subject {:?}: {e}", args.subject)))?;
-    let payload = read_payload(&args.payload)?;
-    let mut event = NewEvent::new(args.subject.clone(), payload);
+    herald::subject::validate_event_subject(subject)
+        .map_err(|e| usage(format!("invalid subject {subject:?}: {e}")))?;
+    let payload = read_payload(payload)?;
+    let mut event = NewEvent::new(subject.clone(), payload);
     if let Some(id) = &args.aggregate {
         let kind = args.aggregate_type.clone().unwrap_or_else(|| {
-            args.subject
+            subject
                 .split('.')
                 .nth(1)
                 .unwrap_or("event")
@@ -75,5 +91,117 @@ pub async fn run(g: &Global, args: EmitArgs) -> Result<ExitCode> {
     };
     txn.commit().await.context("cannot commit the outbox row")?;
     println!("{id}");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One line of `--jsonl`: the outbox columns a producer may set.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Line {
+    subject: String,
+    payload: serde_json::Value,
+    aggregate_type: Option<String>,
+    aggregate_id: Option<String>,
+    #[serde(default)]
+    headers: std::collections::BTreeMap<String, String>,
+    event_id: Option<herald::EventId>,
+}
+
+impl Line {
+    fn into_event(self) -> Result<NewEvent, String> {
+        herald::subject::validate_event_subject(&self.subject)
+            .map_err(|e| format!("subject {:?}: {e}", self.subject))?;
+        let mut event = NewEvent::new(self.subject.clone(), self.payload);
+        match (self.aggregate_type, self.aggregate_id) {
+            (Some(kind), Some(id)) => event = event.aggregate(kind, id),
+            (None, Some(id)) => {
+                let kind = self.subject.split('.').nth(1).unwrap_or("event").to_string();
+                event = event.aggregate(kind, id);
+            }
+            (Some(_), None) => return Err("aggregate_type without aggregate_id".into()),
+            (None, None) => {}
+        }
+        for (name, value) in self.headers {
+            event = event.header(name, value);
+        }
+        if let Some(id) = self.event_id {
+            event = event.event_id(id);
+        }
+        outbox::validate(&event, &outbox::EnqueueOptions::default()).map_err(|e| e.to_string())?;
+        Ok(event)
+    }
+}
+
+/// Read and check every line of `source`; all problems at once, each with its line.
+fn read_lines(source: &str) -> Result<Vec<NewEvent>> {
+    use std::io::BufRead;
+    let reader: Box<dyn BufRead> = if source == "-" {
+        Box::new(std::io::stdin().lock())
+    } else {
+        Box::new(std::io::BufReader::new(std::fs::File::open(source).map_err(|e| {
+            usage(format!("cannot read {source}: {e}"))
+        })?))
+    };
+    let name = if source == "-" { "<stdin>" } else { source };
+    let (mut events, mut problems) = (Vec::new(), Vec::new());
+    for (i, line) in reader.lines().enumerate() {
+        let line = line.map_err(|e| usage(format!("cannot read {name}: {e}")))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let parsed = serde_json::from_str::<Line>(&line)
+            .map_err(|e| format!("invalid JSON: {e}"))
+            .and_then(Line::into_event);
+        match parsed {
+            Ok(e) => events.push(e),
+            // Bounded: a wrong file should not print a million lines.
+            Err(p) if problems.len() < 20 => problems.push(format!("{name}:{}: {p}", i + 1)),
+            Err(_) => {}
+        }
+    }
+    if !problems.is_empty() {
+        return Err(usage(format!(
+            "nothing was inserted; fix these lines:\n  {}",
+            problems.join("\n  ")
+        )));
+    }
+    Ok(events)
+}
+
+async fn bulk(g: &Global, source: &str, batch: u32) -> Result<ExitCode> {
+    let events = read_lines(source)?;
+    let db = super::open_db(g, herald::db::Pool::OnDemand, "herald emit").await?;
+    herald::db::migrate(&db).await?;
+    let total = events.len() as u64;
+    let mut progress = super::progress::Progress::new("emit", "events");
+    let mut done = 0u64;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut events = events.into_iter().peekable();
+    while events.peek().is_some() {
+        let txn = db.begin().await.context("cannot begin transaction")?;
+        let mut ids = Vec::with_capacity(batch as usize);
+        for event in events.by_ref().take(batch as usize) {
+            match outbox::enqueue(&txn, event).await {
+                Ok(id) => ids.push(id),
+                Err(e) => {
+                    return Err(anyhow::anyhow!(
+                        "line {} of the events: {e}; the first {done} events are committed, the rest are not",
+                        done + ids.len() as u64 + 1
+                    ));
+                }
+            }
+        }
+        txn.commit().await.with_context(|| {
+            format!("cannot commit; the first {done} events are committed, the rest are not")
+        })?;
+        done += ids.len() as u64;
+        for id in ids {
+            use std::io::Write;
+            writeln!(out, "{id}")?;
+        }
+        progress.update(done, total, i64::try_from(done).unwrap_or(i64::MAX));
+    }
+    progress.finish();
+    tracing::info!(events = done, "emitted");
     Ok(ExitCode::SUCCESS)
 }
