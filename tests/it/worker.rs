@@ -501,6 +501,28 @@ async fn smtp_connections_are_pooled_and_checked(backend: Backend) {
 
 both_backends!(smtp_connections_are_pooled_and_checked);
 
+/// `?connections=2`: eight deliveries in flight, slow replies, and never
+/// more than two SMTP sessions (without the cap the worker opens one per
+/// delivery in flight).
+async fn smtp_connections_are_capped(backend: Backend) {
+    let mut w = notify(backend).await;
+    w.h.set("HERALD_SMTP_URL", format!("{}?connections=2", w.sink.url()));
+    w.sink
+        .script((0..12).map(|_| herald_tests::smtp::Reply::Delay(Duration::from_millis(150))));
+    // All twelve wait in the stream before the worker starts.
+    w.emit_users("events.test.a", 12).await;
+    let _relay = w.relay();
+    let _worker = w.h.spawn(&["worker", "--concurrency", "8"]);
+    w.wait_sent(12).await;
+    assert!(
+        w.sink.connections() <= 2,
+        "{} connections with ?connections=2",
+        w.sink.connections()
+    );
+}
+
+both_backends!(smtp_connections_are_capped);
+
 /// The worker killed -9 at several points while 500 events flow, restarted
 /// each time: every event is delivered; duplicates can only come from the
 /// accepted-but-not-recorded window, and keep their Message-ID.

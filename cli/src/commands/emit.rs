@@ -57,7 +57,9 @@ pub async fn run(g: &Global, args: EmitArgs) -> Result<ExitCode> {
         return bulk(g, source, args.batch).await;
     }
     let (Some(subject), Some(payload)) = (&args.subject, &args.payload) else {
-        return Err(usage("--subject and --payload are required (or --jsonl FILE)"));
+        return Err(usage(
+            "--subject and --payload are required (or --jsonl FILE)",
+        ));
     };
     // Everything about the event is checked before the database is touched.
     herald::subject::validate_event_subject(subject)
@@ -65,13 +67,10 @@ pub async fn run(g: &Global, args: EmitArgs) -> Result<ExitCode> {
     let payload = read_payload(payload)?;
     let mut event = NewEvent::new(subject.clone(), payload);
     if let Some(id) = &args.aggregate {
-        let kind = args.aggregate_type.clone().unwrap_or_else(|| {
-            subject
-                .split('.')
-                .nth(1)
-                .unwrap_or("event")
-                .to_string()
-        });
+        let kind = args
+            .aggregate_type
+            .clone()
+            .unwrap_or_else(|| subject.split('.').nth(1).unwrap_or("event").to_string());
         event = event.aggregate(kind, id);
     }
     if let Some(id) = args.event_id {
@@ -115,7 +114,12 @@ impl Line {
         match (self.aggregate_type, self.aggregate_id) {
             (Some(kind), Some(id)) => event = event.aggregate(kind, id),
             (None, Some(id)) => {
-                let kind = self.subject.split('.').nth(1).unwrap_or("event").to_string();
+                let kind = self
+                    .subject
+                    .split('.')
+                    .nth(1)
+                    .unwrap_or("event")
+                    .to_string();
                 event = event.aggregate(kind, id);
             }
             (Some(_), None) => return Err("aggregate_type without aggregate_id".into()),
@@ -138,9 +142,9 @@ fn read_lines(source: &str) -> Result<Vec<NewEvent>> {
     let reader: Box<dyn BufRead> = if source == "-" {
         Box::new(std::io::stdin().lock())
     } else {
-        Box::new(std::io::BufReader::new(std::fs::File::open(source).map_err(|e| {
-            usage(format!("cannot read {source}: {e}"))
-        })?))
+        Box::new(std::io::BufReader::new(
+            std::fs::File::open(source).map_err(|e| usage(format!("cannot read {source}: {e}")))?,
+        ))
     };
     let name = if source == "-" { "<stdin>" } else { source };
     let (mut events, mut problems) = (Vec::new(), Vec::new());

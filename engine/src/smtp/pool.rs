@@ -64,6 +64,8 @@ pub struct Envelope<'a> {
 pub struct Pool {
     pub server: Server,
     idle: Mutex<Vec<(Conn, Instant)>>,
+    /// `?connections=N`: a permit per session in use.
+    open: Option<tokio::sync::Semaphore>,
 }
 
 /// 421 "service not available, closing transmission channel" and 454
@@ -76,6 +78,7 @@ fn slow_down(code: u16) -> bool {
 impl Pool {
     pub fn new(server: Server) -> Pool {
         Pool {
+            open: server.max_connections.map(tokio::sync::Semaphore::new),
             server,
             idle: Mutex::new(Vec::new()),
         }
@@ -214,6 +217,13 @@ impl Pool {
     /// not the server's fault: the transaction is tried once more on a new
     /// session before a broken session is reported.
     pub async fn send(&self, env: &Envelope<'_>) -> Result<String, SendError> {
+        // Held until the session is back in the pool (or dropped).
+        let _permit = match &self.open {
+            Some(s) => Some(s.acquire().await.map_err(|_| {
+                SendError::Unreachable(format!("{}: the connection limit was closed", self.addr()))
+            })?),
+            None => None,
+        };
         let (conn, pooled) = self.session().await?;
         match self.transact(conn, env).await {
             Err(SendError::Interrupted(_)) if pooled => {

@@ -37,6 +37,11 @@ pub struct Server {
     pub tls_insecure: bool,
     /// Idle connections kept for reuse.
     pub max_idle: usize,
+    /// At most this many sessions open at once (`?connections=16`); without
+    /// it, one per delivery in flight. Providers cap concurrent connections,
+    /// and a worker may keep more deliveries in flight (their ledger writes,
+    /// rendering, waiting) than it keeps SMTP sessions.
+    pub max_connections: Option<usize>,
     /// A connection idle longer than this is checked with NOOP before reuse.
     pub check_idle_after: Duration,
     /// At most this rate, shared by every worker (`?rate=50/s&burst=100`).
@@ -93,6 +98,7 @@ pub fn parse(url: &str) -> Result<Target, SmtpUrlError> {
         connect_timeout: Duration::from_secs(10),
         tls_insecure: false,
         max_idle: 16,
+        max_connections: None,
         check_idle_after: Duration::from_secs(5),
         rate: None,
     };
@@ -102,6 +108,14 @@ pub fn parse(url: &str) -> Result<Target, SmtpUrlError> {
         match k.as_ref() {
             "pool" => {
                 server.max_idle = v.parse().map_err(|_| err("pool must be a whole number"))?
+            }
+            "connections" => {
+                server.max_connections = Some(
+                    v.parse()
+                        .ok()
+                        .filter(|n| *n >= 1)
+                        .ok_or_else(|| err("connections must be a whole number of at least 1"))?,
+                )
             }
             "idle_check" => server.check_idle_after = duration(&v)?,
             "timeout" => server.timeout = duration(&v)?,
@@ -122,7 +136,7 @@ pub fn parse(url: &str) -> Result<Target, SmtpUrlError> {
             }
             other => {
                 return Err(err(&format!(
-                    "unknown parameter {other:?} (pool, idle_check, timeout, connect_timeout, tls_insecure, rate, burst)"
+                    "unknown parameter {other:?} (pool, connections, idle_check, timeout, connect_timeout, tls_insecure, rate, burst)"
                 )));
             }
         }
