@@ -57,11 +57,19 @@ async fn a_throttling_server_gets_every_email_once(backend: Backend) {
         .await;
     w.sink.enforce_rate(10.0, 5);
     let url = format!("{}?rate=40/s&burst=5", w.sink.url());
+    let http = format!("127.0.0.1:{}", herald_tests::free_port());
     let _relay = w.relay();
-    let _worker = w.worker_with(&["--smtp-url", &url]);
+    let _worker = w.worker_with(&["--smtp-url", &url, "--http", &http]);
     let started = Instant::now();
     w.env.enqueue_many("events.test.n", 40, 0).await;
     w.wait_sent(40).await;
+    let metrics = http_request(&http, "GET", "/metrics", "").await.unwrap();
+    let throttled: f64 = metrics
+        .lines()
+        .find(|l| l.starts_with("herald_smtp_throttled_total"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or_else(|| panic!("no herald_smtp_throttled_total in {metrics}"));
+    assert!(throttled >= 1.0, "the slow-downs are counted: {throttled}");
     assert_eq!(w.sink.count(), 40, "each email once");
     assert_eq!(w.sink.distinct_recipients().len(), 40);
     assert_eq!(w.count("SELECT COUNT(*) FROM herald_dead_letters").await, 0);
@@ -74,6 +82,42 @@ async fn a_throttling_server_gets_every_email_once(backend: Backend) {
     assert!(
         started.elapsed() >= Duration::from_secs(3),
         "40 emails at 10/s after a burst of 5"
+    );
+}
+
+const RATED: &str = r#"
+name: numbered
+on: { subjects: ["events.test.>"] }
+rate: 5/s
+email:
+  from: "Test <noreply@test.example>"
+  to: "u{{event.n}}@example.com"
+  subject: "n={{event.n}}"
+  text: "event {{event.n}}"
+"#;
+
+/// A workflow's own `rate: 5/s`, on a transport without one: 15 emails
+/// take about two seconds (over 1.5 s; unlimited they take a fraction), and no second holds more than the rate plus
+/// its burst (the workflow's burst is its rate: 5).
+async fn a_workflow_rate_limits_that_workflow(backend: Backend) {
+    let w = Scenario::new(backend)
+        .workflow("n.yaml", RATED)
+        .start()
+        .await;
+    let _relay = w.relay();
+    let _worker = w.worker();
+    let started = Instant::now();
+    w.env.enqueue_many("events.test.n", 15, 0).await;
+    w.wait_sent(15).await;
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "15 emails at 5/s after a burst of 5: {:?}",
+        started.elapsed()
+    );
+    let times: Vec<Instant> = w.sink.received().iter().map(|m| m.at).collect();
+    assert!(
+        peak(&times, Duration::from_secs(1)) <= 11,
+        "5/s plus the burst of 5 (and one of scheduling jitter)"
     );
 }
 
@@ -263,6 +307,8 @@ async fn one_click_unsubscribe_stops_only_that_category(backend: Backend) {
         &public,
         "--unsubscribe-secret",
         "test-secret-0123456789",
+        "--unsubscribe-mailto",
+        "unsubscribe@shop.example",
     ]);
     w.emit(
         "events.shop.paid",
@@ -282,6 +328,14 @@ async fn one_click_unsubscribe_stops_only_that_category(backend: Backend) {
     assert_eq!(
         news.header("List-Unsubscribe-Post").as_deref(),
         Some("List-Unsubscribe=One-Click")
+    );
+    // RFC 2369: the HTTPS form first, then the mailto form for clients
+    // without one-click.
+    let list = news.header("List-Unsubscribe").unwrap();
+    assert!(list.starts_with(&format!("<{public}/u/")), "{list}");
+    assert!(
+        list.contains(", <mailto:unsubscribe@shop.example?subject=unsubscribe%20"),
+        "{list}"
     );
     assert!(
         receipt.header("List-Unsubscribe").is_none(),
@@ -419,6 +473,61 @@ async fn a_digest_survives_a_worker_kill(backend: Backend) {
         "each event's part recorded"
     );
     assert_eq!(w.count("SELECT COUNT(*) FROM herald_dead_letters").await, 0);
+}
+
+const DIGEST_MAX: &str = r#"
+name: vault-digest
+on: { subjects: [events.vault.updated] }
+digest: { key: "{{event.parent}}", window: 10m, max: 4 }
+email:
+  from: vault@example.com
+  to: "{{event.parent}}@example.com"
+  subject: "{{len events}} updates"
+  text: "{{#each events}}[{{this.n}}]{{/each}}"
+"#;
+
+/// `max: 4` seals a digest as soon as it holds four events, long before
+/// its ten-minute window: ten events for one key make two emails of four
+/// at once; the last two wait for the window.
+async fn a_full_digest_goes_before_its_window(backend: Backend) {
+    let w = Scenario::new(backend)
+        .workflow("digest.yaml", DIGEST_MAX)
+        .start()
+        .await;
+    let _relay = w.relay();
+    let _worker = w.worker();
+    enqueue_all(
+        &w,
+        "events.vault.updated",
+        (0..10).map(|n| json!({"parent": "p", "n": n})),
+    )
+    .await;
+    w.wait_emails(2).await;
+    let mut seen = Vec::new();
+    for m in w.sink.received() {
+        assert_eq!(m.header("Subject").unwrap(), "4 updates");
+        let body = m.decoded();
+        seen.extend(
+            body.split('[')
+                .skip(1)
+                .filter_map(|s| s.split(']').next()?.parse::<usize>().ok()),
+        );
+    }
+    // Events without an aggregate are processed concurrently: which eight
+    // go first is not fixed, but none twice.
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 8, "eight events, each once: {seen:?}");
+    assert!(seen.iter().all(|n| *n < 10));
+    w.wait_count("SELECT COUNT(*) FROM herald_digest_items", 10)
+        .await;
+    assert_eq!(
+        w.count("SELECT COUNT(*) FROM herald_schedule WHERE done_at IS NULL")
+            .await,
+        1,
+        "the last two wait in an open digest"
+    );
+    assert_eq!(w.sink.count(), 2);
 }
 
 const DELAYED: &str = r#"
@@ -606,6 +715,8 @@ async fn german_and_fallback_templates(backend: Backend) {
 }
 
 both_backends!(
+    a_workflow_rate_limits_that_workflow,
+    a_full_digest_goes_before_its_window,
     a_throttling_server_gets_every_email_once,
     workers_share_one_rate_limit,
     a_hard_bounce_suppresses_the_address,

@@ -679,7 +679,23 @@ fn workflow_schema_describes_the_format() {
     assert!(out.status.success());
     let schema: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let props = &schema["properties"];
-    for key in ["name", "on", "when", "for_each", "email", "retry"] {
+    for key in [
+        "name",
+        "on",
+        "when",
+        "for_each",
+        "email",
+        "retry",
+        "on_uncertain",
+        "rate",
+        "category",
+        "ignore_suppression",
+        "digest",
+        "delay",
+        "send_at",
+        "quiet_hours",
+        "locale",
+    ] {
         assert!(props.get(key).is_some(), "schema lacks {key}: {schema}");
     }
     assert!(

@@ -361,12 +361,16 @@ impl Worker {
                     .execute_raw(Statement::from_sql_and_values(
                         b,
                         format!(
+                            // Full: sealed here, not when the schedule loop
+                            // claims it, or events arriving in between would
+                            // join a digest already at `max`.
                             "UPDATE herald_schedule SET items = items + 1, \
-                             due_at = CASE WHEN items + 1 >= {} THEN {} ELSE due_at END \
-                             WHERE id = {} AND sealed_at IS NULL",
-                            ph(b, 1),
-                            ph(b, 2),
-                            ph(b, 3)
+                             due_at = CASE WHEN items + 1 >= {m} THEN {n} ELSE due_at END, \
+                             sealed_at = CASE WHEN items + 1 >= {m} THEN {n} ELSE sealed_at END \
+                             WHERE id = {i} AND sealed_at IS NULL",
+                            m = ph(b, 1),
+                            n = ph(b, 2),
+                            i = ph(b, 3)
                         ),
                         [
                             Value::from(i64::from(max)),
