@@ -504,7 +504,13 @@ fn early(cmd: &Command, argv: &[OsString]) -> Early {
     });
     Early {
         config,
-        color: m.get_one::<ColorWhen>("color").copied(),
+        // Only when said: a default must not hide the file's `color`.
+        color: match m.value_source("color") {
+            Some(ValueSource::CommandLine | ValueSource::EnvVariable) => {
+                m.get_one::<ColorWhen>("color").copied()
+            }
+            _ => None,
+        },
         command: m.subcommand_name().map(str::to_string),
     }
 }

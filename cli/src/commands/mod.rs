@@ -19,6 +19,7 @@ mod replay;
 mod shell;
 mod status;
 mod suppressions;
+mod text;
 mod trace;
 mod up;
 mod worker;
