@@ -301,8 +301,13 @@ pub fn parse(
         .collect();
     let mut problems = Vec::new();
     let mut values = BTreeMap::new();
-    let mut entries: Vec<(Option<String>, &toml::Spanned<std::borrow::Cow<str>>, &toml::Spanned<DeValue>)> =
-        Vec::new();
+    // (section, key, value) of every setting the file gives.
+    type Entry<'a, 'i> = (
+        Option<String>,
+        &'a toml::Spanned<toml::de::DeString<'i>>,
+        &'a toml::Spanned<DeValue<'i>>,
+    );
+    let mut entries: Vec<Entry> = Vec::new();
     for (k, v) in root.get_ref() {
         match v.get_ref() {
             DeValue::Table(t) if sections.contains(k.get_ref().as_ref()) => {
@@ -339,7 +344,10 @@ pub fn parse(
                 match i64::from_str_radix(i.as_str(), i.radix()) {
                     Ok(n) => n.to_string(),
                     Err(e) => {
-                        problems.push((v.span().start, format!("{}: {key}: {e}", at(v.span().start))));
+                        problems.push((
+                            v.span().start,
+                            format!("{}: {key}: {e}", at(v.span().start)),
+                        ));
                         continue;
                     }
                 }
@@ -432,7 +440,11 @@ fn unknown_key(key: &Key, settings: &[Setting]) -> String {
         .iter()
         .filter(|s| s.key.section == key.section)
         .map(|s| s.key.name.as_str());
-    format!("unknown key {:?} {place}{}", key.name, hint(&key.name, near))
+    format!(
+        "unknown key {:?} {place}{}",
+        key.name,
+        hint(&key.name, near)
+    )
 }
 
 fn hint<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> String {
@@ -457,7 +469,9 @@ fn apply_at(cmd: Command, file: &ConfigFile, path: &[String]) -> Command {
         };
         match file.values.get(&s.key) {
             // A secret's file value must not appear in --help as a default.
-            Some(v) => arg.default_value(v.raw.clone()).hide_default_value(s.secret),
+            Some(v) => arg
+                .default_value(v.raw.clone())
+                .hide_default_value(s.secret),
             None => arg,
         }
     });
@@ -566,10 +580,17 @@ pub fn parse_args(argv: Vec<OsString>) -> Result<Parsed> {
     // The colour of clap's own help and errors; `--color` in the file counts too.
     let color = first.color.or_else(|| {
         file.as_ref()
-            .and_then(|f| f.values.get(&Key { section: None, name: "color".into() }))
+            .and_then(|f| {
+                f.values.get(&Key {
+                    section: None,
+                    name: "color".into(),
+                })
+            })
             .and_then(|v| <ColorWhen as clap::ValueEnum>::from_str(&v.raw, true).ok())
     });
-    command = command.color(crate::commands::clap_color(color.unwrap_or(ColorWhen::Auto)));
+    command = command.color(crate::commands::clap_color(
+        color.unwrap_or(ColorWhen::Auto),
+    ));
     let matches = command
         .try_get_matches_from_mut(&argv)
         .unwrap_or_else(|e| e.exit());
@@ -654,11 +675,7 @@ impl Loaded {
             } else if let Some(v) = std::env::var_os(&s.env) {
                 let v = v.to_string_lossy().into_owned();
                 if let Err(reason) = s.check(&v) {
-                    problems.push(format!(
-                        "invalid {}={:?}: {reason}",
-                        s.env,
-                        s.shown(&v)
-                    ));
+                    problems.push(format!("invalid {}={:?}: {reason}", s.env, s.shown(&v)));
                 }
                 (Some(v), Source::Env(s.env.clone()))
             } else if let Some((v, src)) = file_value {
@@ -668,7 +685,11 @@ impl Loaded {
             } else {
                 (None, Source::Unset)
             };
-            let source = if value.is_none() { Source::Unset } else { source };
+            let source = if value.is_none() {
+                Source::Unset
+            } else {
+                source
+            };
             out.push(Effective {
                 setting: s,
                 value,
@@ -700,17 +721,30 @@ mod tests {
     fn every_setting_has_a_known_section() {
         let all = settings(&Cli::command());
         let sections: BTreeSet<_> = all.iter().map(|s| s.key.section.clone()).collect();
-        let known: BTreeSet<Option<String>> = [None, Some("relay"), Some("worker"), Some("http"), Some("up")]
-            .into_iter()
-            .map(|s| s.map(str::to_string))
-            .collect();
+        let known: BTreeSet<Option<String>> = [
+            None,
+            Some("relay"),
+            Some("worker"),
+            Some("http"),
+            Some("up"),
+        ]
+        .into_iter()
+        .map(|s| s.map(str::to_string))
+        .collect();
         assert!(
             sections.is_subset(&known),
             "a setting outside the documented sections: {sections:?}"
         );
-        for name in ["database_url", "nats_url", "smtp_url", "workflows", "stream"] {
+        for name in [
+            "database_url",
+            "nats_url",
+            "smtp_url",
+            "workflows",
+            "stream",
+        ] {
             assert!(
-                all.iter().any(|s| s.key.section.is_none() && s.key.name == name),
+                all.iter()
+                    .any(|s| s.key.section.is_none() && s.key.name == name),
                 "{name}"
             );
         }
@@ -730,15 +764,38 @@ mod tests {
 
     #[test]
     fn problems_name_file_line_col() {
-        let e = check("strem = \"S\"\n[relay]\nrelay_batch = \"many\"\nconcurrency = 3\n[wrker]\n").unwrap_err();
+        let e = check("strem = \"S\"\n[relay]\nrelay_batch = \"many\"\nconcurrency = 3\n[wrker]\n")
+            .unwrap_err();
         let all = e.join("\n");
-        assert!(all.contains("h.toml:1:1: unknown key \"strem\" at the top level (did you mean \"stream\"?)"), "{all}");
-        assert!(all.contains("h.toml:3:15: relay.relay_batch must be an integer, not a string"), "{all}");
-        assert!(all.contains("h.toml:4:1: unknown key \"concurrency\" in [relay]: it belongs in [worker]"), "{all}");
-        assert!(all.contains("h.toml:5:2: unknown section [wrker] (did you mean \"worker\"?)"), "{all}");
+        assert!(
+            all.contains(
+                "h.toml:1:1: unknown key \"strem\" at the top level (did you mean \"stream\"?)"
+            ),
+            "{all}"
+        );
+        assert!(
+            all.contains("h.toml:3:15: relay.relay_batch must be an integer, not a string"),
+            "{all}"
+        );
+        assert!(
+            all.contains(
+                "h.toml:4:1: unknown key \"concurrency\" in [relay]: it belongs in [worker]"
+            ),
+            "{all}"
+        );
+        assert!(
+            all.contains("h.toml:5:2: unknown section [wrker] (did you mean \"worker\"?)"),
+            "{all}"
+        );
         let e = check("[relay]\nrelay_batch = 0\nrelay_poll = \"soon\"\n").unwrap_err();
-        assert!(e[0].starts_with("h.toml:2:15: invalid relay.relay_batch \"0\": 0 is not in 1..=10000"), "{e:?}");
-        assert!(e[1].starts_with("h.toml:3:14: invalid relay.relay_poll \"soon\""), "{e:?}");
+        assert!(
+            e[0].starts_with("h.toml:2:15: invalid relay.relay_batch \"0\": 0 is not in 1..=10000"),
+            "{e:?}"
+        );
+        assert!(
+            e[1].starts_with("h.toml:3:14: invalid relay.relay_poll \"soon\""),
+            "{e:?}"
+        );
         let e = check("log_format = \"xml\"\n").unwrap_err();
         assert!(e[0].contains("expected one of text, json"), "{e:?}");
         let e = check("stream = \n").unwrap_err();

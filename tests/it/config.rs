@@ -77,11 +77,13 @@ fn precedence_is_flag_then_env_then_file_then_default() {
     let text = stdout(&out);
     assert!(text.contains("# configuration file: herald.toml"), "{text}");
     assert!(
-        text.lines().any(|l| l.starts_with("stream = \"FROM_ENV\"") && l.ends_with("# env HERALD_STREAM")),
+        text.lines()
+            .any(|l| l.starts_with("stream = \"FROM_ENV\"") && l.ends_with("# env HERALD_STREAM")),
         "{text}"
     );
     assert!(
-        text.lines().any(|l| l.starts_with("ack_wait = \"90s\"") && l.ends_with("# file herald.toml:9:12")),
+        text.lines()
+            .any(|l| l.starts_with("ack_wait = \"90s\"") && l.ends_with("# file herald.toml:9:12")),
         "{text}"
     );
     assert!(text.contains("\n[relay]\n"), "{text}");
@@ -120,7 +122,8 @@ fn no_file_is_fine_but_a_named_missing_file_is_an_error() {
     let out = env.run(&["--config", "missing.toml", "config"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(
-        stderr(&out).starts_with("herald: cannot read the configuration file --config missing.toml"),
+        stderr(&out)
+            .starts_with("herald: cannot read the configuration file --config missing.toml"),
         "{}",
         stderr(&out)
     );
@@ -128,18 +131,37 @@ fn no_file_is_fine_but_a_named_missing_file_is_an_error() {
     env.set("HERALD_CONFIG", "/nonexistent/herald.toml");
     let out = env.run(&["status"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(stderr(&out).contains("HERALD_CONFIG=/nonexistent/herald.toml"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("HERALD_CONFIG=/nonexistent/herald.toml"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]
 fn problems_exit_2_with_file_line_col() {
     let dir = tempfile::tempdir().unwrap();
     let cases: [(&str, &[&str]); 7] = [
-        ("strem = \"X\"\n", &["herald.toml:1:1: unknown key \"strem\" at the top level (did you mean \"stream\"?)"]),
-        ("[relay]\nrelay_batch = \"many\"\n", &["herald.toml:2:15: relay.relay_batch must be an integer, not a string"]),
-        ("[relay]\nrelay_batch = 0\n", &["herald.toml:2:15: invalid relay.relay_batch \"0\": 0 is not in 1..=10000"]),
-        ("[relay]\nconcurrency = 4\n", &["herald.toml:2:1: unknown key \"concurrency\" in [relay]: it belongs in [worker]"]),
-        ("[wroker]\n", &["herald.toml:1:2: unknown section [wroker] (did you mean \"worker\"?)"]),
+        (
+            "strem = \"X\"\n",
+            &["herald.toml:1:1: unknown key \"strem\" at the top level (did you mean \"stream\"?)"],
+        ),
+        (
+            "[relay]\nrelay_batch = \"many\"\n",
+            &["herald.toml:2:15: relay.relay_batch must be an integer, not a string"],
+        ),
+        (
+            "[relay]\nrelay_batch = 0\n",
+            &["herald.toml:2:15: invalid relay.relay_batch \"0\": 0 is not in 1..=10000"],
+        ),
+        (
+            "[relay]\nconcurrency = 4\n",
+            &["herald.toml:2:1: unknown key \"concurrency\" in [relay]: it belongs in [worker]"],
+        ),
+        (
+            "[wroker]\n",
+            &["herald.toml:1:2: unknown section [wroker] (did you mean \"worker\"?)"],
+        ),
         ("stream = \n", &["herald.toml:1:", "invalid TOML"]),
         (
             "log_format = \"xml\"\n[worker]\nack_wait = \"soon\"\n",
@@ -187,7 +209,10 @@ fn config_redacts_secrets_and_checks_settings_together() {
         assert!(out.status.success(), "{}", stderr(&out));
         let all = format!("{}{}", stdout(&out), stderr(&out));
         assert!(!all.contains("hunter2"), "a secret leaked: {all}");
-        assert!(all.contains("postgres://herald:***@db.example/herald"), "{all}");
+        assert!(
+            all.contains("postgres://herald:***@db.example/herald"),
+            "{all}"
+        );
         assert!(all.contains("smtp://mailer:***@smtp.example:587"), "{all}");
     }
     // `herald config --help` does not print the file's secrets as defaults either.
@@ -202,12 +227,20 @@ fn config_redacts_secrets_and_checks_settings_together() {
     .unwrap();
     let out = in_dir(dir.path()).run(&["config"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("--unsubscribe-secret"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--unsubscribe-secret"),
+        "{}",
+        stderr(&out)
+    );
     // So are environment values of settings `config` takes no flag for.
     let mut env = in_dir(dir.path());
     env.set("HERALD_CONFIG", "/dev/null");
     env.set("HERALD_WORKER_CONCURRENCY", "lots");
     let out = env.run(&["config"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("HERALD_WORKER_CONCURRENCY=\"lots\""), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("HERALD_WORKER_CONCURRENCY=\"lots\""),
+        "{}",
+        stderr(&out)
+    );
 }

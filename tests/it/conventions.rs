@@ -54,7 +54,12 @@ fn man_page_on_stdout_or_one_per_command() {
     let dir = tempfile::tempdir().unwrap();
     let out = run(&["man", "--out-dir", &dir.path().display().to_string()]);
     assert!(out.status.success(), "{}", stderr(&out));
-    for page in ["herald.1", "herald-relay.1", "herald-dlq-list.1", "herald-config.1"] {
+    for page in [
+        "herald.1",
+        "herald-relay.1",
+        "herald-dlq-list.1",
+        "herald-config.1",
+    ] {
         assert!(dir.path().join(page).exists(), "{page}");
     }
 }
@@ -112,7 +117,10 @@ fn help_shows_global_flags_apart() {
     assert!(at("Relay options:") < at("--relay-batch"));
     assert!(at("HTTP options:") < at("--http-token"));
     assert!(at("Global options:") < at("--database-url"));
-    assert!(at("--relay-batch") < at("Global options:"), "the command's own first");
+    assert!(
+        at("--relay-batch") < at("Global options:"),
+        "the command's own first"
+    );
     for (cmd, heading) in [("worker", "Worker options:"), ("up", "Up options:")] {
         let help = stdout(&run(&[cmd, "--help"]));
         assert!(help.contains(heading), "{cmd}: {help}");
@@ -176,13 +184,25 @@ fn every_read_command_takes_json() {
     // validate --json: the problems as data, exit 2 all the same.
     let bad = dir.path().join("wf");
     std::fs::create_dir(&bad).unwrap();
-    std::fs::write(bad.join("a.yaml"), "name: Bad\non: {subjects: [events.a]}\n").unwrap();
-    let out = env.run(&["workflows", "validate", "--json", &bad.display().to_string()]);
+    std::fs::write(
+        bad.join("a.yaml"),
+        "name: Bad\non: {subjects: [events.a]}\n",
+    )
+    .unwrap();
+    let out = env.run(&[
+        "workflows",
+        "validate",
+        "--json",
+        &bad.display().to_string(),
+    ]);
     assert_eq!(out.status.code(), Some(2));
     let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(v["valid"], false);
     let p = &v["problems"][0];
     assert!(p["file"].as_str().unwrap().ends_with("a.yaml"), "{v}");
-    assert!(p["line"].as_u64().unwrap() >= 1 && p["col"].as_u64().unwrap() >= 1, "{v}");
+    assert!(
+        p["line"].as_u64().unwrap() >= 1 && p["col"].as_u64().unwrap() >= 1,
+        "{v}"
+    );
     assert!(p["message"].is_string(), "{v}");
 }

@@ -49,7 +49,11 @@ fn units_for_test(dir: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn units_pass_systemd_analyze() {
-    if Command::new("systemd-analyze").arg("--version").output().is_err() {
+    if Command::new("systemd-analyze")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
         eprintln!(
             "systemd-analyze not found (Debian package `systemd`; scripts/setup.sh installs it): skipping the unit verification only"
         );
@@ -65,7 +69,10 @@ fn units_pass_systemd_analyze() {
     let err = String::from_utf8_lossy(&out.stderr);
     // verify exits 0 on most mistakes (an unknown key, a bad value) and
     // only warns: any warning is a failure here.
-    assert!(out.status.success() && err.trim().is_empty(), "systemd-analyze verify:\n{err}");
+    assert!(
+        out.status.success() && err.trim().is_empty(),
+        "systemd-analyze verify:\n{err}"
+    );
     for unit in &units {
         let out = Command::new("systemd-analyze")
             .args(["security", "--offline=yes", "--threshold=20", "--no-pager"])
@@ -114,7 +121,10 @@ fn sample_config_is_valid() {
     let s = &c["settings"];
     assert_eq!(s["relay"]["relay_batch"]["source"], "file");
     assert_eq!(s["workflows"]["value"], "/etc/herald/workflows");
-    assert_eq!(s["database_url"]["source"], "env", "herald.env wins over the file");
+    assert_eq!(
+        s["database_url"]["source"], "env",
+        "herald.env wins over the file"
+    );
     assert_eq!(s["worker"]["unsubscribe_secret"]["value"], "***");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(!text.contains("CHANGE-ME"), "a secret printed: {text}");

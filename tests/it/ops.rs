@@ -211,7 +211,8 @@ async fn dlq_redrive_after_template_fix(backend: Backend) {
             .contains("missing variable event.greeting")
     );
     let shown: serde_json::Value = serde_json::from_str(&ok_stdout(
-        &w.run(&["dlq", "show", &list[0]["id"].to_string(), "--json"]).await,
+        &w.run(&["dlq", "show", &list[0]["id"].to_string(), "--json"])
+            .await,
     ))
     .unwrap();
     assert_eq!(
@@ -237,7 +238,8 @@ async fn dlq_redrive_after_template_fix(backend: Backend) {
     )
     .unwrap();
     let fixed: serde_json::Value = serde_json::from_str(&ok_stdout(
-        &w.run(&["dlq", "show", &list[0]["id"].to_string(), "--json"]).await,
+        &w.run(&["dlq", "show", &list[0]["id"].to_string(), "--json"])
+            .await,
     ))
     .unwrap();
     // Which event got dead letter 1 depends on the worker's concurrency.

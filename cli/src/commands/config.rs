@@ -21,7 +21,10 @@ pub fn run(g: &Global, cmd: ConfigCmd, loaded: &Loaded) -> Result<ExitCode> {
     let effective = loaded.effective()?;
     check(g, loaded)?;
     if cmd.json {
-        println!("{}", serde_json::to_string_pretty(&json(loaded, &effective))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json(loaded, &effective))?
+        );
     } else {
         print!("{}", text(loaded, &effective));
     }
@@ -100,7 +103,11 @@ fn text(loaded: &Loaded, effective: &[Effective]) -> String {
             (e.setting.key.section.clone(), left, right)
         })
         .collect();
-    let width = lines.iter().map(|(_, l, _)| l.chars().count()).max().unwrap_or(0);
+    let width = lines
+        .iter()
+        .map(|(_, l, _)| l.chars().count())
+        .max()
+        .unwrap_or(0);
     let mut section: Option<String> = None;
     for (sec, left, right) in lines {
         if sec != section {
