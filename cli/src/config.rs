@@ -425,6 +425,16 @@ fn unknown_key(key: &Key, settings: &[Setting]) -> String {
             None => "at the top level (before any [section])".to_string(),
         })
         .collect();
+    if key.section.is_none()
+        && settings
+            .iter()
+            .any(|s| s.key.section.as_deref() == Some(&key.name))
+    {
+        return format!(
+            "{:?} is a section: write [{}] on a line of its own, then its keys",
+            key.name, key.name
+        );
+    }
     let place = match &key.section {
         Some(s) => format!("in [{s}]"),
         None => "at the top level".to_string(),
@@ -794,6 +804,11 @@ mod tests {
         );
         assert!(
             e[1].starts_with("h.toml:3:14: invalid relay.relay_poll \"soon\""),
+            "{e:?}"
+        );
+        let e = check("relay = 5\n").unwrap_err();
+        assert!(
+            e[0].contains("\"relay\" is a section: write [relay]"),
             "{e:?}"
         );
         let e = check("log_format = \"xml\"\n").unwrap_err();
