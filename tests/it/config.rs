@@ -215,7 +215,7 @@ fn config_redacts_secrets_and_checks_settings_together() {
         );
         assert!(all.contains("smtp://mailer:***@smtp.example:587"), "{all}");
     }
-    // `herald config --help` does not print the file's secrets as defaults either.
+    // `--help` does not print the file's secrets as defaults either.
     let out = env.run(&["worker", "--help"]);
     assert!(!stdout(&out).contains("hunter2"), "{}", stdout(&out));
 
