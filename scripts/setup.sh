@@ -5,6 +5,8 @@
 #  - a running PostgreSQL when one is installed (tests create a database per test);
 #  - Debian's chromium and chromium-driver (apt), which the console's
 #    browser test drives (tests/it/console.rs); installed only when missing;
+#  - systemd-analyze (Debian's systemd package, apt), which checks the units
+#    of deploy/ (tests/it/deploy.rs); installed only when missing;
 #  - the producer examples' pinned dependencies (tests/it/producers.rs runs
 #    them): Python packages into .tools/py, npm packages into
 #    examples/ts/node_modules. Each is reinstalled only when its pin file changed.
@@ -67,6 +69,20 @@ if ! [ -x /usr/bin/chromium ] || ! [ -x /usr/bin/chromedriver ]; then
       || echo "setup: could not install chromium/chromium-driver: the console's browser test will fail" >&2
   else
     echo "setup: /usr/bin/chromium or /usr/bin/chromedriver missing and no apt-get: the console's browser test will fail" >&2
+  fi
+fi
+
+# deploy/'s systemd units are checked with `systemd-analyze verify`. The
+# package only installs files here (nothing starts); without it that one
+# check says so and is skipped.
+if ! command -v systemd-analyze >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing systemd for systemd-analyze (apt-get)" >&2
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+    { $SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq systemd; } >&2 \
+      || echo "setup: could not install systemd: the units of deploy/ will not be verified" >&2
+  else
+    echo "setup: systemd-analyze missing and no apt-get: the units of deploy/ will not be verified" >&2
   fi
 fi
 

@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 mod commands;
+mod config;
 mod http;
 
 fn main() -> ExitCode {

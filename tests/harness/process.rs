@@ -69,6 +69,10 @@ impl HeraldEnv {
             "HERALD_SMTP_URL",
             "HERALD_WORKFLOWS",
             "HERALD_STREAM",
+            // A developer's own configuration must not reach the tests.
+            "HERALD_CONFIG",
+            "HERALD_COLOR",
+            "NO_COLOR",
         ] {
             c.env_remove(k);
         }

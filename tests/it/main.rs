@@ -2,8 +2,11 @@
 //! Every database test runs on SQLite and on PostgreSQL (`both_backends!`).
 
 mod cli;
+mod config;
 mod console;
+mod conventions;
 mod deliverability;
+mod deploy;
 mod harness_selftest;
 mod ledger;
 mod ops;

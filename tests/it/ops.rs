@@ -211,7 +211,8 @@ async fn dlq_redrive_after_template_fix(backend: Backend) {
             .contains("missing variable event.greeting")
     );
     let shown: serde_json::Value = serde_json::from_str(&ok_stdout(
-        &w.run(&["dlq", "show", &list[0]["id"].to_string()]).await,
+        &w.run(&["dlq", "show", &list[0]["id"].to_string(), "--json"])
+            .await,
     ))
     .unwrap();
     assert_eq!(
@@ -237,7 +238,8 @@ async fn dlq_redrive_after_template_fix(backend: Backend) {
     )
     .unwrap();
     let fixed: serde_json::Value = serde_json::from_str(&ok_stdout(
-        &w.run(&["dlq", "show", &list[0]["id"].to_string()]).await,
+        &w.run(&["dlq", "show", &list[0]["id"].to_string(), "--json"])
+            .await,
     ))
     .unwrap();
     // Which event got dead letter 1 depends on the worker's concurrency.
@@ -330,7 +332,7 @@ async fn trace_shows_an_events_life(backend: Backend) {
     })
     .await;
     let t: serde_json::Value =
-        serde_json::from_str(&ok_stdout(&w.run(&["trace", &id]).await)).unwrap();
+        serde_json::from_str(&ok_stdout(&w.run(&["trace", &id, "--json"]).await)).unwrap();
     assert_eq!(t["outbox"]["subject"], "events.test.hello", "{t}");
     assert!(t["outbox"]["published_at"].is_string(), "{t}");
     assert_eq!(t["deliveries"][0]["workflow"], "greet", "{t}");

@@ -16,11 +16,17 @@ pub enum DlqCmd {
         /// Include dead letters already re-driven.
         #[arg(long)]
         all: bool,
+        /// Print JSON: an array of dead letters, each with its event's headers and payload.
         #[arg(long)]
         json: bool,
     },
-    /// Show one dead letter whole: reason, last SMTP reply, event headers and payload.
-    Show { id: i64 },
+    /// Show one dead letter whole: reason, last SMTP reply, event headers and payload, and the email as it would render now.
+    Show {
+        id: i64,
+        /// Print JSON (the keys of `dlq list --json`, and `rendered`).
+        #[arg(long)]
+        json: bool,
+    },
     /// Re-drive dead letters through the workflow again (the ledger prevents double sends).
     Retry {
         /// The dead letter to re-drive.
@@ -82,7 +88,7 @@ pub async fn run(g: &Global, cmd: DlqCmd) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        DlqCmd::Show { id } => {
+        DlqCmd::Show { id, json } => {
             let db = super::open_db(g, herald::db::Pool::OnDemand, "herald dlq").await?;
             herald::db::migrate(&db).await?;
             let d = herald::dlq::get(&db, id)
@@ -90,7 +96,11 @@ pub async fn run(g: &Global, cmd: DlqCmd) -> Result<ExitCode> {
                 .ok_or_else(|| usage(format!("no dead letter with id {id}")))?;
             let mut shown = row_json(&d);
             shown["rendered"] = rendered(g, &d);
-            println!("{}", serde_json::to_string_pretty(&shown)?);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&shown)?);
+            } else {
+                print!("{}", super::text::render(&shown));
+            }
             Ok(ExitCode::SUCCESS)
         }
         DlqCmd::Discard { id } => {

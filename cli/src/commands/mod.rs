@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use herald::secret::SecretUrl;
 use tokio_util::sync::CancellationToken;
 
+mod config;
 mod dlq;
 mod emit;
 mod migrate;
@@ -15,8 +16,10 @@ mod outbox;
 mod progress;
 mod relay;
 mod replay;
+mod shell;
 mod status;
 mod suppressions;
+mod text;
 mod trace;
 mod up;
 mod worker;
@@ -62,7 +65,8 @@ Your application inserts an outbox row in the same database transaction as its c
 (`herald emit` does this from the shell). `herald relay` publishes committed rows to NATS JetStream. \
 `herald worker` runs the YAML workflows in --workflows: it renders each email, sends it over SMTP, \
 records it in the delivery ledger and only then acknowledges the message.\n\n\
-Every setting is a flag and an environment variable; the flag wins.\n\
+Every setting is a flag, an environment variable and a key of herald.toml (or --config FILE): \
+flag > environment > file > default; `herald config` shows each value and where it came from.\n\
 Exit codes: 0 success, 1 runtime failure (server unreachable, database error), 2 invalid usage, configuration or workflow."
 )]
 pub struct Cli {
@@ -72,11 +76,19 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// The help heading of the global flags; also how `config.rs` knows they
+/// are top-level keys of herald.toml (other headings name sections).
+pub const GLOBAL_HEADING: &str = "Global options";
+
 /// Settings shared by every command. The URLs may hold passwords: they are
 /// `SecretUrl`s (shown redacted everywhere) and their environment values
 /// are never printed by `--help`.
 #[derive(Args, Debug, Clone)]
+#[command(next_help_heading = GLOBAL_HEADING)]
 pub struct Global {
+    /// Configuration file [default: herald.toml in the working directory, when there is one]. Keys are the flags' names with `_`; see `herald config`.
+    #[arg(long, env = "HERALD_CONFIG", value_name = "FILE", global = true)]
+    pub config: Option<PathBuf>,
     /// Database holding the outbox, the delivery ledger and the dead letters (sqlite://… or postgres://…).
     #[arg(
         long,
@@ -120,6 +132,9 @@ pub struct Global {
     /// Log format: human-readable text or one JSON object per line.
     #[arg(long, env = "HERALD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
+    /// Colour in logs and help: auto (on a terminal, unless NO_COLOR is set), always, never.
+    #[arg(long, env = "HERALD_COLOR", value_enum, default_value_t = ColorWhen::Auto, global = true)]
+    pub color: ColorWhen,
 }
 
 /// The capture `up` and `demo` send to when no --smtp-url is given.
@@ -149,6 +164,41 @@ impl Global {
 pub enum LogFormat {
     Text,
     Json,
+}
+
+/// `--color`.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ColorWhen {
+    Auto,
+    Always,
+    Never,
+}
+
+impl ColorWhen {
+    /// Whether to colour output going to a stream that `is_terminal` or
+    /// not: `NO_COLOR` (set and not empty, https://no-color.org) turns
+    /// `auto` off; an explicit `always` wins over it.
+    pub fn enabled(self, is_terminal: bool) -> bool {
+        match self {
+            ColorWhen::Always => true,
+            ColorWhen::Never => false,
+            ColorWhen::Auto => is_terminal && !no_color(),
+        }
+    }
+}
+
+fn no_color() -> bool {
+    std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
+}
+
+/// The same choice for clap's help and error messages.
+pub fn clap_color(c: ColorWhen) -> clap::ColorChoice {
+    match c {
+        ColorWhen::Always => clap::ColorChoice::Always,
+        ColorWhen::Never => clap::ColorChoice::Never,
+        ColorWhen::Auto if no_color() => clap::ColorChoice::Never,
+        ColorWhen::Auto => clap::ColorChoice::Auto,
+    }
 }
 
 #[derive(Subcommand, Debug)]
@@ -186,6 +236,12 @@ pub enum Command {
     /// One-click unsubscribes per address and category.
     #[command(subcommand)]
     Unsubscribes(suppressions::UnsubscribesCmd),
+    /// Print the effective configuration (secrets redacted) and where each value came from: flag, env, file or default. Exit 2 when it is invalid.
+    Config(config::ConfigCmd),
+    /// Print a shell completion script: `herald completions bash > /etc/bash_completion.d/herald`.
+    Completions(shell::CompletionsCmd),
+    /// Print the man page (roff), or write one page per command with --out-dir.
+    Man(shell::ManCmd),
 }
 
 impl Command {
@@ -244,6 +300,7 @@ async fn close_dbs() {
 
 /// `--http` and `--http-token` of the long-running commands.
 #[derive(Args, Debug, Clone, Default)]
+#[command(next_help_heading = "HTTP options")]
 pub struct HttpArgs {
     /// Serve /healthz, /readyz, /metrics and the web console on this address: PORT (on 127.0.0.1) or IP:PORT (0.0.0.0:PORT exposes it to the network).
     #[arg(long, env = "HERALD_HTTP", value_name = "ADDR", value_parser = crate::http::listen_addr)]
@@ -472,7 +529,11 @@ fn init_logging(global: &Global, http_token: Option<&str>) -> Result<()> {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+        .with_ansi(
+            global
+                .color
+                .enabled(std::io::IsTerminal::is_terminal(&std::io::stderr())),
+        );
     // A second init (tests calling in-process) is harmless, so its error is ignored.
     let _ = match global.log_format {
         LogFormat::Text => builder.try_init(),
@@ -482,7 +543,8 @@ fn init_logging(global: &Global, http_token: Option<&str>) -> Result<()> {
 }
 
 pub fn try_main() -> Result<ExitCode> {
-    let cli = Cli::parse();
+    let crate::config::Parsed { cli, loaded } =
+        crate::config::parse_args(std::env::args_os().collect())?;
     init_logging(&cli.global, cli.command.http_token())?;
     // A panic is a bug: say so in the log (where operators look), with its
     // location. Herald catches panics per message and per consumer, so the
@@ -503,18 +565,21 @@ pub fn try_main() -> Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(run(cli))
+    runtime.block_on(run(cli, loaded))
 }
 
-async fn run(cli: Cli) -> Result<ExitCode> {
-    let result = dispatch(cli).await;
+async fn run(cli: Cli, loaded: crate::config::Loaded) -> Result<ExitCode> {
+    let result = dispatch(cli, loaded).await;
     close_dbs().await;
     result
 }
 
-async fn dispatch(cli: Cli) -> Result<ExitCode> {
+async fn dispatch(cli: Cli, loaded: crate::config::Loaded) -> Result<ExitCode> {
     let g = cli.global;
     match cli.command {
+        Command::Config(cmd) => config::run(&g, cmd, &loaded),
+        Command::Completions(cmd) => shell::completions(cmd),
+        Command::Man(cmd) => shell::man(cmd),
         Command::Migrate => migrate::run(&g).await,
         Command::Emit(args) => emit::run(&g, args).await,
         Command::Relay(cmd) => relay::run(&g, cmd).await,

@@ -12,6 +12,7 @@ use super::{Global, duration_arg};
 
 /// Settings of the relay (also used by `herald up`).
 #[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Relay options")]
 pub struct RelayArgs {
     /// Rows claimed and published per batch.
     #[arg(long, env = "HERALD_RELAY_BATCH", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=10_000))]

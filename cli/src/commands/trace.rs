@@ -9,9 +9,12 @@ use super::{Global, usage};
 pub struct TraceCmd {
     /// The event id `herald emit` (or enqueue) returned.
     pub event_id: herald::EventId,
+    /// Print JSON (keys: event_id, outbox, deliveries, dead_letters).
+    #[arg(long)]
+    pub json: bool,
 }
 
-/// Prints the event's life as JSON; exit 2 when Herald knows nothing of it.
+/// Prints the event's life (as JSON with --json); exit 2 when Herald knows nothing of it.
 pub async fn run(g: &Global, cmd: TraceCmd) -> Result<ExitCode> {
     let db = super::open_db(g, herald::db::Pool::OnDemand, "herald trace").await?;
     herald::db::migrate(&db).await?;
@@ -22,6 +25,10 @@ pub async fn run(g: &Global, cmd: TraceCmd) -> Result<ExitCode> {
             cmd.event_id
         )));
     }
-    println!("{}", serde_json::to_string_pretty(&t)?);
+    if cmd.json {
+        println!("{}", serde_json::to_string_pretty(&t)?);
+    } else {
+        print!("{}", super::text::render(&serde_json::to_value(&t)?));
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -27,7 +27,12 @@ pub struct UpCmd {
     #[command(flatten)]
     pub http: super::HttpArgs,
     /// Config of the nats-server started when none answers at --nats-url.
-    #[arg(long, env = "HERALD_NATS_CONFIG", default_value = "nats.conf")]
+    #[arg(
+        long,
+        env = "HERALD_NATS_CONFIG",
+        default_value = "nats.conf",
+        help_heading = "Up options"
+    )]
     pub nats_config: PathBuf,
 }
 

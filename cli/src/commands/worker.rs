@@ -14,6 +14,7 @@ use super::{Global, usage};
 
 /// Settings of the worker (also used by `herald up`).
 #[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Worker options")]
 pub struct WorkerArgs {
     /// Run only these workflows (repeatable); default: all.
     #[arg(long = "workflow")]

@@ -13,6 +13,15 @@ pub enum WorkflowsCmd {
     Validate {
         /// Directory to check [default: --workflows].
         dir: Option<PathBuf>,
+        /// Print JSON on stdout: {"valid", "dir", "workflows", "version", "problems": [{"file", "line", "col", "message"}]} (exit codes unchanged).
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the workflows of --workflows: name, subjects, category, file.
+    List {
+        /// Print JSON: an array of {"name", "description", "subjects", "category", "file"}.
+        #[arg(long)]
+        json: bool,
     },
     /// Print the emails a workflow would send for a payload (headers and bodies); sends nothing.
     Render {
@@ -30,7 +39,63 @@ pub enum WorkflowsCmd {
 
 pub async fn run(g: &Global, cmd: WorkflowsCmd) -> Result<ExitCode> {
     match cmd {
-        WorkflowsCmd::Validate { dir } => {
+        WorkflowsCmd::Validate { dir, json: true } => {
+            let dir = dir.unwrap_or_else(|| g.workflows.clone());
+            let (out, code) = match herald::workflow::load(&dir) {
+                Ok(c) => (
+                    serde_json::json!({
+                        "valid": true, "dir": dir, "workflows": c.workflows.len(),
+                        "version": c.version, "problems": [],
+                    }),
+                    ExitCode::SUCCESS,
+                ),
+                Err(problems) => (
+                    serde_json::json!({
+                        "valid": false, "dir": dir, "workflows": null, "version": null,
+                        "problems": problems.0.iter().map(|p| serde_json::json!({
+                            "file": p.file, "line": p.line, "col": p.col, "message": p.message,
+                        })).collect::<Vec<_>>(),
+                    }),
+                    ExitCode::from(2),
+                ),
+            };
+            println!("{}", serde_json::to_string_pretty(&out)?);
+            Ok(code)
+        }
+        WorkflowsCmd::List { json } => {
+            let catalog = herald::workflow::load(&g.workflows).map_err(usage)?;
+            if json {
+                let v: Vec<_> = catalog
+                    .workflows
+                    .iter()
+                    .map(|w| {
+                        serde_json::json!({
+                            "name": w.name, "description": w.description, "subjects": w.subjects,
+                            "category": w.category(), "file": w.file,
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                println!("{:<32}  {:<12}  subjects", "name", "category");
+                for w in &catalog.workflows {
+                    println!(
+                        "{:<32}  {:<12}  {}",
+                        w.name,
+                        w.category().unwrap_or("-"),
+                        w.subjects.join(", ")
+                    );
+                }
+                println!(
+                    "{} workflow(s) in {} (version {})",
+                    catalog.workflows.len(),
+                    catalog.dir.display(),
+                    catalog.version
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        WorkflowsCmd::Validate { dir, json: false } => {
             let dir = dir.unwrap_or_else(|| g.workflows.clone());
             match herald::workflow::load(&dir) {
                 Ok(c) => {
