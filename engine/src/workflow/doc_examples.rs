@@ -48,7 +48,10 @@ fn blocks() -> Vec<Block> {
             (None, None) => {}
         }
     }
-    assert!(open.is_none(), "docs/workflows.md: a code block is not closed");
+    assert!(
+        open.is_none(),
+        "docs/workflows.md: a code block is not closed"
+    );
     out
 }
 
@@ -242,14 +245,12 @@ fn every_template_example_renders_as_shown() {
                 expected.clear();
                 continue;
             }
-            let directive = line.split_once(": ").filter(|(k, _)| {
-                matches!(*k, "event" | "events" | "locale" | "for_each" | "body")
-            });
+            let directive = line
+                .split_once(": ")
+                .filter(|(k, _)| matches!(*k, "event" | "events" | "locale" | "for_each" | "body"));
             match directive {
                 Some(("event", json)) => setup.event = Some(serde_json::from_str(json).unwrap()),
-                Some(("events", json)) => {
-                    setup.events = Some(serde_json::from_str(json).unwrap())
-                }
+                Some(("events", json)) => setup.events = Some(serde_json::from_str(json).unwrap()),
                 Some(("locale", tag)) => setup.locale = Some(tag.to_string()),
                 Some(("for_each", path)) => setup.for_each = Some(path.to_string()),
                 Some(("body", kind)) => setup.html = kind == "html",

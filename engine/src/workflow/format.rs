@@ -88,7 +88,10 @@ fn decimal(helper: &'static str, v: &Value) -> Result<Decimal, ValueError> {
         Value::Number(n) => n.to_string().replace("e+", "e"),
         Value::String(s) if s.len() <= MAX_TEXT => s.trim().to_string(),
         Value::String(s) => {
-            return fail(helper, format!("{} characters is too long for a number", s.len()));
+            return fail(
+                helper,
+                format!("{} characters is too long for a number", s.len()),
+            );
         }
         other => return fail(helper, format!("cannot format {other} as a number")),
     };
@@ -104,7 +107,10 @@ fn decimal(helper: &'static str, v: &Value) -> Result<Decimal, ValueError> {
     Ok(d)
 }
 
-fn formatter(helper: &'static str, locale: Option<&Locale>) -> Result<DecimalFormatter, ValueError> {
+fn formatter(
+    helper: &'static str,
+    locale: Option<&Locale>,
+) -> Result<DecimalFormatter, ValueError> {
     let prefs = match locale {
         Some(l) => DecimalFormatterPreferences::from(l),
         None => DecimalFormatterPreferences::default(),
@@ -151,7 +157,11 @@ pub fn number(
 /// `{{money amount "EUR"}}`: the amount with the currency's minor units,
 /// grouped for the locale, followed by the ISO code (`1,234.50 EUR`). The
 /// code, not a symbol: `$` is the dollar of a dozen countries.
-pub fn money(amount: &Value, currency: &str, locale: Option<&Locale>) -> Result<String, ValueError> {
+pub fn money(
+    amount: &Value,
+    currency: &str,
+    locale: Option<&Locale>,
+) -> Result<String, ValueError> {
     let (code, exponent) = check_currency(currency).or_else(|e| fail("money", e))?;
     let places = exponent as i16;
     let mut d = match amount {

@@ -166,7 +166,11 @@ fn value_error(helper: &'static str, message: String) -> RenderError {
     RenderErrorReason::NestedError(Box::new(format::ValueError { helper, message })).into()
 }
 
-fn param<'a>(h: &'a Helper, helper: &'static str, i: usize) -> Result<&'a serde_json::Value, RenderError> {
+fn param<'a>(
+    h: &'a Helper,
+    helper: &'static str,
+    i: usize,
+) -> Result<&'a serde_json::Value, RenderError> {
     h.param(i)
         .map(|p| p.value())
         .ok_or_else(|| RenderErrorReason::ParamNotFoundForIndex(helper, i).into())
@@ -182,9 +186,7 @@ fn number_helper(
 ) -> HelperResult {
     let value = param(h, "number", 0)?;
     let decimals = match h.param(1) {
-        Some(p) => Some(
-            format::check_decimals(p.value()).map_err(|m| value_error("number", m))?,
-        ),
+        Some(p) => Some(format::check_decimals(p.value()).map_err(|m| value_error("number", m))?),
         None => None,
     };
     let locale = locale_of("number", h, ctx)?;

@@ -659,7 +659,9 @@ mod tests {
 
     #[test]
     fn unknown_helpers_and_arity() {
-        assert!(problems("{{currency price \"EUR\"}}", &[])[0].contains("unknown helper \"currency\""));
+        assert!(
+            problems("{{currency price \"EUR\"}}", &[])[0].contains("unknown helper \"currency\"")
+        );
         assert!(problems("{{money price}}", &[])[0].contains("money takes 2 argument(s), got 1"));
         // A helper's name alone is a call, not a variable: `{{this.number}}` is the field.
         assert!(problems("{{number}}", &[])[0].contains("number takes 1 to 2 argument(s), got 0"));
