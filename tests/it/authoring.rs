@@ -506,3 +506,46 @@ async fn send_test_errors() {
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("unreachable"), "{err}");
 }
+
+/// With for_each, send-test sends the first email and says how many the
+/// payload makes; `--all` sends each, every one to ADDR only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_test_with_for_each_sends_the_first_or_all() {
+    let sink = SmtpSink::start().await;
+    let d = dir(&[(
+        "codes.yaml",
+        "name: codes\non: { subjects: [events.c] }\nfor_each: event.people\nemail:\n  from: a@example.com\n  to: \"{{item.email}}\"\n  subject: \"Code {{item.code}}\"\n  text: \"Your code: {{item.code}}\"\n",
+    )]);
+    let mut env = env_with(&d);
+    env.set("HERALD_SMTP_URL", sink.url());
+    let payload =
+        r#"{"people":[{"email":"a@x.example","code":"A1"},{"email":"b@x.example","code":"B2"}]}"#;
+    let args = [
+        "send-test",
+        "codes",
+        "--payload",
+        payload,
+        "--to",
+        "me@dev.example",
+    ];
+    let out = run_off_runtime(&env, &args).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("this payload makes 2 emails (for_each); sent the first"),
+        "{}",
+        text(&out.stderr)
+    );
+    let mut all = args.to_vec();
+    all.push("--all");
+    let out = run_off_runtime(&env, &all).await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let got = sink.received();
+    let subjects: Vec<String> = got.iter().filter_map(|m| m.header("Subject")).collect();
+    assert_eq!(subjects, ["Code A1", "Code A1", "Code B2"]);
+    assert!(
+        got.iter()
+            .all(|m| m.rcpt_to == ["me@dev.example".to_string()]
+                && m.header("X-Herald-Test").as_deref() == Some("1")),
+        "{got:?}"
+    );
+}
