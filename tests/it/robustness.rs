@@ -37,7 +37,7 @@ fn validate_refuses_what_rendering_would_fail_on() {
         (
             "w.yaml",
             &format!(
-                "{BASE}  subject: \"{{{{date event.shipped_at \\\"%Q\\\"}}}}\"\n  text: \"{{{{money event.price \\\"EUR\\\"}}}}\"\n  html_file: templates/body.hbs\n"
+                "{BASE}  subject: \"{{{{date event.shipped_at \\\"%Q\\\"}}}}\"\n  text: \"{{{{currency event.price \\\"EUR\\\"}}}}\"\n  html_file: templates/body.hbs\n"
             ),
         ),
         ("templates/partials/pa.hbs", "a{{> pb}}"),
@@ -57,7 +57,7 @@ fn validate_refuses_what_rendering_would_fail_on() {
         .to_string();
     for expected in [
         format!("{w}:6:12: email.subject: date: invalid date pattern \"%Q\""),
-        format!("{w}:7:9: email.text: unknown helper \"money\""),
+        format!("{w}:7:9: email.text: unknown helper \"currency\""),
         format!("{pb}:1:1: partials include each other in a cycle: pa -> pb -> pa"),
         format!("{body}:2:"),
         "unknown partial \"nope\"".to_string(),

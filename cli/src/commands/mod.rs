@@ -16,6 +16,7 @@ mod outbox;
 mod progress;
 mod relay;
 mod replay;
+mod send_test;
 mod shell;
 mod status;
 mod suppressions;
@@ -218,6 +219,8 @@ pub enum Command {
     /// Validate, render or describe workflow definitions.
     #[command(subcommand)]
     Workflows(workflows::WorkflowsCmd),
+    /// Send one workflow's email for a payload to ADDR only, through --smtp-url, marked `X-Herald-Test: 1`; no database, no NATS, no ledger.
+    SendTest(send_test::SendTestArgs),
     /// Run a workflow again over a range of the stream; the ledger skips what was sent (unless --resend).
     Replay(replay::ReplayCmd),
     /// Inspect and re-drive dead letters.
@@ -592,6 +595,7 @@ async fn dispatch(cli: Cli, loaded: crate::config::Loaded) -> Result<ExitCode> {
         Command::Demo(cmd) => up::run_demo(&g, cmd).await,
         Command::Worker(cmd) => worker::run(&g, cmd).await,
         Command::Workflows(cmd) => workflows::run(&g, cmd).await,
+        Command::SendTest(args) => send_test::run(&g, args).await,
         Command::Suppressions(cmd) => suppressions::run(&g, cmd).await,
         Command::Unsubscribes(cmd) => suppressions::run_unsubscribes(&g, cmd).await,
     }

@@ -183,8 +183,21 @@ impl Transport {
     /// Send one email; returns the server's reply (or the file written).
     /// A transport failure closes the gate and starts the probe.
     pub async fn send(&self, email: &Email, message_id: &str) -> Result<String, SendError> {
+        let r = self.send_once(email, message_id).await;
+        match &r {
+            Ok(_) => self.0.gate.delivered(),
+            Err(e) if e.kind() == SendErrorKind::Transport => self.down(&e.to_string()),
+            Err(_) => {}
+        }
+        r
+    }
+
+    /// Send one email and only that: a failure is returned, not waited
+    /// out (no gate, no probe). For a one-off send such as `herald
+    /// send-test`, where the person who asked is told at once.
+    pub async fn send_once(&self, email: &Email, message_id: &str) -> Result<String, SendError> {
         let body = build(email, message_id)?;
-        let r = match &self.0.kind {
+        match &self.0.kind {
             Kind::File(dir) => file::write(dir, message_id, &body).await,
             Kind::Smtp(pool) => {
                 let env = pool::Envelope {
@@ -200,13 +213,7 @@ impl Transport {
                 };
                 pool.send(&env).await
             }
-        };
-        match &r {
-            Ok(_) => self.0.gate.delivered(),
-            Err(e) if e.kind() == SendErrorKind::Transport => self.down(&e.to_string()),
-            Err(_) => {}
         }
-        r
     }
 
     /// Close the gate (if open) and probe until the server answers.

@@ -1,9 +1,11 @@
 //! Handlebars helpers for email authors: `upper`, `lower`, `urlencode`, `json`,
-//! `default`, `pluralize`, `date`.
+//! `default`, `pluralize`, `date`, `number`, `money`.
 use handlebars::{
-    Context, Handlebars, Helper, HelperResult, Output, RenderContext, RenderErrorReason,
-    handlebars_helper,
+    Context, Handlebars, Helper, HelperResult, Output, RenderContext, RenderError,
+    RenderErrorReason, handlebars_helper,
 };
+
+use super::format;
 
 handlebars_helper!(upper: |s: str| s.to_uppercase());
 handlebars_helper!(lower: |s: str| s.to_lowercase());
@@ -132,7 +134,96 @@ fn date_helper(
     Ok(())
 }
 
+/// The locale `number` and `money` format for: their `locale=` argument,
+/// else the workflow's (`meta.locale`, rendered from its `locale` key),
+/// else none (the root locale: `1,234.5`). A tag in `meta.locale` that is
+/// not well formed falls back as its templates do; a `locale=` argument
+/// that is not is an error.
+fn locale_of(
+    helper: &'static str,
+    h: &Helper,
+    ctx: &Context,
+) -> Result<Option<icu_locale_core::Locale>, RenderError> {
+    match h.hash_get("locale").map(|p| p.value()) {
+        Some(serde_json::Value::String(tag)) => format::check_locale(tag)
+            .map(Some)
+            .map_err(|message| value_error(helper, message)),
+        Some(other) => Err(value_error(
+            helper,
+            format!("locale must be a string, got {other}"),
+        )),
+        None => Ok(ctx
+            .data()
+            .pointer("/meta/locale")
+            .and_then(serde_json::Value::as_str)
+            .and_then(|tag| format::check_locale(tag).ok())),
+    }
+}
+
+/// A formatting helper's refusal, kept typed through Handlebars so the
+/// renderer reports it as [`super::render::RenderError::Value`].
+fn value_error(helper: &'static str, message: String) -> RenderError {
+    RenderErrorReason::NestedError(Box::new(format::ValueError { helper, message })).into()
+}
+
+fn param<'a>(
+    h: &'a Helper,
+    helper: &'static str,
+    i: usize,
+) -> Result<&'a serde_json::Value, RenderError> {
+    h.param(i)
+        .map(|p| p.value())
+        .ok_or_else(|| RenderErrorReason::ParamNotFoundForIndex(helper, i).into())
+}
+
+/// `{{number value}}`, `{{number value 2}}`, `{{number value 2 locale="de"}}`.
+fn number_helper(
+    h: &Helper,
+    _: &Handlebars,
+    ctx: &Context,
+    _: &mut RenderContext,
+    out: &mut dyn Output,
+) -> HelperResult {
+    let value = param(h, "number", 0)?;
+    let decimals = match h.param(1) {
+        Some(p) => Some(format::check_decimals(p.value()).map_err(|m| value_error("number", m))?),
+        None => None,
+    };
+    let locale = locale_of("number", h, ctx)?;
+    let text = format::number(value, decimals, locale.as_ref())
+        .map_err(|e| value_error(e.helper, e.message))?;
+    out.write(&text)?;
+    Ok(())
+}
+
+/// `{{money amount "EUR"}}`, `{{money amount event.currency locale="de"}}`.
+fn money_helper(
+    h: &Helper,
+    _: &Handlebars,
+    ctx: &Context,
+    _: &mut RenderContext,
+    out: &mut dyn Output,
+) -> HelperResult {
+    let amount = param(h, "money", 0)?;
+    let currency = match param(h, "money", 1)? {
+        serde_json::Value::String(s) => s.as_str(),
+        other => {
+            return Err(value_error(
+                "money",
+                format!("the currency must be a string (an ISO 4217 code), got {other}"),
+            ));
+        }
+    };
+    let locale = locale_of("money", h, ctx)?;
+    let text = format::money(amount, currency, locale.as_ref())
+        .map_err(|e| value_error(e.helper, e.message))?;
+    out.write(&text)?;
+    Ok(())
+}
+
 pub fn register(hb: &mut Handlebars) {
+    hb.register_helper("number", Box::new(number_helper));
+    hb.register_helper("money", Box::new(money_helper));
     hb.register_helper("upper", Box::new(upper));
     hb.register_helper("lower", Box::new(lower));
     hb.register_helper("urlencode", Box::new(urlencode));

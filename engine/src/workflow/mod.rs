@@ -5,6 +5,9 @@
 pub(crate) mod address;
 mod check;
 mod compile;
+#[cfg(test)]
+mod doc_examples;
+pub(crate) mod format;
 pub(crate) mod helpers;
 pub mod render;
 pub(crate) mod source;

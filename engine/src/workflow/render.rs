@@ -76,6 +76,14 @@ impl Email {
 pub enum RenderError {
     #[error("template {template}: {message}")]
     Template { template: String, message: String },
+    /// A formatting helper (`number`, `money`) refused a value: the payload's
+    /// (a float where money needs minor units, an unknown currency code).
+    #[error("template {template}: {helper}: {message}")]
+    Value {
+        template: String,
+        helper: String,
+        message: String,
+    },
     #[error("for_each: {0}")]
     ForEach(String),
     #[error("invalid address {address:?} in {field}: {reason}")]
@@ -391,6 +399,15 @@ impl Templates {
 }
 
 fn template_error(id: &TemplateId, e: &handlebars::RenderError) -> RenderError {
+    if let handlebars::RenderErrorReason::NestedError(nested) = e.reason()
+        && let Some(v) = nested.downcast_ref::<super::format::ValueError>()
+    {
+        return RenderError::Value {
+            template: id.field_name(),
+            helper: v.helper.to_string(),
+            message: v.message.clone(),
+        };
+    }
     let message = match e.reason() {
         handlebars::RenderErrorReason::MissingVariable(Some(v)) => format!("missing variable {v}"),
         other => other.to_string(),

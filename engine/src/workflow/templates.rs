@@ -1,6 +1,7 @@
 //! What a template can be checked for without a payload: every helper it
 //! calls exists and gets the right number of arguments, literal arguments
-//! parse (date patterns, time zones), every partial it includes exists, the
+//! parse (date patterns, time zones, currency codes, decimals, locales),
+//! every partial it includes exists, the
 //! partials include each other without a cycle, and nothing nests deeper
 //! than rendering can afford. A template that passes cannot fail at render
 //! time for any of these reasons, and no template can exhaust the stack
@@ -58,13 +59,15 @@ fn signature(name: &str) -> Option<Signature> {
         "pluralize" => sig(3, Some(3), Inline),
         "default" => sig(2, Some(2), Inline),
         "date" => sig(1, Some(3), Inline),
+        "number" => sig(1, Some(2), Inline),
+        "money" => sig(2, Some(2), Inline),
         _ => return None,
     })
 }
 
 /// Names a template may call, for messages.
 const HELPER_NAMES: &str = "if, unless, each, with, lookup, eq, ne, gt, gte, lt, lte, and, or, not, len, \
-upper, lower, urlencode, json, pluralize, default, date";
+upper, lower, urlencode, json, pluralize, default, date, number, money";
 
 /// One problem inside a template, at its line and column when known.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -404,6 +407,7 @@ impl Walker<'_> {
             return;
         }
         self.literal_arguments(name, &h.params, at);
+        self.formatting_arguments(name, h, at);
     }
 
     fn param(&mut self, p: &Parameter, at: (Option<usize>, Option<usize>), sub: usize) {
@@ -419,6 +423,80 @@ impl Walker<'_> {
                 TemplateElement::Expression(h) => self.call(h, at, false, sub + 1),
                 _ => self.problem(at, "unsupported subexpression".into()),
             }
+        }
+    }
+
+    /// `number` and `money`: the only hash argument is `locale=`, and the
+    /// arguments written literally (decimals, currency code, locale, even a
+    /// literal amount) are formatted now, so what would fail for every
+    /// event fails validation instead.
+    fn formatting_arguments(
+        &mut self,
+        name: &str,
+        h: &HelperTemplate,
+        at: (Option<usize>, Option<usize>),
+    ) {
+        use super::format;
+        if name != "number" && name != "money" {
+            return;
+        }
+        let literal = |p: Option<&Parameter>| match p {
+            Some(Parameter::Literal(v)) => Some(v.clone()),
+            _ => None,
+        };
+        let mut locale = None;
+        for (key, p) in &h.hash {
+            if key != "locale" {
+                self.problem(
+                    at,
+                    format!("{name}: unknown argument {key}= (only locale=\"de-AT\")"),
+                );
+                continue;
+            }
+            match literal(Some(p)) {
+                Some(serde_json::Value::String(tag)) => match format::check_locale(&tag) {
+                    Ok(l) => locale = Some(l),
+                    Err(e) => self.problem(at, format!("{name}: {e}")),
+                },
+                Some(v) => self.problem(at, format!("{name}: locale must be a string, got {v}")),
+                None => {}
+            }
+        }
+        let first = literal(h.params.first());
+        let second = literal(h.params.get(1));
+        let result = if name == "number" {
+            let decimals = match &second {
+                Some(v) => match format::check_decimals(v) {
+                    Ok(d) => Some(d),
+                    Err(e) => return self.problem(at, format!("number: {e}")),
+                },
+                None => None,
+            };
+            match first {
+                Some(v) => format::number(&v, decimals, locale.as_ref()).map(drop),
+                None => Ok(()),
+            }
+        } else {
+            let currency = match &second {
+                Some(serde_json::Value::String(code)) => match format::check_currency(code) {
+                    Ok(_) => code.clone(),
+                    Err(e) => return self.problem(at, format!("money: {e}")),
+                },
+                Some(v) => {
+                    return self.problem(
+                        at,
+                        format!("money: the currency must be a string (an ISO 4217 code), got {v}"),
+                    );
+                }
+                None => return,
+            };
+            match first {
+                Some(v) => format::money(&v, &currency, locale.as_ref()).map(drop),
+                None => Ok(()),
+            }
+        };
+        if let Err(e) = result {
+            self.problem(at, e.to_string());
         }
     }
 
@@ -581,7 +659,14 @@ mod tests {
 
     #[test]
     fn unknown_helpers_and_arity() {
-        assert!(problems("{{money price \"EUR\"}}", &[])[0].contains("unknown helper \"money\""));
+        assert!(
+            problems("{{currency price \"EUR\"}}", &[])[0].contains("unknown helper \"currency\"")
+        );
+        assert!(problems("{{money price}}", &[])[0].contains("money takes 2 argument(s), got 1"));
+        // A helper's name alone is a call, not a variable: `{{this.number}}` is the field.
+        assert!(problems("{{number}}", &[])[0].contains("number takes 1 to 2 argument(s), got 0"));
+        assert!(problems("{{#each event.lines}}{{this.number}}{{/each}}", &[]).is_empty());
+        assert!(problems("{{number a 1 2}}", &[])[0].contains("number takes 1 to 2"));
         assert!(problems("{{upper a b}}", &[])[0].contains("upper takes 1 argument(s), got 2"));
         assert!(problems("{{#upper a}}x{{/upper}}", &[])[0].contains("not a block helper"));
         assert!(problems("{{if a}}", &[])[0].contains("block helper"));
@@ -607,6 +692,29 @@ mod tests {
         );
         assert!(problems("{{date event.at \"%-d %B %Y\" \"Europe/Paris\"}}", &[]).is_empty());
         assert!(problems("{{date event.at event.pattern}}", &[]).is_empty());
+    }
+
+    #[test]
+    fn formatting_arguments_written_literally_are_checked() {
+        let one = |src: &str| problems(src, &[]).join("\n");
+        assert!(one("{{money event.total \"EURO\"}}").contains("money: unknown currency \"EURO\""));
+        assert!(one("{{money event.total \"XAU\"}}").contains("no minor unit"));
+        assert!(one("{{money event.total 978}}").contains("must be a string"));
+        assert!(one("{{money 12.5 \"EUR\"}}").contains("floating-point"));
+        assert!(one("{{number event.n 99}}").contains("decimals must be an integer from 0 to 20"));
+        assert!(one("{{number event.n \"2\"}}").contains("decimals must be"));
+        assert!(one("{{number event.n locale=\"no such locale!\"}}").contains("invalid locale"));
+        assert!(one("{{number event.n lang=\"de\"}}").contains("unknown argument lang="));
+        assert!(one("{{#if (money event.a \"ZZZ\")}}x{{/if}}").contains("unknown currency"));
+        for ok in [
+            "{{money event.total \"EUR\"}}",
+            "{{money event.total \"jpy\" locale=\"ja\"}}",
+            "{{money event.total event.currency}}",
+            "{{money 1250 \"EUR\"}}",
+            "{{number event.n}} {{number event.n 2}} {{number event.n 0 locale=meta.locale}}",
+        ] {
+            assert_eq!(one(ok), "", "{ok}");
+        }
     }
 
     #[test]
