@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 mod commands;
 mod http;
+mod telemetry;
 
 fn main() -> ExitCode {
     match commands::try_main() {

@@ -484,6 +484,7 @@ fn init_logging(global: &Global, http_token: Option<&str>) -> Result<()> {
 pub fn try_main() -> Result<ExitCode> {
     let cli = Cli::parse();
     init_logging(&cli.global, cli.command.http_token())?;
+    let telemetry = crate::telemetry::Telemetry::init(&cli.command);
     // A panic is a bug: say so in the log (where operators look), with its
     // location. Herald catches panics per message and per consumer, so the
     // process goes on.
@@ -503,7 +504,10 @@ pub fn try_main() -> Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(run(cli))
+    let result = runtime.block_on(run(cli));
+    // After the work stopped (graceful shutdown included): the last spans.
+    telemetry.shutdown();
+    result
 }
 
 async fn run(cli: Cli) -> Result<ExitCode> {

@@ -2,6 +2,7 @@
 //! each recipient, and decide. Dead letters are written here.
 use std::collections::HashSet;
 
+use opentelemetry::context::FutureExt as _;
 use sea_orm::DbErr;
 
 use super::decide::{DeliveryOutcome, decide};
@@ -9,6 +10,7 @@ use super::schedule::Decision;
 use super::{Disposition, Event, RedriveError, Worker, order};
 use crate::dlq::{self, NewDeadLetter};
 use crate::ledger::{self, Claim, Key};
+use crate::telemetry;
 use crate::workflow::Workflow;
 use crate::workflow::render::{Email, Outcome, RenderError};
 use herald_entities::dead_letter::DeadLetterKind;
@@ -97,6 +99,47 @@ pub(super) fn recipient_keys(emails: &[Email]) -> Vec<(String, &Email)> {
         .collect()
 }
 
+/// Run `processing` inside a `process WORKFLOW` span continuing the trace
+/// in the event's headers (see `crate::telemetry`), and end the span with
+/// what it decided. A dead letter's reason stays out of the trace (it may
+/// quote the payload): `herald trace EVENT_ID` shows it.
+async fn traced(
+    wf: &Workflow,
+    ev: &Event,
+    processing: impl std::future::Future<Output = Result<ProcessOutcome, DbErr>>,
+) -> Result<ProcessOutcome, DbErr> {
+    let cx = telemetry::process_context(
+        &wf.name,
+        &super::consumer_name(&wf.name),
+        &ev.id.to_string(),
+        &ev.subject,
+        ev.stream_seq,
+        &ev.headers,
+    );
+    let r = processing.with_context(cx.clone()).await;
+    match &r {
+        Ok(o) => {
+            let outcome = match &o.disposition {
+                Disposition::Ack if o.scheduled > 0 => "scheduled",
+                Disposition::Ack => "done",
+                Disposition::Retry { .. } => "retry",
+                Disposition::Terminate { .. } => "dead letter",
+                Disposition::Busy { .. } => "busy",
+                Disposition::Paused => "paused",
+            };
+            let error = (o.dead_lettered > 0).then(|| {
+                format!(
+                    "{} dead letter(s): `herald trace {}` says why",
+                    o.dead_lettered, ev.id
+                )
+            });
+            telemetry::end_process(&cx, outcome, error);
+        }
+        Err(e) => telemetry::end_process(&cx, "database error", Some(crate::db::describe(e))),
+    }
+    r
+}
+
 impl Worker {
     #[allow(clippy::too_many_arguments)] // one row's fields, named at every call site
     pub(super) async fn dead_letter(
@@ -139,6 +182,10 @@ impl Worker {
     /// waits behind it (a dead letter of kind `held`), so the aggregate's
     /// emails keep their order.
     pub(crate) async fn process(&self, wf: &Workflow, ev: &Event) -> Result<ProcessOutcome, DbErr> {
+        traced(wf, ev, self.process_in_order(wf, ev)).await
+    }
+
+    async fn process_in_order(&self, wf: &Workflow, ev: &Event) -> Result<ProcessOutcome, DbErr> {
         if let (Some(aggregate), Some(seq)) = (&ev.aggregate, ev.stream_seq)
             && let Some(front) = dlq::blocking(&self.db, &wf.name, aggregate, seq, ev.id).await?
         {
@@ -200,7 +247,7 @@ impl Worker {
         wf: &Workflow,
         ev: &Event,
     ) -> Result<ProcessOutcome, DbErr> {
-        self.process_from(wf, ev, Origin::Schedule).await
+        traced(wf, ev, self.process_from(wf, ev, Origin::Schedule)).await
     }
 
     async fn process_from(
