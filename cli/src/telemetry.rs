@@ -31,7 +31,10 @@ const FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug, PartialEq, Eq)]
 enum Plan {
     Off,
-    Export { endpoint: String, protocol: Proto },
+    Export {
+        endpoint: String,
+        protocol: Proto,
+    },
     /// Asked for, but not something this build can do: export stays off.
     Refused(String),
 }
@@ -53,12 +56,16 @@ impl Proto {
 
 /// Decide from the environment (`get` reads one variable).
 fn plan(get: impl Fn(&str) -> Option<String>) -> Plan {
-    let var = |k: &str| get(k).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+    let var = |k: &str| {
+        get(k)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
     if var("OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
         return Plan::Off;
     }
-    let Some(endpoint) = var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-        .or_else(|| var("OTEL_EXPORTER_OTLP_ENDPOINT"))
+    let Some(endpoint) =
+        var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").or_else(|| var("OTEL_EXPORTER_OTLP_ENDPOINT"))
     else {
         return Plan::Off;
     };
@@ -241,7 +248,10 @@ impl<E> Reported<E> {
                     s.last_report = Some(now);
                     tracing::warn!(endpoint = %self.endpoint, error = %e,
                         "cannot export traces; email delivery is unaffected, these spans are dropped (reported again at most every 5 minutes)");
-                } else if s.last_report.is_none_or(|t| now.duration_since(t) >= REPORT_EVERY) {
+                } else if s
+                    .last_report
+                    .is_none_or(|t| now.duration_since(t) >= REPORT_EVERY)
+                {
                     s.last_report = Some(now);
                     tracing::warn!(endpoint = %self.endpoint, error = %e, dropped_spans = s.dropped,
                         "still cannot export traces");
@@ -277,13 +287,20 @@ mod tests {
     use super::*;
 
     fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
-        move |k| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+        move |k| {
+            vars.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        }
     }
 
     #[test]
     fn off_without_an_endpoint_or_when_disabled() {
         assert_eq!(plan(env(&[])), Plan::Off);
-        assert_eq!(plan(env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", " ")])), Plan::Off);
+        assert_eq!(
+            plan(env(&[("OTEL_EXPORTER_OTLP_ENDPOINT", " ")])),
+            Plan::Off
+        );
         assert_eq!(plan(env(&[("OTEL_SERVICE_NAME", "x")])), Plan::Off);
         let e = ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://c:4318");
         assert_eq!(plan(env(&[e, ("OTEL_SDK_DISABLED", "TRUE")])), Plan::Off);
@@ -311,7 +328,10 @@ mod tests {
         assert_eq!(
             plan(env(&[
                 e,
-                ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://t:4318/v1/traces"),
+                (
+                    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                    "http://t:4318/v1/traces"
+                ),
                 ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
                 ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "http/protobuf"),
             ])),

@@ -24,9 +24,7 @@ use std::time::SystemTime;
 
 use opentelemetry::global::{self, BoxedSpan, BoxedTracer};
 use opentelemetry::propagation::{Extractor, Injector};
-use opentelemetry::trace::{
-    Link, Span, SpanContext, SpanKind, Status, TraceContextExt, Tracer,
-};
+use opentelemetry::trace::{Link, Span, SpanContext, SpanKind, Status, TraceContextExt, Tracer};
 use opentelemetry::{Context, InstrumentationScope, KeyValue};
 use sha2::{Digest, Sha256};
 
@@ -148,7 +146,9 @@ impl Injector for NatsHeaders<'_> {
 /// The context a producer put in an outbox row's headers (empty without one,
 /// or without a propagator).
 pub(crate) fn producer_context(headers: &BTreeMap<String, String>) -> Context {
-    global::get_text_map_propagator(|p| p.extract_with_context(&Context::new(), &RowHeaders(headers)))
+    global::get_text_map_propagator(|p| {
+        p.extract_with_context(&Context::new(), &RowHeaders(headers))
+    })
 }
 
 /// The context an event carries in its headers (the relay's publish span).
@@ -229,7 +229,8 @@ impl RelayBatch {
             .span_builder(format!("publish {subject}"))
             .with_kind(SpanKind::Producer);
         if self.batch.span_context().is_valid() {
-            builder = builder.with_links(vec![Link::with_context(self.batch.span_context().clone())]);
+            builder =
+                builder.with_links(vec![Link::with_context(self.batch.span_context().clone())]);
         }
         let mut span = builder.start_with_context(&tracer, &parent);
         if span.is_recording() {
@@ -286,8 +287,9 @@ impl RelayBatch {
             KeyValue::new("herald.relay.parked", parked as i64),
         ]);
         if failed + parked > 0 {
-            self.batch
-                .set_status(Status::error(format!("{failed} row(s) failed, {parked} parked")));
+            self.batch.set_status(Status::error(format!(
+                "{failed} row(s) failed, {parked} parked"
+            )));
         }
         self.batch.end();
     }
@@ -420,22 +422,36 @@ mod tests {
         let mut batch = RelayBatch::start(SystemTime::now(), 1);
         batch.publish(1, "e", "events.a", &row, &mut out);
         batch.end(1, 0, 0, 0);
-        assert!(out.get("traceparent").is_none(), "the no-op propagator injects nothing");
+        assert!(
+            out.get("traceparent").is_none(),
+            "the no-op propagator injects nothing"
+        );
     }
 
     #[test]
     fn injected_context_replaces_the_producers_whatever_its_case() {
         let mut h = async_nats::HeaderMap::new();
-        h.insert("Traceparent", "00-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-bbbbbbbbbbbbbbbb-01");
+        h.insert(
+            "Traceparent",
+            "00-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-bbbbbbbbbbbbbbbb-01",
+        );
         h.insert("Nats-Msg-Id", "x");
         NatsHeaders(&mut h).set(
             "traceparent",
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into(),
         );
         let names: Vec<String> = h.iter().map(|(k, _)| k.to_string()).collect();
-        assert_eq!(names.iter().filter(|k| k.eq_ignore_ascii_case("traceparent")).count(), 1);
         assert_eq!(
-            h.get("traceparent").map(|v| v.as_str().to_string()).as_deref(),
+            names
+                .iter()
+                .filter(|k| k.eq_ignore_ascii_case("traceparent"))
+                .count(),
+            1
+        );
+        assert_eq!(
+            h.get("traceparent")
+                .map(|v| v.as_str().to_string())
+                .as_deref(),
             Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
         );
         assert!(h.get("Nats-Msg-Id").is_some());

@@ -46,12 +46,22 @@ async fn stream_traceparent(w: &World) -> Option<String> {
     let js = w.env.nats.jetstream().await;
     let stream = js.get_stream("HERALD").await.expect("stream");
     let msg = stream.get_raw_message(1).await.expect("message 1");
-    msg.headers.get("traceparent").map(|v| v.as_str().to_string())
+    msg.headers
+        .get("traceparent")
+        .map(|v| v.as_str().to_string())
 }
 
-fn one<'a>(spans: &'a [ReceivedSpan], what: &str, f: impl Fn(&ReceivedSpan) -> bool) -> &'a ReceivedSpan {
+fn one<'a>(
+    spans: &'a [ReceivedSpan],
+    what: &str,
+    f: impl Fn(&ReceivedSpan) -> bool,
+) -> &'a ReceivedSpan {
     let found: Vec<_> = spans.iter().filter(|s| f(s)).collect();
-    assert_eq!(found.len(), 1, "one {what} span expected; received: {spans:#?}");
+    assert_eq!(
+        found.len(),
+        1,
+        "one {what} span expected; received: {spans:#?}"
+    );
     found[0]
 }
 
@@ -69,17 +79,27 @@ async fn one_event_is_traced_from_producer_to_smtp(backend: Backend) {
     let mut worker = w.worker();
     let id = enqueue_traced(&w).await;
     w.wait_sent(1).await;
-    assert_eq!(relay.terminate(Duration::from_secs(30)).await.code(), Some(0));
-    assert_eq!(worker.terminate(Duration::from_secs(30)).await.code(), Some(0));
+    assert_eq!(
+        relay.terminate(Duration::from_secs(30)).await.code(),
+        Some(0)
+    );
+    assert_eq!(
+        worker.terminate(Duration::from_secs(30)).await.code(),
+        Some(0)
+    );
     let names = ["publish events.test.traced", "process notify", "smtp send"];
-    wait::until("the event's spans reach the receiver", wait::DEFAULT, || async {
-        let spans = otlp.spans();
-        names.iter().all(|n| {
-            spans
-                .iter()
-                .any(|s| s.name == *n && s.attr("herald.event_id") == Some(id.as_str()))
-        })
-    })
+    wait::until(
+        "the event's spans reach the receiver",
+        wait::DEFAULT,
+        || async {
+            let spans = otlp.spans();
+            names.iter().all(|n| {
+                spans
+                    .iter()
+                    .any(|s| s.name == *n && s.attr("herald.event_id") == Some(id.as_str()))
+            })
+        },
+    )
     .await;
     let spans = otlp.spans();
     let of_event = |s: &ReceivedSpan| s.attr("herald.event_id") == Some(id.as_str());
@@ -89,17 +109,27 @@ async fn one_event_is_traced_from_producer_to_smtp(backend: Backend) {
     assert_eq!(publish.service, "herald-relay");
     assert_eq!(publish.kind, 4, "a producer span");
     assert_eq!(publish.trace_id, TRACE, "the producer's trace continues");
-    assert_eq!(publish.parent_span_id, PARENT, "child of the producer's span");
-    assert_eq!(publish.attr("messaging.destination.name"), Some("events.test.traced"));
+    assert_eq!(
+        publish.parent_span_id, PARENT,
+        "child of the producer's span"
+    );
+    assert_eq!(
+        publish.attr("messaging.destination.name"),
+        Some("events.test.traced")
+    );
     // The batch is its own trace, linked to the event's publish span (and
     // back): a batch is never any request's parent.
     let batch = one(&spans, "relay batch", |s| {
-        s.name == "relay batch" && s.links.contains(&(TRACE.to_string(), publish.span_id.clone()))
+        s.name == "relay batch"
+            && s.links
+                .contains(&(TRACE.to_string(), publish.span_id.clone()))
     });
     assert_ne!(batch.trace_id, TRACE);
     assert!(batch.parent_span_id.is_empty(), "a batch span is a root");
     assert!(
-        publish.links.contains(&(batch.trace_id.clone(), batch.span_id.clone())),
+        publish
+            .links
+            .contains(&(batch.trace_id.clone(), batch.span_id.clone())),
         "the publish span links to its batch"
     );
     // The message carries the publish span's context to the worker.
@@ -170,12 +200,20 @@ async fn an_unreachable_collector_costs_no_email(backend: Backend) {
         enqueue_traced(&w).await;
     }
     w.wait_sent(3).await;
-    wait::until("the worker reports the failed export", wait::DEFAULT, || async {
-        worker.log().contains("cannot export traces")
-    })
+    wait::until(
+        "the worker reports the failed export",
+        wait::DEFAULT,
+        || async { worker.log().contains("cannot export traces") },
+    )
     .await;
-    assert_eq!(relay.terminate(Duration::from_secs(30)).await.code(), Some(0));
-    assert_eq!(worker.terminate(Duration::from_secs(30)).await.code(), Some(0));
+    assert_eq!(
+        relay.terminate(Duration::from_secs(30)).await.code(),
+        Some(0)
+    );
+    assert_eq!(
+        worker.terminate(Duration::from_secs(30)).await.code(),
+        Some(0)
+    );
     let log = worker.log();
     assert_eq!(
         log.matches("cannot export traces").count(),

@@ -85,13 +85,7 @@ impl Relay {
         let mut ready = Vec::with_capacity(rows.len());
         for row in &rows {
             let traced = |extra: &_, h: &mut _| {
-                trace.publish(
-                    row.seq,
-                    &row.event_id.to_string(),
-                    &row.subject,
-                    extra,
-                    h,
-                )
+                trace.publish(row.seq, &row.event_id.to_string(), &row.subject, extra, h)
             };
             match publish::precheck_with(row, max_payload, traced) {
                 Ok(h) => ready.push((row, h)),
@@ -162,6 +156,10 @@ impl Relay {
         let recorded = self.record(&mut out, res).await;
         match &recorded {
             Ok(o) => trace.end(o.published, o.duplicates, o.failed, o.parked),
+            // A database error may quote the values of a row: the log has it.
+            Err(e) if e.kind() == super::RelayErrorKind::Database => {
+                trace.abort("database error (the relay's log says which)")
+            }
             Err(e) => trace.abort(&e.to_string()),
         }
         recorded
