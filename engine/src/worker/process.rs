@@ -187,25 +187,10 @@ impl Worker {
     /// waits behind it (a dead letter of kind `held`), so the aggregate's
     /// emails keep their order.
     pub(crate) async fn process(&self, wf: &Workflow, ev: &Event) -> Result<ProcessOutcome, DbErr> {
-        traced(wf, ev, self.process_in_order(wf, ev)).await
-    }
-
-    async fn process_in_order(&self, wf: &Workflow, ev: &Event) -> Result<ProcessOutcome, DbErr> {
         if let (Some(aggregate), Some(seq)) = (&ev.aggregate, ev.stream_seq)
             && let Some(front) = dlq::blocking(&self.db, &wf.name, aggregate, seq, ev.id).await?
         {
-            let reason = format!(
-                "held behind dead letter {} (event {}) of aggregate {aggregate}: `herald dlq retry {}` or `herald dlq discard {}` releases it",
-                front.id, front.event_id, front.id, front.id
-            );
-            self.dead_letter(wf, ev, None, DeadLetterKind::Held, reason.clone(), None, 0)
-                .await?;
-            self.advance(wf, ev).await?;
-            return Ok(ProcessOutcome::whole(
-                Disposition::Terminate { reason },
-                0,
-                1,
-            ));
+            return traced(wf, ev, self.hold_behind(wf, ev, aggregate, front)).await;
         }
         if let (Some(aggregate), Some(seq)) = (&ev.aggregate, ev.outbox_seq) {
             let first = self
@@ -214,6 +199,9 @@ impl Worker {
             if let Some(earlier) = order::outstanding(&self.db, wf, aggregate, seq, first).await? {
                 tracing::debug!(workflow = %wf.name, event_id = %ev.id, %aggregate, waiting_for = %earlier.event_id,
                     "an earlier event of the aggregate is not finished; waiting for it");
+                // No span: the event is looked at again every 2 s until
+                // the earlier one is done, and a span per look would bury
+                // the trace.
                 return Ok(ProcessOutcome::whole(
                     Disposition::Busy {
                         after: order::wait(2),
@@ -223,6 +211,35 @@ impl Worker {
                 ));
             }
         }
+        traced(wf, ev, self.process_in_order(wf, ev)).await
+    }
+
+    /// `ev` waits behind the dead letter `front` of its aggregate: a dead
+    /// letter of kind `held`, re-driven after it.
+    async fn hold_behind(
+        &self,
+        wf: &Workflow,
+        ev: &Event,
+        aggregate: &str,
+        front: herald_entities::dead_letter::Model,
+    ) -> Result<ProcessOutcome, DbErr> {
+        let reason = format!(
+            "held behind dead letter {} (event {}) of aggregate {aggregate}: `herald dlq retry {}` or `herald dlq discard {}` releases it",
+            front.id, front.event_id, front.id, front.id
+        );
+        self.dead_letter(wf, ev, None, DeadLetterKind::Held, reason.clone(), None, 0)
+            .await?;
+        self.advance(wf, ev).await?;
+        Ok(ProcessOutcome::whole(
+            Disposition::Terminate { reason },
+            0,
+            1,
+        ))
+    }
+
+    /// Its turn in the aggregate: process it, and let the aggregate's later
+    /// events go once it is settled.
+    async fn process_in_order(&self, wf: &Workflow, ev: &Event) -> Result<ProcessOutcome, DbErr> {
         let o = self.process_unheld(wf, ev).await?;
         if matches!(
             o.disposition,
