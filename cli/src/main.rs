@@ -6,6 +6,7 @@ use std::process::ExitCode;
 mod commands;
 mod config;
 mod http;
+mod telemetry;
 
 fn main() -> ExitCode {
     match commands::try_main() {

@@ -26,6 +26,7 @@ pub mod smtp;
 pub mod status;
 pub mod subject;
 pub mod suppression;
+pub mod telemetry;
 pub mod trace;
 pub mod unsubscribe;
 pub mod worker;

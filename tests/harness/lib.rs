@@ -6,6 +6,7 @@
 //!   PostgreSQL (a uniquely named database, dropped afterwards).
 //! - [`smtp::SmtpSink`]: an SMTP server over TCP in the test process that
 //!   records every message and answers as scripted (250, 4xx, 5xx, drops).
+//! - [`otlp::OtlpReceiver`]: an OTLP/HTTP collector stand-in that keeps the spans it receives.
 //! - [`process::Herald`]: the `herald` binary as a child process (kill -9, SIGTERM).
 //! - [`wait::until`]: wait for a condition with a deadline, never a bare sleep.
 
@@ -14,6 +15,7 @@ pub mod db;
 pub mod env;
 pub mod golden;
 pub mod nats;
+pub mod otlp;
 pub mod process;
 pub mod scenario;
 pub mod smtp;

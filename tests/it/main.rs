@@ -17,5 +17,6 @@ mod relay;
 mod reload;
 mod replay;
 mod robustness;
+mod telemetry;
 mod up;
 mod worker;

@@ -549,6 +549,7 @@ pub fn try_main() -> Result<ExitCode> {
     let crate::config::Parsed { cli, loaded } =
         crate::config::parse_args(std::env::args_os().collect())?;
     init_logging(&cli.global, cli.command.http_token())?;
+    let telemetry = crate::telemetry::Telemetry::init(&cli.command);
     // A panic is a bug: say so in the log (where operators look), with its
     // location. Herald catches panics per message and per consumer, so the
     // process goes on.
@@ -568,7 +569,10 @@ pub fn try_main() -> Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    runtime.block_on(run(cli, loaded))
+    let result = runtime.block_on(run(cli, loaded));
+    // After the work stopped (graceful shutdown included): the last spans.
+    telemetry.shutdown();
+    result
 }
 
 async fn run(cli: Cli, loaded: crate::config::Loaded) -> Result<ExitCode> {

@@ -8,7 +8,7 @@
 //! aggregate behind it in the batch are released unpublished: the failed
 //! row (backing off or parked) then holds its aggregate at the next claim.
 use std::collections::{HashMap, HashSet};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use async_nats::HeaderMap;
 use chrono::Utc;
@@ -16,6 +16,7 @@ use chrono::Utc;
 use super::publish::{self, PublishFailure};
 use super::{BatchOutcome, Relay, RelayError, RelayErrorKind};
 use crate::outbox::store::{self, Claimed};
+use crate::telemetry::RelayBatch;
 
 /// A batch's rows in rounds, each round in seq order.
 fn rounds(rows: Vec<(&Claimed, HeaderMap)>) -> Vec<Vec<(&Claimed, HeaderMap)>> {
@@ -56,6 +57,7 @@ impl Relay {
     /// Claim, publish and mark one batch.
     pub async fn run_once(&self) -> Result<BatchOutcome, RelayError> {
         let started = Instant::now();
+        let started_at = SystemTime::now();
         let now = Utc::now();
         let until = now
             + chrono::Duration::from_std(self.cfg.lease).unwrap_or(chrono::Duration::seconds(30));
@@ -76,14 +78,19 @@ impl Relay {
             return Ok(out);
         }
         let max_payload = self.js.client().server_info().max_payload;
+        let mut trace = RelayBatch::start(started_at, rows.len());
         let mut res = Results::default();
         // Aggregates with a row that did not go out in this batch.
         let mut held: HashSet<&str> = HashSet::new();
         let mut ready = Vec::with_capacity(rows.len());
         for row in &rows {
-            match publish::precheck(row, max_payload) {
+            let traced = |extra: &_, h: &mut _| {
+                trace.publish(row.seq, &row.event_id.to_string(), &row.subject, extra, h)
+            };
+            match publish::precheck_with(row, max_payload, traced) {
                 Ok(h) => ready.push((row, h)),
                 Err(f) => {
+                    trace.failed(row.seq, "parked", f.message());
                     if let Some(k) = row.ordering_key.as_deref() {
                         held.insert(k);
                     }
@@ -106,6 +113,7 @@ impl Relay {
             for (row, r) in publish::publish_all(&self.js, go).await {
                 let failure = match r {
                     Ok(ack) => {
+                        trace.published(row.seq, ack.sequence, ack.duplicate);
                         res.acks.push((row.seq, ack.sequence));
                         if ack.duplicate {
                             out.duplicates += 1;
@@ -120,6 +128,12 @@ impl Relay {
                     }
                     Err(f) => f,
                 };
+                let outcome = match failure {
+                    PublishFailure::Permanent(_) => "parked",
+                    PublishFailure::Row(_) => "failed",
+                    PublishFailure::NoStream(_) | PublishFailure::Transport(_) => "released",
+                };
+                trace.failed(row.seq, outcome, failure.message());
                 if let Some(k) = row.ordering_key.as_deref() {
                     held.insert(k);
                 }
@@ -139,7 +153,16 @@ impl Relay {
             }
         }
         out.publish_ms = elapsed_ms(started) - out.claim_ms;
-        self.record(&mut out, res).await
+        let recorded = self.record(&mut out, res).await;
+        match &recorded {
+            Ok(o) => trace.end(o.published, o.duplicates, o.failed, o.parked),
+            // A database error may quote the values of a row: the log has it.
+            Err(e) if e.kind() == super::RelayErrorKind::Database => {
+                trace.abort("database error (the relay's log says which)")
+            }
+            Err(e) => trace.abort(&e.to_string()),
+        }
+        recorded
     }
 
     async fn record(

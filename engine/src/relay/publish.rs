@@ -58,9 +58,17 @@ fn classify(kind: PublishErrorKind, err: &dyn std::fmt::Display) -> PublishFailu
 /// Built with the fallible conversions: async-nats' `insert(&str, &str)`
 /// asserts, and a row written by plain SQL must not crash the relay.
 pub fn build_headers(row: &Claimed) -> Result<HeaderMap, String> {
+    headers_of(row, &row_headers(row)?)
+}
+
+/// The row's `headers` column: a JSON object of strings.
+fn row_headers(row: &Claimed) -> Result<BTreeMap<String, String>, String> {
+    serde_json::from_str(&row.headers)
+        .map_err(|e| format!("the headers column is not a JSON object of strings: {e}"))
+}
+
+fn headers_of(row: &Claimed, extra: &BTreeMap<String, String>) -> Result<HeaderMap, String> {
     use std::str::FromStr;
-    let extra: BTreeMap<String, String> = serde_json::from_str(&row.headers)
-        .map_err(|e| format!("the headers column is not a JSON object of strings: {e}"))?;
     let mut h = HeaderMap::new();
     let mut put = |k: &str, v: &str| -> Result<(), String> {
         let name = HeaderName::from_str(k).map_err(|e| format!("header name {k:?}: {e}"))?;
@@ -68,7 +76,7 @@ pub fn build_headers(row: &Claimed) -> Result<HeaderMap, String> {
         h.insert(name, value);
         Ok(())
     };
-    for (k, v) in &extra {
+    for (k, v) in extra {
         if k.eq_ignore_ascii_case(headers::MSG_ID) || k.to_ascii_lowercase().starts_with("herald-")
         {
             return Err(format!("header {k:?} is reserved for Herald"));
@@ -102,7 +110,19 @@ fn wire_size(row: &Claimed, h: &HeaderMap) -> usize {
 /// Everything that can be known about a row without publishing it: a
 /// subject the stream covers, headers that make a message, a size the
 /// server takes. A row that fails here would fail every attempt.
+#[cfg_attr(not(feature = "internals"), allow(dead_code))] // herald::internals
 pub fn precheck(row: &Claimed, max_payload: usize) -> Result<HeaderMap, PublishFailure> {
+    precheck_with(row, max_payload, |_, _| {})
+}
+
+/// [`precheck`], with `decorate` adding headers (the relay's trace
+/// context) from the row's own before the size is checked, so that a
+/// message they would push over `max_payload` is caught here too.
+pub(crate) fn precheck_with(
+    row: &Claimed,
+    max_payload: usize,
+    decorate: impl FnOnce(&BTreeMap<String, String>, &mut HeaderMap),
+) -> Result<HeaderMap, PublishFailure> {
     crate::subject::validate_event_subject(&row.subject).map_err(|e| {
         PublishFailure::Permanent(format!(
             "no stream covers subject {:?} ({e}; the stream holds {})",
@@ -110,7 +130,9 @@ pub fn precheck(row: &Claimed, max_payload: usize) -> Result<HeaderMap, PublishF
             crate::jetstream::STREAM_SUBJECTS
         ))
     })?;
-    let h = build_headers(row).map_err(PublishFailure::Permanent)?;
+    let extra = row_headers(row).map_err(PublishFailure::Permanent)?;
+    let mut h = headers_of(row, &extra).map_err(PublishFailure::Permanent)?;
+    decorate(&extra, &mut h);
     let size = wire_size(row, &h);
     if max_payload > 0 && size > max_payload {
         return Err(PublishFailure::Permanent(format!(

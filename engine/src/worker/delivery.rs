@@ -8,6 +8,7 @@ use super::{Worker, failpoint, message_id};
 use crate::ledger::{self, Claim, Key};
 use crate::smtp::{SendError, SendErrorKind};
 use crate::suppression::{self, Blocked};
+use crate::telemetry;
 use crate::workflow::Workflow;
 use crate::workflow::render::Email;
 use crate::workflow::spec::OnUncertain;
@@ -54,7 +55,14 @@ impl Worker {
             mid = mid.replacen('@', &format!(".r{attempt}@"), 1);
         }
         let started = Instant::now();
-        match self.transport.send(&email, &mid).await {
+        let to: Vec<&str> = email.to.iter().map(|m| m.address.as_str()).collect();
+        let span = telemetry::smtp_span(&wf.name, &ev.id.to_string(), &to, attempt, &mid);
+        let sent = self.transport.send(&email, &mid).await;
+        match &sent {
+            Ok(reply) => telemetry::end_smtp(span, Some(reply), None),
+            Err(e) => telemetry::end_smtp(span, e.smtp_reply().as_deref(), Some(failure_kind(e))),
+        }
+        match sent {
             Ok(reply) => {
                 failpoint::hit("after_smtp_accept");
                 self.record_sent(&key, &format!("<{mid}>"), &reply).await?;
@@ -322,5 +330,16 @@ impl Worker {
         )
         .await?;
         Ok(DeliveryOutcome::AlreadyDone)
+    }
+}
+
+/// How a send failed, for its span: the kind, never the reply text.
+fn failure_kind(e: &SendError) -> &'static str {
+    match e.kind() {
+        SendErrorKind::Transport => "transport unreachable",
+        SendErrorKind::Transient => "transient failure",
+        SendErrorKind::Permanent => "permanent failure",
+        SendErrorKind::Uncertain => "uncertain",
+        SendErrorKind::Throttle => "throttled",
     }
 }

@@ -2,6 +2,7 @@
 //! each recipient, and decide. Dead letters are written here.
 use std::collections::HashSet;
 
+use opentelemetry::context::FutureExt as _;
 use sea_orm::DbErr;
 
 use super::decide::{DeliveryOutcome, decide};
@@ -9,6 +10,7 @@ use super::schedule::Decision;
 use super::{Disposition, Event, RedriveError, Worker, order};
 use crate::dlq::{self, NewDeadLetter};
 use crate::ledger::{self, Claim, Key};
+use crate::telemetry;
 use crate::workflow::Workflow;
 use crate::workflow::render::{Email, Outcome, RenderError};
 use herald_entities::dead_letter::DeadLetterKind;
@@ -97,6 +99,52 @@ pub(super) fn recipient_keys(emails: &[Email]) -> Vec<(String, &Email)> {
         .collect()
 }
 
+/// Run `processing` inside a `process WORKFLOW` span continuing the trace
+/// in the event's headers (see `crate::telemetry`), and end the span with
+/// what it decided. A dead letter's reason stays out of the trace (it may
+/// quote the payload): `herald trace EVENT_ID` shows it.
+async fn traced(
+    wf: &Workflow,
+    ev: &Event,
+    processing: impl std::future::Future<Output = Result<ProcessOutcome, DbErr>>,
+) -> Result<ProcessOutcome, DbErr> {
+    let cx = telemetry::process_context(
+        &wf.name,
+        &super::consumer_name(&wf.name),
+        &ev.id.to_string(),
+        &ev.subject,
+        ev.stream_seq,
+        &ev.headers,
+    );
+    let r = processing.with_context(cx.clone()).await;
+    match &r {
+        Ok(o) => {
+            let outcome = match &o.disposition {
+                Disposition::Ack if o.scheduled > 0 => "scheduled",
+                Disposition::Ack => "done",
+                Disposition::Retry { .. } => "retry",
+                Disposition::Terminate { .. } => "dead letter",
+                Disposition::Busy { .. } => "busy",
+                Disposition::Paused => "paused",
+            };
+            let error = (o.dead_lettered > 0).then(|| {
+                format!(
+                    "{} dead letter(s): `herald trace {}` says why",
+                    o.dead_lettered, ev.id
+                )
+            });
+            telemetry::end_process(&cx, outcome, error);
+        }
+        // A database error may quote the values of a row: the log has it.
+        Err(_) => telemetry::end_process(
+            &cx,
+            "database error",
+            Some("database error (the worker's log says which)".into()),
+        ),
+    }
+    r
+}
+
 impl Worker {
     #[allow(clippy::too_many_arguments)] // one row's fields, named at every call site
     pub(super) async fn dead_letter(
@@ -142,18 +190,7 @@ impl Worker {
         if let (Some(aggregate), Some(seq)) = (&ev.aggregate, ev.stream_seq)
             && let Some(front) = dlq::blocking(&self.db, &wf.name, aggregate, seq, ev.id).await?
         {
-            let reason = format!(
-                "held behind dead letter {} (event {}) of aggregate {aggregate}: `herald dlq retry {}` or `herald dlq discard {}` releases it",
-                front.id, front.event_id, front.id, front.id
-            );
-            self.dead_letter(wf, ev, None, DeadLetterKind::Held, reason.clone(), None, 0)
-                .await?;
-            self.advance(wf, ev).await?;
-            return Ok(ProcessOutcome::whole(
-                Disposition::Terminate { reason },
-                0,
-                1,
-            ));
+            return traced(wf, ev, self.hold_behind(wf, ev, aggregate, front)).await;
         }
         if let (Some(aggregate), Some(seq)) = (&ev.aggregate, ev.outbox_seq) {
             let first = self
@@ -162,6 +199,9 @@ impl Worker {
             if let Some(earlier) = order::outstanding(&self.db, wf, aggregate, seq, first).await? {
                 tracing::debug!(workflow = %wf.name, event_id = %ev.id, %aggregate, waiting_for = %earlier.event_id,
                     "an earlier event of the aggregate is not finished; waiting for it");
+                // No span: the event is looked at again every 2 s until
+                // the earlier one is done, and a span per look would bury
+                // the trace.
                 return Ok(ProcessOutcome::whole(
                     Disposition::Busy {
                         after: order::wait(2),
@@ -171,6 +211,35 @@ impl Worker {
                 ));
             }
         }
+        traced(wf, ev, self.process_in_order(wf, ev)).await
+    }
+
+    /// `ev` waits behind the dead letter `front` of its aggregate: a dead
+    /// letter of kind `held`, re-driven after it.
+    async fn hold_behind(
+        &self,
+        wf: &Workflow,
+        ev: &Event,
+        aggregate: &str,
+        front: herald_entities::dead_letter::Model,
+    ) -> Result<ProcessOutcome, DbErr> {
+        let reason = format!(
+            "held behind dead letter {} (event {}) of aggregate {aggregate}: `herald dlq retry {}` or `herald dlq discard {}` releases it",
+            front.id, front.event_id, front.id, front.id
+        );
+        self.dead_letter(wf, ev, None, DeadLetterKind::Held, reason.clone(), None, 0)
+            .await?;
+        self.advance(wf, ev).await?;
+        Ok(ProcessOutcome::whole(
+            Disposition::Terminate { reason },
+            0,
+            1,
+        ))
+    }
+
+    /// Its turn in the aggregate: process it, and let the aggregate's later
+    /// events go once it is settled.
+    async fn process_in_order(&self, wf: &Workflow, ev: &Event) -> Result<ProcessOutcome, DbErr> {
         let o = self.process_unheld(wf, ev).await?;
         if matches!(
             o.disposition,
@@ -200,7 +269,7 @@ impl Worker {
         wf: &Workflow,
         ev: &Event,
     ) -> Result<ProcessOutcome, DbErr> {
-        self.process_from(wf, ev, Origin::Schedule).await
+        traced(wf, ev, self.process_from(wf, ev, Origin::Schedule)).await
     }
 
     async fn process_from(
