@@ -130,7 +130,9 @@ impl SendError {
 }
 
 enum Kind {
-    Smtp(pool::Pool),
+    // Boxed: the pool (server settings, idle sessions, connection limit)
+    // dwarfs a path; it lives once per transport behind an Arc anyway.
+    Smtp(Box<pool::Pool>),
     File(PathBuf),
 }
 
@@ -149,7 +151,7 @@ impl Transport {
     /// Check the URL before any I/O (start-up validation).
     pub fn from_url(url: &str) -> Result<Transport, SmtpUrlError> {
         let kind = match url::parse(url)? {
-            url::Target::Smtp(s) => Kind::Smtp(pool::Pool::new(s)),
+            url::Target::Smtp(s) => Kind::Smtp(Box::new(pool::Pool::new(s))),
             url::Target::File(p) => Kind::File(p),
         };
         Ok(Transport(Arc::new(Inner {
