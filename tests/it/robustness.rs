@@ -972,3 +972,72 @@ async fn json_logs_hold_json_values() {
     }
     assert!(saw_retry, "{log}");
 }
+
+/// `/readyz` tells the truth about NATS and the database, not only SMTP:
+/// 503 naming the part while it is unreachable, 200 again when it is back.
+/// The database part runs on PostgreSQL (a SQLite file cannot go away
+/// under an open connection): connections to the test's database are
+/// refused (ALLOW_CONNECTIONS false) and the worker's are terminated.
+async fn readyz_names_nats_and_the_database_when_they_are_down(backend: Backend) {
+    let mut w = Scenario::new(backend)
+        .workflow("wf.yaml", NUMBERED)
+        .start()
+        .await;
+    let addr = format!("127.0.0.1:{}", herald_tests::free_port());
+    let _worker = w.worker_with(&["--http", &addr]);
+    let ready = |part: &'static str| {
+        let addr = addr.clone();
+        async move {
+            wait::until(&format!("/readyz 200 ({part})"), wait::DEFAULT, || async {
+                readyz(&addr)
+                    .await
+                    .is_some_and(|r| r.starts_with("HTTP/1.1 200"))
+            })
+            .await
+        }
+    };
+    let down = |needle: &'static str| {
+        let addr = addr.clone();
+        async move {
+            wait::until(
+                &format!("/readyz 503 naming {needle}"),
+                wait::DEFAULT,
+                || async {
+                    readyz(&addr)
+                        .await
+                        .is_some_and(|r| r.starts_with("HTTP/1.1 503") && r.contains(needle))
+                },
+            )
+            .await
+        }
+    };
+    ready("start").await;
+    w.env.nats.kill();
+    down("nats: failing").await;
+    w.env.nats.restart().await;
+    ready("nats back").await;
+
+    if backend == Backend::Postgres {
+        let admin = sea_orm::Database::connect(herald_tests::db::pg_admin_url())
+            .await
+            .unwrap();
+        let name = w.env.db.url.rsplit('/').next().unwrap().to_string();
+        use sea_orm::ConnectionTrait;
+        admin
+            .execute_unprepared(&format!(
+                "ALTER DATABASE {name} ALLOW_CONNECTIONS false; \
+                 SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE datname = '{name}' AND application_name LIKE 'herald worker%'"
+            ))
+            .await
+            .unwrap();
+        down("database: failing").await;
+        admin
+            .execute_unprepared(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS true"))
+            .await
+            .unwrap();
+        ready("database back").await;
+    }
+}
+
+both_backends!(readyz_names_nats_and_the_database_when_they_are_down);
