@@ -94,10 +94,29 @@ fn connect_hint(url: &str, backend: DbBackend, reason: &str) -> Option<String> {
             file.display()
         ));
     }
-    Some(format!(
-        "check that {} is readable and writable",
-        file.display()
-    ))
+    // SQLite does not say why; the OS does: open it as SQLite would (read
+    // and write, creating it only if the URL asks to) and report that error.
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(url.contains("mode=rwc"))
+        .truncate(false)
+        .open(file);
+    Some(match opened {
+        Err(e) => format!("{}: {}", file.display(), os_reason(&e)),
+        Ok(_) => format!("check that {} is readable and writable", file.display()),
+    })
+}
+
+/// An I/O error as an operator reads it: "permission denied", "read-only
+/// file system", without Rust's "(os error N)".
+fn os_reason(e: &std::io::Error) -> String {
+    let text = e.to_string();
+    let text = match text.find(" (os error") {
+        Some(i) => text[..i].to_string(),
+        None => text,
+    };
+    text.to_lowercase()
 }
 
 /// How a process holds its PostgreSQL connections.

@@ -390,7 +390,9 @@ retry:
 "#;
 
 /// Per-aggregate order end to end: 50 aggregates × 20 events, two relays
-/// (one killed -9 mid-run and restarted), a worker killed -9 mid-run and
+/// (one killed -9 mid-run and restarted; every 7th row refused once before
+/// it is published, so it backs off while later rows of its aggregate are
+/// ready), a worker killed -9 mid-run and
 /// restarted, and a sink that delays its replies at random, refuses some
 /// messages (451) and drops some sessions after the message (uncertain):
 /// for every aggregate, the emails arrive in the order they were emitted.
@@ -413,7 +415,11 @@ async fn order_per_aggregate_end_to_end(backend: Backend) {
         .flat_map(|n| (0..aggregates).map(move |a| (a, n)))
         .collect();
     // A killed relay's leases expire after 3 s: its rows go to the other.
-    let relay = || w.relay_with(&["--relay-lease", "3s"]);
+    // Every 7th first publish is refused before it reaches the stream
+    // (failpoint): the rows of its aggregate behind it must wait for it.
+    let mut failing = w.h.clone();
+    failing.set("HERALD_FAILPOINT", "fail-every:7:relay_publish");
+    let relay = || failing.spawn(&["relay", "--relay-poll", "50ms", "--relay-lease", "3s"]);
     let mut relay_a = relay();
     let _relay_b = relay();
     let mut worker = w.worker();
@@ -447,6 +453,12 @@ async fn order_per_aggregate_end_to_end(backend: Backend) {
         }
     }
     w.wait_sent((aggregates * per) as i64).await;
+    assert!(
+        w.count("SELECT COUNT(*) FROM herald_outbox WHERE attempts > 0")
+            .await
+            > 0,
+        "the relay's injected failures happened"
+    );
     let got = w.sink.received();
     for a in 0..aggregates {
         let to = format!("a{a}@example.com");
@@ -491,15 +503,19 @@ async fn poison_messages_dead_letter_and_the_consumer_stays_up(backend: Backend)
         h.insert("Nats-Msg-Id", uuid::Uuid::now_v7().to_string().as_str());
         h
     };
-    let poison: Vec<(async_nats::HeaderMap, &'static [u8])> = vec![
-        (async_nats::HeaderMap::new(), b"{\"n\": 1}"),
-        (with_id(), b"not json at all"),
-        (async_nats::HeaderMap::new(), b""),
-        (huge, b"{}"),
-        (with_id(), b"[1, 2, 3]"),
+    // An object nested 20,000 deep: parsing must stop at a depth limit
+    // (serde_json's 128), never recurse until the stack overflows.
+    let deep = format!("{}1{}", "{\"a\":".repeat(20_000), "}".repeat(20_000));
+    let poison: Vec<(async_nats::HeaderMap, Vec<u8>)> = vec![
+        (async_nats::HeaderMap::new(), b"{\"n\": 1}".to_vec()),
+        (with_id(), b"not json at all".to_vec()),
+        (async_nats::HeaderMap::new(), b"".to_vec()),
+        (huge, b"{}".to_vec()),
+        (with_id(), b"[1, 2, 3]".to_vec()),
+        (with_id(), deep.into_bytes()),
     ];
     for (h, body) in poison {
-        js.publish_with_headers("events.test.poison", h, bytes::Bytes::from_static(body))
+        js.publish_with_headers("events.test.poison", h, bytes::Bytes::from(body))
             .await
             .unwrap()
             .await
@@ -507,7 +523,7 @@ async fn poison_messages_dead_letter_and_the_consumer_stays_up(backend: Backend)
     }
     w.env.enqueue_many("events.test.n", 100, 10).await;
     w.wait_sent(101).await;
-    w.wait_count("SELECT COUNT(*) FROM herald_dead_letters", 5)
+    w.wait_count("SELECT COUNT(*) FROM herald_dead_letters", 6)
         .await;
     assert_eq!(w.sink.count(), 101);
     let ready = readyz(&addr).await.unwrap_or_default();
@@ -857,8 +873,9 @@ async fn errors_name_their_cause() {
     let out = run_off_runtime(&h, &["relay"]).await;
     let err = String::from_utf8_lossy(&out.stderr).to_string();
     assert_eq!(out.status.code(), Some(1), "{err}");
+    // Within a second on a quiet machine; the bound leaves room for a busy CI.
     assert!(
-        started.elapsed() < Duration::from_secs(5),
+        started.elapsed() < Duration::from_secs(3),
         "took {:?}",
         started.elapsed()
     );
@@ -883,6 +900,51 @@ async fn errors_name_their_cause() {
         err.contains("the directory /no/such/dir does not exist"),
         "{err}"
     );
+    // An unknown host is named as such, at once (no 10 s timeout).
+    h.set("HERALD_NATS_URL", "nats://no-such-host.invalid:4222");
+    h.set("HERALD_DATABASE_URL", db.clone());
+    let started = Instant::now();
+    let out = run_off_runtime(&h, &["relay"]).await;
+    let unknown = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(1), "{unknown}");
+    assert!(
+        unknown.contains("nats://no-such-host.invalid:4222")
+            && (unknown.contains("lookup") || unknown.contains("not known")),
+        "{unknown}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    // A file the OS refuses: its error, not only SQLite's "code: 14". An
+    // immutable directory refuses even root; where chattr is not allowed
+    // (some containers) this part is skipped, and says so.
+    let locked = dir.path().join("locked");
+    std::fs::create_dir(&locked).unwrap();
+    let chattr = std::process::Command::new("chattr")
+        .arg("+i")
+        .arg(&locked)
+        .status();
+    if chattr.is_ok_and(|s| s.success()) {
+        h.set(
+            "HERALD_DATABASE_URL",
+            format!("sqlite://{}/h.db?mode=rwc", locked.display()),
+        );
+        let out = run_off_runtime(&h, &["status"]).await;
+        let _ = std::process::Command::new("chattr")
+            .arg("-i")
+            .arg(&locked)
+            .status();
+        let denied = String::from_utf8_lossy(&out.stderr).to_string();
+        assert_eq!(out.status.code(), Some(1), "{denied}");
+        assert!(
+            denied.contains("operation not permitted") || denied.contains("permission denied"),
+            "{denied}"
+        );
+    } else {
+        eprintln!("chattr +i is not allowed here: the permission-denied case is skipped");
+    }
     let lines: Vec<&str> = err.lines().collect();
     for (i, a) in lines.iter().enumerate() {
         for b in &lines[i + 1..] {

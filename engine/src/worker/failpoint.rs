@@ -2,7 +2,9 @@
 //! suite's build): at a named point, abort the process (to prove crash
 //! windows) or panic (to prove panics are contained), when
 //! `HERALD_FAILPOINT` names it: `NAME` aborts, `panic:NAME` panics, and
-//! `panic-once:NAME` panics the first time only. Read once: the send path
+//! `panic-once:NAME` panics the first time only; `fail-every:N:NAME` makes
+//! every Nth call of [`fails`] at that point answer true (an injected
+//! error, e.g. a relay row the server refused). Read once: the send path
 //! must not consult the environment per email.
 
 #[cfg(feature = "failpoints")]
@@ -10,12 +12,34 @@ mod armed {
     use std::sync::OnceLock;
     use std::sync::atomic::{AtomicBool, Ordering};
 
+    use std::sync::atomic::AtomicU64;
+
     static ARMED: OnceLock<Option<String>> = OnceLock::new();
     static FIRED: AtomicBool = AtomicBool::new(false);
+    static CALLS: AtomicU64 = AtomicU64::new(0);
+
+    fn armed() -> Option<&'static str> {
+        ARMED
+            .get_or_init(|| std::env::var("HERALD_FAILPOINT").ok())
+            .as_deref()
+    }
+
+    pub fn fails(name: &str) -> bool {
+        let Some((every, point)) = armed()
+            .and_then(|a| a.strip_prefix("fail-every:"))
+            .and_then(|rest| rest.split_once(':'))
+        else {
+            return false;
+        };
+        let Ok(every) = every.parse::<u64>() else {
+            return false;
+        };
+        point == name && every > 0 && (CALLS.fetch_add(1, Ordering::SeqCst) + 1) % every == 0
+    }
 
     pub fn hit(name: &str) {
-        let armed = ARMED.get_or_init(|| std::env::var("HERALD_FAILPOINT").ok());
-        let Some(a) = armed.as_deref() else {
+        let armed = armed();
+        let Some(a) = armed else {
             return;
         };
         if a == name {
@@ -31,9 +55,16 @@ mod armed {
 }
 
 #[cfg(feature = "failpoints")]
-pub use armed::hit;
+pub use armed::{fails, hit};
 
 /// Without the `failpoints` feature: nothing, and free.
 #[cfg(not(feature = "failpoints"))]
 #[inline(always)]
 pub fn hit(_name: &str) {}
+
+/// Without the `failpoints` feature: never.
+#[cfg(not(feature = "failpoints"))]
+#[inline(always)]
+pub fn fails(_name: &str) -> bool {
+    false
+}

@@ -16,7 +16,7 @@ mod consumer;
 mod decide;
 mod delivery;
 pub(crate) mod event;
-mod failpoint;
+pub(crate) mod failpoint;
 mod lanes;
 mod limits;
 mod order;
