@@ -111,7 +111,16 @@ impl TestEnv {
     /// Every message in the stream, in stream order.
     pub async fn stream_messages(&self) -> Vec<StreamMsg> {
         let total = self.stream_len().await as usize;
-        let js = self.nats.jetstream().await;
+        stream_messages_of(&self.nats.jetstream().await, total).await
+    }
+}
+
+/// The first `total` messages of stream HERALD, in stream order.
+pub async fn stream_messages_of(
+    js: &async_nats::jetstream::Context,
+    total: usize,
+) -> Vec<StreamMsg> {
+    {
         let stream = js.get_stream("HERALD").await.expect("stream");
         let consumer = stream
             .create_consumer(OrderedConfig {

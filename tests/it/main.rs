@@ -2,6 +2,7 @@
 //! Every database test runs on SQLite and on PostgreSQL (`both_backends!`).
 
 mod cli;
+mod cluster;
 mod console;
 mod deliverability;
 mod harness_selftest;
@@ -13,5 +14,6 @@ mod relay;
 mod reload;
 mod replay;
 mod robustness;
+mod soak;
 mod up;
 mod worker;
