@@ -276,12 +276,7 @@ impl NatsCluster {
     pub async fn jetstream(&self) -> async_nats::jetstream::Context {
         let client = async_nats::ConnectOptions::new()
             .max_reconnects(None)
-            .connect(
-                self.nodes
-                    .iter()
-                    .map(NatsServer::url)
-                    .collect::<Vec<_>>(),
-            )
+            .connect(self.nodes.iter().map(NatsServer::url).collect::<Vec<_>>())
             .await
             .expect("connect to test cluster");
         async_nats::jetstream::new(client)
@@ -313,7 +308,10 @@ impl NatsCluster {
     pub async fn stream_leader(&self, stream: &str) -> Option<usize> {
         let js = self.jetstream().await;
         let info = tokio::time::timeout(std::time::Duration::from_secs(5), async {
-            js.get_stream(stream).await.ok().map(|s| s.cached_info().clone())
+            js.get_stream(stream)
+                .await
+                .ok()
+                .map(|s| s.cached_info().clone())
         })
         .await
         .ok()??;
@@ -325,7 +323,10 @@ impl NatsCluster {
     pub async fn stream_healthy(&self, stream: &str) -> bool {
         let js = self.jetstream().await;
         let info = tokio::time::timeout(std::time::Duration::from_secs(5), async {
-            js.get_stream(stream).await.ok().map(|s| s.cached_info().clone())
+            js.get_stream(stream)
+                .await
+                .ok()
+                .map(|s| s.cached_info().clone())
         })
         .await
         .ok()

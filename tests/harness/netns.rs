@@ -45,7 +45,13 @@ impl Netns {
             hosts: Vec::new(),
         };
         ip(&["link", "add", &me.bridge, "type", "bridge"])?;
-        ip(&["addr", "add", &format!("10.{a}.{b}.1/24"), "dev", &me.bridge])?;
+        ip(&[
+            "addr",
+            "add",
+            &format!("10.{a}.{b}.1/24"),
+            "dev",
+            &me.bridge,
+        ])?;
         ip(&["link", "set", &me.bridge, "up"])?;
         for i in 0..n {
             let ns = format!("hn{tag}{i}");
@@ -61,7 +67,15 @@ impl Netns {
             ip(&["link", "set", &peer, "netns", &ns])?;
             ip(&["link", "set", &host_side, "master", &me.bridge])?;
             ip(&["link", "set", &host_side, "up"])?;
-            ip(&["-n", &ns, "addr", "add", &format!("{addr}/24"), "dev", &peer])?;
+            ip(&[
+                "-n",
+                &ns,
+                "addr",
+                "add",
+                &format!("{addr}/24"),
+                "dev",
+                &peer,
+            ])?;
             ip(&["-n", &ns, "link", "set", &peer, "up"])?;
             ip(&["-n", &ns, "link", "set", "lo", "up"])?;
             me.hosts.push(addr);

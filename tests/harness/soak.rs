@@ -101,9 +101,10 @@ impl SoakConfig {
             chaos: true,
             drill: true,
             partitions: false,
-            settle_deadline: Duration::from_secs(
-                env_usize("HERALD_SOAK_SETTLE_SECS", 300 + events / 20) as u64,
-            ),
+            settle_deadline: Duration::from_secs(env_usize(
+                "HERALD_SOAK_SETTLE_SECS",
+                300 + events / 20,
+            ) as u64),
         }
     }
 }
@@ -277,6 +278,7 @@ impl Soak {
             .and_then(|s| s.parse().ok())
             .unwrap_or_else(|| fastrand::u64(..));
         eprintln!("{}: HERALD_TEST_SEED={seed}", cfg.name);
+        let began = Instant::now();
         let netns = if cfg.partitions {
             match Netns::create(3) {
                 Ok(n) => Some(n),
@@ -297,8 +299,18 @@ impl Soak {
             .map(Netns::placement)
             .unwrap_or(Placement::Loopback);
         let cluster = NatsCluster::start_placed(placement).await;
+        eprintln!(
+            "{}: cluster up after {:.1} s",
+            cfg.name,
+            began.elapsed().as_secs_f64()
+        );
         let db = TestDb::new(Backend::Postgres).await;
         let conn = db.connect().await;
+        eprintln!(
+            "{}: database ready after {:.1} s",
+            cfg.name,
+            began.elapsed().as_secs_f64()
+        );
         let sink = SmtpSink::start().await;
         sink.reject_rcpt(
             &format!("audit{REFUSED_AGGREGATE}@example.com"),
@@ -502,9 +514,8 @@ impl Soak {
             }
             55..67 => {
                 let n = self.rng.usize(5..40);
-                self.sink.script(
-                    (0..n).map(|_| Reply::Code(421, "4.3.2 try again later".into())),
-                );
+                self.sink
+                    .script((0..n).map(|_| Reply::Code(421, "4.3.2 try again later".into())));
                 self.fault("smtp 421 burst", format!("{n} replies"));
             }
             67..79 => {
@@ -570,9 +581,11 @@ impl Soak {
     /// empty; it must catch up from the other two.
     async fn wipe_a_node(&mut self) {
         let healthy = self.cluster.stream_healthy("HERALD").await;
-        wait::until("the stream has three current replicas", wait::DEFAULT, || {
-            self.cluster.stream_healthy("HERALD")
-        })
+        wait::until(
+            "the stream has three current replicas",
+            wait::DEFAULT,
+            || self.cluster.stream_healthy("HERALD"),
+        )
         .await;
         let i = self.rng.usize(..3);
         self.cluster.nodes[i].kill_and_wipe();
@@ -609,11 +622,9 @@ impl Soak {
         )
         .await;
         let since = format!("{}s", start.elapsed().as_secs() + 60);
-        let out = crate::scenario::run_off_runtime(
-            &self.h,
-            &["outbox", "republish", "--since", &since],
-        )
-        .await;
+        let out =
+            crate::scenario::run_off_runtime(&self.h, &["outbox", "republish", "--since", &since])
+                .await;
         let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
         assert!(
             out.status.success(),

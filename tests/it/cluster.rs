@@ -78,13 +78,7 @@ async fn sent(conn: &sea_orm::DatabaseConnection) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_change_is_invisible_to_users() {
     let w = cluster_world().await;
-    let relay_args = [
-        "relay",
-        "--relay-poll",
-        "50ms",
-        "--stream-replicas",
-        "3",
-    ];
+    let relay_args = ["relay", "--relay-poll", "50ms", "--stream-replicas", "3"];
     let mut relay = w.h.spawn(&relay_args);
     let mut worker = w.h.spawn(&["worker", "--ack-wait", "5s"]);
     wait::until("the relay creates an R3 stream", wait::DEFAULT, || async {
@@ -114,9 +108,11 @@ async fn a_leader_change_is_invisible_to_users() {
     let leader = cluster.stream_leader("HERALD").await.expect("a leader");
     cluster.nodes[leader].kill();
     herald_tests::env::enqueue_many_on(&w.conn, "events.test.c", 200, 20).await;
-    wait::until("400 of 600 sent with the leader down", Duration::from_secs(120), || async {
-        sent(&w.conn).await >= 400
-    })
+    wait::until(
+        "400 of 600 sent with the leader down",
+        Duration::from_secs(120),
+        || async { sent(&w.conn).await >= 400 },
+    )
     .await;
     cluster.nodes[leader].start_again().await;
     wait::until("600 sent", Duration::from_secs(120), || async {
@@ -133,7 +129,10 @@ async fn a_leader_change_is_invisible_to_users() {
         relay.log(),
         worker.log()
     );
-    assert_eq!(relay.terminate(Duration::from_secs(30)).await.code(), Some(0));
+    assert_eq!(
+        relay.terminate(Duration::from_secs(30)).await.code(),
+        Some(0)
+    );
     assert_eq!(
         worker.terminate(Duration::from_secs(30)).await.code(),
         Some(0)
@@ -186,7 +185,11 @@ async fn a_worker_or_republish_keeps_the_streams_replicas() {
         "the worker changed the stream's settings"
     );
     let out = w.h.run(&["outbox", "republish", "--since", "1h"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(
         settings().await,
         (3, Duration::from_secs(1200)),
@@ -239,7 +242,10 @@ async fn publish_rate_r1_against_r3() {
     let r1 = publish_rate(&single.jetstream().await, 1, n).await;
     let cluster = NatsCluster::start().await;
     let r3 = publish_rate(&cluster.jetstream().await, 3, n).await;
-    eprintln!("publish {n} × 1 KiB: R1 {r1:.0}/s, R3 {r3:.0}/s ({:.2} of R1)", r3 / r1);
+    eprintln!(
+        "publish {n} × 1 KiB: R1 {r1:.0}/s, R3 {r3:.0}/s ({:.2} of R1)",
+        r3 / r1
+    );
 }
 
 /// Regression (found by the cluster test): `--nats-url` with several URLs,

@@ -443,7 +443,8 @@ async fn republished_events_behind_later_ones_are_emailed_in_order(backend: Back
     let out = ok_stdout(&w.run(&["outbox", "republish", "--since", "1h"]).await);
     assert!(out.contains("10 stored again"), "{out}");
     assert_eq!(old.len(), 10);
-    let worker = w.h.spawn(&["worker", "--ack-wait", "5s", "--max-ack-pending", "4"]);
+    let worker =
+        w.h.spawn(&["worker", "--ack-wait", "5s", "--max-ack-pending", "4"]);
     let start = std::time::Instant::now();
     while w.sink.count() < 20 && start.elapsed() < Duration::from_secs(120) {
         tokio::time::sleep(Duration::from_millis(100)).await;
