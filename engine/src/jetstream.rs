@@ -209,10 +209,13 @@ async fn stream_with(
     if !server_supported(&version) {
         return Err(StreamError::ServerTooOld { version });
     }
-    let mut s = js
-        .get_or_create_stream(wanted.clone())
-        .await
-        .map_err(|e| req(&e))?;
+    let mut s = match js.get_or_create_stream(wanted.clone()).await {
+        Ok(s) => s,
+        // Another process created it between our look and our create (a
+        // relay recreating a lost stream as a worker starts): "already in
+        // use with a different configuration". Take the one that exists.
+        Err(e) => js.get_stream(&settings.name).await.map_err(|_| req(&e))?,
+    };
     let info = s.info().await.map_err(|e| req(&e))?.config.clone();
     if !info.subjects.iter().any(|x| x == STREAM_SUBJECTS) {
         return Err(StreamError::Conflict {

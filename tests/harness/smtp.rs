@@ -247,6 +247,12 @@ impl SmtpSink {
         self.lock().script.extend(replies);
     }
 
+    /// Drop the scripted replies not used yet (a burst that ends in time,
+    /// however few messages it met).
+    pub fn clear_script(&self) {
+        self.lock().script.clear();
+    }
+
     /// Enforce a rate: at most `per_second` messages a second after a burst
     /// of `burst`; over it MAIL FROM is answered `421 4.7.0` and the
     /// connection closed.

@@ -158,6 +158,8 @@ pub struct Report {
     pub produce_secs: f64,
     pub total_secs: f64,
     pub load: String,
+    /// Processes that exited by themselves, or not cleanly on SIGTERM.
+    pub exits: Vec<String>,
     /// Set when the run did not settle before its deadline.
     pub unsettled: String,
 }
@@ -170,6 +172,7 @@ impl Report {
             v.push(self.unsettled.clone());
         }
         let few = |xs: &[String]| xs.iter().take(10).cloned().collect::<Vec<_>>().join("; ");
+        v.extend(self.exits.iter().cloned());
         if !self.lost.is_empty() {
             v.push(format!("lost {}: {}", self.lost.len(), few(&self.lost)));
         }
@@ -449,6 +452,24 @@ impl Soak {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
         let mut report = self.check(&produced).await;
+        // No process may have exited by itself (a leader change, a node or
+        // the database going away are not reasons to), and each stops
+        // cleanly when asked.
+        let names = (0..self.relays.len())
+            .map(|i| format!("relay #{i}"))
+            .chain((0..self.workers.len()).map(|i| format!("worker #{i}")));
+        for (name, p) in names.zip(self.relays.iter_mut().chain(self.workers.iter_mut())) {
+            if let Some(st) = p.try_status() {
+                report.exits.push(format!("{name} exited by itself: {st}"));
+            } else {
+                let st = p.terminate(Duration::from_secs(60)).await;
+                if st.code() != Some(0) {
+                    report
+                        .exits
+                        .push(format!("{name} stopped with {st} on SIGTERM"));
+                }
+            }
+        }
         if !settled {
             report.unsettled = format!(
                 "not all {expected} deliveries sent or dead-lettered within {:?} after the chaos",
@@ -513,10 +534,17 @@ impl Soak {
                 self.fault("terminate db connections", which.into());
             }
             55..67 => {
+                // A burst in time: what the senders do not meet within it
+                // is dropped. (Left queued, each 421 would meet the first
+                // send after the pause the previous one caused, and a burst
+                // of 40 would last 40 of those pauses.)
                 let n = self.rng.usize(5..40);
+                let ms = self.rng.u64(500..3000);
                 self.sink
                     .script((0..n).map(|_| Reply::Code(421, "4.3.2 try again later".into())));
-                self.fault("smtp 421 burst", format!("{n} replies"));
+                self.fault("smtp 421 burst", format!("up to {n} replies in {ms} ms"));
+                tokio::time::sleep(Duration::from_millis(ms)).await;
+                self.sink.clear_script();
             }
             67..79 => {
                 let n = self.rng.usize(1..6);

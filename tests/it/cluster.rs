@@ -267,3 +267,26 @@ async fn a_list_of_nats_urls_is_accepted() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Regression (found by the soak): a worker starting while a relay
+/// recreated the lost stream exited with "stream name already in use with
+/// a different configuration": between its look (no stream) and its create,
+/// the relay's stream appeared with other settings. Now it takes the stream
+/// that exists. Here the two race in one process, many times.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_created_meanwhile_with_other_settings_is_taken() {
+    let nats = herald_tests::nats::NatsServer::start().await;
+    let js = nats.jetstream().await;
+    let defaults = herald::jetstream::StreamSettings::named("HERALD");
+    let relays = herald::jetstream::StreamSettings::named("HERALD")
+        .duplicate_window(Duration::from_secs(1200));
+    for round in 0..30 {
+        let _ = js.delete_stream("HERALD").await;
+        let (opened, created) = tokio::join!(
+            herald::jetstream::open_stream(&js, &defaults),
+            herald::jetstream::ensure_stream(&js, &relays),
+        );
+        assert!(created.is_ok(), "round {round}: {:?}", created.err());
+        assert!(opened.is_ok(), "round {round}: {:?}", opened.err());
+    }
+}
