@@ -158,7 +158,9 @@ pub async fn connect(urls: &str, name: &str) -> Result<async_nats::Client, Strea
     opts.name(name)
         .connection_timeout(Duration::from_secs(2))
         .max_reconnects(None)
-        .connect(bare.join(","))
+        // The list, not one string joined by commas: async-nats parses a
+        // string as a single address ("invalid port number" for a list).
+        .connect(bare)
         .await
         .map_err(|e| err(root_cause(&e)))
 }
@@ -167,6 +169,26 @@ pub async fn connect(urls: &str, name: &str) -> Result<async_nats::Client, Strea
 pub async fn ensure_stream(
     js: &jetstream::Context,
     settings: &StreamSettings,
+) -> Result<stream::Stream, StreamError> {
+    stream_with(js, settings, true).await
+}
+
+/// Create the events stream if it is missing, or check an existing one
+/// without changing its settings. For the commands that do not own the
+/// stream's settings (worker, republish, replay): applying their defaults
+/// would scale an operator's R3 stream down to one replica, or shorten its
+/// duplicate window, each time one of them starts.
+pub async fn open_stream(
+    js: &jetstream::Context,
+    settings: &StreamSettings,
+) -> Result<stream::Stream, StreamError> {
+    stream_with(js, settings, false).await
+}
+
+async fn stream_with(
+    js: &jetstream::Context,
+    settings: &StreamSettings,
+    apply: bool,
 ) -> Result<stream::Stream, StreamError> {
     let wanted = stream::Config {
         name: settings.name.clone(),
@@ -187,10 +209,13 @@ pub async fn ensure_stream(
     if !server_supported(&version) {
         return Err(StreamError::ServerTooOld { version });
     }
-    let mut s = js
-        .get_or_create_stream(wanted.clone())
-        .await
-        .map_err(|e| req(&e))?;
+    let mut s = match js.get_or_create_stream(wanted.clone()).await {
+        Ok(s) => s,
+        // Another process created it between our look and our create (a
+        // relay recreating a lost stream as a worker starts): "already in
+        // use with a different configuration". Take the one that exists.
+        Err(e) => js.get_stream(&settings.name).await.map_err(|_| req(&e))?,
+    };
     let info = s.info().await.map_err(|e| req(&e))?.config.clone();
     if !info.subjects.iter().any(|x| x == STREAM_SUBJECTS) {
         return Err(StreamError::Conflict {
@@ -207,9 +232,10 @@ pub async fn ensure_stream(
             detail: "storage is memory, Herald needs file".into(),
         });
     }
-    let differs = info.duplicate_window != settings.duplicate_window
-        || info.num_replicas != settings.replicas
-        || info.max_age != wanted.max_age;
+    let differs = apply
+        && (info.duplicate_window != settings.duplicate_window
+            || info.num_replicas != settings.replicas
+            || info.max_age != wanted.max_age);
     if differs {
         let mut updated = info;
         updated.duplicate_window = settings.duplicate_window;

@@ -111,39 +111,46 @@ impl TestEnv {
     /// Every message in the stream, in stream order.
     pub async fn stream_messages(&self) -> Vec<StreamMsg> {
         let total = self.stream_len().await as usize;
-        let js = self.nats.jetstream().await;
-        let stream = js.get_stream("HERALD").await.expect("stream");
-        let consumer = stream
-            .create_consumer(OrderedConfig {
-                filter_subject: "events.>".into(),
-                ..Default::default()
-            })
-            .await
-            .expect("ordered consumer");
-        let mut msgs = consumer.messages().await.expect("messages");
-        let mut out = Vec::with_capacity(total);
-        while out.len() < total {
-            let m = tokio::time::timeout(Duration::from_secs(30), msgs.next())
-                .await
-                .expect("stream read timed out")
-                .expect("stream ended")
-                .expect("message");
-            let info = m.info().expect("info");
-            let h = m.headers.clone().unwrap_or_default();
-            let get = |k: &str| h.get(k).map(|v| v.as_str().to_string());
-            out.push(StreamMsg {
-                stream_seq: info.stream_sequence,
-                subject: m.subject.to_string(),
-                msg_id: get("Nats-Msg-Id").unwrap_or_default(),
-                aggregate: get("Herald-Aggregate"),
-                outbox_seq: get("Herald-Outbox-Seq")
-                    .and_then(|s| s.parse().ok())
-                    .unwrap_or(-1),
-                payload: serde_json::from_slice(&m.payload).unwrap_or(serde_json::Value::Null),
-            });
-        }
-        out
+        stream_messages_of(&self.nats.jetstream().await, total).await
     }
+}
+
+/// The first `total` messages of stream HERALD, in stream order.
+pub async fn stream_messages_of(
+    js: &async_nats::jetstream::Context,
+    total: usize,
+) -> Vec<StreamMsg> {
+    let stream = js.get_stream("HERALD").await.expect("stream");
+    let consumer = stream
+        .create_consumer(OrderedConfig {
+            filter_subject: "events.>".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("ordered consumer");
+    let mut msgs = consumer.messages().await.expect("messages");
+    let mut out = Vec::with_capacity(total);
+    while out.len() < total {
+        let m = tokio::time::timeout(Duration::from_secs(30), msgs.next())
+            .await
+            .expect("stream read timed out")
+            .expect("stream ended")
+            .expect("message");
+        let info = m.info().expect("info");
+        let h = m.headers.clone().unwrap_or_default();
+        let get = |k: &str| h.get(k).map(|v| v.as_str().to_string());
+        out.push(StreamMsg {
+            stream_seq: info.stream_sequence,
+            subject: m.subject.to_string(),
+            msg_id: get("Nats-Msg-Id").unwrap_or_default(),
+            aggregate: get("Herald-Aggregate"),
+            outbox_seq: get("Herald-Outbox-Seq")
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(-1),
+            payload: serde_json::from_slice(&m.payload).unwrap_or(serde_json::Value::Null),
+        });
+    }
+    out
 }
 
 /// Assert each msg id appears once and each aggregate's outbox seqs increase.

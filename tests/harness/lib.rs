@@ -1,7 +1,9 @@
 //! Test harness: real servers for Herald's integration tests and benchmarks.
 //!
 //! - [`nats::NatsServer`]: a `nats-server` ≥ 2.10 with JetStream on a free port
-//!   and a temp store, killed on drop, restartable on the same store.
+//!   and a temp store, killed on drop, restartable on the same store;
+//!   [`nats::NatsCluster`]: three of them as a JetStream cluster (R3 streams),
+//!   on loopback or each in its own network namespace ([`netns::Netns`]).
 //! - [`db::TestDb`]: a fresh database per test, SQLite (temp file) or
 //!   PostgreSQL (a uniquely named database, dropped afterwards).
 //! - [`smtp::SmtpSink`]: an SMTP server over TCP in the test process that
@@ -9,16 +11,20 @@
 //! - [`otlp::OtlpReceiver`]: an OTLP/HTTP collector stand-in that keeps the spans it receives.
 //! - [`process::Herald`]: the `herald` binary as a child process (kill -9, SIGTERM).
 //! - [`wait::until`]: wait for a condition with a deadline, never a bare sleep.
+//! - [`soak::Soak`]: relays and workers under a seeded chaos loop on a
+//!   cluster, and the invariant checker (lost, duplicates, order, stuck).
 
 pub mod bench;
 pub mod db;
 pub mod env;
 pub mod golden;
 pub mod nats;
+pub mod netns;
 pub mod otlp;
 pub mod process;
 pub mod scenario;
 pub mod smtp;
+pub mod soak;
 pub mod wait;
 
 use std::path::PathBuf;

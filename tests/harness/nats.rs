@@ -21,8 +21,12 @@ pub struct NatsServer {
     bin: PathBuf,
     child: Option<Child>,
     pub port: u16,
+    /// The address it listens on (127.0.0.1, or a network namespace's).
+    pub host: String,
     pub store: tempfile::TempDir,
     config: PathBuf,
+    /// A command the server runs under (`ip netns exec NAME`), if any.
+    wrapper: Vec<String>,
 }
 
 impl NatsServer {
@@ -62,20 +66,37 @@ impl NatsServer {
             bin,
             child: None,
             port,
+            host: "127.0.0.1".into(),
             store,
             config,
+            wrapper: Vec::new(),
         };
         s.spawn().await;
         s
     }
 
     async fn spawn(&mut self) {
+        self.launch();
+        self.wait_ready().await;
+    }
+
+    /// Start the process without waiting for it to answer (cluster nodes
+    /// answer JetStream requests only once a quorum of them runs).
+    fn launch(&mut self) {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.store.path().join("nats.log"))
             .expect("nats log");
-        let child = Command::new(&self.bin)
+        let mut cmd = match self.wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(&self.bin);
+                c
+            }
+            None => Command::new(&self.bin),
+        };
+        let child = cmd
             .arg("-c")
             .arg(&self.config)
             .stdout(Stdio::null())
@@ -88,6 +109,9 @@ impl NatsServer {
                 )
             });
         self.child = Some(child);
+    }
+
+    async fn wait_ready(&self) {
         let url = self.url();
         wait::until("nats-server answers with JetStream", wait::DEFAULT, || {
             let url = url.clone();
@@ -111,7 +135,7 @@ impl NatsServer {
     }
 
     pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
+        format!("nats://{}:{}", self.host, self.port)
     }
 
     pub fn store_dir(&self) -> &Path {
@@ -132,6 +156,20 @@ impl NatsServer {
         self.spawn().await;
     }
 
+    /// Start a killed server again (no-op while it runs).
+    pub async fn start_again(&mut self) {
+        if self.child.is_none() {
+            self.spawn().await;
+        }
+    }
+
+    /// Lose the JetStream store (a disk lost or wiped): kill the server and
+    /// delete its `js` directory; `start_again` brings it back empty.
+    pub fn kill_and_wipe(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(self.store.path().join("js"));
+    }
+
     pub async fn client(&self) -> async_nats::Client {
         async_nats::connect(self.url())
             .await
@@ -146,5 +184,170 @@ impl NatsServer {
 impl Drop for NatsServer {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// Where the nodes of a cluster listen.
+#[derive(Debug, Clone)]
+pub enum Placement {
+    /// All on 127.0.0.1, distinct ports.
+    Loopback,
+    /// Each node in its own network namespace (see [`crate::netns::Netns`]),
+    /// at `hosts[i]`, run under `wrappers[i]` (`ip netns exec NAME`).
+    Namespaces {
+        hosts: Vec<String>,
+        wrappers: Vec<Vec<String>>,
+    },
+}
+
+/// A JetStream cluster of three nats-server processes (R3 streams survive
+/// one node down), each with its own store, restartable one at a time.
+pub struct NatsCluster {
+    pub nodes: Vec<NatsServer>,
+}
+
+impl NatsCluster {
+    /// Three nodes on loopback ports, ready for R3 streams.
+    pub async fn start() -> NatsCluster {
+        Self::start_placed(Placement::Loopback).await
+    }
+
+    pub async fn start_placed(placement: Placement) -> NatsCluster {
+        let n = 3;
+        let (hosts, wrappers): (Vec<String>, Vec<Vec<String>>) = match placement {
+            Placement::Loopback => (vec!["127.0.0.1".into(); n], vec![Vec::new(); n]),
+            Placement::Namespaces { hosts, wrappers } => (hosts, wrappers),
+        };
+        // Loopback nodes need distinct ports; namespaced ones could share,
+        // but distinct ports keep every URL unambiguous in logs.
+        let ports: Vec<u16> = (0..n).map(|_| crate::free_port()).collect();
+        let cluster_ports: Vec<u16> = (0..n).map(|_| crate::free_port()).collect();
+        let routes: Vec<String> = (0..n)
+            .map(|i| format!("nats-route://{}:{}", hosts[i], cluster_ports[i]))
+            .collect();
+        let mut nodes = Vec::with_capacity(n);
+        for i in 0..n {
+            let store = tempfile::tempdir().expect("temp store dir");
+            let config = store.path().join("nats.conf");
+            std::fs::write(
+                &config,
+                format!(
+                    "server_name: n{i}\nlisten: {host}:{port}\n\
+                     jetstream {{\n  store_dir: {store:?}\n}}\n\
+                     cluster {{\n  name: herald-test\n  listen: {host}:{cport}\n  routes: [{routes}]\n}}\n",
+                    host = hosts[i],
+                    port = ports[i],
+                    store = store.path().join("js"),
+                    cport = cluster_ports[i],
+                    routes = routes.join(", "),
+                ),
+            )
+            .expect("write nats config");
+            let mut s = NatsServer {
+                bin: binary(),
+                child: None,
+                port: ports[i],
+                host: hosts[i].clone(),
+                store,
+                config,
+                wrapper: wrappers[i].clone(),
+            };
+            s.launch();
+            nodes.push(s);
+        }
+        for s in &nodes {
+            s.wait_ready().await;
+        }
+        let c = NatsCluster { nodes };
+        c.wait_r3_possible().await;
+        c
+    }
+
+    /// Every node's URL, comma-separated (as `--nats-url` takes them).
+    pub fn urls(&self) -> String {
+        self.nodes
+            .iter()
+            .map(NatsServer::url)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// A client that may connect to any node (and reconnects to another).
+    pub async fn jetstream(&self) -> async_nats::jetstream::Context {
+        let client = async_nats::ConnectOptions::new()
+            .max_reconnects(None)
+            .connect(self.nodes.iter().map(NatsServer::url).collect::<Vec<_>>())
+            .await
+            .expect("connect to test cluster");
+        async_nats::jetstream::new(client)
+    }
+
+    /// The meta layer knows all three peers once an R3 stream can be made:
+    /// make one and delete it.
+    async fn wait_r3_possible(&self) {
+        let js = self.jetstream().await;
+        wait::until("the cluster accepts an R3 stream", wait::DEFAULT, || {
+            let js = js.clone();
+            async move {
+                let made = js
+                    .create_stream(async_nats::jetstream::stream::Config {
+                        name: "PROBE".into(),
+                        subjects: vec!["probe.>".into()],
+                        num_replicas: 3,
+                        ..Default::default()
+                    })
+                    .await
+                    .is_ok();
+                made && js.delete_stream("PROBE").await.is_ok()
+            }
+        })
+        .await;
+    }
+
+    /// Index of the node leading `stream` now, if it has a leader.
+    pub async fn stream_leader(&self, stream: &str) -> Option<usize> {
+        let js = self.jetstream().await;
+        let info = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+            js.get_stream(stream)
+                .await
+                .ok()
+                .map(|s| s.cached_info().clone())
+        })
+        .await
+        .ok()??;
+        let leader = info.cluster?.leader?;
+        leader.strip_prefix('n')?.parse().ok()
+    }
+
+    /// Whether `stream` has a leader and both followers are online and current.
+    pub async fn stream_healthy(&self, stream: &str) -> bool {
+        let js = self.jetstream().await;
+        let info = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+            js.get_stream(stream)
+                .await
+                .ok()
+                .map(|s| s.cached_info().clone())
+        })
+        .await
+        .ok()
+        .flatten();
+        let Some(cluster) = info.and_then(|i| i.cluster) else {
+            return false;
+        };
+        cluster.leader.is_some()
+            && cluster.replicas.len() == self.nodes.len() - 1
+            && cluster.replicas.iter().all(|p| p.current && !p.offline)
+    }
+
+    /// Ask the stream's leader to step down (a graceful leader change).
+    pub async fn step_down(&self, stream: &str) -> bool {
+        let js = self.jetstream().await;
+        js.client()
+            .request(
+                format!("$JS.API.STREAM.LEADER.STEPDOWN.{stream}"),
+                bytes::Bytes::new(),
+            )
+            .await
+            .is_ok()
     }
 }

@@ -37,6 +37,10 @@ pub struct Received {
     /// When the sink admitted its MAIL FROM (the moment an enforced rate
     /// counted it).
     pub at: std::time::Instant,
+    /// Whether the sink's 250 for it was written to the client. A copy
+    /// without one (dropped after the message) leaves the client uncertain:
+    /// its resend is the one duplicate the sink itself causes.
+    pub replied: bool,
 }
 
 impl Received {
@@ -241,6 +245,12 @@ impl SmtpSink {
     /// Queue replies for the next DATA commands (then `Accept` again).
     pub fn script(&self, replies: impl IntoIterator<Item = Reply>) {
         self.lock().script.extend(replies);
+    }
+
+    /// Drop the scripted replies not used yet (a burst that ends in time,
+    /// however few messages it met).
+    pub fn clear_script(&self) {
+        self.lock().script.clear();
     }
 
     /// Enforce a rate: at most `per_second` messages a second after a burst
@@ -547,25 +557,35 @@ where
                 tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
                 return Ok(None);
             }
-            let reply = {
+            let (reply, index) = {
                 let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
+                let mut index = None;
                 if matches!(
                     reply,
                     Reply::Accept | Reply::Delay(_) | Reply::AcceptThenDrop
                 ) {
+                    index = Some(s.received.len());
                     s.received.push(Received {
                         mail_from: from.clone(),
                         rcpt_to: rcpts.clone(),
                         data: data.clone(),
                         tls: is_tls,
                         at: admitted,
+                        replied: false,
                     });
                 }
-                reply
+                (reply, index)
             };
             match reply {
                 Reply::Accept | Reply::Delay(_) => {
-                    r.get_mut().write_all(b"250 2.0.0 OK queued\r\n").await?
+                    r.get_mut().write_all(b"250 2.0.0 OK queued\r\n").await?;
+                    r.get_mut().flush().await?;
+                    if let Some(i) = index {
+                        let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
+                        if let Some(m) = s.received.get_mut(i) {
+                            m.replied = true;
+                        }
+                    }
                 }
                 Reply::Code(code, text) => {
                     r.get_mut()

@@ -3,6 +3,7 @@
 
 mod authoring;
 mod cli;
+mod cluster;
 mod config;
 mod console;
 mod conventions;
@@ -17,6 +18,7 @@ mod relay;
 mod reload;
 mod replay;
 mod robustness;
+mod soak;
 mod telemetry;
 mod up;
 mod worker;

@@ -411,6 +411,58 @@ async fn republish_after_stream_loss_sends_nothing_twice(backend: Backend) {
     assert!(out.contains("republished 0 row(s)"), "{out}");
 }
 
+/// Regression (found by the soak): the stream is lost with events not yet
+/// emailed, later events of the same aggregate are published into the
+/// recreated stream, then `outbox republish` puts the earlier ones behind
+/// them. The worker used to hold each later event at the head of its lane,
+/// waiting for the earlier one queued behind it (and, with lanes or
+/// max_ack_pending full, never pulled): nothing was emailed again. Now all
+/// are emailed, in the aggregate's order, even with room for only 4 in flight.
+async fn republished_events_behind_later_ones_are_emailed_in_order(backend: Backend) {
+    let w = with_workflow(
+        backend,
+        &NUMBERED.replace("u{{event.n}}@example.com", "agg@example.com"),
+    )
+    .await;
+    let mut relay = w.h.spawn(&["relay", "--relay-poll", "50ms"]);
+    let old = herald_tests::env::enqueue_many_on(&w.env.conn, "events.test.n", 10, 1).await;
+    w.env.wait_all_published().await;
+    let js = w.env.nats.jetstream().await;
+    js.delete_stream("HERALD").await.unwrap();
+    // n = 10..19 of the same aggregate go into a recreated stream first.
+    let txn = sea_orm::TransactionTrait::begin(&w.env.conn).await.unwrap();
+    for n in 10..20 {
+        herald::outbox::enqueue(
+            &txn,
+            herald::outbox::NewEvent::new("events.test.n", json!({ "n": n })).aggregate("agg", 0),
+        )
+        .await
+        .unwrap();
+    }
+    txn.commit().await.unwrap();
+    w.env.wait_all_published().await;
+    assert_eq!(w.env.stream_len().await, 10);
+    let out = ok_stdout(&w.run(&["outbox", "republish", "--since", "1h"]).await);
+    assert!(out.contains("10 stored again"), "{out}");
+    assert_eq!(old.len(), 10);
+    let worker =
+        w.h.spawn(&["worker", "--ack-wait", "5s", "--max-ack-pending", "4"]);
+    let start = std::time::Instant::now();
+    while w.sink.count() < 20 && start.elapsed() < Duration::from_secs(120) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(w.sink.count(), 20, "worker log:\n{}", worker.log());
+    let order: Vec<String> = w
+        .sink
+        .received()
+        .iter()
+        .map(|m| m.header("Subject").unwrap())
+        .collect();
+    let expected: Vec<String> = (0..20).map(|n| format!("n={n}")).collect();
+    assert_eq!(order, expected);
+    relay.terminate(Duration::from_secs(30)).await;
+}
+
 /// NATS restarts on the same store mid-flow: relay and worker recover
 /// without a restart, every event is delivered once.
 async fn nats_restart_mid_flow_relay_and_worker_recover(backend: Backend) {
@@ -424,6 +476,7 @@ async fn nats_restart_mid_flow_relay_and_worker_recover(backend: Backend) {
 both_backends!(
     trace_shows_an_events_life,
     republish_after_stream_loss_sends_nothing_twice,
+    republished_events_behind_later_ones_are_emailed_in_order,
     nats_restart_mid_flow_relay_and_worker_recover,
 );
 

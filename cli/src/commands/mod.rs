@@ -261,13 +261,14 @@ impl Command {
     }
 }
 
-/// Connect to NATS as `name` and make sure the events stream exists (default
-/// stream settings; the relay applies its own).
+/// Connect to NATS as `name` and make sure the events stream exists: created
+/// with default settings when missing, an existing one left as it is (the
+/// relay applies its own settings, such as `--stream-replicas`).
 pub async fn jetstream_for(g: &Global, name: &str) -> Result<async_nats::jetstream::Context> {
     let client = herald::jetstream::connect(g.nats_url.expose(), name).await?;
     let js = async_nats::jetstream::new(client);
     let settings = herald::jetstream::StreamSettings::named(g.stream.clone());
-    herald::jetstream::ensure_stream(&js, &settings).await?;
+    herald::jetstream::open_stream(&js, &settings).await?;
     Ok(js)
 }
 

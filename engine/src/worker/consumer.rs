@@ -289,11 +289,41 @@ async fn pull(
 /// again after every wait, since an earlier message (a redelivery) may have
 /// arrived meanwhile and must go first.
 async fn lane(s: Arc<Session>, key: LaneKey) {
+    // How long the head has been blocked behind an earlier event (its
+    // stream sequence, since when).
+    let mut blocked: Option<(u64, Instant)> = None;
     while let Some(msg) = s.lanes.head(&key) {
         match step(&s, &msg, key.ordered()).await {
             Step::Settled => {
+                blocked = None;
                 if !s.lanes.pop(&key, &msg) {
                     return;
+                }
+            }
+            Step::Blocked(d) => {
+                let seq = msg.info().map(|i| i.stream_sequence).unwrap_or(0);
+                let since = match blocked {
+                    Some((head, since)) if head == seq => since,
+                    _ => Instant::now(),
+                };
+                blocked = Some((seq, since));
+                // The earlier event may never reach this lane while it holds
+                // its place: after a stream loss and `outbox republish` it
+                // sits in the stream behind the messages filling the lanes
+                // (and JetStream's max_ack_pending), all waiting for it.
+                // Giving the head back does not help (JetStream redelivers
+                // it first); after a while, process the earlier event from
+                // the outbox instead.
+                if since.elapsed() >= PROCESS_OUTSTANDING_AFTER {
+                    // Done: the next earlier one (if any) goes at once.
+                    if unblock(&s, &msg).await {
+                        continue;
+                    }
+                    blocked = Some((seq, Instant::now()));
+                }
+                tokio::select! {
+                    _ = s.stop.cancelled() => {}
+                    _ = tokio::time::sleep(d) => continue,
                 }
             }
             Step::Wait(d) => {
@@ -334,11 +364,40 @@ impl Session {
     }
 }
 
+/// How long the head of a lane waits in place for an earlier event of its
+/// aggregate (or a claim held elsewhere) before the earlier event is taken
+/// from the outbox (see `unblock`).
+const PROCESS_OUTSTANDING_AFTER: Duration = Duration::from_secs(5);
+
+/// Process the earlier event `msg` waits for from the outbox, under a
+/// concurrency slot; whether one was finished.
+async fn unblock(s: &Session, msg: &jetstream::Message) -> bool {
+    let seq = msg.info().ok().map(|i| i.stream_sequence);
+    let Ok(ev) = Event::from_message(msg, seq) else {
+        return false;
+    };
+    let _permit = tokio::select! {
+        _ = s.stop.cancelled() => return false,
+        p = s.slots.acquire() => p,
+    };
+    let wf = s.workflow();
+    match s.worker.process_outstanding(&wf, &ev).await {
+        Ok(done) => done,
+        Err(e) => {
+            tracing::warn!(workflow = %wf.name, event_id = %ev.id, error = %e,
+                "database error looking for the earlier event; waiting");
+            false
+        }
+    }
+}
+
 enum Step {
     Settled,
-    /// Look at the lane again after this (retry, claim elsewhere, or an
-    /// earlier event of the aggregate not finished yet).
+    /// Look at the lane again after this (a retry, or the transport).
     Wait(Duration),
+    /// Look at the lane again after this: a claim elsewhere, or an earlier
+    /// event of the aggregate not finished yet.
+    Blocked(Duration),
     Stopped,
 }
 
@@ -362,7 +421,8 @@ async fn step(s: &Session, msg: &jetstream::Message, ordered: bool) -> Step {
     match &d {
         // Back to the gate.
         Disposition::Paused => Step::Wait(Duration::ZERO),
-        Disposition::Retry { after } | Disposition::Busy { after } if ordered => Step::Wait(*after),
+        Disposition::Retry { after } if ordered => Step::Wait(*after),
+        Disposition::Busy { after } if ordered => Step::Blocked(*after),
         _ => {
             settle(msg, &d, &s.worker.metrics, &s.wf.name).await;
             Step::Settled

@@ -65,6 +65,32 @@ impl Event {
         }
     }
 
+    /// The event as its outbox row holds it, with the headers the relay
+    /// publishes it with (the row's own, then Herald's).
+    pub fn from_outbox(row: &herald_entities::outbox::Model) -> Event {
+        let mut map: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(&row.headers).unwrap_or_default();
+        let mut put = |k: &str, v: String| {
+            map.insert(k.to_string(), serde_json::Value::String(v));
+        };
+        put(headers::MSG_ID, row.event_id.to_string());
+        put(headers::OCCURRED_AT, row.created_at.to_rfc3339());
+        put(headers::OUTBOX_SEQ, row.seq.to_string());
+        if let Some(k) = &row.ordering_key {
+            put(headers::AGGREGATE, k.clone());
+        }
+        Event {
+            id: row.event_id.into(),
+            subject: row.subject.clone(),
+            payload: row.payload.clone(),
+            aggregate: row.ordering_key.clone(),
+            occurred_at: row.created_at.to_rfc3339(),
+            stream_seq: row.stream_seq.and_then(|s| u64::try_from(s).ok()),
+            outbox_seq: Some(row.seq),
+            headers: serde_json::Value::Object(map).to_string(),
+        }
+    }
+
     /// A message that is not a Herald event (no usable id): kept whole so the
     /// dead letter shows what arrived.
     pub fn undecodable(m: &async_nats::Message, stream_seq: Option<u64>) -> Event {

@@ -118,9 +118,10 @@ impl Lanes {
             *existing = msg;
             return Pushed::Queued;
         }
+        let order = order_of(&msg);
         let at = q
             .iter()
-            .position(|m| stream_seq(m) > seq)
+            .position(|m| order_of(m) > order)
             .unwrap_or(q.len());
         q.insert(at, msg);
         let new = q.len() == 1;
@@ -183,6 +184,20 @@ impl Lanes {
             .flat_map(|q| q.iter().cloned())
             .collect()
     }
+}
+
+/// Where a message goes in its lane: its outbox seq (the order of record),
+/// else its stream sequence. They agree while the relay publishes, but
+/// `outbox republish` after a stream loss puts an aggregate's earlier events
+/// behind its later ones in the new stream: ordered by stream sequence, the
+/// later event would wait at the head of the lane for the earlier one queued
+/// behind it, forever.
+fn order_of(m: &Message) -> u64 {
+    m.headers
+        .as_ref()
+        .and_then(|h| h.get(headers::OUTBOX_SEQ))
+        .and_then(|v| v.as_str().parse::<u64>().ok())
+        .unwrap_or_else(|| stream_seq(m))
 }
 
 /// A message's stream sequence (0 when it has none: it then sorts first).

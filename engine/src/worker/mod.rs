@@ -166,6 +166,10 @@ pub struct Worker {
     /// The stream's first sequence (refreshed while running): an earlier
     /// event of an aggregate below it is gone and not waited for.
     pub(crate) first_stream_seq: std::sync::atomic::AtomicU64,
+    /// When the stream was created, in Unix milliseconds (0 until known,
+    /// refreshed while running): an event published before it went into a
+    /// stream that was lost.
+    pub(crate) stream_created_ms: std::sync::atomic::AtomicI64,
     /// Cancelled when the worker stops: long waits (rate limits) end early.
     pub(crate) stop: tokio_util::sync::CancellationToken,
     /// Group commit of the two ledger writes every email makes: its claim
@@ -194,6 +198,7 @@ impl Worker {
             cfg,
             resend: None,
             first_stream_seq: std::sync::atomic::AtomicU64::new(0),
+            stream_created_ms: std::sync::atomic::AtomicI64::new(0),
             stop: tokio_util::sync::CancellationToken::new(),
         }
     }

@@ -250,6 +250,58 @@ impl Worker {
         Ok(o)
     }
 
+    /// `ev` has waited long for an earlier event of its aggregate that may
+    /// never reach this worker ahead of it: after a stream loss, `outbox
+    /// republish` puts earlier events behind later ones, and the later ones
+    /// fill the lanes and JetStream's max_ack_pending while they wait. If the
+    /// earlier event was published before the current stream was created,
+    /// take it from the outbox (the order of record) and process it through
+    /// the normal path: the ledger's claim keeps it from being
+    /// sent twice if its stream copy is in another worker's hands, and that
+    /// copy, when it comes, finds it done. Whether one was processed.
+    pub(crate) async fn process_outstanding(
+        &self,
+        wf: &Workflow,
+        ev: &Event,
+    ) -> Result<bool, DbErr> {
+        use sea_orm::EntityTrait;
+        let (Some(aggregate), Some(seq)) = (&ev.aggregate, ev.outbox_seq) else {
+            return Ok(false);
+        };
+        let first = self
+            .first_stream_seq
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let Some(earlier) = order::outstanding(&self.db, wf, aggregate, seq, first).await? else {
+            return Ok(false);
+        };
+        let Some(row) = herald_entities::outbox::Entity::find_by_id(earlier.seq)
+            .one(&self.db)
+            .await?
+        else {
+            return Ok(false);
+        };
+        // Only an event published into a stream that was since lost: any
+        // other is in JetStream's hands and comes (a retry waiting out its
+        // backoff must not be hurried by the events behind it).
+        let created = self
+            .stream_created_ms
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let lost = created > 0
+            && row
+                .published_at
+                .is_some_and(|p| p.timestamp_millis() < created);
+        if !lost {
+            return Ok(false);
+        }
+        tracing::info!(workflow = %wf.name, event_id = %earlier.event_id, %aggregate, waiting = %ev.id,
+            "an earlier event of the aggregate is not in sight in the stream; processing it from the outbox");
+        let o = self.process(wf, &Event::from_outbox(&row)).await?;
+        Ok(matches!(
+            o.disposition,
+            Disposition::Ack | Disposition::Terminate { .. }
+        ))
+    }
+
     /// The event is settled: the aggregate's later events may go.
     async fn advance(&self, wf: &Workflow, ev: &Event) -> Result<(), DbErr> {
         if let (Some(aggregate), Some(seq)) = (&ev.aggregate, ev.outbox_seq) {

@@ -202,8 +202,10 @@ impl Worker {
         tracing::info!(version = %catalog.version, "reload: running the new workflow set");
     }
 
-    /// Keep `first_stream_seq` current: events the stream no longer holds
-    /// (retention) are not waited for.
+    /// Keep `first_stream_seq` and `stream_created_ms` current: events the
+    /// stream no longer holds (retention) are not waited for, and events
+    /// published before the stream was (re)created may be taken from the
+    /// outbox (`process_outstanding`).
     async fn watch_stream_start(self: Arc<Self>, js: jetstream::Context, stop: CancellationToken) {
         loop {
             if let Ok(mut s) = js.get_stream(&self.cfg.stream).await
@@ -211,6 +213,11 @@ impl Worker {
             {
                 self.first_stream_seq.store(
                     info.state.first_sequence,
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+                let created_ms = info.created.unix_timestamp_nanos() / 1_000_000;
+                self.stream_created_ms.store(
+                    i64::try_from(created_ms).unwrap_or(0),
                     std::sync::atomic::Ordering::Relaxed,
                 );
             }
