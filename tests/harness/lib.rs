@@ -12,6 +12,7 @@
 pub mod bench;
 pub mod db;
 pub mod env;
+pub mod fuzz;
 pub mod golden;
 pub mod nats;
 pub mod process;

@@ -4,6 +4,7 @@
 mod cli;
 mod console;
 mod deliverability;
+mod fuzz;
 mod harness_selftest;
 mod ledger;
 mod ops;
