@@ -49,6 +49,13 @@ pub mod internals {
     pub mod outbox {
         pub use crate::outbox::store::{Claimed, claim, release};
     }
+    pub mod rate {
+        /// A rate's bucket at a moment: (slot interval, floor of the next
+        /// free slot), in microseconds, as each reservation computes it.
+        pub fn window(rate: &crate::rate::Rate, factor: f64, now: i64) -> (i64, i64) {
+            rate.window(factor, now)
+        }
+    }
     pub mod relay {
         pub use crate::relay::publish::{build_headers, precheck};
     }
@@ -76,11 +83,16 @@ pub mod internals {
                 TimeZone::Template(id) => Some(id),
                 TimeZone::Fixed(_) => None,
             });
-            [d.digest.as_ref().map(|g| &g.key), d.send_at.as_ref(), zone, d.locale.as_ref()]
-                .into_iter()
-                .flatten()
-                .map(|id| catalog.render_setting(wf, id, payload, meta))
-                .collect()
+            [
+                d.digest.as_ref().map(|g| &g.key),
+                d.send_at.as_ref(),
+                zone,
+                d.locale.as_ref(),
+            ]
+            .into_iter()
+            .flatten()
+            .map(|id| catalog.render_setting(wf, id, payload, meta))
+            .collect()
         }
 
         /// A digest of `events` (in stream order), as the schedule loop renders it.

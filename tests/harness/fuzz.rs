@@ -218,7 +218,10 @@ pub fn render(data: &[u8]) {
         return;
     };
     let catalog = examples();
-    let Some(wf) = catalog.workflows.get(usize::from(pick) % catalog.workflows.len()) else {
+    let Some(wf) = catalog
+        .workflows
+        .get(usize::from(pick) % catalog.workflows.len())
+    else {
         return;
     };
     let subject = wf.subjects.first().cloned().unwrap_or_default();
@@ -403,24 +406,48 @@ pub fn urls(data: &[u8]) {
 
 /// Target `duration`: human durations (`herald::duration::parse`, used by
 /// flags, SMTP URL parameters and workflow settings) and rates (`10/s`).
-/// Input: `DURATION` or `DURATION|RATE`. Finds: panics, durations past
+/// Input: `DURATION`, `DURATION|RATE` or `DURATION|RATE&BURST`. Finds: panics, durations past
 /// the limit, and what the worker computes from one (backoff delays) panicking.
 pub fn duration(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     let (d, rate) = text.split_once('|').unwrap_or((&text, ""));
-    if let Ok(r) = herald::rate::Rate::parse(rate) {
-        assert!(r.per_second > 0.0 && r.per_second.is_finite() && r.burst >= 1, "{r:?}");
+    // A rate as a workflow gives it, and as the SMTP URL does (`burst=N`).
+    let (rate, burst) = rate.split_once('&').unwrap_or((rate, ""));
+    if let Ok(mut r) = herald::rate::Rate::parse(rate) {
+        assert!(
+            r.per_second > 0.0 && r.per_second.is_finite() && r.burst >= 1,
+            "{r:?}"
+        );
+        if let Ok(b) = burst.parse() {
+            r = r.with_burst(b);
+        }
+        let now = chrono::Utc::now().timestamp_micros();
+        for factor in [1.0, 0.5, 1.0 / 64.0] {
+            let (interval, floor) = herald::internals::rate::window(&r, factor, now);
+            assert!(interval > 0 && floor <= now, "{r:?}: {interval} {floor}");
+            // The reservation adds the interval to a slot in SQL (BIGINT).
+            assert!(
+                now.checked_add(interval).is_some(),
+                "{r:?}: interval {interval}"
+            );
+        }
     }
     let Ok(parsed) = herald::duration::parse(d) else {
         return;
     };
-    assert!(parsed <= herald::duration::MAX, "{d:?} parsed as {parsed:?}");
+    assert!(
+        parsed <= herald::duration::MAX,
+        "{d:?} parsed as {parsed:?}"
+    );
     assert!(!herald::duration::human(parsed).is_empty());
     // As a delay, a deadline and a JetStream setting.
     assert!(chrono::Duration::from_std(parsed).is_ok());
     let _ = chrono::Utc::now() + chrono::Duration::from_std(parsed).unwrap_or_default();
     let _ = std::time::Instant::now() + parsed;
-    assert!(i64::try_from(parsed.as_nanos()).is_ok(), "{parsed:?} in nanoseconds");
+    assert!(
+        i64::try_from(parsed.as_nanos()).is_ok(),
+        "{parsed:?} in nanoseconds"
+    );
     let policy = herald::retry::RetryPolicy {
         max_attempts: 8,
         initial: parsed,
