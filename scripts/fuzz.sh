@@ -9,8 +9,8 @@
 # cargo-fuzz is installed when missing (pinned). libFuzzer needs nightly
 # compiler flags; RUSTC_BOOTSTRAP=1 allows them on the stable toolchain.
 # The corpus grows in fuzz/corpus/TARGET (not committed), starting from
-# fuzz/seeds/TARGET and fuzz/regressions/TARGET. A finding is saved in
-# fuzz/artifacts/TARGET/; docs/fuzzing.md says how to reproduce it and turn
+# fuzz/seeds/TARGET and fuzz/regressions/TARGET. libFuzzer's output goes to
+# fuzz/logs/TARGET.log; a finding is saved in fuzz/artifacts/TARGET/; docs/fuzzing.md says how to reproduce it and turn
 # it into a regression test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -53,7 +53,8 @@ done
 
 failed=()
 for t in "${targets[@]}"; do
-  mkdir -p "fuzz/corpus/$t" "fuzz/artifacts/$t"
+  mkdir -p "fuzz/corpus/$t" "fuzz/artifacts/$t" fuzz/logs
+  log="fuzz/logs/$t.log"
   inputs=("fuzz/corpus/$t" "fuzz/seeds/$t")
   [ -d "fuzz/regressions/$t" ] && inputs+=("fuzz/regressions/$t")
   dict=()
@@ -64,11 +65,13 @@ for t in "${targets[@]}"; do
   if ! cargo fuzz run "${fuzz_opts[@]}" "$t" "${inputs[@]}" -- \
       -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
       -max_len="$(max_len "$t")" -print_final_stats=1 "${dict[@]}" \
-      -artifact_prefix="fuzz/artifacts/$t/" 2> "fuzz/artifacts/$t/last.log"; then
+      -artifact_prefix="fuzz/artifacts/$t/" > "$log" 2>&1; then
     failed+=("$t")
-    tail -n 40 "fuzz/artifacts/$t/last.log" >&2
+    # The finding: the panic (or libFuzzer's "deadly signal", "timeout")
+    # and the file the input was saved to.
+    grep -a -E -A3 "panicked at|ERROR: libFuzzer|SUMMARY|Test unit written" "$log" | head -n 40 >&2
   fi
-  grep -E "^stat::number_of_executed_units|^stat::peak_rss_mb|^Done [0-9]+ runs" "fuzz/artifacts/$t/last.log" \
+  grep -a -E "^stat::number_of_executed_units|^stat::peak_rss_mb|^Done [0-9]+ runs" "$log" \
     | sed "s/^/fuzz: $t: /" >&2 || true
 done
 

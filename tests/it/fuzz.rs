@@ -22,7 +22,10 @@ fn inputs(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
             out.push((p, bytes));
         }
     }
-    assert!(!out.is_empty(), "no saved inputs for the fuzz target {target}");
+    assert!(
+        !out.is_empty(),
+        "no saved inputs for the fuzz target {target}"
+    );
     out
 }
 
