@@ -52,6 +52,8 @@ fn fails_without_payload(e: &RenderError) -> bool {
     let RenderError::Template { message, .. } = e else {
         return false;
     };
+    // Handlebars' own reasons, at the start of the message (a payload's
+    // text may say anything further on).
     [
         "Template not found",
         "Partial not found",
@@ -62,12 +64,12 @@ fn fails_without_payload(e: &RenderError) -> bool {
         "Invalid logging level",
         "Block content required",
         "Unimplemented",
-        // Arity is static; a missing value is not: `{{upper event.x}}`
-        // without `x` fails as "param with name s required", not here.
-        "param at index",
     ]
     .iter()
-    .any(|m| message.contains(m))
+    .any(|m| message.starts_with(m))
+        // Arity is static; a missing value is not: `{{upper event.x}}`
+        // without `x` fails as "param with name s required", not here.
+        || (message.starts_with("Helper/Decorator ") && message.contains(" param at index "))
 }
 
 /// Everything the worker does with one event for one workflow, short of
