@@ -9,6 +9,7 @@ mod harness_selftest;
 mod ledger;
 mod ops;
 mod outbox;
+mod poison_header;
 mod producers;
 mod relay;
 mod reload;
