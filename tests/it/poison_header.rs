@@ -47,6 +47,9 @@ async fn a_bare_cr_in_a_header_value_does_not_stop_the_client() {
             break;
         }
     }
-    assert!(got_ok, "the subscription ended after a CR in a header value");
+    assert!(
+        got_ok,
+        "the subscription ended after a CR in a header value"
+    );
     client.flush().await.expect("the client can still send");
 }
