@@ -51,6 +51,13 @@ pub mod internals {
     pub mod outbox {
         pub use crate::outbox::store::{Claimed, claim, release};
     }
+    pub mod rate {
+        /// A rate's bucket at a moment: (slot interval, floor of the next
+        /// free slot), in microseconds, as each reservation computes it.
+        pub fn window(rate: &crate::rate::Rate, factor: f64, now: i64) -> (i64, i64) {
+            rate.window(factor, now)
+        }
+    }
     pub mod relay {
         pub use crate::relay::publish::{build_headers, precheck};
     }
@@ -60,5 +67,44 @@ pub mod internals {
     pub mod workflow {
         pub use crate::workflow::address::{address, list, split_mailbox_template};
         pub use crate::workflow::source::parse;
+
+        use crate::workflow::render::{Meta, Outcome, RenderError};
+        use crate::workflow::{Catalog, TimeZone, Workflow};
+
+        /// What the worker renders of an event before its email: the digest
+        /// key, the send time, the quiet hours' time zone and the locale,
+        /// each as `render_setting` gives it.
+        pub fn render_settings(
+            catalog: &Catalog,
+            wf: &Workflow,
+            payload: &serde_json::Value,
+            meta: &Meta,
+        ) -> Vec<Result<String, RenderError>> {
+            let d = &wf.delivery;
+            let zone = d.quiet_hours.as_ref().and_then(|q| match &q.tz {
+                TimeZone::Template(id) => Some(id),
+                TimeZone::Fixed(_) => None,
+            });
+            [
+                d.digest.as_ref().map(|g| &g.key),
+                d.send_at.as_ref(),
+                zone,
+                d.locale.as_ref(),
+            ]
+            .into_iter()
+            .flatten()
+            .map(|id| catalog.render_setting(wf, id, payload, meta))
+            .collect()
+        }
+
+        /// A digest of `events` (in stream order), as the schedule loop renders it.
+        pub fn render_digest(
+            catalog: &Catalog,
+            wf: &Workflow,
+            events: &[serde_json::Value],
+            meta: &Meta,
+        ) -> Result<Outcome, RenderError> {
+            catalog.render_digest(wf, events, meta)
+        }
     }
 }

@@ -12,6 +12,11 @@ use std::time::Duration;
 
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement, Value};
 
+/// The slowest rate: one a day.
+const MIN_PER_SECOND: f64 = 1.0 / 86_400.0;
+/// The largest burst.
+pub const MAX_BURST: u32 = 1_000_000;
+
 /// A rate: `N/s`, `N/m` or `N/h`, with a burst (how many may go at once
 /// after a quiet spell).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -39,19 +44,37 @@ impl Rate {
             ));
         }
         let per_second = n / per;
+        // Slower than this, a slot's interval (in microseconds, slowed up
+        // to 64 times after "slow down" replies, times the burst) would
+        // leave the 64-bit range the bucket is kept in.
+        if per_second < MIN_PER_SECOND {
+            return Err(format!(
+                "{s:?}: the rate must be at least one a day (e.g. 0.05/h)"
+            ));
+        }
         Ok(Rate {
             per_second,
-            burst: per_second.ceil().clamp(1.0, 1e6) as u32,
+            burst: per_second.ceil().clamp(1.0, f64::from(MAX_BURST)) as u32,
         })
     }
 
+    /// The burst, from 1 to [`MAX_BURST`].
     pub fn with_burst(mut self, burst: u32) -> Rate {
-        self.burst = burst.max(1);
+        self.burst = burst.clamp(1, MAX_BURST);
         self
     }
 
     fn interval_micros(&self, factor: f64) -> i64 {
         (1e6 / (self.per_second * factor.clamp(1.0 / 64.0, 1.0))) as i64
+    }
+
+    /// The bucket at `now` (microseconds) with the rate slowed by `factor`:
+    /// the interval between slots, and the floor of the next free slot
+    /// (after a quiet spell up to `burst` slots are free at once).
+    pub(crate) fn window(&self, factor: f64, now: i64) -> (i64, i64) {
+        let interval = self.interval_micros(factor);
+        let burst = interval.saturating_mul(i64::from(self.burst));
+        (interval, now.saturating_sub(burst))
     }
 }
 
@@ -129,9 +152,7 @@ impl Limiter {
             .lock()
             .map(|s| (s.factor, s.throttled_at))
             .unwrap_or((1.0, None));
-        let interval = rate.interval_micros(recovered(factor, throttled_at, now));
-        // After a quiet spell up to `burst` slots are free at once.
-        let floor = now - interval * i64::from(rate.burst);
+        let (interval, floor) = rate.window(recovered(factor, throttled_at, now), now);
         let greatest = if b == DbBackend::Postgres {
             "GREATEST"
         } else {
@@ -291,6 +312,19 @@ mod tests {
         for bad in ["", "10", "10/d", "0/s", "-1/s", "x/s", "1e9/s", "NaN/s"] {
             assert!(Rate::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    /// A rate far below one a day, or a huge burst, overflowed the
+    /// bucket's 64-bit arithmetic (a panic in a debug build, a wrapped
+    /// floor in a release one): `fuzz/regressions/duration/`.
+    #[test]
+    fn slow_rates_and_big_bursts_stay_in_range() {
+        assert!(Rate::parse("1e-20/h").is_err());
+        let r = Rate::parse("0.05/h").unwrap().with_burst(u32::MAX);
+        assert_eq!(r.burst, MAX_BURST);
+        let now = now_micros();
+        let (interval, floor) = r.window(1.0 / 64.0, now);
+        assert!(interval > 0 && floor < now && now.checked_add(interval).is_some());
     }
 
     #[test]

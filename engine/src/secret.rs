@@ -21,59 +21,123 @@ fn is_secret_key(key: &str) -> bool {
 /// secrets (`?password=***`). Works on malformed URLs too (no parsing that
 /// could fail and fall back to the raw text).
 pub fn redact_url(s: &str) -> String {
-    s.split(',').map(redact_one).collect::<Vec<_>>().join(",")
+    urls(s)
+        .into_iter()
+        .map(redact_one)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
-fn redact_one(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
+/// The URLs of a comma-separated list (`nats://a@n1,nats://b@n2`): a comma
+/// starts another URL only where a scheme follows it, so that a comma in a
+/// password (`smtp://u:a,b@h`) does not cut the password in two.
+fn urls(s: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for (i, _) in s.match_indices(',') {
+        if starts_with_scheme(&s[i + 1..]) {
+            out.push(&s[start..i]);
+            start = i + 1;
+        }
+    }
+    out.push(&s[start..]);
+    out
+}
+
+/// Does `s` begin with `scheme://`?
+fn starts_with_scheme(s: &str) -> bool {
+    s.find("://").is_some_and(|i| {
+        let scheme = &s[..i];
+        scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+            && scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '.' | '-'))
+    })
+}
+
+/// One URL in the pieces redaction cares about.
+struct Parts<'a> {
+    /// `scheme://`, or nothing.
+    head: &'a str,
+    /// The user and the secret of the userinfo (`user:PASSWORD`, or a lone
+    /// NATS token), when there is a secret.
+    user: Option<(&'a str, &'a str)>,
+    /// From the `@` (if any) up to the query.
+    host: &'a str,
+    /// The query, from its `?` (or from an `&` that continues a query the
+    /// password cut), without the fragment.
+    query: &'a str,
+    fragment: &'a str,
+}
+
+/// Cut one URL. The userinfo ends at the last `@`: a password may hold any
+/// character (`/`, `?`, `#`, `@`, `,` unencoded make a malformed URL that
+/// still must not be printed), so an `@` in a path or a query makes this
+/// redact too much, never too little.
+fn parts(s: &str) -> Parts<'_> {
     let (head, rest) = match s.find("://") {
         Some(i) => (&s[..i + 3], &s[i + 3..]),
         None => ("", s),
     };
-    out.push_str(head);
-    // The userinfo ends at the last '@' before the query: looking only up to
-    // the first '/' would print a password holding an unencoded '/'. Rather
-    // redact too much of an odd path than too little of a password.
-    let end = rest.find(['?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(end);
-    match authority.rfind('@') {
-        Some(at) => {
-            let userinfo = &authority[..at];
-            match userinfo.find(':') {
-                Some(c) => {
-                    out.push_str(&userinfo[..c]);
-                    out.push(':');
-                    out.push_str(REDACTED);
-                }
-                // A lone token before '@' may be a secret too (nats://TOKEN@host).
-                None if head.starts_with("nats") || head.starts_with("tls") => {
-                    out.push_str(REDACTED)
-                }
-                None => out.push_str(userinfo),
-            }
-            out.push_str(&authority[at..]);
-        }
-        None => out.push_str(authority),
+    let nats = head.starts_with("nats") || head.starts_with("tls");
+    let (user, after) = match rest.rfind('@') {
+        Some(at) => match rest[..at].split_once(':') {
+            Some((user, secret)) => (Some((user, secret)), &rest[at..]),
+            // A lone token before '@' may be a secret too (nats://TOKEN@host).
+            None if nats => (Some(("", &rest[..at])), &rest[at..]),
+            None => (None, rest),
+        },
+        None => (None, rest),
+    };
+    let end = after.find(['?', '#', '&']).unwrap_or(after.len());
+    let (host, tail) = after.split_at(end);
+    let (query, fragment) = match tail.find('#') {
+        Some(h) => tail.split_at(h),
+        None => (tail, ""),
+    };
+    Parts {
+        head,
+        user,
+        host,
+        query,
+        fragment,
     }
-    match tail.find('?') {
-        Some(q) => {
-            out.push_str(&tail[..=q]);
-            let (query, fragment) = match tail[q + 1..].find('#') {
-                Some(h) => (&tail[q + 1..q + 1 + h], &tail[q + 1 + h..]),
-                None => (&tail[q + 1..], ""),
-            };
-            let pairs: Vec<String> = query
-                .split('&')
-                .map(|pair| match pair.split_once('=') {
-                    Some((k, _)) if is_secret_key(k) => format!("{k}={REDACTED}"),
-                    _ => pair.to_string(),
-                })
-                .collect();
-            out.push_str(&pairs.join("&"));
-            out.push_str(fragment);
+}
+
+/// The query's `key=value` pairs (after its first character, `?` or `&`).
+fn query_pairs(query: &str) -> impl Iterator<Item = (&str, Option<(&str, &str)>)> {
+    query
+        .get(1..)
+        .unwrap_or("")
+        .split('&')
+        .map(|pair| (pair, pair.split_once('=')))
+}
+
+fn redact_one(s: &str) -> String {
+    let p = parts(s);
+    let mut out = String::with_capacity(s.len());
+    out.push_str(p.head);
+    match p.user {
+        Some(("", _)) => out.push_str(REDACTED),
+        Some((user, _)) => {
+            out.push_str(user);
+            out.push(':');
+            out.push_str(REDACTED);
         }
-        None => out.push_str(tail),
+        None => {}
     }
+    out.push_str(p.host);
+    if let Some(sep) = p.query.get(..1) {
+        out.push_str(sep);
+        let pairs: Vec<String> = query_pairs(p.query)
+            .map(|(pair, kv)| match kv {
+                Some((k, _)) if is_secret_key(k) => format!("{k}={REDACTED}"),
+                _ => pair.to_string(),
+            })
+            .collect();
+        out.push_str(&pairs.join("&"));
+    }
+    out.push_str(p.fragment);
     out
 }
 
@@ -81,7 +145,7 @@ fn redact_one(s: &str) -> String {
 /// percent-decoded: what a log writer must never let through.
 pub fn secrets_in(s: &str) -> Vec<String> {
     let mut out = Vec::new();
-    for one in s.split(',') {
+    for one in urls(s) {
         for piece in secret_pieces(one) {
             if piece.len() >= 3 {
                 let decoded = percent_encoding::percent_decode_str(&piece)
@@ -98,30 +162,19 @@ pub fn secrets_in(s: &str) -> Vec<String> {
 }
 
 /// The raw secret substrings of one URL: the userinfo password (or a lone
-/// NATS token) and secret-looking query values.
+/// NATS token) and secret-looking query values, cut as [`redact_url`] cuts.
 fn secret_pieces(s: &str) -> Vec<String> {
-    let mut out = Vec::new();
-    let rest = match s.find("://") {
-        Some(i) => &s[i + 3..],
-        None => s,
-    };
-    let end = rest.find(['?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(end);
-    if let Some(at) = authority.rfind('@') {
-        let userinfo = &authority[..at];
-        match userinfo.find(':') {
-            Some(c) => out.push(userinfo[c + 1..].to_string()),
-            None if s.starts_with("nats") || s.starts_with("tls") => out.push(userinfo.to_string()),
-            None => {}
-        }
-    }
-    if let Some(q) = tail.strip_prefix('?') {
-        for pair in q.split('#').next().unwrap_or("").split('&') {
-            if let Some((k, v)) = pair.split_once('=')
-                && is_secret_key(k)
-            {
-                out.push(v.to_string());
-            }
+    let p = parts(s);
+    let mut out: Vec<String> = p
+        .user
+        .map(|(_, secret)| secret.to_string())
+        .into_iter()
+        .collect();
+    for (_, kv) in query_pairs(p.query) {
+        if let Some((k, v)) = kv
+            && is_secret_key(k)
+        {
+            out.push(v.to_string());
         }
     }
     out
@@ -235,6 +288,27 @@ mod tests {
             secrets_in("postgres://u:p%40ss@db/h?password=xyz,nats://tok3n@n"),
             vec!["p@ss", "p%40ss", "xyz", "tok3n"]
         );
+        // Found by the `urls` fuzz target: a password with an unencoded
+        // `?`, `#` or `,` was printed whole.
+        for (url, shown) in [
+            ("smtp://alice:S3cre?/PW@host:25", "smtp://alice:***@host:25"),
+            (
+                "smtp://alice:pa#ss@host:25?pool=2",
+                "smtp://alice:***@host:25?pool=2",
+            ),
+            ("smtp://alice:a,b@host", "smtp://alice:***@host"),
+            (
+                "postgres://u:p?w&password=x@db/h?sslmode=require",
+                "postgres://u:***@db/h?sslmode=require",
+            ),
+            (
+                "postgres://db/h?user=a@b&password=x",
+                "postgres://db/h?user=a@b&password=***",
+            ),
+        ] {
+            assert_eq!(redact_url(url), shown, "{url}");
+        }
+        assert_eq!(secrets_in("smtp://alice:pa#ss@host"), vec!["pa#ss"]);
         let s = SecretUrl::new("smtp://alice:S3cretPW@host:25");
         assert!(!format!("{s} {s:?}").contains("S3cretPW"));
         assert_eq!(s.expose(), "smtp://alice:S3cretPW@host:25");

@@ -17,6 +17,7 @@
 pub mod bench;
 pub mod db;
 pub mod env;
+pub mod fuzz;
 pub mod golden;
 pub mod nats;
 pub mod netns;

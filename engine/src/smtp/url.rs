@@ -130,8 +130,8 @@ pub fn parse(url: &str) -> Result<Target, SmtpUrlError> {
                 burst = Some(
                     v.parse()
                         .ok()
-                        .filter(|b| *b >= 1)
-                        .ok_or_else(|| err("burst must be a whole number of at least 1"))?,
+                        .filter(|b| (1..=crate::rate::MAX_BURST).contains(b))
+                        .ok_or_else(|| err("burst must be a whole number from 1 to 1000000"))?,
                 )
             }
             other => {

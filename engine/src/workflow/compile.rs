@@ -21,6 +21,9 @@ pub struct Registries {
     pub plain: Handlebars<'static>,
     /// Partial names that passed their checks.
     partials: BTreeSet<String>,
+    /// Partials that write a bare `{{> @partial-block}}`: they must be
+    /// included as blocks.
+    needs_block: BTreeSet<String>,
     graph: GraphReport,
     /// Per template: root paths its `#each`/`#with` blocks need (strict mode
     /// does not check block helpers' arguments; the renderer does).
@@ -95,6 +98,7 @@ impl Registries {
             html,
             plain,
             partials: BTreeSet::new(),
+            needs_block: BTreeSet::new(),
             graph: GraphReport::default(),
             block_paths: BTreeMap::new(),
         }
@@ -119,11 +123,19 @@ impl Registries {
                 problems.extend(facts.problems.iter().map(|e| in_partial(&p.file, e)));
                 continue;
             }
+            if facts.bare_partial_block.is_some() {
+                self.needs_block.insert(p.name.clone());
+            }
             graph.insert(p.name.clone(), (facts.partials, facts.nesting));
-            ok.push(p);
+            ok.push((p, facts.included_bare));
         }
         self.graph = templates::check_partial_graph(&graph);
-        for p in ok {
+        for (p, included_bare) in ok {
+            let bare = self.bare_includes(&included_bare);
+            if !bare.is_empty() {
+                problems.extend(bare.iter().map(|e| in_partial(&p.file, e)));
+                continue;
+            }
             if let Some(found) = self.graph.problems.get(&p.name) {
                 problems.extend(found.iter().map(|m| Problem::in_file(&p.file, m.clone())));
                 continue;
@@ -141,6 +153,23 @@ impl Registries {
         }
     }
 
+    /// Problems of including without a block (`{{> name}}`) partials that
+    /// render `{{> @partial-block}}` bare.
+    fn bare_includes(
+        &self,
+        included: &BTreeMap<String, (Option<usize>, Option<usize>)>,
+    ) -> Vec<TemplateProblem> {
+        included
+            .iter()
+            .filter(|(name, _)| self.needs_block.contains(*name))
+            .map(|(name, (line, col))| TemplateProblem {
+                line: *line,
+                col: *col,
+                message: format!("{{{{> {name}}}}}: {}", templates::PARTIAL_BLOCK_USE),
+            })
+            .collect()
+    }
+
     /// Check and register one workflow template.
     pub fn template(&mut self, t: &TemplateSource, problems: &mut Vec<Problem>) {
         let parsed = match parse(&t.text) {
@@ -150,7 +179,17 @@ impl Registries {
                 return;
             }
         };
-        let facts = templates::check(&parsed, &self.partials);
+        let mut facts = templates::check(&parsed, &self.partials);
+        if let Some((line, col)) = facts.bare_partial_block {
+            facts.problems.push(TemplateProblem {
+                line,
+                col,
+                message: templates::PARTIAL_BLOCK_USE.into(),
+            });
+        }
+        facts
+            .problems
+            .extend(self.bare_includes(&facts.included_bare));
         if !facts.problems.is_empty() {
             problems.extend(facts.problems.iter().map(|e| locate(t, e)));
             return;

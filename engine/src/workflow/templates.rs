@@ -89,6 +89,14 @@ pub struct Facts {
     pub block_paths: Vec<Vec<String>>,
     /// Deepest block nesting inside this template.
     pub nesting: usize,
+    /// Where it writes `{{> @partial-block}}` (no fallback) outside its
+    /// inline partials: that fails to render unless this template is a
+    /// partial included as a block (`{{#> name}}…{{/name}}`).
+    pub bare_partial_block: Option<(Option<usize>, Option<usize>)>,
+    /// Partials it includes without a block (`{{> name}}`), each at its
+    /// first position: a partial that writes a bare `{{> @partial-block}}`
+    /// cannot be included so.
+    pub included_bare: BTreeMap<String, (Option<usize>, Option<usize>)>,
     pub problems: Vec<TemplateProblem>,
 }
 
@@ -144,6 +152,8 @@ pub fn check(t: &Template, partials: &BTreeSet<String>) -> Facts {
     let mut w = Walker {
         partials,
         inline: BTreeSet::new(),
+        inline_needs_block: BTreeSet::new(),
+        in_inline: None,
         facts: Facts::default(),
     };
     // Inline partials (`{{#*inline "x"}}`) are declared before use; collect
@@ -156,8 +166,16 @@ pub fn check(t: &Template, partials: &BTreeSet<String>) -> Facts {
 struct Walker<'a> {
     partials: &'a BTreeSet<String>,
     inline: BTreeSet<String>,
+    /// Inline partials that write a bare `{{> @partial-block}}`.
+    inline_needs_block: BTreeSet<String>,
+    /// The inline partial being defined, while walking its definition.
+    in_inline: Option<String>,
     facts: Facts,
 }
+
+/// What a partial block (`{{> @partial-block}}`) needs, for messages.
+pub const PARTIAL_BLOCK_USE: &str = "{{> @partial-block}} renders only inside a partial included as a block \
+({{#> name}}…{{/name}}); give it a fallback ({{#> @partial-block}}…{{/@partial-block}}) or include the partial so";
 
 fn position(mapping: &[TemplateMapping], i: usize) -> (Option<usize>, Option<usize>) {
     mapping
@@ -279,7 +297,8 @@ impl Walker<'_> {
                     }
                 }
                 TemplateElement::PartialExpression(d) | TemplateElement::PartialBlock(d) => {
-                    self.partial(&d.name, at);
+                    let block = matches!(e, TemplateElement::PartialBlock(_));
+                    self.partial(&d.name, at, block, d.template.is_some());
                     for p in d.params.iter().chain(d.hash.values()) {
                         self.param(p, at, 0);
                     }
@@ -296,7 +315,15 @@ impl Walker<'_> {
                         );
                     }
                     if let Some(inner) = &d.template {
+                        let defines = match d.params.first() {
+                            Some(Parameter::Literal(serde_json::Value::String(n))) => {
+                                Some(n.clone())
+                            }
+                            _ => None,
+                        };
+                        let outer = std::mem::replace(&mut self.in_inline, defines);
                         self.walk(inner, depth + 1, at_root);
+                        self.in_inline = outer;
                     }
                 }
                 _ => self.problem(at, "unsupported template element".into()),
@@ -304,7 +331,13 @@ impl Walker<'_> {
         }
     }
 
-    fn partial(&mut self, name: &Parameter, at: (Option<usize>, Option<usize>)) {
+    fn partial(
+        &mut self,
+        name: &Parameter,
+        at: (Option<usize>, Option<usize>),
+        block: bool,
+        fallback: bool,
+    ) {
         let Some(n) = helper_name(name) else {
             self.problem(
                 at,
@@ -313,8 +346,27 @@ impl Walker<'_> {
             );
             return;
         };
-        if n == "@partial-block" || self.inline.contains(n) {
+        if n == "@partial-block" {
+            if !fallback {
+                match &self.in_inline {
+                    Some(inline) => {
+                        self.inline_needs_block.insert(inline.clone());
+                    }
+                    None => {
+                        self.facts.bare_partial_block.get_or_insert(at);
+                    }
+                }
+            }
             return;
+        }
+        if self.inline.contains(n) {
+            if !block && self.inline_needs_block.contains(n) {
+                self.problem(at, format!("{n}: {PARTIAL_BLOCK_USE}"));
+            }
+            return;
+        }
+        if !block {
+            self.facts.included_bare.entry(n.to_string()).or_insert(at);
         }
         if !self.partials.contains(n) {
             let known: Vec<&str> = self.partials.iter().map(String::as_str).collect();
@@ -723,6 +775,40 @@ mod tests {
         assert!(problems("{{> nope}}", &["layout"])[0].contains("unknown partial \"nope\""));
         assert!(problems("{{> (lookup a \"b\")}}", &[])[0].contains("written out"));
         assert!(problems("{{#*inline \"x\"}}a{{/inline}}{{> x}}", &[]).is_empty());
+    }
+
+    /// `fuzz/regressions/workflow_load/bare-partial-block-*`: these passed
+    /// validation and failed every render ("Partial block cound not be found").
+    #[test]
+    fn a_bare_partial_block_needs_a_block_inclusion() {
+        let facts = |src: &str| {
+            check(
+                &Template::compile(src).unwrap(),
+                &BTreeSet::from(["pb".to_string()]),
+            )
+        };
+        assert!(facts("{{> @partial-block}}").bare_partial_block.is_some());
+        assert!(
+            facts("{{#> @partial-block}}fallback{{/@partial-block}}")
+                .bare_partial_block
+                .is_none()
+        );
+        assert!(facts("{{> pb}}").included_bare.contains_key("pb"));
+        assert!(!facts("{{#> pb}}x{{/pb}}").included_bare.contains_key("pb"));
+        assert!(
+            problems(
+                "{{#*inline \"x\"}}{{> @partial-block}}{{/inline}}{{> x}}",
+                &[]
+            )[0]
+            .contains("@partial-block")
+        );
+        assert!(
+            problems(
+                "{{#*inline \"x\"}}{{> @partial-block}}{{/inline}}{{#> x}}y{{/x}}",
+                &[]
+            )
+            .is_empty()
+        );
     }
 
     #[test]

@@ -1,0 +1,3 @@
+#![no_main]
+//! See herald_tests::fuzz::stream_message for what this target feeds and checks.
+libfuzzer_sys::fuzz_target!(|data: &[u8]| herald_tests::fuzz::stream_message(data));
