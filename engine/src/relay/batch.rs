@@ -109,14 +109,15 @@ impl Relay {
             res.release.extend(hold.iter().map(|(row, _)| row.seq));
             // Test builds only: a row the server "refused" before it was
             // published, to prove that its aggregate waits behind it.
-            let (go, injected): (Vec<_>, Vec<_>) = go
-                .into_iter()
-                .partition(|(row, _)| row.attempts > 0 || !crate::worker::failpoint::fails("relay_publish"));
+            let (go, injected): (Vec<_>, Vec<_>) = go.into_iter().partition(|(row, _)| {
+                row.attempts > 0 || !crate::worker::failpoint::fails("relay_publish")
+            });
             for (row, _) in injected {
                 if let Some(k) = row.ordering_key.as_deref() {
                     held.insert(k);
                 }
-                res.failed.push((row, "injected failure (failpoint)".into()));
+                res.failed
+                    .push((row, "injected failure (failpoint)".into()));
             }
             if go.is_empty() {
                 continue;
