@@ -413,6 +413,14 @@ email:
   text: "{{#each events}}[{{this.n}}]{{/each}}"
 "#;
 
+/// The event numbers a digest's body lists (`[n]` each).
+fn listed(body: &str) -> Vec<usize> {
+    body.split('[')
+        .skip(1)
+        .filter_map(|s| s.split(']').next()?.parse().ok())
+        .collect()
+}
+
 /// 30 events for 3 keys inside one window, with the worker killed (-9)
 /// halfway: 3 emails, each listing its 10 events once, in stream order;
 /// nothing lost, nothing sent twice.
@@ -444,11 +452,7 @@ async fn a_digest_survives_a_worker_kill(backend: Backend) {
     let mut all = Vec::new();
     for m in &got {
         let body = m.decoded();
-        let numbers: Vec<usize> = body
-            .split('[')
-            .skip(1)
-            .filter_map(|s| s.split(']').next()?.parse().ok())
-            .collect();
+        let numbers = listed(&body);
         assert_eq!(numbers.len(), 10, "{body}");
         let key = numbers[0] % 3;
         assert!(
@@ -475,23 +479,17 @@ async fn a_digest_survives_a_worker_kill(backend: Backend) {
     assert_eq!(w.count("SELECT COUNT(*) FROM herald_dead_letters").await, 0);
 }
 
-const DIGEST_MAX: &str = r#"
-name: vault-digest
-on: { subjects: [events.vault.updated] }
-digest: { key: "{{event.parent}}", window: 10m, max: 4 }
-email:
-  from: vault@example.com
-  to: "{{event.parent}}@example.com"
-  subject: "{{len events}} updates"
-  text: "{{#each events}}[{{this.n}}]{{/each}}"
-"#;
+/// The same digest, sealed at four events and otherwise open ten minutes.
+fn digest_max() -> String {
+    DIGEST.replace("window: 10s, max: 50", "window: 10m, max: 4")
+}
 
 /// `max: 4` seals a digest as soon as it holds four events, long before
 /// its ten-minute window: ten events for one key make two emails of four
 /// at once; the last two wait for the window.
 async fn a_full_digest_goes_before_its_window(backend: Backend) {
     let w = Scenario::new(backend)
-        .workflow("digest.yaml", DIGEST_MAX)
+        .workflow("digest.yaml", &digest_max())
         .start()
         .await;
     let _relay = w.relay();
@@ -506,12 +504,7 @@ async fn a_full_digest_goes_before_its_window(backend: Backend) {
     let mut seen = Vec::new();
     for m in w.sink.received() {
         assert_eq!(m.header("Subject").unwrap(), "4 updates");
-        let body = m.decoded();
-        seen.extend(
-            body.split('[')
-                .skip(1)
-                .filter_map(|s| s.split(']').next()?.parse::<usize>().ok()),
-        );
+        seen.extend(listed(&m.decoded()));
     }
     // Events without an aggregate are processed concurrently: which eight
     // go first is not fixed, but none twice.

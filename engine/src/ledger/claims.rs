@@ -64,21 +64,24 @@ pub(super) fn new_row(
     }
 }
 
+/// A delivery's key is taken: leave the existing row as it is.
+pub(super) fn on_key_conflict() -> OnConflict {
+    OnConflict::columns([
+        delivery::Column::EventId,
+        delivery::Column::Workflow,
+        delivery::Column::Recipient,
+    ])
+    .do_nothing()
+    .to_owned()
+}
+
 /// Insert `row` unless its key exists; true when it was inserted.
 pub(super) async fn insert_if_absent<C: ConnectionTrait>(
     db: &C,
     row: delivery::ActiveModel,
 ) -> Result<bool, DbErr> {
     let inserted = delivery::Entity::insert(row)
-        .on_conflict(
-            OnConflict::columns([
-                delivery::Column::EventId,
-                delivery::Column::Workflow,
-                delivery::Column::Recipient,
-            ])
-            .do_nothing()
-            .to_owned(),
-        )
+        .on_conflict(on_key_conflict())
         .exec_without_returning(db)
         .await?;
     Ok(inserted > 0)

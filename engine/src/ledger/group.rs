@@ -17,13 +17,13 @@ use std::sync::OnceLock;
 
 use chrono::Utc;
 use herald_entities::delivery::{self, DeliveryState};
-use sea_orm::sea_query::{OnConflict, PostgresQueryBuilder, Query, SimpleExpr};
+use sea_orm::sea_query::{PostgresQueryBuilder, Query, SimpleExpr};
 use sea_orm::{
     ActiveValue, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement, Value,
 };
 use tokio::sync::{mpsc, oneshot};
 
-use super::claims::{Key, insert_if_absent, mark_sent};
+use super::claims::{Key, insert_if_absent, mark_sent, on_key_conflict};
 
 /// The most writes one group takes: bounds a statement's parameters (PostgreSQL
 /// allows 65,535; a claim row has 14) and one transaction's length.
@@ -159,15 +159,7 @@ impl Group for NewClaims {
         insert
             .into_table(delivery::Entity)
             .columns(COLUMNS)
-            .on_conflict(
-                OnConflict::columns([
-                    delivery::Column::EventId,
-                    delivery::Column::Workflow,
-                    delivery::Column::Recipient,
-                ])
-                .do_nothing()
-                .to_owned(),
-            )
+            .on_conflict(on_key_conflict())
             .returning(Query::returning().columns([
                 delivery::Column::EventId,
                 delivery::Column::Workflow,
