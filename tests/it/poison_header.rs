@@ -5,8 +5,9 @@
 //! header value"). The subscription ends, every later send fails, and the
 //! client still says `Connected`: such a message in the stream would stop
 //! every worker's NATS client, again on each redelivery. The fix belongs in
-//! async-nats (refuse or drop the header, not panic); until then this test
-//! says what must hold, and is ignored.
+//! async-nats (refuse or drop the header, not panic): nats-io/nats.rs pull
+//! request #1612 (open as of 2026-11) does that. Until a release carries
+//! it, this test says what must hold, and is ignored.
 use std::time::Duration;
 
 use futures::StreamExt;
