@@ -206,3 +206,29 @@ fn every_read_command_takes_json() {
     );
     assert!(p["message"].is_string(), "{v}");
 }
+
+/// `herald … | head`: a reader that stops early ends herald as it ends
+/// `cat` (SIGPIPE), with no panic report. The zsh completions (~100 KB) do
+/// not fit in a pipe's buffer, so herald is still writing when the reader
+/// closes.
+#[test]
+fn a_closed_pipe_ends_a_printing_command_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(herald_tests::process::herald_bin())
+        .args(["completions", "zsh"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panic"), "{err}");
+    assert_ne!(out.status.code(), Some(101), "{err}");
+    assert!(
+        out.status.success() || out.status.signal() == Some(13),
+        "{:?}: {err}",
+        out.status
+    );
+}

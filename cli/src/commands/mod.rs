@@ -248,6 +248,14 @@ pub enum Command {
 }
 
 impl Command {
+    /// Runs until stopped (a service), rather than printing and exiting.
+    fn is_service(&self) -> bool {
+        matches!(
+            self,
+            Command::Relay(_) | Command::Worker(_) | Command::Up(_) | Command::Demo(_)
+        )
+    }
+
     /// The `--http-token` of a long-running command (a secret the log hides).
     fn http_token(&self) -> Option<&str> {
         let http = match self {
@@ -546,9 +554,25 @@ fn init_logging(global: &Global, http_token: Option<&str>) -> Result<()> {
     Ok(())
 }
 
+/// `herald status | head` must end quietly when `head` has read enough, as
+/// Unix tools do: the Rust runtime ignores SIGPIPE, which turns the closed
+/// pipe into a panic inside `println!`. Restoring the default action ends
+/// the process on it instead. Only for commands that print and exit: a
+/// service keeps SIGPIPE ignored (its sockets report EPIPE as errors).
+fn quiet_on_broken_pipe() {
+    // SAFETY: called once at start-up, before any thread is spawned; it only
+    // sets the disposition of one signal to its default.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
 pub fn try_main() -> Result<ExitCode> {
     let crate::config::Parsed { cli, loaded } =
         crate::config::parse_args(std::env::args_os().collect())?;
+    if !cli.command.is_service() {
+        quiet_on_broken_pipe();
+    }
     init_logging(&cli.global, cli.command.http_token())?;
     let telemetry = crate::telemetry::Telemetry::init(&cli.command);
     // A panic is a bug: say so in the log (where operators look), with its
