@@ -212,7 +212,24 @@ impl EmailCheck<'_> {
         loc: &Location,
         what: &str,
     ) -> AddressTemplate {
-        match split_mailbox_template(text) {
+        // Written without a template tag, it renders to itself: a bad one
+        // would fail every render, so it is refused now.
+        let split = split_mailbox_template(text);
+        let literal = match &split {
+            Some((_, address)) => {
+                (!address.contains("{{")).then(|| super::address::address(address).map(|_| ()))
+            }
+            None => (!text.contains("{{") && !text.trim().is_empty())
+                .then(|| super::address::list(text).map(|_| ())),
+        };
+        if let Some(Err(e)) = literal {
+            self.problems.push(Problem::at(
+                &self.p.file,
+                loc,
+                format!("{what}: {text:?} is not an email address: {e}"),
+            ));
+        }
+        match split {
             Some((name, address)) => AddressTemplate::Mailbox {
                 name: (!name.trim().is_empty())
                     .then(|| self.template(field(Part::Name), &name, false, loc, what.to_string())),

@@ -286,6 +286,29 @@ mod tests {
 
     const WF: &str = "name: w\non: { subjects: [events.a] }\nemail:\n  from: a@example.com\n  to: b@example.com\n  subject: s\n  text_file: templates/t.hbs\n";
 
+    /// A `from:` or recipient written without a template tag renders to
+    /// itself: if it is not an address, validation says so at its line.
+    #[test]
+    fn literal_addresses_are_checked_at_validation() {
+        let bad = WF
+            .replace("from: a@example.com", "from: \"not an address\"")
+            .replace("to: b@example.com", "to: \"Ada <nope>\"");
+        let d = dir(&[("w.yaml", &bad), ("templates/t.hbs", "hi")]);
+        let problems = match load(d.path()) {
+            Ok(_) => panic!("accepted"),
+            Err(p) => p.to_string(),
+        };
+        assert!(problems.contains("w.yaml:4:"), "{problems}");
+        assert!(problems.contains("email.from"), "{problems}");
+        assert!(problems.contains("w.yaml:5:"), "{problems}");
+        let good = WF.replace(
+            "from: a@example.com",
+            "from: \"Herald, Inc. <a@example.com>\"",
+        );
+        let d = dir(&[("w.yaml", &good), ("templates/t.hbs", "hi")]);
+        assert!(load(d.path()).is_ok());
+    }
+
     /// The deepest rendering validation allows: nesting at the limit through
     /// the longest chain of partials. It must render on a 2 MiB stack (a
     /// tokio worker thread's), or the limits are wrong.
