@@ -165,6 +165,9 @@ pub async fn connect(urls: &str, name: &str) -> Result<async_nats::Client, Strea
         .map_err(|e| err(root_cause(&e)))
 }
 
+/// How long start-up keeps asking for the stream while the cluster settles.
+const STREAM_SETTLE: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// Create the events stream, or check and update an existing one.
 pub async fn ensure_stream(
     js: &jetstream::Context,
@@ -209,12 +212,27 @@ async fn stream_with(
     if !server_supported(&version) {
         return Err(StreamError::ServerTooOld { version });
     }
-    let mut s = match js.get_or_create_stream(wanted.clone()).await {
-        Ok(s) => s,
-        // Another process created it between our look and our create (a
-        // relay recreating a lost stream as a worker starts): "already in
-        // use with a different configuration". Take the one that exists.
-        Err(e) => js.get_stream(&settings.name).await.map_err(|_| req(&e))?,
+    // A cluster that is electing the stream's leader (a node restarted, the
+    // stream just recreated) fails requests for a few seconds: a service
+    // starting then must not exit for it. Bounded, so that a real problem
+    // still ends the start-up with its error.
+    let started = std::time::Instant::now();
+    let mut pause = std::time::Duration::from_millis(250);
+    let mut s = loop {
+        match js.get_or_create_stream(wanted.clone()).await {
+            Ok(s) => break s,
+            // Another process created it between our look and our create (a
+            // relay recreating a lost stream as a worker starts): "already in
+            // use with a different configuration". Take the one that exists.
+            Err(e) => match js.get_stream(&settings.name).await {
+                Ok(s) => break s,
+                Err(_) if started.elapsed() < STREAM_SETTLE => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(std::time::Duration::from_secs(2));
+                }
+                Err(_) => return Err(req(&e)),
+            },
+        }
     };
     let info = s.info().await.map_err(|e| req(&e))?.config.clone();
     if !info.subjects.iter().any(|x| x == STREAM_SUBJECTS) {

@@ -208,3 +208,28 @@ async fn concurrent_migrations_all_succeed(backend: Backend) {
 }
 
 both_backends!(concurrent_migrations_all_succeed);
+
+/// A read command pointed at a SQLite file that does not exist says so and
+/// creates nothing (the default URL would create an empty Herald, and
+/// `herald dlq list` in the wrong directory would report no dead letters).
+#[test]
+fn read_commands_do_not_create_a_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("herald.db");
+    let mut env = HeraldEnv::default();
+    env.set(
+        "HERALD_DATABASE_URL",
+        format!("sqlite://{}?mode=rwc", file.display()),
+    );
+    for args in [
+        &["status"][..],
+        &["dlq", "list"],
+        &["trace", "0195d3c2-0000-7000-8000-000000000001"],
+    ] {
+        let out = env.run(args);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains("no database at"), "{args:?}: {err}");
+        assert!(!file.exists(), "{args:?} created {}", file.display());
+    }
+}

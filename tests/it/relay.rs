@@ -398,3 +398,25 @@ async fn a_subject_no_stream_covers_is_parked_at_once(backend: Backend) {
 }
 
 both_backends!(a_subject_no_stream_covers_is_parked_at_once);
+
+/// An idle relay notices that the stream is gone (deleted by hand, lost with
+/// a cluster's storage) and recreates it within seconds, without waiting for
+/// the next event: the workers' consumers need it.
+async fn an_idle_relay_recreates_a_lost_stream(backend: Backend) {
+    let env = TestEnv::start(backend).await;
+    let _relay = env.herald.spawn(&relay_args(&[]));
+    let js = env.nats.jetstream().await;
+    wait::until("the relay created the stream", wait::DEFAULT, || async {
+        js.get_stream("HERALD").await.is_ok()
+    })
+    .await;
+    js.delete_stream("HERALD").await.unwrap();
+    wait::until(
+        "the idle relay recreated the stream",
+        wait::DEFAULT,
+        || async { js.get_stream("HERALD").await.is_ok() },
+    )
+    .await;
+}
+
+both_backends!(an_idle_relay_recreates_a_lost_stream);

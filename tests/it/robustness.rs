@@ -931,7 +931,7 @@ async fn errors_name_their_cause() {
             "HERALD_DATABASE_URL",
             format!("sqlite://{}/h.db?mode=rwc", locked.display()),
         );
-        let out = run_off_runtime(&h, &["status"]).await;
+        let out = run_off_runtime(&h, &["migrate"]).await;
         let _ = std::process::Command::new("chattr")
             .arg("-i")
             .arg(&locked)

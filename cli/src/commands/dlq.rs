@@ -63,7 +63,7 @@ pub async fn run(g: &Global, cmd: DlqCmd) -> Result<ExitCode> {
             all,
             json,
         } => {
-            let db = super::open_db(g, herald::db::Pool::OnDemand, "herald dlq").await?;
+            let db = super::open_existing_db(g, "herald dlq").await?;
             herald::db::migrate(&db).await?;
             let rows = herald::dlq::list(&db, workflow.as_deref(), all).await?;
             if json {
@@ -89,7 +89,7 @@ pub async fn run(g: &Global, cmd: DlqCmd) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         DlqCmd::Show { id, json } => {
-            let db = super::open_db(g, herald::db::Pool::OnDemand, "herald dlq").await?;
+            let db = super::open_existing_db(g, "herald dlq").await?;
             herald::db::migrate(&db).await?;
             let d = herald::dlq::get(&db, id)
                 .await?

@@ -299,6 +299,34 @@ pub async fn open_db(
     Ok(db)
 }
 
+/// [`open_db`] for a command that only reads: a SQLite file that does not
+/// exist is an error, not a new empty database (the default URL creates one,
+/// which `up` and the services want; `herald status` run in the wrong
+/// directory should say so, not report an empty Herald).
+pub async fn open_existing_db(g: &Global, role: &str) -> Result<sea_orm::DatabaseConnection> {
+    let url = g.database_url.expose();
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .and_then(|rest| rest.split('?').next())
+        .filter(|p| !p.is_empty() && !p.contains(":memory:"));
+    // Only where the URL would create the file (?mode=rwc) in a directory
+    // that exists; otherwise connecting fails with its own hint.
+    let creates = url.contains("mode=rwc");
+    if let Some(p) = path
+        && creates
+        && !std::path::Path::new(p).exists()
+        && std::path::Path::new(p)
+            .parent()
+            .is_none_or(|d| d.as_os_str().is_empty() || d.is_dir())
+    {
+        return Err(anyhow::anyhow!(
+            "no database at {p}: nothing has run here yet (`herald up`, `herald migrate` or a relay or worker creates it); check --database-url / HERALD_DATABASE_URL"
+        ));
+    }
+    open_db(g, herald::db::Pool::OnDemand, role).await
+}
+
 /// Close what [`open_db`] opened; a pool still in use after 5 s is left to the exit.
 async fn close_dbs() {
     let open: Vec<_> = OPEN_POOLS

@@ -14,7 +14,7 @@ pub struct StatusCmd {
 
 /// Exit 0 when everything answered; 1 (after printing what is known) when NATS did not.
 pub async fn run(g: &Global, cmd: StatusCmd) -> Result<ExitCode> {
-    let db = super::open_db(g, herald::db::Pool::OnDemand, "herald status").await?;
+    let db = super::open_existing_db(g, "herald status").await?;
     herald::db::migrate(&db).await?;
     let mut status = herald::status::from_database(&db).await?;
     let nats = async {

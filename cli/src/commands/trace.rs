@@ -16,7 +16,7 @@ pub struct TraceCmd {
 
 /// Prints the event's life (as JSON with --json); exit 2 when Herald knows nothing of it.
 pub async fn run(g: &Global, cmd: TraceCmd) -> Result<ExitCode> {
-    let db = super::open_db(g, herald::db::Pool::OnDemand, "herald trace").await?;
+    let db = super::open_existing_db(g, "herald trace").await?;
     herald::db::migrate(&db).await?;
     let t = herald::trace::trace(&db, cmd.event_id).await?;
     if t.outbox.is_none() && t.deliveries.is_empty() && t.dead_letters.is_empty() {

@@ -273,6 +273,12 @@ impl Relay {
             };
             if last_gauges.elapsed() > Duration::from_secs(5) {
                 last_gauges = Instant::now();
+                // An idle relay publishes nothing, so it would not notice a
+                // lost stream (deleted, or gone with a cluster's storage)
+                // until the next event; the workers' consumers need it now.
+                if matches!(&result, Ok(o) if o.claimed == 0) {
+                    self.recreate_lost_stream().await;
+                }
                 if let Ok(b) = store::backlog(&self.db, Utc::now()).await {
                     self.metrics.outbox_backlog.set(b.pending as f64);
                     self.metrics
@@ -305,6 +311,23 @@ impl Relay {
             parked = self.metrics.outbox_parked.get(),
             "relay stopped"
         );
+    }
+
+    /// Recreate the events stream if it is gone (with this relay's
+    /// settings); quiet when it is there or NATS does not answer.
+    async fn recreate_lost_stream(&self) {
+        let Some(settings) = &self.stream else {
+            return;
+        };
+        if self.js.get_stream(&settings.name).await.is_ok() {
+            return;
+        }
+        match crate::jetstream::open_stream(&self.js, settings).await {
+            Ok(_) => {
+                tracing::warn!(stream = %settings.name, "the events stream was missing: recreated it (`herald outbox republish --since` restores what it held)")
+            }
+            Err(e) => tracing::debug!(error = %e, "cannot recreate the events stream yet"),
+        }
     }
 
     async fn prune(&self, older_than: Duration) -> u64 {
