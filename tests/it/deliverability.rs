@@ -738,6 +738,7 @@ fn locales_are_validated_and_categories_need_unsubscribe_settings() {
 
     let n = tempfile::tempdir().unwrap();
     std::fs::write(n.path().join("news.yaml"), NEWSLETTER).unwrap();
+    std::fs::write(n.path().join("receipt.yaml"), SHOP).unwrap();
     let db = tempfile::tempdir().unwrap();
     let mut env = herald_tests::process::HeraldEnv::default();
     env.set("HERALD_WORKFLOWS", n.path().display().to_string())
@@ -751,6 +752,12 @@ fn locales_are_validated_and_categories_need_unsubscribe_settings() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("workflow news has a category"), "{err}");
+    // A worker that runs only the transactional workflow needs no
+    // unsubscribe settings: it gets past them (to NATS, unreachable here).
+    let out = env.run(&["worker", "--workflow", "receipt"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(!err.contains("has a category"), "{err}");
     let out = env.run(&[
         "worker",
         "--public-url",

@@ -150,7 +150,7 @@ pub fn build(
         cfg = cfg.unsubscribe(u);
     }
     let worker = engine.worker(cfg, metrics);
-    let missing = worker.missing_settings();
+    let missing = worker.missing_settings_for(&selected);
     if !missing.is_empty() {
         return Err(usage(missing.join("\n")));
     }

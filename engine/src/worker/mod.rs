@@ -270,10 +270,21 @@ impl Worker {
         self.missing_settings_of(&self.catalog())
     }
 
+    /// [`Worker::missing_settings`] of only these workflows (a worker
+    /// started with `--workflow NAME`: the others do not run here).
+    pub fn missing_settings_for(&self, workflows: &[Workflow]) -> Vec<String> {
+        self.missing_settings_in(workflows.iter())
+    }
+
     fn missing_settings_of(&self, catalog: &Catalog) -> Vec<String> {
-        catalog
-            .workflows
-            .iter()
+        self.missing_settings_in(catalog.workflows.iter())
+    }
+
+    fn missing_settings_in<'a>(
+        &self,
+        workflows: impl Iterator<Item = &'a Workflow>,
+    ) -> Vec<String> {
+        workflows
             .filter(|w| w.category().is_some() && self.cfg.unsubscribe.is_none())
             .map(|w| {
                 format!(
