@@ -62,6 +62,15 @@ pub fn backend_of(url: &str) -> Result<DbBackend, DbError> {
     }
 }
 
+/// Numbered placeholders for raw SQL: `$n` on PostgreSQL, `?n` on SQLite
+/// (both may repeat a number).
+pub(crate) fn ph(backend: DbBackend, n: usize) -> String {
+    match backend {
+        DbBackend::Postgres => format!("${n}"),
+        _ => format!("?{n}"),
+    }
+}
+
 /// The URL with any password replaced, for messages and logs.
 pub fn redact(url: &str) -> String {
     crate::secret::redact_url(url)

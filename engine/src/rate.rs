@@ -88,12 +88,7 @@ fn now_micros() -> i64 {
     chrono::Utc::now().timestamp_micros()
 }
 
-fn ph(b: DbBackend, n: usize) -> String {
-    match b {
-        DbBackend::Postgres => format!("${n}"),
-        _ => format!("?{n}"),
-    }
-}
+use crate::db::ph;
 
 /// The factor after recovery since the last throttle.
 fn recovered(factor: f64, throttled_at: Option<i64>, now: i64) -> f64 {

@@ -4,7 +4,7 @@
 //! sent, not dead-lettered. A workflow may opt out (`ignore_suppression:
 //! true`, for mail the user asked for, such as a password reset).
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement, Value};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, Statement, Value};
 
 /// One suppressed address.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -18,12 +18,7 @@ pub struct Suppression {
     pub created_at: DateTime<Utc>,
 }
 
-fn ph(b: DbBackend, n: usize) -> String {
-    match b {
-        DbBackend::Postgres => format!("${n}"),
-        _ => format!("?{n}"),
-    }
-}
+use crate::db::ph;
 
 /// Addresses are compared lower-cased (as the ledger keys them).
 fn norm(a: &str) -> String {

@@ -9,7 +9,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::Utc;
 use hmac::{Hmac, KeyInit, Mac};
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement, Value};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, Statement, Value};
 use sha2::Sha256;
 
 /// The signing key and where links point.
@@ -128,12 +128,7 @@ impl Unsubscribe {
     }
 }
 
-fn ph(b: DbBackend, n: usize) -> String {
-    match b {
-        DbBackend::Postgres => format!("${n}"),
-        _ => format!("?{n}"),
-    }
-}
+use crate::db::ph;
 
 /// Record that `s.address` wants no more mail of `s.category`
 /// (idempotent); true when it is new.

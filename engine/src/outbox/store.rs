@@ -39,13 +39,7 @@ impl From<&herald_entities::outbox::Model> for Claimed {
 /// so two relays never both see an aggregate's earlier row as unleased.
 const CLAIM_LOCK: i64 = 0x6865_7261_6c64; // "herald"
 
-/// Numbered placeholders: `$n` on PostgreSQL, `?n` on SQLite (both may repeat).
-fn ph(backend: DbBackend, n: usize) -> String {
-    match backend {
-        DbBackend::Postgres => format!("${n}"),
-        _ => format!("?{n}"),
-    }
-}
+use crate::db::ph;
 
 /// A PostgreSQL transaction for the relay's own bookkeeping (leases, the
 /// published mark), committed without waiting for the WAL flush. Losing such a

@@ -14,13 +14,7 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement, 
 use crate::workflow::Workflow;
 use crate::{EventId, subject};
 
-/// Numbered placeholders: `$n` on PostgreSQL, `?n` on SQLite.
-fn ph(backend: DbBackend, n: usize) -> String {
-    match backend {
-        DbBackend::Postgres => format!("${n}"),
-        _ => format!("?{n}"),
-    }
-}
+use crate::db::ph;
 
 /// An earlier event of the aggregate that the workflow has not finished.
 #[derive(Debug, Clone, PartialEq, Eq)]

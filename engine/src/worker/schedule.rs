@@ -25,12 +25,7 @@ use crate::workflow::render::{Outcome, RenderError};
 use crate::workflow::{QuietHours, TimeZone, Workflow};
 use herald_entities::delivery::DeliveryState;
 
-fn ph(b: DbBackend, n: usize) -> String {
-    match b {
-        DbBackend::Postgres => format!("${n}"),
-        _ => format!("?{n}"),
-    }
-}
+use crate::db::ph;
 
 /// What the schedule decided for an event.
 pub(crate) enum Decision {
