@@ -165,6 +165,13 @@ pub async fn connect(urls: &str, name: &str) -> Result<async_nats::Client, Strea
         .map_err(|e| err(root_cause(&e)))
 }
 
+/// The server answered that the stream does not exist: not a timeout, not a
+/// cluster without a leader (those say nothing about the stream).
+pub fn stream_missing(e: &jetstream::context::GetStreamError) -> bool {
+    matches!(e.kind(), jetstream::context::GetStreamErrorKind::JetStream(j)
+        if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND)
+}
+
 /// How long start-up keeps asking for the stream while the cluster settles.
 const STREAM_SETTLE: std::time::Duration = std::time::Duration::from_secs(20);
 
@@ -218,6 +225,7 @@ async fn stream_with(
     // still ends the start-up with its error.
     let started = std::time::Instant::now();
     let mut pause = std::time::Duration::from_millis(250);
+    let mut said = false;
     let mut s = loop {
         match js.get_or_create_stream(wanted.clone()).await {
             Ok(s) => break s,
@@ -227,6 +235,11 @@ async fn stream_with(
             Err(e) => match js.get_stream(&settings.name).await {
                 Ok(s) => break s,
                 Err(_) if started.elapsed() < STREAM_SETTLE => {
+                    if !said {
+                        said = true;
+                        tracing::info!(stream = %settings.name, error = %e,
+                            "waiting for the events stream (a cluster electing its leader answers within seconds)");
+                    }
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(std::time::Duration::from_secs(2));
                 }

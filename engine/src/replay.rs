@@ -104,13 +104,10 @@ pub async fn replay(
         detail,
     };
     let mut stream = js.get_stream(stream_name).await.map_err(|e| {
-        err(match e.kind() {
-            jetstream::context::GetStreamErrorKind::JetStream(j)
-                if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND =>
-            {
-                "no such stream on this NATS server (a relay creates it when it starts)".into()
-            }
-            _ => e.to_string(),
+        err(if crate::jetstream::stream_missing(&e) {
+            "no such stream on this NATS server (a relay creates it when it starts)".into()
+        } else {
+            e.to_string()
         })
     })?;
     let state = stream

@@ -290,3 +290,32 @@ async fn a_stream_created_meanwhile_with_other_settings_is_taken() {
         assert!(opened.is_ok(), "round {round}: {:?}", opened.err());
     }
 }
+
+/// A relay and a worker started while the cluster has no quorum (two of
+/// three nodes down) wait for the stream, saying so; SIGTERM then stops
+/// them at once with exit 0, as it does once they run, instead of the
+/// signal killing them mid-start-up (the soak caught a restarted process
+/// dying that way).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_during_start_up_exits_cleanly() {
+    let mut w = cluster_world().await;
+    w.cluster.nodes[1].kill();
+    w.cluster.nodes[2].kill();
+    let mut h = w.h.clone();
+    h.set("HERALD_NATS_URL", w.cluster.nodes[0].url());
+    let mut relay = h.spawn(&["relay", "--stream-replicas", "3"]);
+    let mut worker = h.spawn(&["worker"]);
+    for (name, p) in [("relay", &relay), ("worker", &worker)] {
+        wait::until(
+            &format!("the {name} says it waits for the stream"),
+            Duration::from_secs(60),
+            || async { p.log().contains("waiting for the events stream") },
+        )
+        .await;
+    }
+    for (name, p) in [("relay", &mut relay), ("worker", &mut worker)] {
+        let st = p.terminate(Duration::from_secs(10)).await;
+        assert_eq!(st.code(), Some(0), "{name}: {st}\n{}", p.log());
+        assert!(p.log().contains("stopped during start-up"), "{}", p.log());
+    }
+}

@@ -417,6 +417,25 @@ pub async fn observe(
     })
 }
 
+/// Start-up (database, NATS, the stream) raced against SIGINT/SIGTERM,
+/// which [`cancel_on_signals`] turns into `stop` from the first line: a
+/// service asked to stop while it waits for a cluster to elect a leader
+/// stops at once and exits 0, as it does once running, instead of dying
+/// of the signal. `None` when it was stopped.
+pub async fn unless_stopped<T>(
+    stop: &CancellationToken,
+    start: impl std::future::Future<Output = Result<T>>,
+) -> Result<Option<T>> {
+    tokio::select! {
+        biased;
+        _ = stop.cancelled() => {
+            tracing::info!("stopped during start-up");
+            Ok(None)
+        }
+        r = start => r.map(Some),
+    }
+}
+
 /// Cancel `token` on the first SIGINT or SIGTERM (finish in-flight work and
 /// stop); a second signal is left to its default action.
 pub fn cancel_on_signals(token: CancellationToken) {

@@ -86,9 +86,16 @@ pub async fn build(
 
 pub async fn run(g: &Global, cmd: RelayCmd) -> Result<ExitCode> {
     let stop = CancellationToken::new();
-    let o = super::observe(g, "relay", &cmd.http, &stop).await?;
-    let relay = build(g, &cmd.relay, o.metrics, &o.console).await?;
     super::cancel_on_signals(stop.clone());
+    let started = super::unless_stopped(&stop, async {
+        let o = super::observe(g, "relay", &cmd.http, &stop).await?;
+        let relay = build(g, &cmd.relay, o.metrics.clone(), &o.console).await?;
+        Ok((o, relay))
+    })
+    .await?;
+    let Some((o, relay)) = started else {
+        return Ok(ExitCode::SUCCESS);
+    };
     tracing::info!(stream = %g.stream, "relay started");
     relay.run(o.health, stop).await;
     Ok(ExitCode::SUCCESS)

@@ -288,7 +288,12 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     o.open(path)?.write_all(text.as_bytes())
 }
 
-async fn start(g: &Global, cmd: &UpCmd, smtp: &SecretUrl) -> Result<Running> {
+async fn start(
+    g: &Global,
+    cmd: &UpCmd,
+    smtp: &SecretUrl,
+    stop: CancellationToken,
+) -> Result<Running> {
     // Configuration first (workflows, SMTP URL, database), then servers.
     let engine = engine(
         g,
@@ -297,7 +302,6 @@ async fn start(g: &Global, cmd: &UpCmd, smtp: &SecretUrl) -> Result<Running> {
         "herald up",
     )
     .await?;
-    let stop = CancellationToken::new();
     let o = super::observe(g, "up", &cmd.http, &stop).await?;
     // The console reads through the worker's pool, not the relay's four.
     o.console.set_db(&engine.db);
@@ -341,7 +345,12 @@ impl Running {
 
 pub async fn run_up(g: &Global, cmd: UpCmd) -> Result<ExitCode> {
     let smtp = g.smtp_or_capture();
-    let running = start(g, &cmd, &smtp).await?;
+    let stop = CancellationToken::new();
+    super::cancel_on_signals(stop.clone());
+    let Some(running) = super::unless_stopped(&stop, start(g, &cmd, &smtp, stop.clone())).await?
+    else {
+        return Ok(ExitCode::SUCCESS);
+    };
     println!(
         "herald is up: database {}, NATS {}, mail to {}, workflows in {}. Ctrl-C stops.",
         g.database_url,
@@ -352,7 +361,6 @@ pub async fn run_up(g: &Global, cmd: UpCmd) -> Result<ExitCode> {
     if let Some(addr) = running.http {
         println!("console: http://{addr}/");
     }
-    super::cancel_on_signals(running.stop.clone());
     running.stop.cancelled().await;
     running.stop().await?;
     Ok(ExitCode::SUCCESS)
@@ -384,7 +392,7 @@ pub async fn run_demo(g: &Global, cmd: DemoCmd) -> Result<ExitCode> {
         )));
     }
     let smtp = g.smtp_or_capture();
-    let running = start(g, &cmd.up, &smtp).await?;
+    let running = start(g, &cmd.up, &smtp, CancellationToken::new()).await?;
     let db = super::open_db(g, herald::db::Pool::OnDemand, "herald demo").await?;
     let started = Instant::now();
     let mut emitted = Vec::with_capacity(files.len());

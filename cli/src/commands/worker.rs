@@ -158,25 +158,32 @@ pub fn build(
 }
 
 pub async fn run(g: &Global, cmd: WorkerCmd) -> Result<ExitCode> {
-    // Configuration first, all of it, before NATS.
-    let smtp = g.smtp_for("worker")?;
-    let engine = engine(
-        g,
-        &smtp,
-        Pool::Warm(cmd.worker.db_connections),
-        "herald worker",
-    )
-    .await?;
-    select(g, &engine, &cmd.worker)?;
     let stop = CancellationToken::new();
-    let o = super::observe(g, "worker", &cmd.http, &stop).await?;
-    o.console.set_db(&engine.db);
-    // The worker first: a setting it lacks is reported before NATS is dialled.
-    let (worker, workflows) = build(g, &cmd.worker, engine, o.metrics.clone())?;
-    let js = super::jetstream_for(g, "herald-worker").await?;
-    o.console.set_jetstream(&js);
-    o.console.set_worker(&worker);
     super::cancel_on_signals(stop.clone());
+    let started = super::unless_stopped(&stop, async {
+        // Configuration first, all of it, before NATS.
+        let smtp = g.smtp_for("worker")?;
+        let engine = engine(
+            g,
+            &smtp,
+            Pool::Warm(cmd.worker.db_connections),
+            "herald worker",
+        )
+        .await?;
+        select(g, &engine, &cmd.worker)?;
+        let o = super::observe(g, "worker", &cmd.http, &stop).await?;
+        o.console.set_db(&engine.db);
+        // The worker first: a setting it lacks is reported before NATS is dialled.
+        let (worker, workflows) = build(g, &cmd.worker, engine, o.metrics.clone())?;
+        let js = super::jetstream_for(g, "herald-worker").await?;
+        o.console.set_jetstream(&js);
+        o.console.set_worker(&worker);
+        Ok((o, worker, workflows, js))
+    })
+    .await?;
+    let Some((o, worker, workflows, js)) = started else {
+        return Ok(ExitCode::SUCCESS);
+    };
     super::reload_on_sighup(worker.clone(), stop.clone());
     worker.clone().run(js, workflows, o.health, stop).await;
     tracing::info!(

@@ -314,13 +314,16 @@ impl Relay {
     }
 
     /// Recreate the events stream if it is gone (with this relay's
-    /// settings); quiet when it is there or NATS does not answer.
+    /// settings); quiet when it is there or NATS does not answer. Only the
+    /// server's "stream not found" counts as gone: a request that timed out
+    /// while a cluster elects a leader says nothing about the stream.
     async fn recreate_lost_stream(&self) {
         let Some(settings) = &self.stream else {
             return;
         };
-        if self.js.get_stream(&settings.name).await.is_ok() {
-            return;
+        match self.js.get_stream(&settings.name).await {
+            Err(e) if crate::jetstream::stream_missing(&e) => {}
+            _ => return,
         }
         match crate::jetstream::open_stream(&self.js, settings).await {
             Ok(_) => {
