@@ -179,6 +179,35 @@ impl NatsServer {
     pub async fn jetstream(&self) -> async_nats::jetstream::Context {
         async_nats::jetstream::new(self.client().await)
     }
+
+    /// Publish with a raw protocol client: what any client library may
+    /// send, including header blocks async-nats itself refuses to build
+    /// (`header_lines` without the `NATS/1.0` line and the blank line).
+    /// Returns when the server answered the PING after the publish.
+    pub async fn publish_raw(&self, subject: &str, header_lines: &str, payload: &[u8]) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut raw = tokio::net::TcpStream::connect((self.host.as_str(), self.port))
+            .await
+            .expect("connect to test nats");
+        let mut buf = vec![0u8; 4096];
+        let _ = raw.read(&mut buf).await.expect("INFO");
+        let header = format!("NATS/1.0\r\n{header_lines}\r\n");
+        let mut out = format!(
+            "CONNECT {{\"verbose\":false,\"headers\":true}}\r\nHPUB {subject} {} {}\r\n{header}",
+            header.len(),
+            header.len() + payload.len()
+        )
+        .into_bytes();
+        out.extend_from_slice(payload);
+        out.extend_from_slice(b"\r\nPING\r\n");
+        raw.write_all(&out).await.expect("raw publish");
+        let mut seen = String::new();
+        while !seen.contains("PONG") {
+            let n = raw.read(&mut buf).await.expect("PONG");
+            assert!(n > 0, "the server closed the raw connection: {seen}");
+            seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    }
 }
 
 impl Drop for NatsServer {

@@ -483,7 +483,7 @@ both_backends!(order_per_aggregate_end_to_end);
 
 /// Poison published straight to the stream (no Nats-Msg-Id, a non-JSON
 /// payload, a 0-byte payload, a huge header, a valid id with a payload that
-/// is not an object): each becomes a dead letter with its reason, the next
+/// is not an object, a bare CR in a header value): each becomes a dead letter with its reason, the next
 /// 100 events flow, and the consumer stays up.
 async fn poison_messages_dead_letter_and_the_consumer_stays_up(backend: Backend) {
     let w = Scenario::new(backend)
@@ -521,9 +521,23 @@ async fn poison_messages_dead_letter_and_the_consumer_stays_up(backend: Backend)
             .await
             .unwrap();
     }
+    // A bare CR inside a header value: async-nats will not build it, any
+    // other client may; it used to end the worker's NATS connection task
+    // (vendor/async-nats/HERALD-PATCH.md).
+    w.env
+        .nats
+        .publish_raw(
+            "events.test.poison",
+            &format!(
+                "Nats-Msg-Id: {}\r\nX-Poison: a\rb\r\n",
+                uuid::Uuid::now_v7()
+            ),
+            b"not json either",
+        )
+        .await;
     w.env.enqueue_many("events.test.n", 100, 10).await;
     w.wait_sent(101).await;
-    w.wait_count("SELECT COUNT(*) FROM herald_dead_letters", 6)
+    w.wait_count("SELECT COUNT(*) FROM herald_dead_letters", 7)
         .await;
     assert_eq!(w.sink.count(), 101);
     let ready = readyz(&addr).await.unwrap_or_default();
