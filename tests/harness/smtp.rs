@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 
 /// How the sink answers the end of one DATA.
@@ -109,6 +109,9 @@ pub enum Outage {
     Greet421,
     /// Stop listening: connections are refused.
     Refuse,
+    /// Accept connections and never greet (a blackholed or hung server, a
+    /// TLS port spoken to in plain text): the client's connect timeout.
+    Silent,
 }
 
 struct State {
@@ -388,6 +391,13 @@ async fn session(
     };
     match outage {
         Some(Outage::Drop | Outage::Refuse) => return Ok(()),
+        Some(Outage::Silent) => {
+            // Hold the connection, say nothing, until the client gives up.
+            let mut sock = sock;
+            let mut buf = [0u8; 512];
+            while sock.read(&mut buf).await? > 0 {}
+            return Ok(());
+        }
         Some(Outage::Greet421) => {
             let mut sock = sock;
             sock.write_all(b"421 4.3.2 Service not available, closing channel\r\n")

@@ -282,10 +282,97 @@ async fn smtp_down_for_30s_then_everything_delivered_once(backend: Backend) {
     );
 }
 
+/// A server that accepts connections and never greets (blackholed, hung,
+/// or a TLS port spoken to in plain text) is an outage like a refused
+/// connection: each connect times out (`connect_timeout=1s`), the
+/// transport is down, nothing is counted or dead-lettered, and everything
+/// goes once the server answers.
+async fn smtp_connect_timeouts_are_an_outage(backend: Backend) {
+    let w = Scenario::new(backend)
+        .workflow("wf.yaml", NUMBERED)
+        .start()
+        .await;
+    let addr = format!("127.0.0.1:{}", herald_tests::free_port());
+    let _relay = w.relay();
+    let mut h = w.h.clone();
+    h.set(
+        "HERALD_SMTP_URL",
+        format!("{}?connect_timeout=1s", w.sink.url()),
+    );
+    let _worker = h.spawn(&["worker", "--http", &addr]);
+    w.wait_count("SELECT COUNT(*) FROM herald_outbox", 0).await;
+    w.sink.set_outage(Some(Outage::Silent));
+    w.env.enqueue_many("events.test.n", 20, 4).await;
+    wait::until(
+        "/readyz names the connect timeout",
+        wait::DEFAULT,
+        || async {
+            readyz(&addr).await.is_some_and(|r| {
+                r.starts_with("HTTP/1.1 503")
+                    && r.contains("smtp: failing")
+                    && r.contains("connect timeout")
+            })
+        },
+    )
+    .await;
+    let since = Instant::now();
+    wait::until("the outage has lasted 4 s", wait::DEFAULT, || async {
+        since.elapsed() >= Duration::from_secs(4)
+    })
+    .await;
+    w.sink.set_outage(None);
+    delivered_once_nothing_counted(&w, 20).await;
+}
+
 both_backends!(
     smtp_refusing_connections_briefly_dead_letters_nothing,
     smtp_down_for_30s_then_everything_delivered_once,
+    smtp_connect_timeouts_are_an_outage,
 );
+
+/// A host name that does not resolve is an outage, not a failure of each
+/// message: `/readyz` names the lookup failure, no delivery is counted or
+/// dead-lettered however long it lasts, and a worker given the right
+/// address afterwards sends every email once.
+#[tokio::test]
+async fn an_smtp_host_that_does_not_resolve_is_an_outage() {
+    let w = Scenario::new(Backend::Sqlite)
+        .workflow("wf.yaml", NUMBERED)
+        .start()
+        .await;
+    let addr = format!("127.0.0.1:{}", herald_tests::free_port());
+    let _relay = w.relay();
+    let mut h = w.h.clone();
+    h.set("HERALD_SMTP_URL", "smtp://no-such-host.invalid:2525");
+    let mut worker = h.spawn(&["worker", "--http", &addr]);
+    w.env.enqueue_many("events.test.n", 10, 2).await;
+    wait::until("/readyz names the unknown host", wait::DEFAULT, || async {
+        readyz(&addr).await.is_some_and(|r| {
+            r.starts_with("HTTP/1.1 503")
+                && r.contains("smtp: failing")
+                && r.contains("no-such-host.invalid")
+        })
+    })
+    .await;
+    let since = Instant::now();
+    wait::until("the outage has lasted 4 s", wait::DEFAULT, || async {
+        since.elapsed() >= Duration::from_secs(4)
+    })
+    .await;
+    assert_eq!(w.count("SELECT COUNT(*) FROM herald_dead_letters").await, 0);
+    assert_eq!(
+        w.count("SELECT COUNT(*) FROM herald_deliveries WHERE attempts > 0")
+            .await,
+        0,
+        "no attempt counted for an unreachable server"
+    );
+    assert_eq!(
+        worker.terminate(Duration::from_secs(30)).await.code(),
+        Some(0)
+    );
+    let _worker = w.worker();
+    delivered_once_nothing_counted(&w, 10).await;
+}
 
 fn uncertain_workflow(policy: &str) -> String {
     format!(
@@ -593,6 +680,48 @@ async fn a_consumer_that_stops_is_restarted(backend: Backend) {
     assert!(
         log.contains("ERROR") && log.contains("consumer stopped; starting it again"),
         "{log}"
+    );
+}
+
+/// While a workflow's consumer is down and being restarted (here: every
+/// session panics right after binding), `/readyz` answers 503 naming that
+/// consumer and why, `herald_consumer_up` is 0 for it, and the process
+/// stays up and still stops cleanly on SIGTERM.
+#[tokio::test]
+async fn readyz_is_503_while_a_consumer_is_restarting() {
+    let w = Scenario::new(Backend::Sqlite)
+        .workflow("wf.yaml", NUMBERED)
+        .start()
+        .await;
+    let addr = format!("127.0.0.1:{}", herald_tests::free_port());
+    let mut h = w.h.clone();
+    h.set("HERALD_FAILPOINT", "panic:consumer_session");
+    let mut worker = h.spawn(&["worker", "--http", &addr]);
+    wait::until(
+        "/readyz 503 naming the restarting consumer",
+        wait::DEFAULT,
+        || async {
+            readyz(&addr).await.is_some_and(|r| {
+                r.starts_with("HTTP/1.1 503")
+                    && r.contains("consumer numbered")
+                    && r.contains("panicked")
+            })
+        },
+    )
+    .await;
+    let metrics = herald_tests::http_get(addr.clone(), "/metrics")
+        .await
+        .unwrap_or_default();
+    assert!(
+        metrics.lines().any(|l| l.starts_with("herald_consumer_up{")
+            && l.contains("numbered")
+            && l.ends_with(" 0.0")),
+        "{metrics}"
+    );
+    assert!(worker.try_status().is_none(), "{}", worker.log());
+    assert_eq!(
+        worker.terminate(Duration::from_secs(30)).await.code(),
+        Some(0)
     );
 }
 
