@@ -230,8 +230,9 @@ async fn dry_run(
     let payload: serde_json::Value = serde_json::from_str(&ev.payload).unwrap_or_default();
     let mut out = Vec::new();
     if let Ok(Outcome::Emails(emails)) = worker.catalog().render(wf, &payload, &ev.meta(&wf.name)) {
-        for e in emails {
-            let recipient = e.recipient_key();
+        // The worker's keys (a repeated address list gets its item index),
+        // so what the dry run calls sent is what a replay would skip.
+        for (recipient, e) in crate::worker::recipient_keys(&emails) {
             let key = crate::ledger::Key {
                 event_id: ev.id,
                 workflow: &wf.name,

@@ -295,3 +295,77 @@ async fn replay_leaves_in_flight_deliveries_to_their_worker(backend: Backend) {
 }
 
 both_backends!(replay_leaves_in_flight_deliveries_to_their_worker);
+
+const FAN_OUT: &str = r#"
+name: wave
+on: { subjects: ["events.wave.>"] }
+for_each: event.recipients
+email:
+  from: "Test <noreply@test.example>"
+  to: "{{item.email}}"
+  subject: "code {{item.code}}"
+  text: "your code is {{item.code}}"
+"#;
+
+/// A fan-out that lists the same address twice sends two emails (one per
+/// item, the second's ledger key carries its index). The dry run keys the
+/// ledger as the worker does: with the repeated item's delivery gone from
+/// the ledger (as if its message was never processed), it says that one
+/// would be sent, not that it was, and the replay then sends exactly it.
+async fn replay_dry_run_keys_repeated_recipients_as_the_worker(backend: Backend) {
+    let w = Scenario::new(backend)
+        .workflow("wf.yaml", FAN_OUT)
+        .start()
+        .await;
+    let _relay = w.relay();
+    let mut worker = w.worker();
+    w.emit(
+        "events.wave.sent",
+        serde_json::json!({"recipients": [
+            {"email": "a@example.com", "code": "A1"},
+            {"email": "b@example.com", "code": "B1"},
+            {"email": "a@example.com", "code": "A2"},
+        ]}),
+    )
+    .await;
+    w.wait_sent(3).await;
+    assert_eq!(w.sink.count(), 3);
+    assert_eq!(
+        worker.terminate(Duration::from_secs(30)).await.code(),
+        Some(0)
+    );
+    use sea_orm::ConnectionTrait;
+    let gone = w
+        .env
+        .conn
+        .execute_unprepared("DELETE FROM herald_deliveries WHERE recipient LIKE '%#2'")
+        .await
+        .unwrap();
+    assert_eq!(gone.rows_affected(), 1, "the repeated item has its own key");
+    let (code, out, err) = run(
+        &w.h,
+        &["replay", "--workflow", "wave", "--since", "1h", "--dry-run"],
+    )
+    .await;
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out.matches("already sent").count(), 2, "{out}");
+    assert!(
+        out.contains("replayed 1, sent 1, skipped 2, failed 0"),
+        "{out}"
+    );
+    assert_eq!(w.sink.count(), 3, "a dry run sends nothing");
+    let (code, out, err) = run(&w.h, &["replay", "--workflow", "wave", "--since", "1h"]).await;
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains("replayed 1, sent 1, skipped 2, failed 0"),
+        "{out}"
+    );
+    let got = w.sink.received();
+    assert_eq!(got.len(), 4);
+    assert!(
+        got[3].data.contains("A2"),
+        "the replay sent the repeated item"
+    );
+}
+
+both_backends!(replay_dry_run_keys_repeated_recipients_as_the_worker);

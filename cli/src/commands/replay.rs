@@ -103,8 +103,16 @@ pub async fn run(g: &Global, cmd: ReplayCmd) -> Result<ExitCode> {
     let summary = replay::replay(&worker, &js, &g.stream, &wf, &opts, on_progress, stop).await?;
     progress.finish();
     println!(
-        "replayed {}, sent {}, skipped {}, failed {}",
-        summary.replayed, summary.sent, summary.skipped, summary.failed
+        "replayed {}, sent {}, skipped {}, failed {}{}",
+        summary.replayed,
+        summary.sent,
+        summary.skipped,
+        summary.failed,
+        if opts.dry_run {
+            " (dry run: \"sent\" counts what would be sent; nothing was)"
+        } else {
+            ""
+        }
     );
     if summary.interrupted {
         match summary.last_seq {

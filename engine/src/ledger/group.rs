@@ -44,7 +44,10 @@ type Reply<G> = oneshot::Sender<Result<<G as Group>::Answer, DbErr>>;
 
 /// The handle deliveries write through. The writer task starts with the
 /// first write (so building a worker needs no runtime) and ends when the
-/// last handle is dropped.
+/// last handle is dropped. It is not joined at shutdown, and need not be:
+/// every write's caller awaits its answer, so once the deliveries have
+/// finished (the worker's shutdown waits for them) the task has nothing in
+/// flight.
 pub struct Writer<G: Group> {
     db: DatabaseConnection,
     queue: OnceLock<mpsc::Sender<(G::Item, Reply<G>)>>,

@@ -219,27 +219,38 @@ impl Transport {
     }
 
     /// Close the gate (if open) and probe until the server answers.
+    ///
+    /// The probe holds the transport weakly: it ends when the server
+    /// answers or when the last handle is gone (the worker stopped), so it
+    /// never outlives what it probes for. Nothing waits on it at shutdown:
+    /// a probe has no effect but reopening the gate.
     fn down(&self, reason: &str) {
         if !self.0.gate.close(reason) {
             return;
         }
-        let me = self.clone();
+        let weak = Arc::downgrade(&self.0);
+        let first = self.0.gate.next_probe_delay();
         tokio::spawn(async move {
+            let mut delay = first;
             loop {
-                tokio::time::sleep(me.0.gate.next_probe_delay()).await;
-                let r = match &me.0.kind {
+                tokio::time::sleep(delay).await;
+                let Some(me) = weak.upgrade() else {
+                    return;
+                };
+                let r = match &me.kind {
                     Kind::Smtp(pool) => pool.probe().await,
                     Kind::File(dir) => file::probe(dir).await,
                 };
                 match r {
                     Ok(()) => {
-                        me.0.gate.open();
+                        me.gate.open();
                         return;
                     }
                     Err(reason) => {
-                        me.0.gate.close(&reason);
+                        me.gate.close(&reason);
                     }
                 }
+                delay = me.gate.next_probe_delay();
             }
         });
     }

@@ -21,6 +21,7 @@ mod lanes;
 mod limits;
 mod order;
 mod process;
+pub(crate) use process::recipient_keys;
 mod run;
 mod schedule;
 mod settle;

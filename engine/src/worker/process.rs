@@ -85,7 +85,7 @@ enum Origin {
 
 /// Each email's ledger recipient key: its address list, or, for the same
 /// addresses twice in one fan-out, the list and the item index (both kept).
-pub(super) fn recipient_keys(emails: &[Email]) -> Vec<(String, &Email)> {
+pub(crate) fn recipient_keys(emails: &[Email]) -> Vec<(String, &Email)> {
     let mut seen = HashSet::new();
     emails
         .iter()
