@@ -203,12 +203,12 @@ pub struct Transport(Arc<Inner>);
 impl Transport {
     /// Check the URL before any I/O (start-up validation).
     ///
-    /// ```no_run
-    /// # fn example() -> Result<(), Box<dyn std::error::Error>> {
+    /// ```
     /// use herald::smtp::Transport;
     /// let smtp = Transport::from_url("smtps://user:pass@mail.example.org:465")?;
     /// let capture = Transport::from_url("file:///tmp/herald-mail")?; // one .eml per message
-    /// # Ok(()) }
+    /// assert!(Transport::from_url("http://mail.example.org").is_err());
+    /// # Ok::<(), herald::smtp::SmtpUrlError>(())
     /// ```
     pub fn from_url(url: &str) -> Result<Transport, SmtpUrlError> {
         let kind = match url::parse(url)? {
@@ -224,11 +224,10 @@ impl Transport {
 
     /// The transport's URL without secrets.
     ///
-    /// ```no_run
-    /// # fn example() -> Result<(), Box<dyn std::error::Error>> {
+    /// ```
     /// let t = herald::smtp::Transport::from_url("smtp://user:s3cret@mail.example.org:587")?;
-    /// println!("sending through {}", t.name()); // smtp://user:***@mail.example.org:587
-    /// # Ok(()) }
+    /// assert_eq!(t.name(), "smtp://user:***@mail.example.org:587");
+    /// # Ok::<(), herald::smtp::SmtpUrlError>(())
     /// ```
     pub fn name(&self) -> &str {
         &self.0.name
@@ -236,11 +235,10 @@ impl Transport {
 
     /// The rate configured on the URL (`?rate=50/s&burst=100`), if any.
     ///
-    /// ```no_run
-    /// # fn example() -> Result<(), Box<dyn std::error::Error>> {
+    /// ```
     /// let t = herald::smtp::Transport::from_url("smtp://mail.example.org?rate=50/s&burst=100")?;
     /// assert_eq!(t.rate().map(|r| r.burst), Some(100));
-    /// # Ok(()) }
+    /// # Ok::<(), herald::smtp::SmtpUrlError>(())
     /// ```
     pub fn rate(&self) -> Option<crate::rate::Rate> {
         match &self.0.kind {
@@ -251,11 +249,10 @@ impl Transport {
 
     /// The `file://` directory, if this is the capture.
     ///
-    /// ```no_run
-    /// # fn example() -> Result<(), Box<dyn std::error::Error>> {
+    /// ```
     /// let t = herald::smtp::Transport::from_url("file:///tmp/herald-mail")?;
     /// assert_eq!(t.file_dir(), Some(std::path::Path::new("/tmp/herald-mail")));
-    /// # Ok(()) }
+    /// # Ok::<(), herald::smtp::SmtpUrlError>(())
     /// ```
     pub fn file_dir(&self) -> Option<&std::path::Path> {
         match &self.0.kind {

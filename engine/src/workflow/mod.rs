@@ -198,11 +198,14 @@ pub struct Workflow {
 impl Workflow {
     /// The category of its mail, if it is bulk mail (one-click unsubscribe).
     ///
-    /// ```no_run
-    /// # fn example() -> Result<(), herald::workflow::Problems> {
-    /// let catalog = herald::workflow::load("workflows".as_ref())?;
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # std::fs::write(dir.path().join("welcome.yaml"), "name: welcome\non: { subjects: [events.user.joined] }\nemail: { from: noreply@example.org, to: '{{event.email}}', subject: Welcome, text: 'Hi {{event.name}}' }\n")?;
+    /// # std::fs::write(dir.path().join("news.yaml"), "name: news\non: { subjects: [events.news.>] }\ncategory: newsletter\ndelay: 10m\nemail: { from: news@example.org, to: '{{event.email}}', subject: News, text: '{{event.body}}' }\n")?;
+    /// let catalog = herald::workflow::load(dir.path())?;
     /// let bulk: Vec<&str> = catalog.workflows.iter().filter_map(|w| w.category()).collect();
-    /// # Ok(()) }
+    /// assert_eq!(bulk, ["newsletter"]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn category(&self) -> Option<&str> {
         self.delivery.category.as_deref()
@@ -211,11 +214,14 @@ impl Workflow {
     /// Does it schedule (delay, send time, quiet hours or digest) rather
     /// than send as each event arrives?
     ///
-    /// ```no_run
-    /// # fn example() -> Result<(), herald::workflow::Problems> {
-    /// let catalog = herald::workflow::load("workflows".as_ref())?;
-    /// let immediate = catalog.workflows.iter().filter(|w| !w.schedules()).count();
-    /// # Ok(()) }
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # std::fs::write(dir.path().join("welcome.yaml"), "name: welcome\non: { subjects: [events.user.joined] }\nemail: { from: noreply@example.org, to: '{{event.email}}', subject: Welcome, text: 'Hi {{event.name}}' }\n")?;
+    /// # std::fs::write(dir.path().join("news.yaml"), "name: news\non: { subjects: [events.news.>] }\ncategory: newsletter\ndelay: 10m\nemail: { from: news@example.org, to: '{{event.email}}', subject: News, text: '{{event.body}}' }\n")?;
+    /// let catalog = herald::workflow::load(dir.path())?;
+    /// let immediate: Vec<&str> = catalog.workflows.iter().filter(|w| !w.schedules()).map(|w| w.name.as_str()).collect();
+    /// assert_eq!(immediate, ["welcome"]); // news waits 10 minutes
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn schedules(&self) -> bool {
         let d = &self.delivery;
@@ -252,13 +258,14 @@ pub(crate) struct Templates {
 impl Catalog {
     /// Find a workflow by its `name:` (what dead letters and the ledger record).
     ///
-    /// ```no_run
-    /// # fn example() -> Result<(), herald::workflow::Problems> {
-    /// let catalog = herald::workflow::load("workflows".as_ref())?;
-    /// if let Some(wf) = catalog.get("welcome") {
-    ///     println!("welcome consumes {:?}", wf.subjects);
-    /// }
-    /// # Ok(()) }
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # std::fs::write(dir.path().join("welcome.yaml"), "name: welcome\non: { subjects: [events.user.joined] }\nemail: { from: noreply@example.org, to: '{{event.email}}', subject: Welcome, text: 'Hi {{event.name}}' }\n")?;
+    /// # std::fs::write(dir.path().join("news.yaml"), "name: news\non: { subjects: [events.news.>] }\ncategory: newsletter\ndelay: 10m\nemail: { from: news@example.org, to: '{{event.email}}', subject: News, text: '{{event.body}}' }\n")?;
+    /// let catalog = herald::workflow::load(dir.path())?;
+    /// let welcome = catalog.get("welcome").ok_or("no workflow named welcome")?;
+    /// assert_eq!(welcome.subjects, ["events.user.joined"]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn get(&self, name: &str) -> Option<&Workflow> {
         self.workflows.iter().find(|w| w.name == name)
@@ -267,11 +274,15 @@ impl Catalog {
 
 /// Load, check and compile every workflow under `dir`.
 ///
-/// ```no_run
-/// # fn example() -> Result<(), Box<dyn std::error::Error>> {
-/// let catalog = herald::workflow::load(std::path::Path::new("/etc/herald/workflows"))?;
-/// let welcome = catalog.get("welcome").ok_or("no workflow named welcome")?;
-/// # Ok(()) }
+/// ```
+/// # let dir = tempfile::tempdir()?;
+/// # std::fs::write(dir.path().join("welcome.yaml"), "name: welcome\non: { subjects: [events.user.joined] }\nemail: { from: noreply@example.org, to: '{{event.email}}', subject: Welcome, text: 'Hi {{event.name}}' }\n")?;
+/// # std::fs::write(dir.path().join("news.yaml"), "name: news\non: { subjects: [events.news.>] }\ncategory: newsletter\ndelay: 10m\nemail: { from: news@example.org, to: '{{event.email}}', subject: News, text: '{{event.body}}' }\n")?;
+/// // dir holds welcome.yaml and news.yaml
+/// let catalog = herald::workflow::load(dir.path())?;
+/// assert_eq!(catalog.workflows.len(), 2);
+/// assert!(herald::workflow::load("/no/such/dir".as_ref()).is_err());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn load(dir: &Path) -> Result<Catalog, Problems> {
     let files = source::yaml_files(dir).map_err(|p| Problems(vec![p]))?;
