@@ -31,8 +31,8 @@ pub mod headers {
     /// # }
     /// ```
     pub const OCCURRED_AT: &str = "Herald-Occurred-At";
-    /// The outbox row's `seq`, linking a stream message back to its row (trace,
-    /// republish).
+    /// The outbox row's `seq`, so that a stream message can be traced back to
+    /// the row it was published from.
     ///
     /// ```no_run
     /// # fn example(msg: &async_nats::jetstream::Message) {

@@ -71,8 +71,8 @@ impl Republish {
         self
     }
 
-    /// Rows read and published per page (at least 1): bounds memory and the
-    /// acks in flight.
+    /// Rows read and published per page (at least 1), so that memory stays
+    /// bounded however long the range.
     ///
     /// ```
     /// let since = chrono::Utc::now() - chrono::Duration::hours(2);

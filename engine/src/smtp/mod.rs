@@ -267,7 +267,7 @@ impl Transport {
     /// ```no_run
     /// # async fn example(transport: herald::smtp::Transport, email: herald::workflow::render::Email) -> Result<(), Box<dyn std::error::Error>> {
     /// let id = herald::worker::message_id(herald::EventId::new(), "welcome", email.index, &email.from);
-    /// let reply = transport.send(&email, &id).await?; // waits out an unreachable server
+    /// let reply = transport.send(&email, &id).await?; // unreachable: the gate closes until a probe gets through
     /// # Ok(()) }
     /// ```
     pub async fn send(&self, email: &Email, message_id: &str) -> Result<String, SendError> {

@@ -68,7 +68,7 @@ pub struct WorkerConfig {
 }
 
 impl WorkerConfig {
-    /// The JetStream stream to consume (the relay's `--stream`).
+    /// The JetStream stream to consume: the one the relay publishes to.
     ///
     /// ```
     /// let cfg = herald::worker::WorkerConfig::default().stream("HERALD_STAGING");
@@ -227,8 +227,8 @@ pub struct Worker {
 
 impl Worker {
     /// Assemble a worker from what the application already opened (database,
-    /// loaded workflows, transport), so it can run inside the application's
-    /// process; nothing connects until [`Worker::run`].
+    /// loaded workflows, transport), so that it can run inside the
+    /// application's process; nothing is consumed until [`Worker::run`].
     ///
     /// ```no_run
     /// # fn example(db: sea_orm::DatabaseConnection) -> Result<(), Box<dyn std::error::Error>> {
