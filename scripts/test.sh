@@ -20,3 +20,7 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --workspace --no-fail-fast "$@"
 fi
+# nextest skips doctests: compile every example of the API docs (the ones
+# that need no server also run), with every feature so that `testing` and
+# the other optional modules' examples are checked too.
+cargo test --doc --workspace --all-features

@@ -8,6 +8,17 @@ use sea_orm::{
 };
 
 /// Errors of opening or migrating the database.
+///
+/// ```no_run
+/// # async fn example() {
+/// use herald::db::DbError;
+/// match herald::db::connect("postgres://herald@db.internal/herald").await {
+///     Err(e @ DbError::InvalidUrl { .. }) => { eprintln!("{e}"); std::process::exit(2) }
+///     Err(e) => { eprintln!("{e}"); std::process::exit(1) }
+///     Ok(_db) => {}
+/// }
+/// # }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum DbError {
@@ -28,6 +39,15 @@ pub enum DbError {
 
 /// A database error in one line, naming its cause: the innermost error of
 /// the chain (sea-orm and sqlx each wrap it and repeat it in their text).
+///
+/// ```no_run
+/// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+/// # let db = herald::db::connect("sqlite://herald.db").await?;
+/// if let Err(e) = herald::outbox::prune(&db, std::time::Duration::from_secs(86_400)).await {
+///     eprintln!("prune failed: {}", herald::db::describe(&e));
+/// }
+/// # Ok(()) }
+/// ```
 pub fn describe(e: &DbErr) -> String {
     let mut msg = e.to_string();
     let mut source = std::error::Error::source(e);
@@ -42,6 +62,14 @@ pub fn describe(e: &DbErr) -> String {
 }
 
 /// Which backend a URL names, checked before any I/O.
+///
+/// ```
+/// use sea_orm::DbBackend;
+/// assert_eq!(herald::db::backend_of("sqlite://herald.db?mode=rwc")?, DbBackend::Sqlite);
+/// assert_eq!(herald::db::backend_of("postgresql://herald@db/herald")?, DbBackend::Postgres);
+/// assert!(herald::db::backend_of("mysql://db/herald").is_err());
+/// # Ok::<(), herald::db::DbError>(())
+/// ```
 pub fn backend_of(url: &str) -> Result<DbBackend, DbError> {
     let invalid = |reason: &str| DbError::InvalidUrl {
         url: redact(url),
@@ -72,6 +100,10 @@ pub(crate) fn ph(backend: DbBackend, n: usize) -> String {
 }
 
 /// The URL with any password replaced, for messages and logs.
+///
+/// ```
+/// assert_eq!(herald::db::redact("postgres://herald:s3cret@db/herald"), "postgres://herald:***@db/herald");
+/// ```
 pub fn redact(url: &str) -> String {
     crate::secret::redact_url(url)
 }
@@ -129,6 +161,13 @@ fn os_reason(e: &std::io::Error) -> String {
 }
 
 /// How a process holds its PostgreSQL connections.
+///
+/// ```no_run
+/// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+/// use herald::db::{Pool, connect_with};
+/// let db = connect_with("postgres://herald@db/herald", Pool::Warm(8), "billing-worker").await?;
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pool {
     /// A short command: up to 16 connections, opened when first needed.
@@ -142,6 +181,13 @@ pub enum Pool {
 }
 
 /// Open a pool for a short command (see [`Pool::OnDemand`]).
+///
+/// ```no_run
+/// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+/// let db = herald::db::connect("sqlite://herald.db?mode=rwc").await?;
+/// println!("{} pending", herald::outbox::backlog(&db).await?.pending);
+/// # Ok(()) }
+/// ```
 pub async fn connect(url: &str) -> Result<DatabaseConnection, DbError> {
     connect_with(url, Pool::OnDemand, "herald").await
 }
@@ -151,6 +197,14 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DbError> {
 /// On PostgreSQL, `role` is the connections' `application_name` (unless the
 /// URL sets one), so that `pg_stat_activity` tells an operator which process
 /// holds which.
+///
+/// ```no_run
+/// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+/// use herald::db::{Pool, connect_with, migrate};
+/// let db = connect_with("postgres://herald@db/herald", Pool::Warm(4), "herald-relay").await?;
+/// migrate(&db).await?;
+/// # Ok(()) }
+/// ```
 pub async fn connect_with(
     url: &str,
     pool: Pool,
@@ -244,6 +298,14 @@ const MIGRATE_LOCK: i64 = 0x6865_7261_6c64_6d67; // "heraldmg"
 /// with an advisory lock held by the migration's transaction; on SQLite, where
 /// the loser of a race fails on a version row, it retries until nothing is left
 /// pending (the migrations are idempotent).
+///
+/// ```no_run
+/// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+/// let db = herald::db::connect("sqlite://app.db?mode=rwc").await?;
+/// let applied = herald::db::migrate(&db).await?;
+/// println!("{applied} migration(s) applied");
+/// # Ok(()) }
+/// ```
 pub async fn migrate(db: &DatabaseConnection) -> Result<usize, DbError> {
     if db.get_database_backend() == DbBackend::Postgres {
         let txn = db.begin().await.map_err(DbError::Migrate)?;

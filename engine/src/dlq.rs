@@ -6,6 +6,14 @@ use herald_entities::dead_letter;
 pub use herald_entities::dead_letter::DeadLetterKind;
 
 /// One dead letter as stored (see [`list`], [`get`]).
+///
+/// ```no_run
+/// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+/// # let db = herald::db::connect("sqlite://herald.db").await?;
+/// let dl: herald::dlq::DeadLetter = herald::dlq::get(&db, 42).await?.ok_or("no dead letter 42")?;
+/// println!("{} for {:?}: {}", dl.workflow, dl.recipient, dl.reason);
+/// # Ok(()) }
+/// ```
 pub type DeadLetter = dead_letter::Model;
 use sea_orm::{ActiveModelTrait, ActiveValue::Set, DatabaseConnection, DbErr};
 
@@ -49,6 +57,15 @@ pub(crate) async fn insert(db: &DatabaseConnection, d: NewDeadLetter<'_>) -> Res
 }
 
 /// Dead letters, newest last; `workflow` filters; `include_retried` shows re-driven ones too.
+///
+/// ```no_run
+/// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+/// # let db = herald::db::connect("sqlite://herald.db").await?;
+/// for dl in herald::dlq::list(&db, Some("welcome"), false).await? {
+///     println!("#{} event {}: {}", dl.id, dl.event_id, dl.reason);
+/// }
+/// # Ok(()) }
+/// ```
 pub async fn list(
     db: &DatabaseConnection,
     workflow: Option<&str>,
@@ -65,6 +82,17 @@ pub async fn list(
     q.all(db).await
 }
 
+/// Look up one dead letter by id (as `herald dlq show ID` and the console
+/// do); `None` when there is no such id.
+///
+/// ```no_run
+/// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+/// # let db = herald::db::connect("sqlite://herald.db").await?;
+/// if let Some(dl) = herald::dlq::get(&db, 42).await? {
+///     println!("{:?}: {} ({:?})", dl.kind, dl.reason, dl.smtp_reply);
+/// }
+/// # Ok(()) }
+/// ```
 pub async fn get(db: &DatabaseConnection, id: i64) -> Result<Option<dead_letter::Model>, DbErr> {
     use sea_orm::EntityTrait;
     dead_letter::Entity::find_by_id(id).one(db).await
@@ -127,6 +155,13 @@ pub(crate) async fn followers(
 
 /// Close a dead letter without delivering it (an operator decided it
 /// should not be sent). What it held back can then go.
+///
+/// ```no_run
+/// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+/// # let db = herald::db::connect("sqlite://herald.db").await?;
+/// herald::dlq::discard(&db, 42).await?; // the events it held back can go now
+/// # Ok(()) }
+/// ```
 pub async fn discard(db: &DatabaseConnection, id: i64) -> Result<(), DbErr> {
     use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
     let now = Utc::now();
@@ -140,6 +175,15 @@ pub async fn discard(db: &DatabaseConnection, id: i64) -> Result<(), DbErr> {
 }
 
 /// An aggregate whose later events wait behind a dead letter.
+///
+/// ```no_run
+/// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+/// # let db = herald::db::connect("sqlite://herald.db").await?;
+/// for h in herald::dlq::held_aggregates(&db).await? {
+///     println!("{} {}: {} event(s) behind dead letter #{}", h.workflow, h.aggregate, h.held, h.dead_letter);
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct HeldAggregate {
     pub workflow: String,
@@ -151,6 +195,14 @@ pub struct HeldAggregate {
 }
 
 /// Every aggregate held by an open dead letter, per workflow.
+///
+/// ```no_run
+/// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+/// # let db = herald::db::connect("sqlite://herald.db").await?;
+/// let held = herald::dlq::held_aggregates(&db).await?;
+/// let waiting: u64 = held.iter().map(|h| h.held).sum();
+/// # Ok(()) }
+/// ```
 pub async fn held_aggregates(db: &DatabaseConnection) -> Result<Vec<HeldAggregate>, DbErr> {
     use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
     let open = dead_letter::Entity::find()
@@ -183,6 +235,13 @@ pub async fn held_aggregates(db: &DatabaseConnection) -> Result<Vec<HeldAggregat
 /// The newest dead letters first, at most `limit`: open ones only, or
 /// closed ones too (`include_closed`); `workflow` filters. What a console
 /// pages through ([`list`] returns them all, oldest first).
+///
+/// ```no_run
+/// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+/// # let db = herald::db::connect("sqlite://herald.db").await?;
+/// let page = herald::dlq::recent(&db, None, false, 50).await?; // newest 50 open ones
+/// # Ok(()) }
+/// ```
 pub async fn recent(
     db: &DatabaseConnection,
     workflow: Option<&str>,
@@ -201,6 +260,15 @@ pub async fn recent(
 }
 
 /// The workflows that have dead letters (any, open or closed), by name.
+///
+/// ```no_run
+/// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+/// # let db = herald::db::connect("sqlite://herald.db").await?;
+/// for name in herald::dlq::workflows(&db).await? {
+///     println!("{name}");
+/// }
+/// # Ok(()) }
+/// ```
 pub async fn workflows(db: &DatabaseConnection) -> Result<Vec<String>, DbErr> {
     use sea_orm::{EntityTrait, QueryOrder, QuerySelect};
     dead_letter::Entity::find()

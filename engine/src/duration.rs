@@ -1,6 +1,14 @@
 //! Human durations in flags and YAML: `500ms`, `30s`, `5m`, `2h`, `7d`.
 use std::time::Duration;
 
+/// A duration that could not be read, with the input (cut at 64 characters)
+/// and what to write instead: the text a flag or workflow problem reports.
+///
+/// ```
+/// let err = herald::duration::parse("5 minutes").unwrap_err();
+/// assert_eq!(err.input, "5 minutes");
+/// println!("{err}"); // invalid duration "5 minutes": use a number with ms, s, m, h or d (e.g. 30s, 5m)
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid duration {input:?}: {reason}")]
 pub struct DurationError {
@@ -10,8 +18,28 @@ pub struct DurationError {
 
 /// The longest duration accepted: a century is longer than any timeout,
 /// retention or backoff Herald has a use for, and far from overflow.
+///
+/// ```
+/// use std::time::Duration;
+/// assert!(herald::duration::parse("36500d").is_ok());
+/// assert!(herald::duration::parse("36501d").is_err());
+/// assert_eq!(herald::duration::MAX, Duration::from_secs(36_500 * 86_400));
+/// ```
 pub const MAX: Duration = Duration::from_secs(100 * 365 * 86_400);
 
+/// Read a duration as people write it in flags and workflows (`500ms`, `30s`,
+/// `5m`, `2h`, `7d`; a bare number is seconds), so that every setting
+/// accepts the same spelling.
+///
+/// ```
+/// use std::time::Duration;
+/// use herald::duration::parse;
+/// assert_eq!(parse("30s")?, Duration::from_secs(30));
+/// assert_eq!(parse("1.5s")?, Duration::from_millis(1500));
+/// assert_eq!(parse("2h")?, Duration::from_secs(7200));
+/// assert!(parse("5 minutes").is_err());
+/// # Ok::<(), herald::duration::DurationError>(())
+/// ```
 pub fn parse(s: &str) -> Result<Duration, DurationError> {
     let input: String = s.chars().take(64).collect();
     let err = || DurationError {
@@ -46,6 +74,14 @@ pub fn parse(s: &str) -> Result<Duration, DurationError> {
 }
 
 /// A duration for people: `250ms`, `3s`, `1.5s`, `2m`, `1h5m`.
+///
+/// ```
+/// use std::time::Duration;
+/// use herald::duration::human;
+/// assert_eq!(human(Duration::from_millis(250)), "250ms");
+/// assert_eq!(human(Duration::from_millis(1500)), "1.5s");
+/// assert_eq!(human(Duration::from_secs(3900)), "1h5m");
+/// ```
 pub fn human(d: Duration) -> String {
     let ms = d.as_millis();
     if ms < 1000 {

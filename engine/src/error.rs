@@ -7,6 +7,18 @@ use std::fmt;
 type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// An error of kind `K`.
+///
+/// ```no_run
+/// # async fn example(relay: herald::relay::Relay) {
+/// use herald::relay::RelayErrorKind;
+/// if let Err(e) = relay.run_once().await {
+///     match e.kind() {
+///         RelayErrorKind::Database => eprintln!("database: {e}"),
+///         _ => eprintln!("relay: {e}"),
+///     }
+/// }
+/// # }
+/// ```
 pub struct Error<K> {
     kind: K,
     message: String,
@@ -15,6 +27,17 @@ pub struct Error<K> {
 
 impl<K: Copy> Error<K> {
     /// What went wrong, to match on.
+    ///
+    /// ```no_run
+    /// # async fn example(relay: herald::relay::Relay) {
+    /// use herald::relay::RelayErrorKind;
+    /// match relay.run_once().await {
+    ///     Err(e) if e.kind() == RelayErrorKind::Unreachable => eprintln!("NATS down, rows released: {e}"),
+    ///     Err(e) => eprintln!("{e}"),
+    ///     Ok(done) => println!("{} published", done.published),
+    /// }
+    /// # }
+    /// ```
     pub fn kind(&self) -> K {
         self.kind
     }

@@ -7,16 +7,34 @@ use uuid::Uuid;
 /// An event's id: a UUIDv7 (time-ordered) unless the producer chose one. The
 /// same value is the outbox key, `Nats-Msg-Id`, part of the ledger key, and
 /// the stem of the SMTP `Message-ID` (`<{event_id}.{workflow}.{n}@domain>`).
+///
+/// ```
+/// use herald::EventId;
+/// let id = EventId::new();
+/// let parsed: EventId = id.to_string().parse()?;
+/// assert_eq!(parsed, id);
+/// # Ok::<(), uuid::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct EventId(Uuid);
 
 impl EventId {
     /// A new time-ordered id (UUIDv7).
+    ///
+    /// ```
+    /// let (a, b) = (herald::EventId::new(), herald::EventId::new());
+    /// assert!(a < b); // time-ordered: the outbox key sorts by creation
+    /// ```
     pub fn new() -> Self {
         EventId(Uuid::now_v7())
     }
 
     /// The id as a UUID (how the database stores it).
+    ///
+    /// ```
+    /// let id = herald::EventId::new();
+    /// assert_eq!(id.as_uuid().get_version_num(), 7);
+    /// ```
     pub fn as_uuid(&self) -> Uuid {
         self.0
     }

@@ -10,6 +10,12 @@ use sea_orm::{ConnectionTrait, DatabaseConnection};
 use tokio_util::sync::CancellationToken;
 
 /// One part's state.
+///
+/// ```
+/// use herald::health::Check;
+/// let c = Check::Failing("no answer to SELECT 1 within 2s".into());
+/// assert_eq!(c.to_string(), "failing: no answer to SELECT 1 within 2s");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Check {
@@ -21,6 +27,13 @@ pub enum Check {
 }
 
 impl Check {
+    /// Whether this part lets the process count as ready (`/readyz`).
+    ///
+    /// ```
+    /// use herald::health::Check;
+    /// assert!(Check::Ok.is_ok());
+    /// assert!(!Check::Starting("binding consumer".into()).is_ok());
+    /// ```
     pub fn is_ok(&self) -> bool {
         matches!(self, Check::Ok)
     }
@@ -37,15 +50,38 @@ impl std::fmt::Display for Check {
 }
 
 /// The health of one process, shared by its parts. Cheap to clone.
+///
+/// ```
+/// use herald::health::{Check, Health};
+/// let health = Health::new();
+/// health.set("database", Check::Ok);
+/// health.set("smtp", Check::Failing("connection refused".into()));
+/// assert!(!health.is_ready());
+/// ```
 #[derive(Clone, Default)]
 pub struct Health(Arc<Mutex<BTreeMap<String, Check>>>);
 
 impl Health {
+    /// An empty record, not ready until a part reports: one per process, cloned
+    /// into each part that reports (relay, worker, watchers).
+    ///
+    /// ```
+    /// let health = herald::health::Health::new();
+    /// assert!(!health.is_ready());
+    /// assert_eq!(health.problems(), ["starting"]);
+    /// ```
     pub fn new() -> Health {
         Health::default()
     }
 
     /// Record `part`'s state; returns the previous one (None: a new part).
+    ///
+    /// ```
+    /// use herald::health::{Check, Health};
+    /// let health = Health::new();
+    /// assert_eq!(health.set("nats", Check::Starting("connecting".into())), None);
+    /// assert!(health.set("nats", Check::Ok).is_some());
+    /// ```
     pub fn set(&self, part: &str, check: Check) -> Option<Check> {
         self.0
             .lock()
@@ -53,6 +89,16 @@ impl Health {
             .and_then(|mut m| m.insert(part.to_string(), check))
     }
 
+    /// Forget a part that no longer runs (a workflow removed by a reload), so
+    /// that its last state does not keep the process unready.
+    ///
+    /// ```
+    /// use herald::health::{Check, Health};
+    /// let health = Health::new();
+    /// health.set("consumer herald-welcome", Check::Failing("deleted".into()));
+    /// health.remove("consumer herald-welcome");
+    /// assert!(health.snapshot().is_empty());
+    /// ```
     pub fn remove(&self, part: &str) {
         if let Ok(mut m) = self.0.lock() {
             m.remove(part);
@@ -60,6 +106,15 @@ impl Health {
     }
 
     /// Every part and its state, by name.
+    ///
+    /// ```
+    /// use herald::health::{Check, Health};
+    /// let health = Health::new();
+    /// health.set("database", Check::Ok);
+    /// for (part, check) in health.snapshot() {
+    ///     println!("{part}: {check}");
+    /// }
+    /// ```
     pub fn snapshot(&self) -> Vec<(String, Check)> {
         self.0
             .lock()
@@ -68,12 +123,28 @@ impl Health {
     }
 
     /// Ready when every part is ok (and at least one reported).
+    ///
+    /// ```
+    /// use herald::health::{Check, Health};
+    /// let health = Health::new();
+    /// health.set("database", Check::Ok);
+    /// health.set("nats", Check::Ok);
+    /// assert!(health.is_ready());
+    /// ```
     pub fn is_ready(&self) -> bool {
         let s = self.snapshot();
         !s.is_empty() && s.iter().all(|(_, c)| c.is_ok())
     }
 
     /// The parts that are not ok, as `part: state` lines.
+    ///
+    /// ```
+    /// use herald::health::{Check, Health};
+    /// let health = Health::new();
+    /// health.set("database", Check::Ok);
+    /// health.set("smtp", Check::Failing("connection refused".into()));
+    /// assert_eq!(health.problems(), ["smtp: failing: connection refused"]);
+    /// ```
     pub fn problems(&self) -> Vec<String> {
         let s = self.snapshot();
         if s.is_empty() {
@@ -88,6 +159,15 @@ impl Health {
 
 /// Keep the `database` part current: a `SELECT 1` every few seconds, which
 /// must answer within two.
+///
+/// ```no_run
+/// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+/// use herald::health::{Health, watch_database};
+/// let db = herald::db::connect("sqlite://herald.db?mode=rwc").await?;
+/// let (health, stop) = (Health::new(), tokio_util::sync::CancellationToken::new());
+/// tokio::spawn(watch_database(db, health.clone(), stop.clone()));
+/// # Ok(()) }
+/// ```
 pub async fn watch_database(db: DatabaseConnection, health: Health, stop: CancellationToken) {
     loop {
         let ping =
@@ -106,6 +186,15 @@ pub async fn watch_database(db: DatabaseConnection, health: Health, stop: Cancel
 }
 
 /// Keep the `nats` part current from the client's connection state.
+///
+/// ```no_run
+/// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+/// use herald::health::{Health, watch_nats};
+/// let client = herald::jetstream::connect("nats://127.0.0.1:4222", "my-app").await?;
+/// let (health, stop) = (Health::new(), tokio_util::sync::CancellationToken::new());
+/// tokio::spawn(watch_nats(client, health.clone(), stop.clone()));
+/// # Ok(()) }
+/// ```
 pub async fn watch_nats(client: async_nats::Client, health: Health, stop: CancellationToken) {
     loop {
         let check = match client.connection_state() {
@@ -124,6 +213,14 @@ pub async fn watch_nats(client: async_nats::Client, health: Health, stop: Cancel
 }
 
 /// Set a part's state, logging when it changes (once per change, not per check).
+///
+/// ```
+/// use herald::health::{Check, Health, report};
+/// let health = Health::new();
+/// report(&health, "smtp", Check::Failing("connection refused".into())); // logged once
+/// report(&health, "smtp", Check::Failing("connection refused".into())); // not again
+/// assert!(!health.is_ready());
+/// ```
 pub fn report(health: &Health, part: &str, check: Check) {
     let previous = health.set(part, check.clone());
     if previous.as_ref() == Some(&check) {

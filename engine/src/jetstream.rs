@@ -5,13 +5,49 @@ use async_nats::jetstream::{self, stream};
 
 /// Header names Herald sets on every published event.
 pub mod headers {
+    /// JetStream's de-duplication header: the event id, so that a row published
+    /// twice (a relay crash between publish and mark) is stored once.
+    ///
+    /// ```
+    /// assert_eq!(herald::jetstream::headers::MSG_ID, "Nats-Msg-Id");
+    /// ```
     pub const MSG_ID: &str = "Nats-Msg-Id";
+    /// The event's aggregate (`type/id`), for consumers that keep per-entity order.
+    ///
+    /// ```no_run
+    /// # fn example(msg: &async_nats::jetstream::Message) {
+    /// use herald::jetstream::headers;
+    /// let aggregate = msg.headers.as_ref().and_then(|h| h.get(headers::AGGREGATE));
+    /// # }
+    /// ```
     pub const AGGREGATE: &str = "Herald-Aggregate";
+    /// When the application enqueued the event (RFC 3339), not when it was
+    /// published: what templates show as `meta.occurred_at`.
+    ///
+    /// ```no_run
+    /// # fn example(msg: &async_nats::jetstream::Message) {
+    /// use herald::jetstream::headers;
+    /// let at = msg.headers.as_ref().and_then(|h| h.get(headers::OCCURRED_AT));
+    /// # }
+    /// ```
     pub const OCCURRED_AT: &str = "Herald-Occurred-At";
+    /// The outbox row's `seq`, so that a stream message can be traced back to
+    /// the row it was published from.
+    ///
+    /// ```no_run
+    /// # fn example(msg: &async_nats::jetstream::Message) {
+    /// use herald::jetstream::headers;
+    /// let seq = msg.headers.as_ref().and_then(|h| h.get(headers::OUTBOX_SEQ));
+    /// # }
+    /// ```
     pub const OUTBOX_SEQ: &str = "Herald-Outbox-Seq";
 }
 
 /// Subjects the events stream captures.
+///
+/// ```
+/// assert!(herald::subject::matches(herald::jetstream::STREAM_SUBJECTS, "events.user.joined"));
+/// ```
 pub const STREAM_SUBJECTS: &str = "events.>";
 
 /// How the events stream is configured (file storage, `events.>`).
@@ -45,6 +81,11 @@ impl Default for StreamSettings {
 
 impl StreamSettings {
     /// The default settings for a stream of this name.
+    ///
+    /// ```
+    /// let s = herald::jetstream::StreamSettings::named("HERALD_STAGING");
+    /// assert_eq!(s.name, "HERALD_STAGING");
+    /// ```
     pub fn named(name: impl Into<String>) -> Self {
         StreamSettings {
             name: name.into(),
@@ -52,16 +93,33 @@ impl StreamSettings {
         }
     }
 
+    /// How long JetStream remembers a `Nats-Msg-Id`: at least as long as a
+    /// crashed relay's claim lease, so a re-publish is dropped.
+    ///
+    /// ```
+    /// let s = herald::jetstream::StreamSettings::named("HERALD").duplicate_window(std::time::Duration::from_secs(600));
+    /// ```
     pub fn duplicate_window(mut self, d: Duration) -> Self {
         self.duplicate_window = d;
         self
     }
 
+    /// How many servers of a cluster keep the stream (3 survives losing one).
+    ///
+    /// ```
+    /// let s = herald::jetstream::StreamSettings::named("HERALD").replicas(3);
+    /// ```
     pub fn replicas(mut self, n: usize) -> Self {
         self.replicas = n.max(1);
         self
     }
 
+    /// Drop events older than this from the stream (None keeps them until the
+    /// stream's limits); the outbox keeps its own copy for its retention.
+    ///
+    /// ```
+    /// let s = herald::jetstream::StreamSettings::named("HERALD").max_age(Some(std::time::Duration::from_secs(30 * 86_400)));
+    /// ```
     pub fn max_age(mut self, d: Option<Duration>) -> Self {
         self.max_age = d;
         self
@@ -69,6 +127,17 @@ impl StreamSettings {
 }
 
 /// Why the stream could not be reached, created or checked.
+///
+/// ```no_run
+/// # async fn example() {
+/// use herald::jetstream::StreamError;
+/// match herald::jetstream::connect("nats://127.0.0.1:4222", "my-app").await {
+///     Err(StreamError::Connect { url, reason }) => eprintln!("NATS at {url} is down: {reason}"),
+///     Err(e) => eprintln!("{e}"),
+///     Ok(_client) => {}
+/// }
+/// # }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StreamError {
@@ -88,6 +157,13 @@ pub enum StreamError {
 }
 
 /// Is this nats-server version (`2.10.4`, `v2.9.10`) at least 2.10?
+///
+/// ```
+/// use herald::jetstream::server_supported;
+/// assert!(server_supported("2.10.4"));
+/// assert!(server_supported("v2.12.0"));
+/// assert!(!server_supported("v2.9.10"));
+/// ```
 pub fn server_supported(version: &str) -> bool {
     let mut parts = version
         .trim_start_matches('v')
@@ -112,6 +188,13 @@ fn root_cause(e: &dyn std::error::Error) -> String {
 /// must succeed at once (a clear error naming the URL and the cause, not a
 /// timeout later); after that the client reconnects forever, and Herald's
 /// loops treat failed requests as transient.
+///
+/// ```no_run
+/// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+/// let client = herald::jetstream::connect("nats://n1:4222,nats://n2:4222", "billing-relay").await?;
+/// let js = async_nats::jetstream::new(client);
+/// # Ok(()) }
+/// ```
 pub async fn connect(urls: &str, name: &str) -> Result<async_nats::Client, StreamError> {
     let addrs: Vec<&str> = urls
         .split(',')
@@ -167,6 +250,16 @@ pub async fn connect(urls: &str, name: &str) -> Result<async_nats::Client, Strea
 
 /// The server answered that the stream does not exist: not a timeout, not a
 /// cluster without a leader (those say nothing about the stream).
+///
+/// ```no_run
+/// # async fn example(js: async_nats::jetstream::Context) {
+/// match js.get_stream("HERALD").await {
+///     Err(e) if herald::jetstream::stream_missing(&e) => eprintln!("the stream is gone"),
+///     Err(e) => eprintln!("no answer, try again: {e}"),
+///     Ok(_) => {}
+/// }
+/// # }
+/// ```
 pub fn stream_missing(e: &jetstream::context::GetStreamError) -> bool {
     matches!(e.kind(), jetstream::context::GetStreamErrorKind::JetStream(j)
         if j.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND)
@@ -176,6 +269,14 @@ pub fn stream_missing(e: &jetstream::context::GetStreamError) -> bool {
 const STREAM_SETTLE: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// Create the events stream, or check and update an existing one.
+///
+/// ```no_run
+/// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+/// use herald::jetstream::{StreamSettings, connect, ensure_stream};
+/// let js = async_nats::jetstream::new(connect("nats://127.0.0.1:4222", "my-relay").await?);
+/// let stream = ensure_stream(&js, &StreamSettings::named("HERALD").replicas(3)).await?;
+/// # Ok(()) }
+/// ```
 pub async fn ensure_stream(
     js: &jetstream::Context,
     settings: &StreamSettings,
@@ -188,6 +289,14 @@ pub async fn ensure_stream(
 /// stream's settings (worker, republish, replay): applying their defaults
 /// would scale an operator's R3 stream down to one replica, or shorten its
 /// duplicate window, each time one of them starts.
+///
+/// ```no_run
+/// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+/// use herald::jetstream::{StreamSettings, connect, open_stream};
+/// let js = async_nats::jetstream::new(connect("nats://127.0.0.1:4222", "my-worker").await?);
+/// let stream = open_stream(&js, &StreamSettings::named("HERALD")).await?;
+/// # Ok(()) }
+/// ```
 pub async fn open_stream(
     js: &jetstream::Context,
     settings: &StreamSettings,

@@ -15,10 +15,21 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement, 
 /// The slowest rate: one a day.
 const MIN_PER_SECOND: f64 = 1.0 / 86_400.0;
 /// The largest burst.
+///
+/// ```
+/// let r = herald::rate::Rate::parse("10/s").unwrap().with_burst(u32::MAX);
+/// assert_eq!(r.burst, herald::rate::MAX_BURST);
+/// ```
 pub const MAX_BURST: u32 = 1_000_000;
 
 /// A rate: `N/s`, `N/m` or `N/h`, with a burst (how many may go at once
 /// after a quiet spell).
+///
+/// ```
+/// let r = herald::rate::Rate::parse("600/m")?.with_burst(20);
+/// assert_eq!((r.per_second, r.burst), (10.0, 20));
+/// # Ok::<(), String>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Rate {
     pub per_second: f64,
@@ -28,6 +39,14 @@ pub struct Rate {
 impl Rate {
     /// `10/s`, `600/m`, `1000/h`; the burst defaults to one second's worth
     /// (at least 1).
+    ///
+    /// ```
+    /// use herald::rate::Rate;
+    /// assert_eq!(Rate::parse("50/s")?.burst, 50);
+    /// assert_eq!(Rate::parse("1000/h")?.burst, 1);
+    /// assert!(Rate::parse("50 per second").is_err());
+    /// # Ok::<(), String>(())
+    /// ```
     pub fn parse(s: &str) -> Result<Rate, String> {
         let err = || format!("{s:?} is not a rate: use N/s, N/m or N/h (e.g. 10/s)");
         let (n, unit) = s.trim().split_once('/').ok_or_else(err)?;
@@ -59,6 +78,12 @@ impl Rate {
     }
 
     /// The burst, from 1 to [`MAX_BURST`].
+    ///
+    /// ```
+    /// let r = herald::rate::Rate::parse("1/s")?.with_burst(100); // quiet for a while: 100 may go at once
+    /// assert_eq!(r.burst, 100);
+    /// # Ok::<(), String>(())
+    /// ```
     pub fn with_burst(mut self, burst: u32) -> Rate {
         self.burst = burst.clamp(1, MAX_BURST);
         self

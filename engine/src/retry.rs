@@ -5,6 +5,16 @@
 use std::time::Duration;
 
 /// How many attempts, and how long to wait after each failed one.
+///
+/// ```
+/// use std::time::Duration;
+/// let policy = herald::retry::RetryPolicy {
+///     max_attempts: 5,
+///     initial: Duration::from_secs(2),
+///     ..Default::default()
+/// };
+/// assert_eq!(policy.delay(3), Duration::from_secs(8));
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct RetryPolicy {
     pub max_attempts: u32,
@@ -26,6 +36,14 @@ impl Default for RetryPolicy {
 
 impl RetryPolicy {
     /// Delay after failed attempt number `attempt` (1-based), computed with `backoff`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let policy = herald::retry::RetryPolicy::default(); // 1s, doubling, at most 5 minutes
+    /// assert_eq!(policy.delay(1), Duration::from_secs(1));
+    /// assert_eq!(policy.delay(4), Duration::from_secs(8));
+    /// assert_eq!(policy.delay(20), Duration::from_secs(300));
+    /// ```
     pub fn delay(&self, attempt: u32) -> Duration {
         use backoff::backoff::Backoff;
         let mut b = backoff::ExponentialBackoff {

@@ -6,6 +6,11 @@
 use std::fmt;
 
 /// What replaces a secret.
+///
+/// ```
+/// let shown = herald::secret::redact_url("nats://token@n1:4222");
+/// assert!(shown.contains(herald::secret::REDACTED));
+/// ```
 pub const REDACTED: &str = "***";
 
 /// Query parameters whose values are secrets.
@@ -20,6 +25,12 @@ fn is_secret_key(key: &str) -> bool {
 /// in the userinfo (`user:***@host`) and in query parameters that look like
 /// secrets (`?password=***`). Works on malformed URLs too (no parsing that
 /// could fail and fall back to the raw text).
+///
+/// ```
+/// use herald::secret::redact_url;
+/// assert_eq!(redact_url("postgres://herald:s3cret@db/herald"), "postgres://herald:***@db/herald");
+/// assert_eq!(redact_url("smtp://mail.example.org?password=s3cret"), "smtp://mail.example.org?password=***");
+/// ```
 pub fn redact_url(s: &str) -> String {
     urls(s)
         .into_iter()
@@ -143,6 +154,12 @@ fn redact_one(s: &str) -> String {
 
 /// The secrets a URL (or comma-separated URLs) holds, as written and
 /// percent-decoded: what a log writer must never let through.
+///
+/// ```
+/// let secrets = herald::secret::secrets_in("postgres://herald:p%40ss@db/herald");
+/// assert!(secrets.contains(&"p%40ss".to_string()));
+/// assert!(secrets.contains(&"p@ss".to_string()));
+/// ```
 pub fn secrets_in(s: &str) -> Vec<String> {
     let mut out = Vec::new();
     for one in urls(s) {
@@ -182,15 +199,36 @@ fn secret_pieces(s: &str) -> Vec<String> {
 
 /// A URL that may hold a secret. `Display` and `Debug` show it redacted;
 /// [`SecretUrl::expose`] is the only way to the real text.
+///
+/// ```
+/// use herald::secret::SecretUrl;
+/// let url: SecretUrl = "postgres://herald:s3cret@db/herald".parse()?;
+/// assert_eq!(url.to_string(), "postgres://herald:***@db/herald");
+/// # Ok::<(), std::convert::Infallible>(())
+/// ```
 #[derive(Clone, PartialEq, Eq)]
 pub struct SecretUrl(String);
 
 impl SecretUrl {
+    /// Wrap a URL read from a flag or the environment, so that it cannot end up
+    /// in a log or an error message with its password.
+    ///
+    /// ```
+    /// let url = herald::secret::SecretUrl::new("nats://user:s3cret@n1:4222");
+    /// assert_eq!(format!("{url:?}"), "SecretUrl(nats://user:***@n1:4222)");
+    /// ```
     pub fn new(url: impl Into<String>) -> SecretUrl {
         SecretUrl(url.into())
     }
 
     /// The URL with its secrets, for connecting. Never print it.
+    ///
+    /// ```no_run
+    /// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+    /// let url = herald::secret::SecretUrl::new(std::env::var("HERALD_DATABASE_URL")?);
+    /// let db = herald::db::connect(url.expose()).await?;
+    /// # Ok(()) }
+    /// ```
     pub fn expose(&self) -> &str {
         &self.0
     }
@@ -218,15 +256,34 @@ impl std::str::FromStr for SecretUrl {
 
 /// A secret that is not a URL (a signing key, a token). `Display` and
 /// `Debug` show `***`; [`Secret::expose`] is the only way to the text.
+///
+/// ```
+/// let key = herald::secret::Secret::new("0123456789abcdef-signing-key");
+/// assert_eq!(key.to_string(), "***");
+/// ```
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
 
 impl Secret {
+    /// Wrap a secret read from a flag or the environment, so that printing the
+    /// settings shows `***` instead.
+    ///
+    /// ```
+    /// let key = herald::secret::Secret::new("0123456789abcdef-signing-key");
+    /// assert_eq!(format!("{key:?}"), "Secret(***)");
+    /// ```
     pub fn new(s: impl Into<String>) -> Secret {
         Secret(s.into())
     }
 
     /// The secret itself, for keying. Never print it.
+    ///
+    /// ```
+    /// use herald::{secret::Secret, unsubscribe::Unsubscribe};
+    /// let key = Secret::new("0123456789abcdef-signing-key");
+    /// let links = Unsubscribe::new(key.expose(), "https://mail.example.org", None)?;
+    /// # Ok::<(), String>(())
+    /// ```
     pub fn expose(&self) -> &str {
         &self.0
     }

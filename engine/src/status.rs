@@ -12,6 +12,17 @@ use serde::Serialize;
 use crate::outbox::store::{self, Backlog};
 use herald_entities::delivery::DeliveryState;
 
+/// Everything `herald status` shows: the database part from
+/// [`from_database`], the stream's part added by [`add_stream`].
+///
+/// ```no_run
+/// # async fn example(js: async_nats::jetstream::Context) -> Result<(), Box<dyn std::error::Error>> {
+/// # let db = herald::db::connect("sqlite://herald.db").await?;
+/// let mut status = herald::status::from_database(&db).await?;
+/// herald::status::add_stream(&mut status, &js, "HERALD").await?;
+/// println!("{}", herald::status::render_text(&status));
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Serialize)]
 pub struct Status {
     pub outbox: Backlog,
@@ -35,6 +46,14 @@ pub struct Status {
 }
 
 /// What holds back aggregates, and where.
+///
+/// ```no_run
+/// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+/// # let db = herald::db::connect("sqlite://herald.db").await?;
+/// let held = herald::status::from_database(&db).await?.held;
+/// println!("{} parked, {} behind dead letters", held.outbox.len(), held.workflows.len());
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Held {
     /// Parked outbox rows: nothing later of their aggregate is published.
@@ -44,6 +63,18 @@ pub struct Held {
     pub workflows: Vec<crate::dlq::HeldAggregate>,
 }
 
+/// The events stream's size and sequence range, as NATS reports it.
+///
+/// ```no_run
+/// # async fn example(js: async_nats::jetstream::Context) -> Result<(), Box<dyn std::error::Error>> {
+/// # let db = herald::db::connect("sqlite://herald.db").await?;
+/// let mut status = herald::status::from_database(&db).await?;
+/// herald::status::add_stream(&mut status, &js, "HERALD").await?;
+/// if let Some(s) = &status.stream {
+///     println!("{}: {} messages, seq {}..={}", s.name, s.messages, s.first_seq, s.last_seq);
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Serialize)]
 pub struct StreamStatus {
     pub name: String,
@@ -53,6 +84,16 @@ pub struct StreamStatus {
     pub last_seq: u64,
 }
 
+/// One workflow's consumer: its lag, and whether a worker is pulling from it.
+///
+/// ```no_run
+/// # async fn example(js: async_nats::jetstream::Context) -> Result<(), Box<dyn std::error::Error>> {
+/// let stream = js.get_stream("HERALD").await?;
+/// for c in herald::status::consumers(&stream).await? {
+///     println!("{}: {} pending, {} unacked, {}", c.name, c.pending, c.ack_pending, c.state);
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Serialize)]
 pub struct ConsumerStatus {
     pub name: String,
@@ -69,6 +110,14 @@ pub struct ConsumerStatus {
 }
 
 /// The database part of the status.
+///
+/// ```no_run
+/// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+/// # let db = herald::db::connect("sqlite://herald.db").await?;
+/// let status = herald::status::from_database(&db).await?;
+/// println!("{} dead letters open", status.dead_letters);
+/// # Ok(()) }
+/// ```
 pub async fn from_database(db: &DatabaseConnection) -> Result<Status, DbErr> {
     let outbox = store::backlog(db, Utc::now()).await?;
     let backend = db.get_database_backend();
@@ -120,6 +169,16 @@ pub async fn from_database(db: &DatabaseConnection) -> Result<Status, DbErr> {
 }
 
 /// Fill in the stream and its Herald consumers (`herald-*`).
+///
+/// ```no_run
+/// # async fn example(js: async_nats::jetstream::Context) -> Result<(), Box<dyn std::error::Error>> {
+/// # let db = herald::db::connect("sqlite://herald.db").await?;
+/// let mut status = herald::status::from_database(&db).await?;
+/// if let Err(e) = herald::status::add_stream(&mut status, &js, "HERALD").await {
+///     eprintln!("NATS: {e}"); // the database part is still shown
+/// }
+/// # Ok(()) }
+/// ```
 pub async fn add_stream(
     status: &mut Status,
     js: &jetstream::Context,
@@ -145,6 +204,14 @@ pub async fn add_stream(
 }
 
 /// Herald's consumers (`herald-*`) of a stream, by name.
+///
+/// ```no_run
+/// # async fn example(js: async_nats::jetstream::Context) -> Result<(), Box<dyn std::error::Error>> {
+/// let stream = js.get_stream("HERALD").await?;
+/// let idle: Vec<_> = herald::status::consumers(&stream).await?
+///     .into_iter().filter(|c| c.pulling == 0).collect();
+/// # Ok(()) }
+/// ```
 pub async fn consumers(stream: &jetstream::stream::Stream) -> Result<Vec<ConsumerStatus>, String> {
     let mut out = Vec::new();
     let mut list = stream.consumers();
@@ -170,6 +237,14 @@ pub async fn consumers(stream: &jetstream::stream::Stream) -> Result<Vec<Consume
 }
 
 /// The human rendering: aligned `key  value` lines by section.
+///
+/// ```no_run
+/// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+/// # let db = herald::db::connect("sqlite://herald.db").await?;
+/// let status = herald::status::from_database(&db).await?;
+/// print!("{}", herald::status::render_text(&status));
+/// # Ok(()) }
+/// ```
 pub fn render_text(s: &Status) -> String {
     let mut out = String::new();
     out.push_str(&format!(

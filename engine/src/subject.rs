@@ -2,9 +2,20 @@
 //! no wildcards) and as a workflow filter (wildcards allowed).
 
 /// Every Herald event subject lives under this prefix; the stream captures `events.>`.
+///
+/// ```
+/// let subject = format!("{}invoice.paid", herald::subject::EVENTS_PREFIX);
+/// assert_eq!(subject, "events.invoice.paid");
+/// assert!(herald::subject::validate_event_subject(&subject).is_ok());
+/// ```
 pub const EVENTS_PREFIX: &str = "events.";
 
 /// Why a subject was refused; the message names the offending part.
+///
+/// ```
+/// let err = herald::subject::validate_event_subject("events.a..b").unwrap_err();
+/// assert!(err.0.contains("empty token at position 3"));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct SubjectError(pub String);
@@ -49,6 +60,13 @@ fn check_tokens(subject: &str, wildcards: bool) -> Result<(), SubjectError> {
 
 /// A subject an event can be published on: `events.` followed by at least one
 /// token, no wildcards, no whitespace.
+///
+/// ```
+/// use herald::subject::validate_event_subject;
+/// assert!(validate_event_subject("events.contract.signed").is_ok());
+/// assert!(validate_event_subject("orders.created").is_err()); // not under events.
+/// assert!(validate_event_subject("events.*").is_err()); // wildcards are for filters
+/// ```
 pub fn validate_event_subject(subject: &str) -> Result<(), SubjectError> {
     check_tokens(subject, false)?;
     if !subject.starts_with(EVENTS_PREFIX) {
@@ -60,6 +78,13 @@ pub fn validate_event_subject(subject: &str) -> Result<(), SubjectError> {
 }
 
 /// A filter a workflow consumes: like an event subject, wildcards allowed.
+///
+/// ```
+/// use herald::subject::validate_filter;
+/// assert!(validate_filter("events.vault.>").is_ok());
+/// assert!(validate_filter("events.*.created").is_ok());
+/// assert!(validate_filter("events.>.created").is_err()); // '>' must come last
+/// ```
 pub fn validate_filter(filter: &str) -> Result<(), SubjectError> {
     check_tokens(filter, true)?;
     if !filter.starts_with(EVENTS_PREFIX) {
@@ -71,6 +96,13 @@ pub fn validate_filter(filter: &str) -> Result<(), SubjectError> {
 }
 
 /// Does `subject` match NATS filter `filter` (`*` one token, `>` the rest)?
+///
+/// ```
+/// use herald::subject::matches;
+/// assert!(matches("events.vault.>", "events.vault.created"));
+/// assert!(matches("events.*.created", "events.user.created"));
+/// assert!(!matches("events.vault.>", "events.vault"));
+/// ```
 pub fn matches(filter: &str, subject: &str) -> bool {
     let mut f = filter.split('.');
     let mut s = subject.split('.');

@@ -7,6 +7,14 @@ use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, Statement, Value};
 
 /// One suppressed address.
+///
+/// ```no_run
+/// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+/// # let db = herald::db::connect("sqlite://herald.db").await?;
+/// let bounced: Vec<herald::suppression::Suppression> = herald::suppression::list(&db).await?
+///     .into_iter().filter(|s| s.source == "bounce").collect();
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Suppression {
     pub address: String,
@@ -26,12 +34,26 @@ fn norm(a: &str) -> String {
 }
 
 /// Check an address an operator typed: the form SMTP would send, or why not.
+///
+/// ```
+/// use herald::suppression::check_address;
+/// assert_eq!(check_address(" Ada@Example.COM ")?, "ada@example.com");
+/// assert!(check_address("not an address").is_err());
+/// # Ok::<(), String>(())
+/// ```
 pub fn check_address(raw: &str) -> Result<String, String> {
     crate::workflow::address::address(raw).map(|a| norm(&a))
 }
 
 /// Is this permanent reply to RCPT a reason to stop mailing the address?
 /// The enhanced status 5.1.x says the mailbox or its domain does not exist.
+///
+/// ```
+/// use herald::suppression::is_hard_bounce;
+/// assert!(is_hard_bounce(550, "5.1.1 no such user"));
+/// assert!(!is_hard_bounce(552, "5.2.2 mailbox full"));
+/// assert!(!is_hard_bounce(450, "4.1.1 try later"));
+/// ```
 pub fn is_hard_bounce(code: u16, message: &str) -> bool {
     (500..600).contains(&code) && message.trim_start().starts_with("5.1.")
 }
@@ -66,6 +88,14 @@ pub async fn list(db: &DatabaseConnection) -> Result<Vec<Suppression>, DbErr> {
 }
 
 /// Suppress `address` (idempotent: the first reason stays); true when it was new.
+///
+/// ```no_run
+/// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+/// # let db = herald::db::connect("sqlite://herald.db").await?;
+/// let address = herald::suppression::check_address("ada@example.com")?;
+/// let new = herald::suppression::add(&db, &address, "asked by phone", None, "manual").await?;
+/// # Ok(()) }
+/// ```
 pub async fn add(
     db: &impl ConnectionTrait,
     address: &str,
@@ -98,6 +128,15 @@ pub async fn add(
 }
 
 /// Take `address` off the list; true when it was on it.
+///
+/// ```no_run
+/// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+/// # let db = herald::db::connect("sqlite://herald.db").await?;
+/// if !herald::suppression::remove(&db, "ada@example.com").await? {
+///     println!("ada@example.com was not suppressed");
+/// }
+/// # Ok(()) }
+/// ```
 pub async fn remove(db: &DatabaseConnection, address: &str) -> Result<bool, DbErr> {
     let b = db.get_database_backend();
     let sql = format!(

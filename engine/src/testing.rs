@@ -18,6 +18,17 @@ use sea_orm::{ConnectionTrait, DatabaseTransaction, Statement};
 use serde_json::Value;
 
 /// An event found in the outbox.
+///
+/// ```no_run
+/// # async fn example(db: sea_orm::DatabaseConnection) -> Result<(), Box<dyn std::error::Error>> {
+/// use herald::outbox::{NewEvent, enqueue};
+/// use sea_orm::TransactionTrait;
+/// let txn = db.begin().await?;
+/// enqueue(&txn, NewEvent::new("events.user.joined", serde_json::json!({"id": 42})).aggregate("user", 42)).await?;
+/// let e = herald::testing::assert_enqueued(&txn, "events.user.joined", serde_json::json!({"id": 42})).await?;
+/// assert_eq!(e.aggregate.as_deref(), Some("user/42"));
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Enqueued {
     pub subject: String,
@@ -29,6 +40,17 @@ pub struct Enqueued {
 
 /// Why an assertion failed: what was expected, and what the transaction
 /// did enqueue.
+///
+/// ```no_run
+/// # async fn example(txn: sea_orm::DatabaseTransaction) {
+/// use herald::testing::{TestingError, assert_enqueued};
+/// match assert_enqueued(&txn, "events.user.joined", serde_json::json!({"id": 42})).await {
+///     Err(TestingError::NotEnqueued { found, .. }) => panic!("enqueued instead: {found:?}"),
+///     Err(e) => panic!("{e}"),
+///     Ok(_) => {}
+/// }
+/// # }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TestingError {
@@ -44,6 +66,17 @@ pub enum TestingError {
 
 /// Every event enqueued so far and not yet published, oldest first, as
 /// this transaction sees the outbox (its own uncommitted rows included).
+///
+/// ```no_run
+/// # async fn example(db: sea_orm::DatabaseConnection) -> Result<(), Box<dyn std::error::Error>> {
+/// use sea_orm::TransactionTrait;
+/// let txn = db.begin().await?;
+/// // ... the code under test writes its change and enqueues ...
+/// let subjects: Vec<String> = herald::testing::enqueued(&txn).await?.into_iter().map(|e| e.subject).collect();
+/// assert_eq!(subjects, ["events.invoice.created", "events.invoice.sent"]);
+/// txn.rollback().await?;
+/// # Ok(()) }
+/// ```
 pub async fn enqueued(txn: &DatabaseTransaction) -> Result<Vec<Enqueued>, TestingError> {
     let rows = txn
         .query_all_raw(Statement::from_string(
@@ -68,6 +101,16 @@ pub async fn enqueued(txn: &DatabaseTransaction) -> Result<Vec<Enqueued>, Testin
 
 /// Assert that `txn` enqueued an event with exactly this subject and
 /// payload (compared as JSON values, so key order and spacing do not matter).
+///
+/// ```no_run
+/// # async fn create_invoice(txn: &sea_orm::DatabaseTransaction, amount: u32) -> Result<(), Box<dyn std::error::Error>> { Ok(()) }
+/// # async fn example(db: sea_orm::DatabaseConnection) -> Result<(), Box<dyn std::error::Error>> {
+/// use sea_orm::TransactionTrait;
+/// let txn = db.begin().await?;
+/// create_invoice(&txn, 1200).await?;
+/// herald::testing::assert_enqueued(&txn, "events.invoice.created", serde_json::json!({"amount": 1200})).await?;
+/// # Ok(()) }
+/// ```
 pub async fn assert_enqueued(
     txn: &DatabaseTransaction,
     subject: &str,
@@ -88,6 +131,17 @@ pub async fn assert_enqueued(
 }
 
 /// How many events `txn` sees enqueued on `subject`.
+///
+/// ```no_run
+/// # async fn retry_payment(txn: &sea_orm::DatabaseTransaction) -> Result<(), Box<dyn std::error::Error>> { Ok(()) }
+/// # async fn example(db: sea_orm::DatabaseConnection) -> Result<(), Box<dyn std::error::Error>> {
+/// use sea_orm::TransactionTrait;
+/// let txn = db.begin().await?;
+/// retry_payment(&txn).await?;
+/// retry_payment(&txn).await?;
+/// assert_eq!(herald::testing::count_enqueued(&txn, "events.payment.failed").await?, 1); // no duplicate email
+/// # Ok(()) }
+/// ```
 pub async fn count_enqueued(
     txn: &DatabaseTransaction,
     subject: &str,

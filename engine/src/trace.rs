@@ -5,6 +5,17 @@ use herald_entities::{dead_letter, outbox};
 use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder};
 use serde::Serialize;
 
+/// One event's life, for "where is my email?": its outbox row, every
+/// delivery of every workflow, its dead letters (serialised as `herald
+/// trace --json` prints it).
+///
+/// ```no_run
+/// # async fn example(id: herald::EventId) -> Result<(), Box<dyn std::error::Error>> {
+/// # let db = herald::db::connect("sqlite://herald.db").await?;
+/// let t = herald::trace::trace(&db, id).await?;
+/// println!("{}", serde_json::to_string_pretty(&t)?);
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Serialize)]
 pub struct Trace {
     pub event_id: EventId,
@@ -14,6 +25,18 @@ pub struct Trace {
     pub dead_letters: Vec<serde_json::Value>,
 }
 
+/// Gather what the outbox, the ledger and the dead letters hold about one
+/// event, so support can answer "was it sent?" from the id alone.
+///
+/// ```no_run
+/// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+/// # let db = herald::db::connect("sqlite://herald.db").await?;
+/// let id: herald::EventId = "01968f5e-7c1a-7d3e-9b2a-3f4c5d6e7f80".parse()?;
+/// let t = herald::trace::trace(&db, id).await?;
+/// if t.outbox.is_none() { println!("pruned, or never enqueued"); }
+/// println!("{} deliveries, {} dead letters", t.deliveries.len(), t.dead_letters.len());
+/// # Ok(()) }
+/// ```
 pub async fn trace(db: &DatabaseConnection, event_id: EventId) -> Result<Trace, DbErr> {
     let row = outbox::Entity::find()
         .filter(outbox::Column::EventId.eq(event_id.as_uuid()))

@@ -13,6 +13,14 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, Statement, Value};
 use sha2::Sha256;
 
 /// The signing key and where links point.
+///
+/// ```
+/// use herald::unsubscribe::Unsubscribe;
+/// let u = Unsubscribe::new("0123456789abcdef-signing-key", "https://mail.example.org", None)?;
+/// let who = u.verify(&u.token("ada@example.com", "newsletter")).unwrap();
+/// assert_eq!(who.category, "newsletter");
+/// # Ok::<(), String>(())
+/// ```
 #[derive(Clone)]
 pub struct Unsubscribe {
     /// The keyed MAC, ready: cloned for each token.
@@ -31,11 +39,27 @@ impl std::fmt::Debug for Unsubscribe {
 }
 
 /// Why a token was refused (HTTP 400; nothing is recorded).
+///
+/// ```
+/// use herald::unsubscribe::Unsubscribe;
+/// let u = Unsubscribe::new("0123456789abcdef-signing-key", "https://mail.example.org", None)?;
+/// let err = u.verify("not-a-token").unwrap_err();
+/// assert_eq!(err.to_string(), "invalid unsubscribe link: malformed");
+/// # Ok::<(), String>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid unsubscribe link: {0}")]
 pub struct BadToken(&'static str);
 
 /// What a valid token says.
+///
+/// ```
+/// use herald::unsubscribe::{Subscriber, Unsubscribe};
+/// let u = Unsubscribe::new("0123456789abcdef-signing-key", "https://mail.example.org", None)?;
+/// let s = u.verify(&u.token("ada@example.com", "digest")).unwrap();
+/// assert_eq!(s, Subscriber { address: "ada@example.com".into(), category: "digest".into() });
+/// # Ok::<(), String>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Subscriber {
     pub address: String,
@@ -46,6 +70,13 @@ type HmacSha256 = Hmac<Sha256>;
 
 impl Unsubscribe {
     /// `secret` must be at least 16 bytes; `public_url` an http(s) URL.
+    ///
+    /// ```
+    /// use herald::unsubscribe::Unsubscribe;
+    /// let u = Unsubscribe::new("0123456789abcdef-signing-key", "https://mail.example.org/", Some("unsubscribe@example.org".into()));
+    /// assert!(u.is_ok());
+    /// assert!(Unsubscribe::new("short", "https://mail.example.org", None).is_err());
+    /// ```
     pub fn new(
         secret: &str,
         public_url: &str,
@@ -75,6 +106,13 @@ impl Unsubscribe {
     }
 
     /// The token for `address` and `category`: `base64url(body).base64url(mac)`.
+    ///
+    /// ```
+    /// use herald::unsubscribe::Unsubscribe;
+    /// let u = Unsubscribe::new("0123456789abcdef-signing-key", "https://mail.example.org", None)?;
+    /// let link = format!("https://mail.example.org/u/{}", u.token("ada@example.com", "newsletter"));
+    /// # Ok::<(), String>(())
+    /// ```
     pub fn token(&self, address: &str, category: &str) -> String {
         let body = format!("v1\n{}\n{category}", address.trim().to_ascii_lowercase());
         let tag = self.mac(body.as_bytes()).finalize().into_bytes();
@@ -86,6 +124,15 @@ impl Unsubscribe {
     }
 
     /// Check a token's signature and read it.
+    ///
+    /// ```
+    /// use herald::unsubscribe::Unsubscribe;
+    /// let u = Unsubscribe::new("0123456789abcdef-signing-key", "https://mail.example.org", None)?;
+    /// let s = u.verify(&u.token("Ada@Example.com", "newsletter")).unwrap();
+    /// assert_eq!(s.address, "ada@example.com");
+    /// assert!(u.verify("forged.token").is_err());
+    /// # Ok::<(), String>(())
+    /// ```
     pub fn verify(&self, token: &str) -> Result<Subscriber, BadToken> {
         if token.len() > 2048 {
             return Err(BadToken("too long"));
@@ -112,6 +159,14 @@ impl Unsubscribe {
     }
 
     /// The headers of an email of `category` to `address`.
+    ///
+    /// ```
+    /// use herald::unsubscribe::Unsubscribe;
+    /// let u = Unsubscribe::new("0123456789abcdef-signing-key", "https://mail.example.org", None)?;
+    /// let h = u.headers("ada@example.com", "newsletter");
+    /// assert_eq!(h[1], ("List-Unsubscribe-Post".to_string(), "List-Unsubscribe=One-Click".to_string()));
+    /// # Ok::<(), String>(())
+    /// ```
     pub fn headers(&self, address: &str, category: &str) -> Vec<(String, String)> {
         let token = self.token(address, category);
         let mut list = format!("<{}/u/{token}>", self.public_url);
@@ -132,6 +187,14 @@ use crate::db::ph;
 
 /// Record that `s.address` wants no more mail of `s.category`
 /// (idempotent); true when it is new.
+///
+/// ```no_run
+/// # async fn example(u: herald::unsubscribe::Unsubscribe, token: &str) -> Result<(), Box<dyn std::error::Error>> {
+/// # let db = herald::db::connect("sqlite://herald.db").await?;
+/// let who = u.verify(token)?;
+/// herald::unsubscribe::record(&db, &who).await?;
+/// # Ok(()) }
+/// ```
 pub async fn record(db: &DatabaseConnection, s: &Subscriber) -> Result<bool, DbErr> {
     let b = db.get_database_backend();
     let sql = format!(
@@ -154,6 +217,15 @@ pub async fn record(db: &DatabaseConnection, s: &Subscriber) -> Result<bool, DbE
 }
 
 /// One recorded unsubscribe.
+///
+/// ```no_run
+/// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+/// # let db = herald::db::connect("sqlite://herald.db").await?;
+/// for u in herald::unsubscribe::list(&db, Some("newsletter")).await? {
+///     println!("{} left {} on {}", u.address, u.category, u.created_at);
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Unsubscribed {
     pub address: String,
@@ -162,6 +234,14 @@ pub struct Unsubscribed {
 }
 
 /// Every unsubscribe (of one category, if given), oldest first.
+///
+/// ```no_run
+/// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+/// # let db = herald::db::connect("sqlite://herald.db").await?;
+/// let all = herald::unsubscribe::list(&db, None).await?;
+/// println!("{} unsubscribes", all.len());
+/// # Ok(()) }
+/// ```
 pub async fn list(
     db: &DatabaseConnection,
     category: Option<&str>,
@@ -191,6 +271,13 @@ pub async fn list(
 
 /// Subscribe `address` to `category` again (the recipient asked the
 /// operator); true when it was unsubscribed.
+///
+/// ```no_run
+/// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+/// # let db = herald::db::connect("sqlite://herald.db").await?;
+/// herald::unsubscribe::remove(&db, "ada@example.com", "newsletter").await?;
+/// # Ok(()) }
+/// ```
 pub async fn remove(db: &DatabaseConnection, address: &str, category: &str) -> Result<bool, DbErr> {
     let b = db.get_database_backend();
     let sql = format!(

@@ -19,6 +19,16 @@ use crate::EventId;
 
 /// One delivery as the ledger records it: recipient, [`DeliveryState`],
 /// attempts, Message-ID, last SMTP reply or error, when it was sent.
+///
+/// ```no_run
+/// # async fn example(id: herald::EventId) -> Result<(), Box<dyn std::error::Error>> {
+/// # let db = herald::db::connect("sqlite://herald.db").await?;
+/// let deliveries: Vec<herald::ledger::Delivery> = herald::ledger::deliveries_of(&db, id).await?;
+/// for d in &deliveries {
+///     println!("{} {} {:?} after {} attempt(s)", d.workflow, d.recipient, d.state, d.attempts);
+/// }
+/// # Ok(()) }
+/// ```
 pub type Delivery = delivery::Model;
 
 /// Every delivery of one event, all workflows, in fan-out order: what the
@@ -55,6 +65,15 @@ pub async fn deliveries_of<C: ConnectionTrait>(
 /// the address is matched as a whole element of that list, never as a
 /// substring (`ann@x.org` does not find `joann@x.org`). The match scans the
 /// ledger (no index covers it): meant for an operator's search, not a hot path.
+///
+/// ```no_run
+/// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+/// # let db = herald::db::connect("sqlite://herald.db").await?;
+/// for d in herald::ledger::deliveries_to(&db, "ada@example.com", 20).await? {
+///     println!("{} {} {:?}", d.updated_at, d.workflow, d.state);
+/// }
+/// # Ok(()) }
+/// ```
 pub async fn deliveries_to<C: ConnectionTrait>(
     db: &C,
     address: &str,
@@ -78,6 +97,16 @@ pub async fn deliveries_to<C: ConnectionTrait>(
 }
 
 /// Deliveries counted by the hour of their last change and their state.
+///
+/// ```no_run
+/// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+/// # let db = herald::db::connect("sqlite://herald.db").await?;
+/// let since = chrono::Utc::now() - chrono::Duration::hours(24);
+/// for c in herald::ledger::hourly_activity(&db, since).await? {
+///     println!("{} {}: {}", c.hour, c.state, c.count);
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct HourlyCount {
     /// The start of the hour (UTC).
@@ -92,6 +121,15 @@ pub struct HourlyCount {
 /// last 24 hours from it. One grouped query; no index covers `updated_at`,
 /// so it reads the whole ledger (measured on 500,000 rows: about 0.2 s on
 /// SQLite and on PostgreSQL, on this 2-core machine).
+///
+/// ```no_run
+/// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+/// # let db = herald::db::connect("sqlite://herald.db").await?;
+/// let since = chrono::Utc::now() - chrono::Duration::hours(24);
+/// let counts = herald::ledger::hourly_activity(&db, since).await?;
+/// let dead = counts.iter().filter(|c| c.state == "dead").count();
+/// # Ok(()) }
+/// ```
 pub async fn hourly_activity<C: ConnectionTrait>(
     db: &C,
     since: chrono::DateTime<chrono::Utc>,

@@ -38,6 +38,15 @@ pub async fn backlog(db: &DatabaseConnection) -> Result<Backlog, DbErr> {
 
 /// Aggregates held back by a parked row: nothing later of theirs is
 /// published until the row is re-driven ([`unpark`]).
+///
+/// ```no_run
+/// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+/// # let db = herald::db::connect("sqlite://herald.db").await?;
+/// for p in herald::outbox::parked_aggregates(&db).await? {
+///     println!("{p:?}");
+/// }
+/// # Ok(()) }
+/// ```
 pub async fn parked_aggregates(db: &DatabaseConnection) -> Result<Vec<ParkedAggregate>, DbErr> {
     store::parked_aggregates(db).await
 }

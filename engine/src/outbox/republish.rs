@@ -11,6 +11,12 @@ use super::store::{self, Claimed};
 use crate::relay::publish;
 
 /// What to publish again.
+///
+/// ```
+/// let since = chrono::Utc::now() - chrono::Duration::hours(2);
+/// let range = herald::outbox::Republish::since(since).subject("events.billing.>").batch(1000);
+/// assert_eq!(range.subject.as_deref(), Some("events.billing.>"));
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Republish {
@@ -25,6 +31,12 @@ pub struct Republish {
 
 impl Republish {
     /// Rows published since `since`, up to now, 5,000 at a time.
+    ///
+    /// ```
+    /// use chrono::{TimeZone, Utc};
+    /// let range = herald::outbox::Republish::since(Utc.with_ymd_and_hms(2026, 5, 1, 12, 0, 0).unwrap());
+    /// assert_eq!(range.batch, 5000);
+    /// ```
     pub fn since(since: DateTime<Utc>) -> Republish {
         Republish {
             since,
@@ -34,16 +46,38 @@ impl Republish {
         }
     }
 
+    /// End the range before now (exclusive), to republish only the window the
+    /// stream lost.
+    ///
+    /// ```
+    /// use chrono::{TimeZone, Utc};
+    /// let lost = Utc.with_ymd_and_hms(2026, 5, 1, 12, 0, 0).unwrap();
+    /// let range = herald::outbox::Republish::since(lost).until(lost + chrono::Duration::hours(1));
+    /// ```
     pub fn until(mut self, until: DateTime<Utc>) -> Republish {
         self.until = until;
         self
     }
 
+    /// Only the rows whose subject matches this NATS filter, when only some
+    /// workflows lost events.
+    ///
+    /// ```
+    /// let since = chrono::Utc::now() - chrono::Duration::hours(2);
+    /// let range = herald::outbox::Republish::since(since).subject("events.vault.>");
+    /// ```
     pub fn subject(mut self, filter: impl Into<String>) -> Republish {
         self.subject = Some(filter.into());
         self
     }
 
+    /// Rows read and published per page (at least 1), so that memory stays
+    /// bounded however long the range.
+    ///
+    /// ```
+    /// let since = chrono::Utc::now() - chrono::Duration::hours(2);
+    /// let range = herald::outbox::Republish::since(since).batch(500);
+    /// ```
     pub fn batch(mut self, rows: u64) -> Republish {
         self.batch = rows.max(1);
         self
@@ -51,6 +85,16 @@ impl Republish {
 }
 
 /// Where a republish stands, after each page.
+///
+/// ```no_run
+/// # async fn example(db: sea_orm::DatabaseConnection, js: async_nats::jetstream::Context) -> Result<(), Box<dyn std::error::Error>> {
+/// use herald::outbox::{Republish, RepublishProgress, republish};
+/// let range = Republish::since(chrono::Utc::now() - chrono::Duration::hours(2));
+/// republish(&db, &js, &range, |p: RepublishProgress| {
+///     eprintln!("{}/{} (seq {})", p.read, p.total, p.seq)
+/// }).await?;
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Copy)]
 pub struct RepublishProgress {
     pub read: u64,
@@ -60,6 +104,15 @@ pub struct RepublishProgress {
 }
 
 /// What a republish did.
+///
+/// ```no_run
+/// # async fn example(db: sea_orm::DatabaseConnection, js: async_nats::jetstream::Context) -> Result<(), Box<dyn std::error::Error>> {
+/// use herald::outbox::{Republish, republish};
+/// let range = Republish::since(chrono::Utc::now() - chrono::Duration::hours(2));
+/// let s = republish(&db, &js, &range, |_| {}).await?;
+/// println!("{} rows: {} stored again, {} still in the stream", s.rows, s.published, s.duplicates);
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RepublishSummary {
     /// Rows of the range (matching the subject filter).
@@ -70,6 +123,20 @@ pub struct RepublishSummary {
     pub duplicates: u64,
 }
 
+/// Why a republish stopped; [`RepublishError::Nats`] says how far it got, and
+/// running it again is always safe.
+///
+/// ```no_run
+/// # async fn example(db: sea_orm::DatabaseConnection, js: async_nats::jetstream::Context) {
+/// use herald::outbox::{Republish, RepublishError, republish};
+/// let range = Republish::since(chrono::Utc::now() - chrono::Duration::hours(2));
+/// match republish(&db, &js, &range, |_| {}).await {
+///     Err(RepublishError::Nats { done_through, .. }) => eprintln!("rows up to seq {done_through} done"),
+///     Err(e) => eprintln!("{e}"),
+///     Ok(s) => println!("{} of {} stored again", s.published, s.rows),
+/// }
+/// # }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RepublishError {

@@ -55,6 +55,16 @@ struct Results<'a> {
 
 impl Relay {
     /// Claim, publish and mark one batch.
+    ///
+    /// ```no_run
+    /// # async fn example(js: async_nats::jetstream::Context) -> Result<(), Box<dyn std::error::Error>> {
+    /// use herald::{metrics::Metrics, relay::{Relay, RelayConfig}};
+    /// # let db = herald::db::connect("sqlite://herald.db").await?;
+    /// let relay = Relay::new(db, js, RelayConfig::default(), Metrics::new());
+    /// let done = relay.run_once().await?; // e.g. in a test, instead of `run`
+    /// println!("{} claimed, {} published, {} parked", done.claimed, done.published, done.parked);
+    /// # Ok(()) }
+    /// ```
     pub async fn run_once(&self) -> Result<BatchOutcome, RelayError> {
         let started = Instant::now();
         let started_at = SystemTime::now();

@@ -9,6 +9,15 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 
 /// The transport as the worker sees it.
+///
+/// ```no_run
+/// # async fn example(transport: herald::smtp::Transport) {
+/// use herald::smtp::TransportState;
+/// if let TransportState::Down { reason, since } = transport.state() {
+///     eprintln!("SMTP down for {:?}: {reason}", since.elapsed());
+/// }
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum TransportState {
@@ -21,6 +30,16 @@ pub enum TransportState {
 }
 
 impl TransportState {
+    /// Whether deliveries may go now, or wait at the gate without counting an
+    /// attempt.
+    ///
+    /// ```no_run
+    /// # async fn example(transport: herald::smtp::Transport) {
+    /// if !transport.state().is_up() {
+    ///     transport.wait_up().await;
+    /// }
+    /// # }
+    /// ```
     pub fn is_up(&self) -> bool {
         matches!(self, TransportState::Up)
     }

@@ -13,6 +13,18 @@ fn address(m: &Mailbox) -> Address<'static> {
 }
 
 /// The RFC 5322 message. Bcc is not written (envelope only).
+///
+/// ```
+/// use herald::workflow::{Mailbox, render::Email};
+/// let mb = |a: &str| Mailbox { name: None, address: a.into() };
+/// # let email = Email { index: 0, from: mb("noreply@example.org"), to: vec![mb("ada@example.com")],
+/// #     cc: vec![], bcc: vec![mb("audit@example.org")], reply_to: vec![],
+/// #     subject: "Welcome".into(), text: Some("Hi Ada".into()), html: None, headers: vec![] };
+/// let raw = herald::smtp::build(&email, "0196f0c2.welcome.0@example.org")?;
+/// let text = String::from_utf8(raw)?;
+/// assert!(text.contains("Subject: Welcome") && !text.contains("audit@"));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn build(email: &Email, message_id: &str) -> Result<Vec<u8>, SendError> {
     let list = |v: &[Mailbox]| Address::new_list(v.iter().map(address).collect());
     let mut m = MessageBuilder::new()

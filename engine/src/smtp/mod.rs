@@ -26,6 +26,17 @@ pub use url::SmtpUrlError;
 use crate::workflow::render::Email;
 
 /// Why a send failed.
+///
+/// ```no_run
+/// # async fn example(transport: herald::smtp::Transport, email: herald::workflow::render::Email) {
+/// use herald::smtp::SendError;
+/// match transport.send_once(&email, "test.welcome.0@example.org").await {
+///     Ok(reply) => println!("accepted: {reply}"),
+///     Err(SendError::Uncertain(why)) => eprintln!("may have been sent: {why}"),
+///     Err(e) => eprintln!("{e}"),
+/// }
+/// # }
+/// ```
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum SendError {
@@ -63,6 +74,12 @@ pub enum SendError {
 }
 
 /// What kind of failure, for decisions.
+///
+/// ```
+/// use herald::smtp::{SendError, SendErrorKind, Stage};
+/// let e = SendError::Rejected { stage: Stage::MailFrom, code: 451, message: "4.3.0 try again".into() };
+/// assert_eq!(e.kind(), SendErrorKind::Transient);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum SendErrorKind {
@@ -79,6 +96,17 @@ pub enum SendErrorKind {
 }
 
 impl SendError {
+    /// Classify the failure for the retry decision (retry, dead-letter, wait for
+    /// the transport), so callers need not match every variant.
+    ///
+    /// ```no_run
+    /// # async fn example(transport: herald::smtp::Transport, email: herald::workflow::render::Email) {
+    /// use herald::smtp::SendErrorKind;
+    /// if let Err(e) = transport.send(&email, "id@example.org").await {
+    ///     let retry = matches!(e.kind(), SendErrorKind::Transient | SendErrorKind::Throttle);
+    /// }
+    /// # }
+    /// ```
     pub fn kind(&self) -> SendErrorKind {
         match self {
             SendError::Unreachable(_) | SendError::Interrupted(_) => SendErrorKind::Transport,
@@ -96,6 +124,12 @@ impl SendError {
     /// A plain 451 (4.3.0 local error, greylisting) is about one message and
     /// does not slow the transport. The rate backs off, whatever becomes of
     /// the message.
+    ///
+    /// ```
+    /// use herald::smtp::{SendError, Stage};
+    /// let e = SendError::Rejected { stage: Stage::RcptTo("ada@example.com".into()), code: 451, message: "4.7.1 rate limited".into() };
+    /// assert!(e.asks_to_slow_down());
+    /// ```
     pub fn asks_to_slow_down(&self) -> bool {
         match self {
             SendError::Throttled { .. } => true,
@@ -108,6 +142,12 @@ impl SendError {
     }
 
     /// The address a permanent RCPT reply refused, if that is what happened.
+    ///
+    /// ```
+    /// use herald::smtp::{SendError, Stage};
+    /// let e = SendError::Rejected { stage: Stage::RcptTo("ada@example.com".into()), code: 550, message: "5.1.1 no such user".into() };
+    /// assert_eq!(e.refused_recipient(), Some(("ada@example.com", 550, "5.1.1 no such user")));
+    /// ```
     pub fn refused_recipient(&self) -> Option<(&str, u16, &str)> {
         match self {
             SendError::Rejected {
@@ -120,6 +160,12 @@ impl SendError {
     }
 
     /// The server's reply, when it gave one.
+    ///
+    /// ```
+    /// use herald::smtp::{SendError, Stage};
+    /// let e = SendError::Rejected { stage: Stage::Data, code: 554, message: "5.7.1 spam".into() };
+    /// assert_eq!(e.smtp_reply().as_deref(), Some("554 5.7.1 spam"));
+    /// ```
     pub fn smtp_reply(&self) -> Option<String> {
         match self {
             SendError::Rejected { code, message, .. }
@@ -144,11 +190,26 @@ struct Inner {
 }
 
 /// Where email goes. Cheap to clone; clones share the pool and the state.
+///
+/// ```no_run
+/// # async fn example(email: herald::workflow::render::Email) -> Result<(), Box<dyn std::error::Error>> {
+/// let transport = herald::smtp::Transport::from_url("smtp://user:pass@mail.example.org:587?rate=50/s")?;
+/// let reply = transport.send(&email, "0196f0c2.welcome.0@example.org").await?;
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct Transport(Arc<Inner>);
 
 impl Transport {
     /// Check the URL before any I/O (start-up validation).
+    ///
+    /// ```
+    /// use herald::smtp::Transport;
+    /// let smtp = Transport::from_url("smtps://user:pass@mail.example.org:465")?;
+    /// let capture = Transport::from_url("file:///tmp/herald-mail")?; // one .eml per message
+    /// assert!(Transport::from_url("http://mail.example.org").is_err());
+    /// # Ok::<(), herald::smtp::SmtpUrlError>(())
+    /// ```
     pub fn from_url(url: &str) -> Result<Transport, SmtpUrlError> {
         let kind = match url::parse(url)? {
             url::Target::Smtp(s) => Kind::Smtp(Box::new(pool::Pool::new(s))),
@@ -162,11 +223,23 @@ impl Transport {
     }
 
     /// The transport's URL without secrets.
+    ///
+    /// ```
+    /// let t = herald::smtp::Transport::from_url("smtp://user:s3cret@mail.example.org:587")?;
+    /// assert_eq!(t.name(), "smtp://user:***@mail.example.org:587");
+    /// # Ok::<(), herald::smtp::SmtpUrlError>(())
+    /// ```
     pub fn name(&self) -> &str {
         &self.0.name
     }
 
     /// The rate configured on the URL (`?rate=50/s&burst=100`), if any.
+    ///
+    /// ```
+    /// let t = herald::smtp::Transport::from_url("smtp://mail.example.org?rate=50/s&burst=100")?;
+    /// assert_eq!(t.rate().map(|r| r.burst), Some(100));
+    /// # Ok::<(), herald::smtp::SmtpUrlError>(())
+    /// ```
     pub fn rate(&self) -> Option<crate::rate::Rate> {
         match &self.0.kind {
             Kind::Smtp(pool) => pool.server.rate,
@@ -175,6 +248,12 @@ impl Transport {
     }
 
     /// The `file://` directory, if this is the capture.
+    ///
+    /// ```
+    /// let t = herald::smtp::Transport::from_url("file:///tmp/herald-mail")?;
+    /// assert_eq!(t.file_dir(), Some(std::path::Path::new("/tmp/herald-mail")));
+    /// # Ok::<(), herald::smtp::SmtpUrlError>(())
+    /// ```
     pub fn file_dir(&self) -> Option<&std::path::Path> {
         match &self.0.kind {
             Kind::File(p) => Some(p),
@@ -184,6 +263,13 @@ impl Transport {
 
     /// Send one email; returns the server's reply (or the file written).
     /// A transport failure closes the gate and starts the probe.
+    ///
+    /// ```no_run
+    /// # async fn example(transport: herald::smtp::Transport, email: herald::workflow::render::Email) -> Result<(), Box<dyn std::error::Error>> {
+    /// let id = herald::worker::message_id(herald::EventId::new(), "welcome", email.index, &email.from);
+    /// let reply = transport.send(&email, &id).await?; // unreachable: the gate closes until a probe gets through
+    /// # Ok(()) }
+    /// ```
     pub async fn send(&self, email: &Email, message_id: &str) -> Result<String, SendError> {
         let r = self.send_once(email, message_id).await;
         match &r {
@@ -197,6 +283,16 @@ impl Transport {
     /// Send one email and only that: a failure is returned, not waited
     /// out (no gate, no probe). For a one-off send such as `herald
     /// send-test`, where the person who asked is told at once.
+    ///
+    /// ```no_run
+    /// # async fn example(email: herald::workflow::render::Email) -> Result<(), Box<dyn std::error::Error>> {
+    /// let transport = herald::smtp::Transport::from_url("smtp://localhost:1025")?;
+    /// match transport.send_once(&email, "send-test.0@example.org").await {
+    ///     Ok(reply) => println!("accepted: {reply}"),
+    ///     Err(e) => eprintln!("not sent: {e}"),
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn send_once(&self, email: &Email, message_id: &str) -> Result<String, SendError> {
         let body = build(email, message_id)?;
         match &self.0.kind {
@@ -255,16 +351,42 @@ impl Transport {
         });
     }
 
+    /// Whether the server can be reached now, as the last send or probe found
+    /// it: for health pages and logs, without waiting.
+    ///
+    /// ```no_run
+    /// # fn example(transport: herald::smtp::Transport) {
+    /// println!("{}: {:?}", transport.name(), transport.state());
+    /// # }
+    /// ```
     pub fn state(&self) -> TransportState {
         self.0.gate.state()
     }
 
     /// Changes of state, for health reporting.
+    ///
+    /// ```no_run
+    /// # async fn example(transport: herald::smtp::Transport) {
+    /// let mut states = transport.subscribe();
+    /// while states.changed().await.is_ok() {
+    ///     println!("SMTP now {:?}", *states.borrow());
+    /// }
+    /// # }
+    /// ```
     pub fn subscribe(&self) -> tokio::sync::watch::Receiver<TransportState> {
         self.0.gate.subscribe()
     }
 
     /// Resolves when the transport is (again) reachable.
+    ///
+    /// ```no_run
+    /// # async fn example(transport: herald::smtp::Transport, stop: tokio_util::sync::CancellationToken) {
+    /// tokio::select! {
+    ///     _ = transport.wait_up() => println!("SMTP reachable"),
+    ///     _ = stop.cancelled() => return,
+    /// }
+    /// # }
+    /// ```
     pub async fn wait_up(&self) {
         self.0.gate.wait_up().await
     }

@@ -29,6 +29,15 @@ fn reply_line(r: &Response<String>) -> String {
 }
 
 /// Where in the transaction a reply came.
+///
+/// ```no_run
+/// # async fn example(transport: herald::smtp::Transport, email: herald::workflow::render::Email) {
+/// use herald::smtp::{SendError, Stage};
+/// if let Err(SendError::Rejected { stage: Stage::RcptTo(address), code, .. }) = transport.send(&email, "id@example.org").await {
+///     eprintln!("{address} refused with {code}");
+/// }
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Stage {
     MailFrom,

@@ -5,6 +5,13 @@ use std::time::Duration;
 
 use crate::secret::redact_url;
 
+/// An `--smtp-url` that cannot be used, found before any connection; the URL
+/// in it is redacted.
+///
+/// ```
+/// let err = herald::smtp::Transport::from_url("http://user:s3cret@mail.example.org").err().unwrap();
+/// assert!(!err.to_string().contains("s3cret"));
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[error("invalid --smtp-url {url}: {reason}")]
 pub struct SmtpUrlError {

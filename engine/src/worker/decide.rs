@@ -3,6 +3,17 @@
 use std::time::Duration;
 
 /// The fate of a message: the only thing the consumer loop acts on.
+///
+/// ```no_run
+/// # async fn example(worker: herald::worker::Worker) -> Result<(), Box<dyn std::error::Error>> {
+/// use herald::worker::Disposition;
+/// let dl = herald::dlq::get(worker.db(), 42).await?.ok_or("no dead letter 42")?;
+/// match worker.redrive(&dl).await?.disposition {
+///     Disposition::Ack => println!("delivered"),
+///     other => println!("not yet: {other}"),
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub enum Disposition {

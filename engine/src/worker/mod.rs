@@ -69,27 +69,57 @@ pub struct WorkerConfig {
 }
 
 impl WorkerConfig {
+    /// The JetStream stream to consume: the one the relay publishes to.
+    ///
+    /// ```
+    /// let cfg = herald::worker::WorkerConfig::default().stream("HERALD_STAGING");
+    /// ```
     pub fn stream(mut self, name: impl Into<String>) -> Self {
         self.stream = name.into();
         self
     }
 
+    /// Messages processed at once per workflow (at least 1); messages of one
+    /// aggregate still go one at a time.
+    ///
+    /// ```
+    /// let cfg = herald::worker::WorkerConfig::default().concurrency(64);
+    /// ```
     pub fn concurrency(mut self, n: usize) -> Self {
         self.concurrency = n.max(1);
         self
     }
 
+    /// The consumer's cap on unacknowledged messages (at least 1): bounds what a
+    /// stalled worker holds.
+    ///
+    /// ```
+    /// let cfg = herald::worker::WorkerConfig::default().max_ack_pending(5000);
+    /// ```
     pub fn max_ack_pending(mut self, n: i64) -> Self {
         self.max_ack_pending = n.max(1);
         self
     }
 
+    /// How long a message may stay unacknowledged before JetStream redelivers it;
+    /// longer than the slowest SMTP send.
+    ///
+    /// ```
+    /// let cfg = herald::worker::WorkerConfig::default().ack_wait(std::time::Duration::from_secs(120));
+    /// ```
     pub fn ack_wait(mut self, d: Duration) -> Self {
         self.ack_wait = d;
         self
     }
 
     /// Sign one-click unsubscribe links (needed by workflows with a `category`).
+    ///
+    /// ```
+    /// use herald::{unsubscribe::Unsubscribe, worker::WorkerConfig};
+    /// let links = Unsubscribe::new("0123456789abcdef-signing-key", "https://mail.example.org", None)?;
+    /// let cfg = WorkerConfig::default().unsubscribe(links);
+    /// # Ok::<(), String>(())
+    /// ```
     pub fn unsubscribe(mut self, u: crate::unsubscribe::Unsubscribe) -> Self {
         self.unsubscribe = Some(u);
         self
@@ -98,6 +128,11 @@ impl WorkerConfig {
     /// Messages taken from the stream at once (in lanes, running or
     /// waiting): enough to keep every slot busy across many aggregates,
     /// never more than the consumer's max_ack_pending.
+    ///
+    /// ```
+    /// let cfg = herald::worker::WorkerConfig::default().concurrency(4).max_ack_pending(100);
+    /// assert_eq!(cfg.max_in_flight(), 100);
+    /// ```
     pub fn max_in_flight(&self) -> usize {
         let cap = usize::try_from(self.max_ack_pending.max(1)).unwrap_or(1000);
         (self.concurrency.max(1) * 64)
@@ -126,6 +161,18 @@ pub(crate) enum WorkerError {
 }
 
 /// Why a dead letter could not be re-driven.
+///
+/// ```no_run
+/// # async fn example(worker: herald::worker::Worker) -> Result<(), Box<dyn std::error::Error>> {
+/// use herald::worker::RedriveError;
+/// let dl = herald::dlq::get(worker.db(), 42).await?.ok_or("no dead letter 42")?;
+/// match worker.redrive(&dl).await {
+///     Err(RedriveError::UnknownWorkflow(name)) => eprintln!("{name} was removed; discard it"),
+///     Err(e) => return Err(e.into()),
+///     Ok(outcome) => println!("{} sent", outcome.sent),
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RedriveError {
@@ -180,6 +227,19 @@ pub struct Worker {
 }
 
 impl Worker {
+    /// Assemble a worker from what the application already opened (database,
+    /// loaded workflows, transport), so that it can run inside the
+    /// application's process; nothing is consumed until [`Worker::run`].
+    ///
+    /// ```no_run
+    /// # fn example(db: sea_orm::DatabaseConnection) -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::sync::Arc;
+    /// use herald::{metrics::Metrics, smtp::Transport, worker::{Worker, WorkerConfig}};
+    /// let catalog = Arc::new(herald::workflow::load("workflows".as_ref())?);
+    /// let transport = Transport::from_url("smtp://mail.example.org:587")?;
+    /// let worker = Worker::new(db, catalog, transport, Metrics::new(), WorkerConfig::default().concurrency(32));
+    /// # Ok(()) }
+    /// ```
     pub fn new(
         db: DatabaseConnection,
         catalog: Arc<Catalog>,
@@ -212,11 +272,25 @@ impl Worker {
     }
 
     /// The workflows loaded now (a snapshot: a reload does not change it).
+    ///
+    /// ```no_run
+    /// # fn example(worker: &herald::worker::Worker) {
+    /// for wf in &worker.catalog().workflows {
+    ///     println!("{} <- {:?}", wf.name, wf.subjects);
+    /// }
+    /// # }
+    /// ```
     pub fn catalog(&self) -> Arc<Catalog> {
         self.loaded().catalog.clone()
     }
 
     /// The version (hash) of the loaded workflow set.
+    ///
+    /// ```no_run
+    /// # fn example(worker: &herald::worker::Worker) {
+    /// tracing::info!(version = %worker.version(), "workflows loaded");
+    /// # }
+    /// ```
     pub fn version(&self) -> String {
         self.loaded().catalog.version.clone()
     }
@@ -236,6 +310,15 @@ impl Worker {
     /// consumers, removed ones stop, changed templates are used from each
     /// consumer's next message. Anything wrong refuses the whole set; the
     /// running one goes on unchanged.
+    ///
+    /// ```no_run
+    /// # fn example(worker: &herald::worker::Worker) {
+    /// match worker.reload() {
+    ///     Ok(r) => println!("now {} (added {:?}, removed {:?})", r.version, r.added, r.removed),
+    ///     Err(e) => eprintln!("{e}"), // the running set goes on
+    /// }
+    /// # }
+    /// ```
     pub fn reload(&self) -> Result<Reloaded, ReloadError> {
         let old = self.catalog();
         let new = crate::workflow::load(&old.dir).map_err(ReloadError::Invalid)?;
@@ -267,12 +350,30 @@ impl Worker {
 
     /// Workflows that need a setting the worker was not given: a category
     /// without one-click unsubscribe configured. Checked at start-up.
+    ///
+    /// ```no_run
+    /// # fn example(worker: &herald::worker::Worker) {
+    /// let missing = worker.missing_settings();
+    /// if !missing.is_empty() {
+    ///     eprintln!("{}", missing.join("\n"));
+    ///     std::process::exit(2);
+    /// }
+    /// # }
+    /// ```
     pub fn missing_settings(&self) -> Vec<String> {
         self.missing_settings_of(&self.catalog())
     }
 
     /// [`Worker::missing_settings`] of only these workflows (a worker
     /// started with `--workflow NAME`: the others do not run here).
+    ///
+    /// ```no_run
+    /// # fn example(worker: &herald::worker::Worker) {
+    /// let catalog = worker.catalog();
+    /// let mine: Vec<_> = catalog.get("newsletter").into_iter().cloned().collect();
+    /// assert!(worker.missing_settings_for(&mine).is_empty());
+    /// # }
+    /// ```
     pub fn missing_settings_for(&self, workflows: &[Workflow]) -> Vec<String> {
         self.missing_settings_in(workflows.iter())
     }
@@ -297,22 +398,50 @@ impl Worker {
     }
 
     /// The worker's metrics (what it sent, retried, dead-lettered so far).
+    ///
+    /// ```no_run
+    /// # fn example(worker: &herald::worker::Worker) {
+    /// let body = worker.metrics().render(); // Prometheus text for /metrics
+    /// # }
+    /// ```
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
     }
 
     /// Its one-click unsubscribe settings, when configured.
+    ///
+    /// ```no_run
+    /// # fn example(worker: &herald::worker::Worker, token: &str) {
+    /// if let Some(links) = worker.unsubscribe() {
+    ///     let who = links.verify(token);
+    /// }
+    /// # }
+    /// ```
     pub fn unsubscribe(&self) -> Option<&crate::unsubscribe::Unsubscribe> {
         self.cfg.unsubscribe.as_ref()
     }
 
     /// The database it records in.
+    ///
+    /// ```no_run
+    /// # async fn example(worker: &herald::worker::Worker) -> Result<(), Box<dyn std::error::Error>> {
+    /// let open = herald::dlq::list(worker.db(), None, false).await?;
+    /// # Ok(()) }
+    /// ```
     pub fn db(&self) -> &DatabaseConnection {
         &self.db
     }
 
     /// Send again, with a distinct Message-ID, deliveries the ledger has as
     /// sent (`herald replay --resend`), recording `reason`.
+    ///
+    /// ```no_run
+    /// # fn example(db: sea_orm::DatabaseConnection, catalog: std::sync::Arc<herald::workflow::Catalog>, transport: herald::smtp::Transport) {
+    /// use herald::{metrics::Metrics, worker::{Worker, WorkerConfig}};
+    /// let worker = Worker::new(db, catalog, transport, Metrics::new(), WorkerConfig::default())
+    ///     .resending("template fix, ticket #4812");
+    /// # }
+    /// ```
     pub fn resending(mut self, reason: impl Into<String>) -> Worker {
         self.resend = Some(reason.into());
         self
@@ -333,6 +462,13 @@ impl Loaded {
 }
 
 /// What a reload changed.
+///
+/// ```no_run
+/// # fn example(worker: &herald::worker::Worker) -> Result<(), herald::worker::ReloadError> {
+/// let r = worker.reload()?;
+/// if r.version == r.previous { println!("nothing changed"); }
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reloaded {
     /// The version now loaded (the same as `previous` when nothing changed).
@@ -343,6 +479,17 @@ pub struct Reloaded {
 }
 
 /// Why a reload was refused (the running set goes on).
+///
+/// ```no_run
+/// # fn example(worker: &herald::worker::Worker) {
+/// use herald::worker::ReloadError;
+/// match worker.reload() {
+///     Err(ReloadError::Invalid(problems)) => eprintln!("{problems}"),
+///     Err(e) => eprintln!("{e}"),
+///     Ok(_) => {}
+/// }
+/// # }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ReloadError {
@@ -353,6 +500,14 @@ pub enum ReloadError {
 }
 
 /// `<{event_id}.{workflow}.{n}@{domain of from}>`: derived from the ledger key.
+///
+/// ```
+/// use herald::{EventId, workflow::Mailbox};
+/// let id: EventId = "01968f5e-7c1a-7d3e-9b2a-3f4c5d6e7f80".parse()?;
+/// let from = Mailbox { name: Some("Club".into()), address: "noreply@club.example".into() };
+/// assert_eq!(herald::worker::message_id(id, "welcome", 0, &from), "01968f5e-7c1a-7d3e-9b2a-3f4c5d6e7f80.welcome.0@club.example");
+/// # Ok::<(), uuid::Error>(())
+/// ```
 pub fn message_id(event: EventId, workflow: &str, index: usize, from: &Mailbox) -> String {
     let domain = match from.domain() {
         "" => "herald.local",
@@ -362,6 +517,10 @@ pub fn message_id(event: EventId, workflow: &str, index: usize, from: &Mailbox) 
 }
 
 /// Durable consumer name of a workflow (`herald-NAME`).
+///
+/// ```
+/// assert_eq!(herald::worker::consumer_name("welcome"), "herald-welcome");
+/// ```
 pub fn consumer_name(wf: &str) -> String {
     format!("herald-{wf}")
 }

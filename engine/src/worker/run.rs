@@ -17,6 +17,17 @@ use crate::workflow::Workflow;
 impl Worker {
     /// Consume `workflows` until `stop` is cancelled; returns once every
     /// consumer has finished its in-flight messages and every task has ended.
+    ///
+    /// ```no_run
+    /// # async fn example(worker: std::sync::Arc<herald::worker::Worker>, js: async_nats::jetstream::Context) {
+    /// let stop = tokio_util::sync::CancellationToken::new();
+    /// let workflows = worker.catalog().workflows.clone();
+    /// let running = tokio::spawn(worker.run(js, workflows, herald::health::Health::new(), stop.clone()));
+    /// tokio::signal::ctrl_c().await.ok();
+    /// stop.cancel();
+    /// running.await.ok(); // in-flight messages finished
+    /// # }
+    /// ```
     pub async fn run(
         self: Arc<Self>,
         js: jetstream::Context,

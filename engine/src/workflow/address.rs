@@ -10,6 +10,11 @@
 use std::fmt;
 
 /// One mailbox: display name and address (`local@domain`, ASCII).
+///
+/// ```
+/// let from = herald::workflow::Mailbox { name: Some("Lovelace, Ada".into()), address: "ada@example.com".into() };
+/// assert_eq!(from.to_string(), "\"Lovelace, Ada\" <ada@example.com>");
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Mailbox {
     pub name: Option<String>,
@@ -18,6 +23,11 @@ pub struct Mailbox {
 
 impl Mailbox {
     /// The domain part of the address.
+    ///
+    /// ```
+    /// let m = herald::workflow::Mailbox { name: None, address: "noreply@club.example".into() };
+    /// assert_eq!(m.domain(), "club.example");
+    /// ```
     pub fn domain(&self) -> &str {
         self.address.rsplit_once('@').map(|(_, d)| d).unwrap_or("")
     }

@@ -28,6 +28,14 @@ pub use address::Mailbox;
 pub(crate) use template_id::TemplateId;
 
 /// One validation problem, located in a file.
+///
+/// ```no_run
+/// if let Err(problems) = herald::workflow::load("workflows".as_ref()) {
+///     for p in &problems.0 {
+///         eprintln!("{}:{}:{}: {}", p.file.display(), p.line, p.col, p.message);
+///     }
+/// }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
     pub file: PathBuf,
@@ -72,6 +80,13 @@ impl std::fmt::Display for Problem {
 }
 
 /// All problems found in a workflows directory.
+///
+/// ```no_run
+/// match herald::workflow::load("workflows".as_ref()) {
+///     Ok(catalog) => println!("{} workflows", catalog.workflows.len()),
+///     Err(problems) => { eprintln!("{problems}"); std::process::exit(2) }
+/// }
+/// ```
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{} problem(s) in workflows:\n{}", .0.len(), .0.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n"))]
 pub struct Problems(pub Vec<Problem>);
@@ -152,6 +167,15 @@ pub(crate) struct Delivery {
 }
 
 /// A validated workflow; its templates live in the [`Catalog`]'s registries.
+///
+/// ```no_run
+/// # fn example() -> Result<(), herald::workflow::Problems> {
+/// let catalog = herald::workflow::load("workflows".as_ref())?;
+/// for wf in &catalog.workflows {
+///     println!("{} ({}): {:?}", wf.name, wf.file.display(), wf.subjects);
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 pub struct Workflow {
     pub name: String,
@@ -173,12 +197,32 @@ pub struct Workflow {
 
 impl Workflow {
     /// The category of its mail, if it is bulk mail (one-click unsubscribe).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # std::fs::write(dir.path().join("welcome.yaml"), "name: welcome\non: { subjects: [events.user.joined] }\nemail: { from: noreply@example.org, to: '{{event.email}}', subject: Welcome, text: 'Hi {{event.name}}' }\n")?;
+    /// # std::fs::write(dir.path().join("news.yaml"), "name: news\non: { subjects: [events.news.>] }\ncategory: newsletter\ndelay: 10m\nemail: { from: news@example.org, to: '{{event.email}}', subject: News, text: '{{event.body}}' }\n")?;
+    /// let catalog = herald::workflow::load(dir.path())?;
+    /// let bulk: Vec<&str> = catalog.workflows.iter().filter_map(|w| w.category()).collect();
+    /// assert_eq!(bulk, ["newsletter"]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn category(&self) -> Option<&str> {
         self.delivery.category.as_deref()
     }
 
     /// Does it schedule (delay, send time, quiet hours or digest) rather
     /// than send as each event arrives?
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # std::fs::write(dir.path().join("welcome.yaml"), "name: welcome\non: { subjects: [events.user.joined] }\nemail: { from: noreply@example.org, to: '{{event.email}}', subject: Welcome, text: 'Hi {{event.name}}' }\n")?;
+    /// # std::fs::write(dir.path().join("news.yaml"), "name: news\non: { subjects: [events.news.>] }\ncategory: newsletter\ndelay: 10m\nemail: { from: news@example.org, to: '{{event.email}}', subject: News, text: '{{event.body}}' }\n")?;
+    /// let catalog = herald::workflow::load(dir.path())?;
+    /// let immediate: Vec<&str> = catalog.workflows.iter().filter(|w| !w.schedules()).map(|w| w.name.as_str()).collect();
+    /// assert_eq!(immediate, ["welcome"]); // news waits 10 minutes
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn schedules(&self) -> bool {
         let d = &self.delivery;
         d.digest.is_some() || d.delay.is_some() || d.send_at.is_some() || d.quiet_hours.is_some()
@@ -186,6 +230,13 @@ impl Workflow {
 }
 
 /// Every workflow of a directory, compiled.
+///
+/// ```no_run
+/// # fn example() -> Result<(), herald::workflow::Problems> {
+/// let catalog = herald::workflow::load("workflows".as_ref())?;
+/// println!("{} workflows from {}, version {}", catalog.workflows.len(), catalog.dir.display(), catalog.version);
+/// # Ok(()) }
+/// ```
 pub struct Catalog {
     pub dir: PathBuf,
     pub workflows: Vec<Workflow>,
@@ -205,12 +256,34 @@ pub(crate) struct Templates {
 }
 
 impl Catalog {
+    /// Find a workflow by its `name:` (what dead letters and the ledger record).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # std::fs::write(dir.path().join("welcome.yaml"), "name: welcome\non: { subjects: [events.user.joined] }\nemail: { from: noreply@example.org, to: '{{event.email}}', subject: Welcome, text: 'Hi {{event.name}}' }\n")?;
+    /// # std::fs::write(dir.path().join("news.yaml"), "name: news\non: { subjects: [events.news.>] }\ncategory: newsletter\ndelay: 10m\nemail: { from: news@example.org, to: '{{event.email}}', subject: News, text: '{{event.body}}' }\n")?;
+    /// let catalog = herald::workflow::load(dir.path())?;
+    /// let welcome = catalog.get("welcome").ok_or("no workflow named welcome")?;
+    /// assert_eq!(welcome.subjects, ["events.user.joined"]);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn get(&self, name: &str) -> Option<&Workflow> {
         self.workflows.iter().find(|w| w.name == name)
     }
 }
 
 /// Load, check and compile every workflow under `dir`.
+///
+/// ```
+/// # let dir = tempfile::tempdir()?;
+/// # std::fs::write(dir.path().join("welcome.yaml"), "name: welcome\non: { subjects: [events.user.joined] }\nemail: { from: noreply@example.org, to: '{{event.email}}', subject: Welcome, text: 'Hi {{event.name}}' }\n")?;
+/// # std::fs::write(dir.path().join("news.yaml"), "name: news\non: { subjects: [events.news.>] }\ncategory: newsletter\ndelay: 10m\nemail: { from: news@example.org, to: '{{event.email}}', subject: News, text: '{{event.body}}' }\n")?;
+/// // dir holds welcome.yaml and news.yaml
+/// let catalog = herald::workflow::load(dir.path())?;
+/// assert_eq!(catalog.workflows.len(), 2);
+/// assert!(herald::workflow::load("/no/such/dir".as_ref()).is_err());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn load(dir: &Path) -> Result<Catalog, Problems> {
     let files = source::yaml_files(dir).map_err(|p| Problems(vec![p]))?;
     let mut problems = Vec::new();

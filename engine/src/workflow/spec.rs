@@ -8,6 +8,15 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 /// One notification workflow.
+///
+/// ```
+/// use herald::workflow::spec::RawWorkflow;
+/// let raw: RawWorkflow = serde_saphyr::from_str(
+///     "name: welcome\non: { subjects: [events.user.joined] }\nemail: { from: noreply@example.org, to: '{{event.email}}', subject: Welcome }\n",
+/// )?;
+/// assert_eq!(raw.name.value, "welcome");
+/// # Ok::<(), serde_saphyr::Error>(())
+/// ```
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawWorkflow {
@@ -81,6 +90,12 @@ pub struct RawWorkflow {
 }
 
 /// `digest: { key: "{{event.parent_id}}", window: 10m, max: 50 }`.
+///
+/// ```
+/// let d: herald::workflow::spec::RawDigest = serde_saphyr::from_str("{ key: '{{event.parent_id}}', window: 10m, max: 50 }")?;
+/// assert_eq!((d.window.as_str(), d.max), ("10m", Some(50)));
+/// # Ok::<(), serde_saphyr::Error>(())
+/// ```
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawDigest {
@@ -94,6 +109,12 @@ pub struct RawDigest {
 }
 
 /// `quiet_hours: { from: "21:00", to: "08:00", tz: "{{event.tz}}" }`.
+///
+/// ```
+/// let q: herald::workflow::spec::RawQuietHours = serde_saphyr::from_str("{ from: '21:00', to: '08:00', tz: Europe/Vienna }")?;
+/// assert_eq!(q.tz.as_deref(), Some("Europe/Vienna"));
+/// # Ok::<(), serde_saphyr::Error>(())
+/// ```
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawQuietHours {
@@ -107,6 +128,13 @@ pub struct RawQuietHours {
 }
 
 /// What to do with a delivery whose outcome is unknown.
+///
+/// ```
+/// use herald::workflow::spec::OnUncertain;
+/// let v: OnUncertain = serde_saphyr::from_str("hold")?;
+/// assert_eq!(v, OnUncertain::Hold);
+/// # Ok::<(), serde_saphyr::Error>(())
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OnUncertain {
@@ -115,6 +143,14 @@ pub enum OnUncertain {
     Hold,
 }
 
+/// The `on:` section: which event subjects (NATS filters under `events.`)
+/// start the workflow.
+///
+/// ```
+/// let on: herald::workflow::spec::RawOn = serde_saphyr::from_str("subjects: [events.user.joined, events.user.invited]")?;
+/// assert_eq!(on.subjects[1].value, "events.user.invited");
+/// # Ok::<(), serde_saphyr::Error>(())
+/// ```
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawOn {
@@ -124,6 +160,12 @@ pub struct RawOn {
 }
 
 /// `{ path, exists }`, `{ path, equals }`, `{ path, not_equals }` or `{ path, in }`.
+///
+/// ```
+/// let g: herald::workflow::spec::RawGuard = serde_saphyr::from_str("{ path: event.plan, in: [pro, team] }")?;
+/// assert_eq!(g.in_.map(|v| v.len()), Some(2));
+/// # Ok::<(), serde_saphyr::Error>(())
+/// ```
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawGuard {
@@ -140,6 +182,13 @@ pub struct RawGuard {
 }
 
 /// A template string, or a list of them (recipients).
+///
+/// ```
+/// use herald::workflow::spec::OneOrMany;
+/// let to: OneOrMany = serde_saphyr::from_str("['{{event.email}}', ops@example.org]")?;
+/// assert_eq!(to.items().len(), 2);
+/// # Ok::<(), serde_saphyr::Error>(())
+/// ```
 #[derive(Debug, Deserialize, JsonSchema, Clone)]
 #[serde(untagged)]
 pub enum OneOrMany {
@@ -148,6 +197,13 @@ pub enum OneOrMany {
 }
 
 impl OneOrMany {
+    /// Every template of the field, whether the YAML gave one or a list, so
+    /// checks treat both alike.
+    ///
+    /// ```
+    /// use herald::workflow::spec::OneOrMany;
+    /// assert_eq!(OneOrMany::One("a@example.org".into()).items(), ["a@example.org"]);
+    /// ```
     pub fn items(&self) -> Vec<String> {
         match self {
             OneOrMany::One(s) => vec![s.clone()],
@@ -156,6 +212,16 @@ impl OneOrMany {
     }
 }
 
+/// The `email:` section: the templates of the message's addresses, subject,
+/// bodies and extra headers.
+///
+/// ```
+/// let e: herald::workflow::spec::RawEmail = serde_saphyr::from_str(
+///     "{ from: 'Club <noreply@club.example>', to: '{{event.email}}', subject: 'Hi {{event.name}}', text_file: welcome.txt.hbs }",
+/// )?;
+/// assert_eq!(e.text_file.map(|f| f.value).as_deref(), Some("welcome.txt.hbs"));
+/// # Ok::<(), serde_saphyr::Error>(())
+/// ```
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawEmail {
@@ -195,6 +261,14 @@ pub struct RawEmail {
     pub headers: BTreeMap<String, String>,
 }
 
+/// The `retry:` section: attempts per recipient before a dead letter, and the
+/// backoff between them.
+///
+/// ```
+/// let r: herald::workflow::spec::RawRetry = serde_saphyr::from_str("{ max_attempts: 5, backoff: { initial: 2s, max: 10m } }")?;
+/// assert_eq!(r.max_attempts, Some(5));
+/// # Ok::<(), serde_saphyr::Error>(())
+/// ```
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawRetry {
@@ -205,6 +279,14 @@ pub struct RawRetry {
     pub backoff: Option<RawBackoff>,
 }
 
+/// The `retry.backoff:` section: durations as [`crate::duration::parse`] reads
+/// them; unset fields keep the defaults.
+///
+/// ```
+/// let b: herald::workflow::spec::RawBackoff = serde_saphyr::from_str("{ initial: 1s, multiplier: 3.0 }")?;
+/// assert_eq!((b.initial.as_deref(), b.max), (Some("1s"), None));
+/// # Ok::<(), serde_saphyr::Error>(())
+/// ```
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawBackoff {
@@ -220,6 +302,13 @@ pub struct RawBackoff {
 }
 
 /// JSON Schema of the workflow format, for editors.
+///
+/// ```
+/// let schema = herald::workflow::spec::json_schema();
+/// std::fs::write(std::env::temp_dir().join("herald-workflow.schema.json"), schema.to_string())?;
+/// assert_eq!(schema["title"], "RawWorkflow");
+/// # Ok::<(), std::io::Error>(())
+/// ```
 pub fn json_schema() -> serde_json::Value {
     serde_json::to_value(schemars::schema_for!(RawWorkflow)).unwrap_or(serde_json::Value::Null)
 }
