@@ -568,6 +568,37 @@ async fn order_per_aggregate_end_to_end(backend: Backend) {
 
 both_backends!(order_per_aggregate_end_to_end);
 
+/// Per-aggregate order costs events without an aggregate nothing: eight
+/// such events waiting in the stream, a server that takes 2 s to answer
+/// each, `--concurrency 8`: all eight are in flight at once (the last MAIL
+/// FROM reaches the server before the first reply), not one after another
+/// (as they are, 16 s, when the eight share an aggregate).
+#[tokio::test]
+async fn events_without_an_aggregate_keep_full_concurrency() {
+    let w = Scenario::new(Backend::Sqlite)
+        .workflow("wf.yaml", NUMBERED)
+        .start()
+        .await;
+    let delay = Duration::from_secs(2);
+    w.sink.script((0..8).map(|_| Reply::Delay(delay)));
+    w.env.enqueue_many("events.test.n", 8, 0).await;
+    let _relay = w.relay();
+    wait::until("8 events in the stream", wait::DEFAULT, || async {
+        w.env.stream_len().await == 8
+    })
+    .await;
+    let _worker = w.worker_with(&["--concurrency", "8"]);
+    w.wait_sent(8).await;
+    let at: Vec<Instant> = w.sink.received().iter().map(|m| m.at).collect();
+    let first = *at.iter().min().unwrap();
+    let last = *at.iter().max().unwrap();
+    assert!(
+        last.duration_since(first) < delay,
+        "the eight were admitted over {:?}: sent one after another",
+        last.duration_since(first)
+    );
+}
+
 /// Poison published straight to the stream (no Nats-Msg-Id, a non-JSON
 /// payload, a 0-byte payload, a huge header, a valid id with a payload that
 /// is not an object, a bare CR in a header value): each becomes a dead letter with its reason, the next
