@@ -6,6 +6,7 @@ use std::process::ExitCode;
 mod commands;
 mod config;
 mod http;
+mod json_log;
 mod telemetry;
 
 fn main() -> ExitCode {

@@ -15,6 +15,7 @@ mod event_id;
 pub mod health;
 pub mod jetstream;
 pub mod ledger;
+pub mod logfields;
 pub mod metrics;
 pub mod outbox;
 pub mod rate;

@@ -1179,8 +1179,8 @@ async fn delivering_commands_need_an_explicit_smtp_url() {
     );
 }
 
-/// JSON logs hold real JSON values: numbers are numbers, and no field is a
-/// Rust Debug rendering.
+/// JSON logs hold real JSON values: numbers are numbers, lists are arrays,
+/// and no field is a Rust Debug rendering.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_logs_hold_json_values() {
     let w = Scenario::new(Backend::Sqlite)
@@ -1195,10 +1195,19 @@ async fn json_logs_hold_json_values() {
     worker.terminate(Duration::from_secs(30)).await;
     let log = worker.log();
     let mut saw_retry = false;
+    let mut saw_start = false;
     for line in log.lines().filter(|l| l.starts_with('{')) {
         let v: serde_json::Value =
             serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
         let fields = &v["fields"];
+        if fields["message"] == "worker started" {
+            saw_start = true;
+            assert_eq!(
+                fields["workflows"],
+                serde_json::json!(["numbered"]),
+                "{line}"
+            );
+        }
         if fields["message"] == "send failed, will retry" {
             saw_retry = true;
             assert!(fields["retry_in_ms"].is_u64(), "{line}");
@@ -1206,7 +1215,7 @@ async fn json_logs_hold_json_values() {
         }
         assert!(!line.contains("Some("), "{line}");
     }
-    assert!(saw_retry, "{log}");
+    assert!(saw_retry && saw_start, "{log}");
 }
 
 /// `/readyz` tells the truth about NATS and the database, not only SMTP:

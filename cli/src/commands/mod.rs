@@ -495,7 +495,7 @@ pub fn log_reload(r: &Result<herald::worker::Reloaded, herald::worker::ReloadErr
             tracing::info!(version = %r.version, "reload: the workflows are unchanged")
         }
         Ok(r) => tracing::info!(version = %r.version, previous = %r.previous,
-            added = %r.added.join(","), removed = %r.removed.join(","), "reload: workflows loaded"),
+            added = %herald::logfields::list(&r.added), removed = %herald::logfields::list(&r.removed), "reload: workflows loaded"),
         Err(herald::worker::ReloadError::Invalid(problems)) => {
             for p in &problems.0 {
                 tracing::error!(problem = %p, "reload refused");
@@ -596,7 +596,10 @@ fn init_logging(global: &Global, http_token: Option<&str>) -> Result<()> {
     // A second init (tests calling in-process) is harmless, so its error is ignored.
     let _ = match global.log_format {
         LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Json => builder
+            .json()
+            .event_format(crate::json_log::ListsAsArrays::default())
+            .try_init(),
     };
     Ok(())
 }

@@ -67,7 +67,7 @@ impl Worker {
             (workflows.len() != all).then(|| workflows.iter().map(|w| w.name.clone()).collect());
         tasks.spawn(self.clone().run_schedule(selection.clone(), stop.clone()));
         let names: Vec<&str> = workflows.iter().map(|w| w.name.as_str()).collect();
-        tracing::info!(workflows = %names.join(","), version = %self.version(), transport = %self.transport.name(), "worker started");
+        tracing::info!(workflows = %crate::logfields::list(&names), version = %self.version(), transport = %self.transport.name(), "worker started");
         let mut running = Running::default();
         for wf in workflows {
             running.start(&self, &tasks, &js, wf, &health, &stop);
@@ -184,7 +184,7 @@ impl Worker {
                 Some(w) => {
                     if let Some(old) = running.0.remove(&name) {
                         old.stop.cancel();
-                        tracing::info!(workflow = %name, subjects = %w.subjects.join(","), "reload: rebinding the consumer to its new subjects");
+                        tracing::info!(workflow = %name, subjects = %crate::logfields::list(&w.subjects), "reload: rebinding the consumer to its new subjects");
                         running.start_after(
                             self,
                             tasks,
