@@ -34,9 +34,54 @@ pub struct EmitArgs {
     /// Use this event id instead of a new UUIDv7 (idempotent producers).
     #[arg(long)]
     pub event_id: Option<herald::EventId>,
-    /// W3C trace context to carry with the event.
-    #[arg(long)]
+    /// W3C trace context to carry with the event: `00-TRACEID-SPANID-FLAGS`
+    /// (32 and 16 lower-case hex digits, not all zero).
+    #[arg(long, value_parser = traceparent_arg)]
     pub traceparent: Option<String>,
+}
+
+/// A W3C `traceparent` (version 00 layout), checked here so that a typo is
+/// an error now rather than a trace that silently starts afresh downstream.
+fn traceparent_arg(s: &str) -> Result<String, String> {
+    let parts: Vec<&str> = s.split('-').collect();
+    let hex = |p: &str, n: usize| {
+        p.len() == n
+            && p.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    let zero = |p: &str| p.bytes().all(|b| b == b'0');
+    match parts.as_slice() {
+        [v, t, p, f] if hex(v, 2) && *v != "ff" && hex(t, 32) && hex(p, 16) && hex(f, 2) => {
+            if zero(t) || zero(p) {
+                Err("the trace id and the parent id must not be all zeros".into())
+            } else {
+                Ok(s.to_string())
+            }
+        }
+        _ => Err(format!(
+            "{s:?} is not a W3C traceparent: expected 00-<32 hex trace id>-<16 hex parent id>-<2 hex flags>, lower case"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn traceparent_is_checked() {
+        let ok = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        assert_eq!(super::traceparent_arg(ok).as_deref(), Ok(ok));
+        for bad in [
+            "",
+            "garbage",
+            "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
+        ] {
+            assert!(super::traceparent_arg(bad).is_err(), "{bad}");
+        }
+    }
 }
 
 /// Read `JSON` or `@FILE` into a JSON value; any problem is a usage error.
