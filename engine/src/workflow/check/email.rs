@@ -196,6 +196,38 @@ impl EmailCheck<'_> {
             (None, None) => None,
         }
     }
+
+    /// `email.headers`: allowed names only (none Herald writes itself),
+    /// each value a template.
+    fn headers(
+        &mut self,
+        headers: &BTreeMap<String, String>,
+        eloc: &Location,
+    ) -> Vec<(String, TemplateId)> {
+        let mut out = Vec::new();
+        for (h, v) in headers {
+            let bad = h.is_empty()
+                || h.chars()
+                    .any(|ch| ch == ':' || ch.is_whitespace() || ch.is_control());
+            if bad || RESERVED_HEADERS.contains(&h.to_ascii_lowercase().as_str()) {
+                self.problems.push(Problem::at(
+                    &self.p.file,
+                    eloc,
+                    format!("email.headers: {h:?} is not an allowed header name"),
+                ));
+                continue;
+            }
+            let id = self.template(
+                Field::Header(h.clone()),
+                v,
+                false,
+                eloc,
+                format!("email.headers.{h}"),
+            );
+            out.push((h.clone(), id));
+        }
+        out
+    }
 }
 
 /// `email`: every field a template, recipients present, a body, allowed
@@ -252,28 +284,7 @@ pub fn check_email(
             "email needs a body: text, text_file, html or html_file",
         ));
     }
-    let mut headers = Vec::new();
-    for (h, v) in &email.headers {
-        let bad = h.is_empty()
-            || h.chars()
-                .any(|ch| ch == ':' || ch.is_whitespace() || ch.is_control());
-        if bad || RESERVED_HEADERS.contains(&h.to_ascii_lowercase().as_str()) {
-            c.problems.push(Problem::at(
-                &p.file,
-                &eloc,
-                format!("email.headers: {h:?} is not an allowed header name"),
-            ));
-            continue;
-        }
-        let id = c.template(
-            Field::Header(h.clone()),
-            v,
-            false,
-            &eloc,
-            format!("email.headers.{h}"),
-        );
-        headers.push((h.clone(), id));
-    }
+    let headers = c.headers(&email.headers, &eloc);
     let mut take = |k: &str| recipients.remove(k).unwrap_or_default();
     let localized = |want_html: bool| {
         c.locales
