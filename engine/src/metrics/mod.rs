@@ -226,6 +226,7 @@ impl Metrics {
     }
 
     /// The registry of every family, labelled with the constant labels.
+    // Long but flat: one registration per family, in the order they are exported.
     fn registry(&self) -> Registry {
         let labels: Vec<(Cow<'static, str>, Cow<'static, str>)> = self
             .labels

@@ -55,6 +55,7 @@ struct Results<'a> {
 
 impl Relay {
     /// Claim, publish and mark one batch.
+    // One sequence on purpose: claim, precheck, then rounds whose order is what keeps each aggregate in order.
     pub async fn run_once(&self) -> Result<BatchOutcome, RelayError> {
         let started = Instant::now();
         let started_at = SystemTime::now();
