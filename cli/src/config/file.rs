@@ -96,7 +96,7 @@ pub fn parse(
     found: Found,
     settings: &[Setting],
 ) -> Result<ConfigFile, Vec<String>> {
-    use toml::de::{DeTable, DeValue};
+    use toml::de::DeTable;
     let at = |offset: usize| {
         let p = position(text, offset);
         format!("{}:{}:{}", path.display(), p.line, p.col)
@@ -116,32 +116,7 @@ pub fn parse(
         .collect();
     let mut problems = Vec::new();
     let mut values = BTreeMap::new();
-    // (section, key, value) of every setting the file gives.
-    type Entry<'a, 'i> = (
-        Option<String>,
-        &'a toml::Spanned<toml::de::DeString<'i>>,
-        &'a toml::Spanned<DeValue<'i>>,
-    );
-    let mut entries: Vec<Entry> = Vec::new();
-    for (k, v) in root.get_ref() {
-        match v.get_ref() {
-            DeValue::Table(t) if sections.contains(k.get_ref().as_ref()) => {
-                for (k2, v2) in t {
-                    entries.push((Some(k.get_ref().to_string()), k2, v2));
-                }
-            }
-            DeValue::Table(_) => problems.push((
-                k.span().start,
-                format!(
-                    "{}: unknown section [{}]{}",
-                    at(k.span().start),
-                    k.get_ref(),
-                    hint(k.get_ref(), sections.iter().copied())
-                ),
-            )),
-            _ => entries.push((None, k, v)),
-        }
-    }
+    let entries = entries(root.get_ref(), &sections, &at, &mut problems);
     for (section, k, v) in entries {
         let key = Key {
             section: section.clone(),
@@ -154,49 +129,13 @@ pub fn parse(
             ));
             continue;
         };
-        let raw = match (setting.kind, v.get_ref()) {
-            (Kind::Integer, DeValue::Integer(i)) => {
-                match i64::from_str_radix(i.as_str(), i.radix()) {
-                    Ok(n) => n.to_string(),
-                    Err(e) => {
-                        problems.push((
-                            v.span().start,
-                            format!("{}: {key}: {e}", at(v.span().start)),
-                        ));
-                        continue;
-                    }
-                }
-            }
-            (Kind::Bool, DeValue::Boolean(b)) => b.to_string(),
-            (Kind::Text, DeValue::String(s)) => s.to_string(),
-            (kind, other) => {
-                let wanted = match kind {
-                    Kind::Integer => "an integer",
-                    Kind::Bool => "true or false",
-                    Kind::Text => "a string",
-                };
-                problems.push((
-                    v.span().start,
-                    format!(
-                        "{}: {key} must be {wanted}, not {}",
-                        at(v.span().start),
-                        describe(other)
-                    ),
-                ));
+        let raw = match raw_value(setting, &key, v.get_ref()) {
+            Ok(raw) => raw,
+            Err(m) => {
+                problems.push((v.span().start, format!("{}: {m}", at(v.span().start))));
                 continue;
             }
         };
-        if let Err(reason) = setting.check(&raw) {
-            problems.push((
-                v.span().start,
-                format!(
-                    "{}: invalid {key} {:?}: {reason}",
-                    at(v.span().start),
-                    setting.shown(&raw)
-                ),
-            ));
-            continue;
-        }
         values.insert(
             key,
             FileValue {
@@ -215,6 +154,70 @@ pub fn parse(
         problems.sort();
         Err(problems.into_iter().map(|(_, p)| p).collect())
     }
+}
+
+/// (section, key, value) of every setting the file gives.
+type Entry<'a, 'i> = (
+    Option<String>,
+    &'a toml::Spanned<toml::de::DeString<'i>>,
+    &'a toml::Spanned<toml::de::DeValue<'i>>,
+);
+
+/// The file's settings, at the top level and in known sections; an unknown
+/// section is a problem.
+fn entries<'a, 'i>(
+    root: &'a toml::de::DeTable<'i>,
+    sections: &BTreeSet<&str>,
+    at: &impl Fn(usize) -> String,
+    problems: &mut Vec<(usize, String)>,
+) -> Vec<Entry<'a, 'i>> {
+    use toml::de::DeValue;
+    let mut entries: Vec<Entry> = Vec::new();
+    for (k, v) in root {
+        match v.get_ref() {
+            DeValue::Table(t) if sections.contains(k.get_ref().as_ref()) => {
+                for (k2, v2) in t {
+                    entries.push((Some(k.get_ref().to_string()), k2, v2));
+                }
+            }
+            DeValue::Table(_) => problems.push((
+                k.span().start,
+                format!(
+                    "{}: unknown section [{}]{}",
+                    at(k.span().start),
+                    k.get_ref(),
+                    hint(k.get_ref(), sections.iter().copied())
+                ),
+            )),
+            _ => entries.push((None, k, v)),
+        }
+    }
+    entries
+}
+
+/// A file value as the text clap is given for `setting`, or why it is not
+/// one (the message without its position).
+fn raw_value(setting: &Setting, key: &Key, v: &toml::de::DeValue) -> Result<String, String> {
+    use toml::de::DeValue;
+    let raw = match (setting.kind, v) {
+        (Kind::Integer, DeValue::Integer(i)) => i64::from_str_radix(i.as_str(), i.radix())
+            .map(|n| n.to_string())
+            .map_err(|e| format!("{key}: {e}"))?,
+        (Kind::Bool, DeValue::Boolean(b)) => b.to_string(),
+        (Kind::Text, DeValue::String(s)) => s.to_string(),
+        (kind, other) => {
+            let wanted = match kind {
+                Kind::Integer => "an integer",
+                Kind::Bool => "true or false",
+                Kind::Text => "a string",
+            };
+            return Err(format!("{key} must be {wanted}, not {}", describe(other)));
+        }
+    };
+    setting
+        .check(&raw)
+        .map_err(|reason| format!("invalid {key} {:?}: {reason}", setting.shown(&raw)))?;
+    Ok(raw)
 }
 
 fn describe(v: &toml::de::DeValue) -> String {
