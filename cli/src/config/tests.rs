@@ -1,3 +1,4 @@
+//! Unit tests of the configuration file: sections, positions, problems, secrets.
 use super::*;
 use std::collections::BTreeSet;
 use std::path::Path;

@@ -1,3 +1,4 @@
+//! Unit tests of the metrics: the OpenMetrics text, per-workflow labels escaped.
 use super::*;
 
 #[test]

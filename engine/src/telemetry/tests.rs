@@ -1,3 +1,4 @@
+//! Unit tests of the spans: the recipient hash, injection with and without a propagator.
 use super::context::NatsHeaders;
 use super::*;
 use opentelemetry::propagation::Injector;

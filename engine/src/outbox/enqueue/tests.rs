@@ -1,3 +1,4 @@
+//! Unit tests of enqueue's validation: what it refuses before any I/O.
 use super::*;
 use serde_json::json;
 

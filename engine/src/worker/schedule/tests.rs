@@ -1,3 +1,4 @@
+//! Unit tests of the schedule: the first moment after quiet hours.
 use super::*;
 use chrono::NaiveTime;
 

@@ -1,3 +1,4 @@
+//! Unit tests of the static template checks.
 use super::*;
 use handlebars::Template;
 
