@@ -12,7 +12,7 @@ use crate::http::views::Page;
 use crate::http::{AppState, WriteMode};
 
 use super::overview::writes_note;
-use super::*;
+use super::{Failure, PAGE_ROWS, db, opt_time, snippet, time};
 
 #[derive(Deserialize)]
 pub struct DeadLetterFilter {

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use crate::http::AppState;
 use crate::http::views::Page;
 
-use super::*;
+use super::{Failure, MAX_QUERY, PAGE_ROWS, class, db, opt_time, snippet, time};
 
 /// The path's event id, or a page saying it is not one.
 fn event_id(raw: &str) -> Result<EventId, Failure> {

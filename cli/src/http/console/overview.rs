@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use crate::http::views::Page;
 use crate::http::{AppState, WriteMode};
 
-use super::*;
+use super::{Failure, NATS_TIMEOUT, STATES, age, class, db};
 
 pub async fn overview(State(s): State<AppState>) -> Result<Page, Failure> {
     let db = db(&s)?;
