@@ -328,6 +328,40 @@ async fn stream_with(
     if !server_supported(&version) {
         return Err(StreamError::ServerTooOld { version });
     }
+    let mut s = get_or_create(js, &wanted, settings).await?;
+    let info = s.info().await.map_err(|e| req(&e))?.config.clone();
+    check_existing(&info, settings)?;
+    let differs = apply
+        && (info.duplicate_window != settings.duplicate_window
+            || info.num_replicas != settings.replicas
+            || info.max_age != wanted.max_age);
+    if differs {
+        let mut updated = info;
+        updated.duplicate_window = settings.duplicate_window;
+        updated.num_replicas = settings.replicas;
+        updated.max_age = wanted.max_age;
+        js.update_stream(updated)
+            .await
+            .map_err(|e| StreamError::Conflict {
+                name: settings.name.clone(),
+                detail: format!("cannot apply settings: {e}"),
+            })?;
+        s = js.get_stream(&settings.name).await.map_err(|e| req(&e))?;
+    }
+    Ok(s)
+}
+
+/// The events stream, created when missing, waiting out a cluster that
+/// elects its leader.
+async fn get_or_create(
+    js: &jetstream::Context,
+    wanted: &stream::Config,
+    settings: &StreamSettings,
+) -> Result<stream::Stream, StreamError> {
+    let req = |e: &dyn std::fmt::Display| StreamError::Request {
+        name: settings.name.clone(),
+        detail: e.to_string(),
+    };
     // A cluster that is electing the stream's leader (a node restarted, the
     // stream just recreated) fails requests for a few seconds: a service
     // starting then must not exit for it. Bounded, so that a real problem
@@ -335,7 +369,7 @@ async fn stream_with(
     let started = std::time::Instant::now();
     let mut pause = std::time::Duration::from_millis(250);
     let mut said = false;
-    let mut s = loop {
+    let s = loop {
         match js.get_or_create_stream(wanted.clone()).await {
             Ok(s) => break s,
             // Another process created it between our look and our create (a
@@ -356,7 +390,11 @@ async fn stream_with(
             },
         }
     };
-    let info = s.info().await.map_err(|e| req(&e))?.config.clone();
+    Ok(s)
+}
+
+/// Refuse a stream Herald cannot use: other subjects, or memory storage.
+fn check_existing(info: &stream::Config, settings: &StreamSettings) -> Result<(), StreamError> {
     if !info.subjects.iter().any(|x| x == STREAM_SUBJECTS) {
         return Err(StreamError::Conflict {
             name: settings.name.clone(),
@@ -372,24 +410,7 @@ async fn stream_with(
             detail: "storage is memory, Herald needs file".into(),
         });
     }
-    let differs = apply
-        && (info.duplicate_window != settings.duplicate_window
-            || info.num_replicas != settings.replicas
-            || info.max_age != wanted.max_age);
-    if differs {
-        let mut updated = info;
-        updated.duplicate_window = settings.duplicate_window;
-        updated.num_replicas = settings.replicas;
-        updated.max_age = wanted.max_age;
-        js.update_stream(updated)
-            .await
-            .map_err(|e| StreamError::Conflict {
-                name: settings.name.clone(),
-                detail: format!("cannot apply settings: {e}"),
-            })?;
-        s = js.get_stream(&settings.name).await.map_err(|e| req(&e))?;
-    }
-    Ok(s)
+    Ok(())
 }
 
 #[cfg(test)]

@@ -47,7 +47,7 @@ fn meta(wf: &Workflow, subject: &str) -> Meta {
 }
 
 /// Render errors that no payload could cause (or cure): validation promises
-/// to refuse the template instead (`workflow/templates.rs`).
+/// to refuse the template instead (`workflow/templates/`).
 fn fails_without_payload(e: &RenderError) -> bool {
     let RenderError::Template { message, .. } = e else {
         return false;

@@ -62,119 +62,133 @@ pub async fn run(g: &Global, cmd: DlqCmd) -> Result<ExitCode> {
             workflow,
             all,
             json,
-        } => {
-            let db = super::open_existing_db(g, "herald dlq").await?;
-            herald::db::migrate(&db).await?;
-            let rows = herald::dlq::list(&db, workflow.as_deref(), all).await?;
-            if json {
-                let v: Vec<_> = rows.iter().map(row_json).collect();
-                println!("{}", serde_json::to_string_pretty(&v)?);
-            } else {
-                println!(
-                    "{:>6}  {:<24}  {:<28}  {:<10}  reason",
-                    "id", "workflow", "recipient", "kind"
-                );
-                for d in &rows {
-                    println!(
-                        "{:>6}  {:<24}  {:<28}  {:<10}  {}",
-                        d.id,
-                        d.workflow,
-                        d.recipient.as_deref().unwrap_or("(whole event)"),
-                        d.kind,
-                        d.reason.lines().next().unwrap_or("")
-                    );
-                }
-                println!("{} dead letter(s)", rows.len());
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        DlqCmd::Show { id, json } => {
-            let db = super::open_existing_db(g, "herald dlq").await?;
-            herald::db::migrate(&db).await?;
-            let d = herald::dlq::get(&db, id)
-                .await?
-                .ok_or_else(|| usage(format!("no dead letter with id {id}")))?;
-            let mut shown = row_json(&d);
-            shown["rendered"] = rendered(g, &d);
-            if json {
-                println!("{}", serde_json::to_string_pretty(&shown)?);
-            } else {
-                print!("{}", super::text::render(&shown));
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        DlqCmd::Discard { id } => {
-            let smtp = g.smtp_for("dlq discard")?;
-            let engine =
-                super::worker::engine(g, &smtp, herald::db::Pool::OnDemand, "herald dlq").await?;
-            let d = herald::dlq::get(&engine.db, id)
-                .await?
-                .ok_or_else(|| usage(format!("no dead letter with id {id}")))?;
-            if d.retried_at.is_some() {
-                return Err(usage(format!("dead letter {id} is already closed")));
-            }
-            herald::dlq::discard(&engine.db, id).await?;
-            let worker = engine.worker(WorkerConfig::default(), Metrics::new());
-            let mut tally = Tally::default();
-            for (fid, o) in worker.release_followers(&d).await? {
-                tally.count(fid, Ok(o));
-            }
+        } => list(g, workflow, all, json).await,
+        DlqCmd::Show { id, json } => show(g, id, json).await,
+        DlqCmd::Discard { id } => discard(g, id).await,
+        DlqCmd::Retry { id, all, workflow } => retry(g, id, all, workflow).await,
+    }
+}
+
+/// `dlq list`: a table, or JSON with each event whole.
+async fn list(g: &Global, workflow: Option<String>, all: bool, json: bool) -> Result<ExitCode> {
+    let db = super::open_existing_db(g, "herald dlq").await?;
+    herald::db::migrate(&db).await?;
+    let rows = herald::dlq::list(&db, workflow.as_deref(), all).await?;
+    if json {
+        let v: Vec<_> = rows.iter().map(row_json).collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!(
+            "{:>6}  {:<24}  {:<28}  {:<10}  reason",
+            "id", "workflow", "recipient", "kind"
+        );
+        for d in &rows {
             println!(
-                "discarded dead letter {id}; re-drove {} held behind it: {} delivered, {} failed; sent {}",
-                tally.redriven, tally.ok, tally.failed, tally.sent
+                "{:>6}  {:<24}  {:<28}  {:<10}  {}",
+                d.id,
+                d.workflow,
+                d.recipient.as_deref().unwrap_or("(whole event)"),
+                d.kind,
+                d.reason.lines().next().unwrap_or("")
             );
-            Ok(if tally.failed == 0 {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            })
         }
-        DlqCmd::Retry { id, all, workflow } => {
-            let smtp = g.smtp_for("dlq retry")?;
-            let engine =
-                super::worker::engine(g, &smtp, herald::db::Pool::OnDemand, "herald dlq").await?;
-            let rows = match id {
-                Some(id) => vec![
-                    herald::dlq::get(&engine.db, id)
-                        .await?
-                        .ok_or_else(|| usage(format!("no dead letter with id {id}")))?,
-                ],
-                None if all => herald::dlq::list(&engine.db, workflow.as_deref(), false).await?,
-                None => unreachable_args()?,
-            };
-            let worker = engine.worker(WorkerConfig::default(), Metrics::new());
-            let mut tally = Tally::default();
-            for d in &rows {
-                // Re-driven meanwhile as one held behind an earlier one?
-                let Some(d) = herald::dlq::get(worker.db(), d.id).await? else {
-                    continue;
-                };
-                if d.retried_at.is_some() {
-                    continue;
-                }
-                let r = worker.redrive(&d).await;
-                if tally.count(d.id, r) {
-                    for (id, o) in worker.release_followers(&d).await? {
-                        tally.count(id, Ok(o));
-                    }
-                }
+        println!("{} dead letter(s)", rows.len());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `dlq show ID`: one dead letter whole, with the email as it renders now.
+async fn show(g: &Global, id: i64, json: bool) -> Result<ExitCode> {
+    let db = super::open_existing_db(g, "herald dlq").await?;
+    herald::db::migrate(&db).await?;
+    let d = herald::dlq::get(&db, id)
+        .await?
+        .ok_or_else(|| usage(format!("no dead letter with id {id}")))?;
+    let mut shown = row_json(&d);
+    shown["rendered"] = rendered(g, &d);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&shown)?);
+    } else {
+        print!("{}", super::text::render(&shown));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `dlq discard ID`: close it, then re-drive what its aggregate held behind it.
+async fn discard(g: &Global, id: i64) -> Result<ExitCode> {
+    let smtp = g.smtp_for("dlq discard")?;
+    let engine = super::worker::engine(g, &smtp, herald::db::Pool::OnDemand, "herald dlq").await?;
+    let d = herald::dlq::get(&engine.db, id)
+        .await?
+        .ok_or_else(|| usage(format!("no dead letter with id {id}")))?;
+    if d.retried_at.is_some() {
+        return Err(usage(format!("dead letter {id} is already closed")));
+    }
+    herald::dlq::discard(&engine.db, id).await?;
+    let worker = engine.worker(WorkerConfig::default(), Metrics::new());
+    let mut tally = Tally::default();
+    for (fid, o) in worker.release_followers(&d).await? {
+        tally.count(fid, Ok(o));
+    }
+    println!(
+        "discarded dead letter {id}; re-drove {} held behind it: {} delivered, {} failed; sent {}",
+        tally.redriven, tally.ok, tally.failed, tally.sent
+    );
+    Ok(if tally.failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// `dlq retry`: re-drive one dead letter or all (of a workflow), each with
+/// the events held behind it.
+async fn retry(
+    g: &Global,
+    id: Option<i64>,
+    all: bool,
+    workflow: Option<String>,
+) -> Result<ExitCode> {
+    let smtp = g.smtp_for("dlq retry")?;
+    let engine = super::worker::engine(g, &smtp, herald::db::Pool::OnDemand, "herald dlq").await?;
+    let rows = match id {
+        Some(id) => vec![
+            herald::dlq::get(&engine.db, id)
+                .await?
+                .ok_or_else(|| usage(format!("no dead letter with id {id}")))?,
+        ],
+        None if all => herald::dlq::list(&engine.db, workflow.as_deref(), false).await?,
+        None => unreachable_args()?,
+    };
+    let worker = engine.worker(WorkerConfig::default(), Metrics::new());
+    let mut tally = Tally::default();
+    for d in &rows {
+        // Re-driven meanwhile as one held behind an earlier one?
+        let Some(d) = herald::dlq::get(worker.db(), d.id).await? else {
+            continue;
+        };
+        if d.retried_at.is_some() {
+            continue;
+        }
+        let r = worker.redrive(&d).await;
+        if tally.count(d.id, r) {
+            for (id, o) in worker.release_followers(&d).await? {
+                tally.count(id, Ok(o));
             }
-            let Tally {
-                redriven,
-                ok,
-                failed,
-                sent,
-            } = tally;
-            println!(
-                "re-drove {redriven} dead letter(s): {ok} delivered, {failed} failed; sent {sent}"
-            );
-            Ok(if failed == 0 {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            })
         }
     }
+    let Tally {
+        redriven,
+        ok,
+        failed,
+        sent,
+    } = tally;
+    println!("re-drove {redriven} dead letter(s): {ok} delivered, {failed} failed; sent {sent}");
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 /// What a re-drive did, for its summary line.

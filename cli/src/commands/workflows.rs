@@ -45,125 +45,147 @@ pub enum WorkflowsCmd {
 
 pub async fn run(g: &Global, cmd: WorkflowsCmd) -> Result<ExitCode> {
     match cmd {
-        WorkflowsCmd::Validate { dir, json: true } => {
-            let dir = dir.unwrap_or_else(|| g.workflows.clone());
-            let (out, code) = match herald::workflow::load(&dir) {
-                Ok(c) => (
-                    serde_json::json!({
-                        "valid": true, "dir": dir, "workflows": c.workflows.len(),
-                        "version": c.version, "problems": [],
-                    }),
-                    ExitCode::SUCCESS,
-                ),
-                Err(problems) => (
-                    serde_json::json!({
-                        "valid": false, "dir": dir, "workflows": null, "version": null,
-                        "problems": problems.0.iter().map(|p| serde_json::json!({
-                            "file": p.file, "line": p.line, "col": p.col, "message": p.message,
-                        })).collect::<Vec<_>>(),
-                    }),
-                    ExitCode::from(2),
-                ),
-            };
-            println!("{}", serde_json::to_string_pretty(&out)?);
-            Ok(code)
-        }
-        WorkflowsCmd::List { json } => {
-            let catalog = herald::workflow::load(&g.workflows).map_err(usage)?;
-            if json {
-                let v: Vec<_> = catalog
-                    .workflows
-                    .iter()
-                    .map(|w| {
-                        serde_json::json!({
-                            "name": w.name, "description": w.description, "subjects": w.subjects,
-                            "category": w.category(), "file": w.file,
-                        })
-                    })
-                    .collect();
-                println!("{}", serde_json::to_string_pretty(&v)?);
-            } else {
-                println!("{:<32}  {:<12}  subjects", "name", "category");
-                for w in &catalog.workflows {
-                    println!(
-                        "{:<32}  {:<12}  {}",
-                        w.name,
-                        w.category().unwrap_or("-"),
-                        w.subjects.join(", ")
-                    );
-                }
-                println!(
-                    "{} workflow(s) in {} (version {})",
-                    catalog.workflows.len(),
-                    catalog.dir.display(),
-                    catalog.version
-                );
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        WorkflowsCmd::Validate { dir, json: false } => {
-            let dir = dir.unwrap_or_else(|| g.workflows.clone());
-            match herald::workflow::load(&dir) {
-                Ok(c) => {
-                    println!(
-                        "{} workflow(s) valid in {}",
-                        c.workflows.len(),
-                        dir.display()
-                    );
-                    Ok(ExitCode::SUCCESS)
-                }
-                Err(problems) => {
-                    for p in &problems.0 {
-                        eprintln!("{p}");
-                    }
-                    Ok(ExitCode::from(2))
-                }
-            }
-        }
+        WorkflowsCmd::Validate { dir, json: true } => validate_json(g, dir),
+        WorkflowsCmd::List { json } => list(g, json),
+        WorkflowsCmd::Validate { dir, json: false } => validate(g, dir),
         WorkflowsCmd::Render {
             name,
             payload,
             subject,
             raw,
             html,
-        } => {
-            let sample = sample(g, &name, &payload, subject)?;
-            let emails = match sample.outcome {
-                Outcome::Skipped { guard } => {
-                    println!("skipped: guard did not hold: {guard}");
-                    return Ok(ExitCode::SUCCESS);
-                }
-                Outcome::Emails(emails) => emails,
-            };
-            if let Some(path) = &html {
-                write_html(path, &emails)?;
-            }
-            let n = emails.len();
-            for (i, e) in emails.iter().enumerate() {
-                let mid = herald::worker::message_id(sample.id, &name, e.index, &e.from);
-                let wire = herald::smtp::build(e, &mid)?;
-                if raw {
-                    println!("{}", String::from_utf8_lossy(&wire));
-                    continue;
-                }
-                if n > 1 {
-                    println!("=== email {} of {n} ===", i + 1);
-                }
-                print!("{}", decoded(&wire)?);
-                if i + 1 < n {
-                    println!();
-                }
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        WorkflowsCmd::Schema => {
+        } => render(g, name, payload, subject, raw, html),
+        WorkflowsCmd::Schema => schema(),
+    }
+}
+
+/// `workflows validate --json`: the result as one JSON document.
+fn validate_json(g: &Global, dir: Option<PathBuf>) -> Result<ExitCode> {
+    let dir = dir.unwrap_or_else(|| g.workflows.clone());
+    let (out, code) = match herald::workflow::load(&dir) {
+        Ok(c) => (
+            serde_json::json!({
+                "valid": true, "dir": dir, "workflows": c.workflows.len(),
+                "version": c.version, "problems": [],
+            }),
+            ExitCode::SUCCESS,
+        ),
+        Err(problems) => (
+            serde_json::json!({
+                "valid": false, "dir": dir, "workflows": null, "version": null,
+                "problems": problems.0.iter().map(|p| serde_json::json!({
+                    "file": p.file, "line": p.line, "col": p.col, "message": p.message,
+                })).collect::<Vec<_>>(),
+            }),
+            ExitCode::from(2),
+        ),
+    };
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(code)
+}
+
+/// `workflows list`: a table, or JSON.
+fn list(g: &Global, json: bool) -> Result<ExitCode> {
+    let catalog = herald::workflow::load(&g.workflows).map_err(usage)?;
+    if json {
+        let v: Vec<_> = catalog
+            .workflows
+            .iter()
+            .map(|w| {
+                serde_json::json!({
+                    "name": w.name, "description": w.description, "subjects": w.subjects,
+                    "category": w.category(), "file": w.file,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!("{:<32}  {:<12}  subjects", "name", "category");
+        for w in &catalog.workflows {
             println!(
-                "{}",
-                serde_json::to_string_pretty(&herald::workflow::spec::json_schema())?
+                "{:<32}  {:<12}  {}",
+                w.name,
+                w.category().unwrap_or("-"),
+                w.subjects.join(", ")
+            );
+        }
+        println!(
+            "{} workflow(s) in {} (version {})",
+            catalog.workflows.len(),
+            catalog.dir.display(),
+            catalog.version
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `workflows validate`: a count, or one line per problem (exit 2).
+fn validate(g: &Global, dir: Option<PathBuf>) -> Result<ExitCode> {
+    let dir = dir.unwrap_or_else(|| g.workflows.clone());
+    match herald::workflow::load(&dir) {
+        Ok(c) => {
+            println!(
+                "{} workflow(s) valid in {}",
+                c.workflows.len(),
+                dir.display()
             );
             Ok(ExitCode::SUCCESS)
         }
+        Err(problems) => {
+            for p in &problems.0 {
+                eprintln!("{p}");
+            }
+            Ok(ExitCode::from(2))
+        }
     }
+}
+
+/// `workflows render`: each email a payload makes, decoded or raw; sends nothing.
+fn render(
+    g: &Global,
+    name: String,
+    payload: String,
+    subject: Option<String>,
+    raw: bool,
+    html: Option<PathBuf>,
+) -> Result<ExitCode> {
+    let sample = sample(g, &name, &payload, subject)?;
+    let emails = match sample.outcome {
+        Outcome::Skipped { guard } => {
+            println!("skipped: guard did not hold: {guard}");
+            return Ok(ExitCode::SUCCESS);
+        }
+        Outcome::Emails(emails) => emails,
+    };
+    if let Some(path) = &html {
+        write_html(path, &emails)?;
+    }
+    let n = emails.len();
+    for (i, e) in emails.iter().enumerate() {
+        let mid = herald::worker::message_id(sample.id, &name, e.index, &e.from);
+        let wire = herald::smtp::build(e, &mid)?;
+        if raw {
+            println!("{}", String::from_utf8_lossy(&wire));
+            continue;
+        }
+        if n > 1 {
+            println!("=== email {} of {n} ===", i + 1);
+        }
+        print!("{}", decoded(&wire)?);
+        if i + 1 < n {
+            println!();
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `workflows schema`: the JSON Schema of the format.
+fn schema() -> Result<ExitCode> {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&herald::workflow::spec::json_schema())?
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// What a workflow makes of one payload, rendered as the worker would but

@@ -1,6 +1,6 @@
 //! `--http ADDR` of `relay`, `worker` and `up`: the operations endpoints
 //! (`/healthz`, `/readyz`, `/metrics`, in `ops.rs`) and the web console
-//! (`console.rs` reads, `actions.rs` re-drives and discards, `views.rs`
+//! (`console/` reads, `actions.rs` re-drives and discards, `views.rs`
 //! renders), one axum router on one listener.
 //!
 //! The connection loop is hyper's, driven here rather than by `axum::serve`

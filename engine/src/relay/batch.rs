@@ -11,6 +11,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Instant, SystemTime};
 
 use async_nats::HeaderMap;
+use async_nats::jetstream::publish::PublishAck;
 use chrono::Utc;
 
 use super::publish::{self, PublishFailure};
@@ -53,6 +54,35 @@ struct Results<'a> {
     stream_missing: bool,
 }
 
+/// Precheck every claimed row: the ones ready to publish, with their
+/// headers; a row that can never be published is parked now and holds its
+/// aggregate.
+fn precheck_all<'r>(
+    rows: &'r [Claimed],
+    max_payload: usize,
+    trace: &mut RelayBatch,
+    res: &mut Results<'r>,
+    held: &mut HashSet<&'r str>,
+) -> Vec<(&'r Claimed, HeaderMap)> {
+    let mut ready = Vec::with_capacity(rows.len());
+    for row in rows {
+        let traced = |extra: &_, h: &mut _| {
+            trace.publish(row.seq, &row.event_id.to_string(), &row.subject, extra, h)
+        };
+        match publish::precheck_with(row, max_payload, traced) {
+            Ok(h) => ready.push((row, h)),
+            Err(f) => {
+                trace.failed(row.seq, "parked", f.message());
+                if let Some(k) = row.ordering_key.as_deref() {
+                    held.insert(k);
+                }
+                res.park.push((row, f.message().to_string()));
+            }
+        }
+    }
+    ready
+}
+
 impl Relay {
     /// Claim, publish and mark one batch.
     ///
@@ -92,22 +122,7 @@ impl Relay {
         let mut res = Results::default();
         // Aggregates with a row that did not go out in this batch.
         let mut held: HashSet<&str> = HashSet::new();
-        let mut ready = Vec::with_capacity(rows.len());
-        for row in &rows {
-            let traced = |extra: &_, h: &mut _| {
-                trace.publish(row.seq, &row.event_id.to_string(), &row.subject, extra, h)
-            };
-            match publish::precheck_with(row, max_payload, traced) {
-                Ok(h) => ready.push((row, h)),
-                Err(f) => {
-                    trace.failed(row.seq, "parked", f.message());
-                    if let Some(k) = row.ordering_key.as_deref() {
-                        held.insert(k);
-                    }
-                    res.park.push((row, f.message().to_string()));
-                }
-            }
-        }
+        let ready = precheck_all(&rows, max_payload, &mut trace, &mut res, &mut held);
         for round in rounds(ready) {
             let (go, hold): (Vec<_>, Vec<_>) = round.into_iter().partition(|(row, _)| {
                 res.transport_error.is_none()
@@ -133,45 +148,7 @@ impl Relay {
                 continue;
             }
             for (row, r) in publish::publish_all(&self.js, go).await {
-                let failure = match r {
-                    Ok(ack) => {
-                        trace.published(row.seq, ack.sequence, ack.duplicate);
-                        res.acks.push((row.seq, ack.sequence));
-                        if ack.duplicate {
-                            out.duplicates += 1;
-                            self.metrics.outbox_duplicates.inc();
-                        } else {
-                            out.published += 1;
-                            self.metrics.outbox_published.inc();
-                        }
-                        let lat = (Utc::now() - row.created_at).to_std().unwrap_or_default();
-                        self.metrics.publish_latency.observe(lat);
-                        continue;
-                    }
-                    Err(f) => f,
-                };
-                let outcome = match failure {
-                    PublishFailure::Permanent(_) => "parked",
-                    PublishFailure::Row(_) => "failed",
-                    PublishFailure::NoStream(_) | PublishFailure::Transport(_) => "released",
-                };
-                trace.failed(row.seq, outcome, failure.message());
-                if let Some(k) = row.ordering_key.as_deref() {
-                    held.insert(k);
-                }
-                match failure {
-                    PublishFailure::Permanent(m) => res.park.push((row, m)),
-                    PublishFailure::Row(m) => res.failed.push((row, m)),
-                    PublishFailure::NoStream(m) => {
-                        res.stream_missing = true;
-                        res.release.push(row.seq);
-                        res.transport_error.get_or_insert(m);
-                    }
-                    PublishFailure::Transport(m) => {
-                        res.release.push(row.seq);
-                        res.transport_error.get_or_insert(m);
-                    }
-                }
+                self.note_published(row, r, &mut trace, &mut res, &mut held, &mut out);
             }
         }
         out.publish_ms = elapsed_ms(started) - out.claim_ms;
@@ -185,6 +162,59 @@ impl Relay {
             Err(e) => trace.abort(&e.to_string()),
         }
         recorded
+    }
+
+    /// One row's publish result: an ack is counted and recorded; a failure
+    /// holds the row's aggregate for the rest of the batch and is recorded
+    /// by its class (parked, failed, or released untouched).
+    fn note_published<'r>(
+        &self,
+        row: &'r Claimed,
+        r: Result<PublishAck, PublishFailure>,
+        trace: &mut RelayBatch,
+        res: &mut Results<'r>,
+        held: &mut HashSet<&'r str>,
+        out: &mut BatchOutcome,
+    ) {
+        let failure = match r {
+            Ok(ack) => {
+                trace.published(row.seq, ack.sequence, ack.duplicate);
+                res.acks.push((row.seq, ack.sequence));
+                if ack.duplicate {
+                    out.duplicates += 1;
+                    self.metrics.outbox_duplicates.inc();
+                } else {
+                    out.published += 1;
+                    self.metrics.outbox_published.inc();
+                }
+                let lat = (Utc::now() - row.created_at).to_std().unwrap_or_default();
+                self.metrics.publish_latency.observe(lat);
+                return;
+            }
+            Err(f) => f,
+        };
+        let outcome = match failure {
+            PublishFailure::Permanent(_) => "parked",
+            PublishFailure::Row(_) => "failed",
+            PublishFailure::NoStream(_) | PublishFailure::Transport(_) => "released",
+        };
+        trace.failed(row.seq, outcome, failure.message());
+        if let Some(k) = row.ordering_key.as_deref() {
+            held.insert(k);
+        }
+        match failure {
+            PublishFailure::Permanent(m) => res.park.push((row, m)),
+            PublishFailure::Row(m) => res.failed.push((row, m)),
+            PublishFailure::NoStream(m) => {
+                res.stream_missing = true;
+                res.release.push(row.seq);
+                res.transport_error.get_or_insert(m);
+            }
+            PublishFailure::Transport(m) => {
+                res.release.push(row.seq);
+                res.transport_error.get_or_insert(m);
+            }
+        }
     }
 
     async fn record(

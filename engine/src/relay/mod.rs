@@ -197,25 +197,7 @@ impl Relay {
     /// once per change of state, reported in `health`, and retried with
     /// backoff.
     pub async fn run(&self, health: Health, stop: CancellationToken) {
-        let tasks = TaskTracker::new();
-        if self.db.get_database_backend() == DbBackend::Postgres {
-            tasks.spawn(listen::wake_on_notify(
-                self.db.clone(),
-                self.wake.clone(),
-                stop.clone(),
-            ));
-        }
-        tasks.spawn(health::watch_database(
-            self.db.clone(),
-            health.clone(),
-            stop.clone(),
-        ));
-        tasks.spawn(health::watch_nats(
-            self.js.client(),
-            health.clone(),
-            stop.clone(),
-        ));
-        tasks.close();
+        let tasks = self.spawn_watchers(&health, &stop);
         health.set("relay", Check::Starting("first batch".into()));
         let mut backoff = backoff::ExponentialBackoff {
             initial_interval: Duration::from_millis(100),
@@ -235,56 +217,13 @@ impl Relay {
                     }
                     health.set("relay", Check::Ok);
                     backoff.reset();
-                    if o.claimed > 0 {
-                        tracing::debug!(
-                            claimed = o.claimed,
-                            published = o.published,
-                            duplicates = o.duplicates,
-                            failed = o.failed,
-                            parked = o.parked,
-                            claim_ms = o.claim_ms,
-                            publish_ms = o.publish_ms,
-                            mark_ms = o.mark_ms,
-                            "batch"
-                        );
-                    }
-                    // A full batch means more is waiting: go again at once.
-                    (o.claimed as u32) < self.cfg.batch_size
+                    self.batch_done(o)
                 }
-                Err(e) => {
-                    if let (RelayErrorKind::NoStream, Some(settings)) = (e.kind(), &self.stream) {
-                        match crate::jetstream::ensure_stream(&self.js, settings).await {
-                            Ok(_) => {
-                                tracing::warn!(stream = %settings.name, "the events stream was missing: recreated it")
-                            }
-                            Err(e) => {
-                                tracing::debug!(error = %e, "cannot recreate the events stream yet")
-                            }
-                        }
-                    }
-                    let msg = e.to_string();
-                    if failing.as_deref() != Some(msg.as_str()) {
-                        tracing::warn!(error = %msg, "relay cannot publish; retrying with backoff");
-                        failing = Some(msg.clone());
-                    }
-                    health.set("relay", Check::Failing(msg));
-                    true
-                }
+                Err(e) => self.batch_failed(e, &mut failing, &health).await,
             };
             if last_gauges.elapsed() > Duration::from_secs(5) {
                 last_gauges = Instant::now();
-                // An idle relay publishes nothing, so it would not notice a
-                // lost stream (deleted, or gone with a cluster's storage)
-                // until the next event; the workers' consumers need it now.
-                if matches!(&result, Ok(o) if o.claimed == 0) {
-                    self.recreate_lost_stream().await;
-                }
-                if let Ok(b) = store::backlog(&self.db, Utc::now()).await {
-                    self.metrics.outbox_backlog.set(b.pending as f64);
-                    self.metrics
-                        .outbox_oldest_pending_seconds
-                        .set(b.oldest_pending_age_seconds);
-                }
+                self.idle_checks(&result).await;
             }
             if let Some(ret) = self.cfg.retention
                 && last_prune.elapsed() > Duration::from_secs(60)
@@ -311,6 +250,93 @@ impl Relay {
             parked = self.metrics.outbox_parked.get(),
             "relay stopped"
         );
+    }
+
+    /// The tasks that run beside the loop until `stop`: the PostgreSQL
+    /// wake-up, the database and NATS health watchers.
+    fn spawn_watchers(&self, health: &Health, stop: &CancellationToken) -> TaskTracker {
+        let tasks = TaskTracker::new();
+        if self.db.get_database_backend() == DbBackend::Postgres {
+            tasks.spawn(listen::wake_on_notify(
+                self.db.clone(),
+                self.wake.clone(),
+                stop.clone(),
+            ));
+        }
+        tasks.spawn(health::watch_database(
+            self.db.clone(),
+            health.clone(),
+            stop.clone(),
+        ));
+        tasks.spawn(health::watch_nats(
+            self.js.client(),
+            health.clone(),
+            stop.clone(),
+        ));
+        tasks.close();
+        tasks
+    }
+
+    /// Log a batch that did something; whether to wait before the next.
+    fn batch_done(&self, o: &BatchOutcome) -> bool {
+        if o.claimed > 0 {
+            tracing::debug!(
+                claimed = o.claimed,
+                published = o.published,
+                duplicates = o.duplicates,
+                failed = o.failed,
+                parked = o.parked,
+                claim_ms = o.claim_ms,
+                publish_ms = o.publish_ms,
+                mark_ms = o.mark_ms,
+                "batch"
+            );
+        }
+        // A full batch means more is waiting: go again at once.
+        (o.claimed as u32) < self.cfg.batch_size
+    }
+
+    /// A failed batch: recreate a missing stream when this relay owns its
+    /// settings, log once per change of error, report it. Always waits.
+    async fn batch_failed(
+        &self,
+        e: &RelayError,
+        failing: &mut Option<String>,
+        health: &Health,
+    ) -> bool {
+        if let (RelayErrorKind::NoStream, Some(settings)) = (e.kind(), &self.stream) {
+            match crate::jetstream::ensure_stream(&self.js, settings).await {
+                Ok(_) => {
+                    tracing::warn!(stream = %settings.name, "the events stream was missing: recreated it")
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "cannot recreate the events stream yet")
+                }
+            }
+        }
+        let msg = e.to_string();
+        if failing.as_deref() != Some(msg.as_str()) {
+            tracing::warn!(error = %msg, "relay cannot publish; retrying with backoff");
+            *failing = Some(msg.clone());
+        }
+        health.set("relay", Check::Failing(msg));
+        true
+    }
+
+    /// Every 5 s: a lost stream recreated while idle, the backlog gauges.
+    async fn idle_checks(&self, result: &Result<BatchOutcome, RelayError>) {
+        // An idle relay publishes nothing, so it would not notice a
+        // lost stream (deleted, or gone with a cluster's storage)
+        // until the next event; the workers' consumers need it now.
+        if matches!(result, Ok(o) if o.claimed == 0) {
+            self.recreate_lost_stream().await;
+        }
+        if let Ok(b) = store::backlog(&self.db, Utc::now()).await {
+            self.metrics.outbox_backlog.set(b.pending as f64);
+            self.metrics
+                .outbox_oldest_pending_seconds
+                .set(b.oldest_pending_age_seconds);
+        }
     }
 
     /// Recreate the events stream if it is gone (with this relay's

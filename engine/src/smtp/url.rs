@@ -109,6 +109,33 @@ pub fn parse(url: &str) -> Result<Target, SmtpUrlError> {
         check_idle_after: Duration::from_secs(5),
         rate: None,
     };
+    let burst = apply_params(&u, &mut server, &err)?;
+    match (server.rate, burst) {
+        (Some(r), Some(b)) => server.rate = Some(r.with_burst(b)),
+        (None, Some(_)) => return Err(err("burst needs a rate (e.g. ?rate=50/s&burst=100)")),
+        _ => {}
+    }
+    if server.timeout.is_zero() || server.connect_timeout.is_zero() {
+        return Err(err("timeouts must be longer than 0s"));
+    }
+    server.credentials = (!u.username().is_empty()).then(|| {
+        let dec = |s: &str| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        };
+        (dec(u.username()), dec(u.password().unwrap_or("")))
+    });
+    Ok(Target::Smtp(server))
+}
+
+/// The URL's query parameters, set on `server`; returns `burst`, which
+/// needs a rate.
+fn apply_params(
+    u: &url::Url,
+    server: &mut Server,
+    err: &impl Fn(&str) -> SmtpUrlError,
+) -> Result<Option<u32>, SmtpUrlError> {
     let mut burst: Option<u32> = None;
     for (k, v) in u.query_pairs() {
         let duration = |v: &str| crate::duration::parse(v).map_err(|e| err(&format!("{k}: {e}")));
@@ -148,23 +175,7 @@ pub fn parse(url: &str) -> Result<Target, SmtpUrlError> {
             }
         }
     }
-    match (server.rate, burst) {
-        (Some(r), Some(b)) => server.rate = Some(r.with_burst(b)),
-        (None, Some(_)) => return Err(err("burst needs a rate (e.g. ?rate=50/s&burst=100)")),
-        _ => {}
-    }
-    if server.timeout.is_zero() || server.connect_timeout.is_zero() {
-        return Err(err("timeouts must be longer than 0s"));
-    }
-    server.credentials = (!u.username().is_empty()).then(|| {
-        let dec = |s: &str| {
-            percent_encoding::percent_decode_str(s)
-                .decode_utf8_lossy()
-                .into_owned()
-        };
-        (dec(u.username()), dec(u.password().unwrap_or("")))
-    });
-    Ok(Target::Smtp(server))
+    Ok(burst)
 }
 
 #[cfg(test)]

@@ -207,6 +207,7 @@ impl Worker {
         .await
     }
 
+    // One match over the kinds of failure: what each one does reads best side by side.
     #[allow(clippy::too_many_arguments)] // one delivery's context, named at the call
     async fn send_failed(
         &self,

@@ -7,12 +7,12 @@ use sea_orm::DbErr;
 
 use super::decide::{DeliveryOutcome, decide};
 use super::schedule::Decision;
-use super::{Disposition, Event, RedriveError, Worker, order};
-use crate::dlq::{self, NewDeadLetter};
-use crate::ledger::{self, Claim, Key};
+use super::{Disposition, Event, Worker, order};
+use crate::dlq::{self};
+use crate::ledger::{self};
 use crate::telemetry;
 use crate::workflow::Workflow;
-use crate::workflow::render::{Email, Outcome, RenderError};
+use crate::workflow::render::{Email, Outcome};
 use herald_entities::dead_letter::DeadLetterKind;
 
 /// What processing one event did: the disposition the consumer acts on, and
@@ -146,41 +146,6 @@ async fn traced(
 }
 
 impl Worker {
-    #[allow(clippy::too_many_arguments)] // one row's fields, named at every call site
-    pub(super) async fn dead_letter(
-        &self,
-        wf: &Workflow,
-        ev: &Event,
-        recipient: Option<&str>,
-        kind: DeadLetterKind,
-        reason: String,
-        smtp: Option<String>,
-        attempts: u32,
-    ) -> Result<(), DbErr> {
-        self.metrics.dead_letters(&wf.name).inc();
-        tracing::error!(workflow = %wf.name, event_id = %ev.id, subject = %ev.subject,
-            recipient = recipient.unwrap_or("(whole event)"), %reason, "dead letter");
-        dlq::insert(
-            &self.db,
-            NewDeadLetter {
-                event_id: ev.id,
-                workflow: &wf.name,
-                recipient,
-                subject: &ev.subject,
-                aggregate: ev.aggregate.as_deref(),
-                stream_seq: ev.stream_seq,
-                payload: &ev.payload,
-                headers: ev.headers.clone(),
-                kind,
-                reason,
-                smtp_reply: smtp,
-                attempts,
-            },
-        )
-        .await
-        .map(|_| ())
-    }
-
     /// Run one event through one workflow. Database errors are returned (the
     /// message is retried); everything else becomes an outcome. An event
     /// whose aggregate has an earlier event dead-lettered in this workflow
@@ -385,114 +350,7 @@ impl Worker {
         }
         Ok(ProcessOutcome::from_deliveries(&outcomes))
     }
-
-    pub(super) async fn render_failed(
-        &self,
-        wf: &Workflow,
-        ev: &Event,
-        e: RenderError,
-    ) -> Result<ProcessOutcome, DbErr> {
-        let reason = e.to_string();
-        let key = Key {
-            event_id: ev.id,
-            workflow: &wf.name,
-            recipient: ledger::WHOLE_EVENT_RECIPIENT,
-        };
-        match ledger::claim(&self.db, &key, 0, "", self.cfg.ack_wait, false).await? {
-            // Already dead-lettered by an earlier delivery of this message.
-            Claim::Done { .. } => {
-                return Ok(ProcessOutcome::whole(
-                    Disposition::Terminate { reason },
-                    0,
-                    0,
-                ));
-            }
-            // Another worker is writing this dead letter now.
-            Claim::InFlight { retry_after } => {
-                return Ok(ProcessOutcome::whole(
-                    Disposition::Busy { after: retry_after },
-                    0,
-                    0,
-                ));
-            }
-            Claim::Send { .. } => {}
-        }
-        ledger::mark_dead(&self.db, &key, &reason, None).await?;
-        self.dead_letter(
-            wf,
-            ev,
-            None,
-            DeadLetterKind::Permanent,
-            reason.clone(),
-            None,
-            1,
-        )
-        .await?;
-        Ok(ProcessOutcome::whole(
-            Disposition::Terminate { reason },
-            0,
-            1,
-        ))
-    }
-
-    /// [`Worker::process`], waiting for the transport whenever it was
-    /// unreachable (no attempt is counted meanwhile), until `stop`.
-    pub(crate) async fn process_when_reachable(
-        &self,
-        wf: &Workflow,
-        ev: &Event,
-        stop: &tokio_util::sync::CancellationToken,
-    ) -> Result<ProcessOutcome, DbErr> {
-        loop {
-            let o = self.process(wf, ev).await?;
-            if o.disposition != Disposition::Paused || stop.is_cancelled() {
-                return Ok(o);
-            }
-            tokio::select! {
-                _ = stop.cancelled() => return Ok(o),
-                _ = self.transport.wait_up() => {}
-            }
-        }
-    }
-
-    /// Re-drive a dead letter through the normal path: reopen its dead
-    /// deliveries, process the stored event again (the ledger skips what was
-    /// sent), and mark the dead letter retried. A new failure writes a new
-    /// dead letter.
-    pub async fn redrive(
-        &self,
-        dl: &herald_entities::dead_letter::Model,
-    ) -> Result<ProcessOutcome, RedriveError> {
-        let wf = self
-            .workflow(&dl.workflow)
-            .ok_or_else(|| RedriveError::UnknownWorkflow(dl.workflow.clone()))?;
-        ledger::reopen_dead(&self.db, dl.event_id.into(), &dl.workflow).await?;
-        // Closed first: it must not hold back its own re-drive.
-        dlq::mark_retried(&self.db, dl.id).await?;
-        self.process_when_reachable(
-            &wf,
-            &Event::from_dead_letter(dl),
-            &tokio_util::sync::CancellationToken::new(),
-        )
-        .await
-        .map_err(RedriveError::from)
-    }
-
-    /// Re-drive what waited behind `dl` (re-driven or discarded), in stream
-    /// order, until one is not delivered: it then holds the rest again.
-    pub async fn release_followers(
-        &self,
-        dl: &herald_entities::dead_letter::Model,
-    ) -> Result<Vec<(i64, ProcessOutcome)>, RedriveError> {
-        let mut out = Vec::new();
-        for f in dlq::followers(&self.db, dl).await? {
-            let o = self.redrive(&f).await?;
-            let done = o.disposition == Disposition::Ack;
-            out.push((f.id, o));
-            if !done {
-                break;
-            }
-        }
-        Ok(out)
-    }
 }
+
+mod dead_letter;
+mod redrive;

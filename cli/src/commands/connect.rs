@@ -1,0 +1,75 @@
+//! Opening what a command needs: NATS and the events stream, database
+//! pools (closed in one place when the command ends).
+
+use anyhow::Result;
+
+use super::Global;
+
+/// Connect to NATS as `name` and make sure the events stream exists: created
+/// with default settings when missing, an existing one left as it is (the
+/// relay applies its own settings, such as `--stream-replicas`).
+pub async fn jetstream_for(g: &Global, name: &str) -> Result<async_nats::jetstream::Context> {
+    let client = herald::jetstream::connect(g.nats_url.expose(), name).await?;
+    let js = async_nats::jetstream::new(client);
+    let settings = herald::jetstream::StreamSettings::named(g.stream.clone());
+    herald::jetstream::open_stream(&js, &settings).await?;
+    Ok(js)
+}
+
+/// Every database pool a command opened, closed in one place when the
+/// command ends however it ends: PostgreSQL then sees orderly disconnects
+/// instead of logging a reset for each connection (16 per worker restart).
+static OPEN_POOLS: std::sync::Mutex<Vec<sea_orm::DatabaseConnection>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// Open the database for this command (see [`herald::db::connect_with`]).
+pub async fn open_db(
+    g: &Global,
+    pool: herald::db::Pool,
+    role: &str,
+) -> Result<sea_orm::DatabaseConnection> {
+    let db = herald::db::connect_with(g.database_url.expose(), pool, role).await?;
+    if let Ok(mut open) = OPEN_POOLS.lock() {
+        open.push(db.clone());
+    }
+    Ok(db)
+}
+
+/// [`open_db`] for a command that only reads: a SQLite file that does not
+/// exist is an error, not a new empty database (the default URL creates one,
+/// which `up` and the services want; `herald status` run in the wrong
+/// directory should say so, not report an empty Herald).
+pub async fn open_existing_db(g: &Global, role: &str) -> Result<sea_orm::DatabaseConnection> {
+    let url = g.database_url.expose();
+    let path = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .and_then(|rest| rest.split('?').next())
+        .filter(|p| !p.is_empty() && !p.contains(":memory:"));
+    // Only where the URL would create the file (?mode=rwc) in a directory
+    // that exists; otherwise connecting fails with its own hint.
+    let creates = url.contains("mode=rwc");
+    if let Some(p) = path
+        && creates
+        && !std::path::Path::new(p).exists()
+        && std::path::Path::new(p)
+            .parent()
+            .is_none_or(|d| d.as_os_str().is_empty() || d.is_dir())
+    {
+        return Err(anyhow::anyhow!(
+            "no database at {p}: nothing has run here yet (`herald up`, `herald migrate` or a relay or worker creates it); check --database-url / HERALD_DATABASE_URL"
+        ));
+    }
+    open_db(g, herald::db::Pool::OnDemand, role).await
+}
+
+/// Close what [`open_db`] opened; a pool still in use after 5 s is left to the exit.
+pub(super) async fn close_dbs() {
+    let open: Vec<_> = OPEN_POOLS
+        .lock()
+        .map(|mut v| v.drain(..).collect())
+        .unwrap_or_default();
+    for db in open {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), db.close()).await;
+    }
+}
