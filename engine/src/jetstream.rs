@@ -266,7 +266,7 @@ pub fn stream_missing(e: &jetstream::context::GetStreamError) -> bool {
 }
 
 /// How long start-up keeps asking for the stream while the cluster settles.
-const STREAM_SETTLE: std::time::Duration = std::time::Duration::from_secs(20);
+const STREAM_SETTLE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Create the events stream, or check and update an existing one.
 ///
@@ -358,10 +358,6 @@ async fn get_or_create(
     wanted: &stream::Config,
     settings: &StreamSettings,
 ) -> Result<stream::Stream, StreamError> {
-    let req = |e: &dyn std::fmt::Display| StreamError::Request {
-        name: settings.name.clone(),
-        detail: e.to_string(),
-    };
     // A cluster that is electing the stream's leader (a node restarted, the
     // stream just recreated) fails requests for a few seconds: a service
     // starting then must not exit for it. Bounded, so that a real problem
@@ -370,27 +366,45 @@ async fn get_or_create(
     let mut pause = std::time::Duration::from_millis(250);
     let mut said = false;
     let s = loop {
-        match js.get_or_create_stream(wanted.clone()).await {
+        let e = match js.get_or_create_stream(wanted.clone()).await {
             Ok(s) => break s,
-            // Another process created it between our look and our create (a
-            // relay recreating a lost stream as a worker starts): "already in
-            // use with a different configuration". Take the one that exists.
-            Err(e) => match js.get_stream(&settings.name).await {
-                Ok(s) => break s,
-                Err(_) if started.elapsed() < STREAM_SETTLE => {
-                    if !said {
-                        said = true;
-                        tracing::info!(stream = %settings.name, error = %e,
-                            "waiting for the events stream (a cluster electing its leader answers within seconds)");
-                    }
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(std::time::Duration::from_secs(2));
-                }
-                Err(_) => return Err(req(&e)),
-            },
+            Err(e) => e,
+        };
+        // Said at the first failure, before the fallback below: against a
+        // cluster without a leader each request waits out its timeout, and
+        // the operator should know why the start-up is silent meanwhile. Not
+        // for the one expected race (the name taken by another process's
+        // create), which the fallback settles at once.
+        if !said && !name_taken(&e) {
+            said = true;
+            tracing::info!(stream = %settings.name, error = %e,
+                "waiting for the events stream (a cluster electing its leader answers within seconds)");
         }
+        // Another process created it between our look and our create (a
+        // relay recreating a lost stream as a worker starts): "already in
+        // use with a different configuration". Take the one that exists.
+        if let Ok(s) = js.get_stream(&settings.name).await {
+            break s;
+        }
+        if started.elapsed() >= STREAM_SETTLE {
+            return Err(StreamError::Request {
+                name: settings.name.clone(),
+                detail: format!(
+                    "{e} (no usable answer for {}: a cluster needs a JetStream leader, so are enough of its nodes up?)",
+                    crate::duration::human(STREAM_SETTLE)
+                ),
+            });
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(std::time::Duration::from_secs(2));
     };
     Ok(s)
+}
+
+/// The stream's name is already taken (another process created it first).
+fn name_taken(e: &jetstream::context::CreateStreamError) -> bool {
+    matches!(e.kind(), jetstream::context::CreateStreamErrorKind::JetStream(j)
+        if j.error_code() == jetstream::ErrorCode::STREAM_NAME_EXIST)
 }
 
 /// Refuse a stream Herald cannot use: other subjects, or memory storage.

@@ -306,12 +306,15 @@ async fn sigterm_during_start_up_exits_cleanly() {
     let mut relay = h.spawn(&["relay", "--stream-replicas", "3"]);
     let mut worker = h.spawn(&["worker"]);
     for (name, p) in [("relay", &relay), ("worker", &worker)] {
-        wait::until(
-            &format!("the {name} says it waits for the stream"),
-            Duration::from_secs(60),
-            || async { p.log().contains("waiting for the events stream") },
-        )
-        .await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while !p.log().contains("waiting for the events stream") {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the {name} did not say it waits for the stream within 60 s:\n{}",
+                p.log()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
     for (name, p) in [("relay", &mut relay), ("worker", &mut worker)] {
         let st = p.terminate(Duration::from_secs(10)).await;
