@@ -108,7 +108,7 @@ fn fail<A>(replies: Vec<oneshot::Sender<Result<A, DbErr>>>, why: &str) {
 }
 
 /// The owned form of a [`Key`], for a write that waits in a queue.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct OwnedKey {
     pub event_id: uuid::Uuid,
     pub workflow: String,
@@ -168,7 +168,14 @@ impl Group for NewClaims {
                 delivery::Column::Workflow,
                 delivery::Column::Recipient,
             ]));
-        for row in rows {
+        // Rows in key order: two groups with overlapping keys (redeliveries
+        // racing on two workers) then take the keys' locks in the same
+        // order and one waits for the other, where in arrival order each
+        // could hold a key the other needs (a deadlock PostgreSQL breaks
+        // by failing one group). The answers follow the caller's order below.
+        let mut ordered: Vec<&delivery::ActiveModel> = rows.iter().collect();
+        ordered.sort_by_cached_key(|row| key_of(row));
+        for row in ordered {
             insert
                 .values(values(row)?)
                 .map_err(|e| DbErr::Custom(e.to_string()))?;
