@@ -244,3 +244,41 @@ fn config_redacts_secrets_and_checks_settings_together() {
         stderr(&out)
     );
 }
+
+/// A broken herald.toml in the working directory does not stop `--help`,
+/// `help COMMAND` or `--version` (the help is where one looks up the fix);
+/// they still say what is wrong with the file. Every command refuses it,
+/// even when a flag's value happens to be `-h`.
+#[test]
+fn help_and_version_answer_despite_a_broken_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("herald.toml"), "nats_url = \n").unwrap();
+    let env = in_dir(dir.path());
+    for args in [
+        &["--help"][..],
+        &["worker", "--help"],
+        &["help", "worker"],
+        &["--version"],
+    ] {
+        let o = env.run(args);
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {}", stderr(&o));
+        assert!(!stdout(&o).is_empty(), "{args:?}");
+        assert!(
+            stderr(&o).contains("herald.toml:1:12") && stderr(&o).contains("ignored"),
+            "{args:?}: {}",
+            stderr(&o)
+        );
+    }
+    for args in [
+        &["status"][..],
+        &["emit", "--subject", "-h", "--payload", "{}"],
+    ] {
+        let o = env.run(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        assert!(
+            stderr(&o).contains("herald.toml:1:12") && !stderr(&o).contains("ignored"),
+            "{args:?}: {}",
+            stderr(&o)
+        );
+    }
+}

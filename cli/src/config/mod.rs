@@ -111,6 +111,15 @@ pub struct Loaded {
 /// command line itself (and packagers run them anywhere).
 const WITHOUT_FILE: &[&str] = &["completions", "man"];
 
+/// Whether the command line asks only for help or the version.
+fn asks_for_help(argv: &[OsString]) -> bool {
+    argv.get(1).and_then(|a| a.to_str()) == Some("help")
+        || argv
+            .iter()
+            .skip(1)
+            .any(|a| matches!(a.to_str(), Some("-h" | "--help" | "-V" | "--version")))
+}
+
 /// Parse the process's command line with the configuration file's values
 /// applied. Help, version and clap's usage errors exit here, as `Cli::parse`
 /// would; a bad configuration file is an error (exit 2).
@@ -118,6 +127,8 @@ pub fn parse_args(argv: Vec<OsString>) -> Result<Parsed> {
     let base = Cli::command();
     let first = early(&base, &argv);
     let all = settings(&base);
+    // A file that failed to load, set aside in case clap only prints help.
+    let mut set_aside = None;
     let file = if first
         .command
         .as_deref()
@@ -125,16 +136,24 @@ pub fn parse_args(argv: Vec<OsString>) -> Result<Parsed> {
     {
         None
     } else {
-        match first.config {
-            Some((path, found)) => Some(load(&path, found, &all)?),
+        let loaded = match first.config {
+            Some((path, found)) => Some(load(&path, found, &all)),
             None => {
                 let here = PathBuf::from(DEFAULT_FILE);
-                if here.exists() {
-                    Some(load(&here, Found::WorkingDir, &all)?)
-                } else {
-                    None
-                }
+                here.exists().then(|| load(&here, Found::WorkingDir, &all))
             }
+        };
+        match loaded {
+            Some(Ok(f)) => Some(f),
+            // `--help` and `--version` answer even with a broken file (the
+            // help is where one looks up how to fix it); the problem is
+            // still said, and every other command refuses to start on it.
+            Some(Err(e)) if asks_for_help(&argv) => {
+                set_aside = Some(e);
+                None
+            }
+            Some(Err(e)) => return Err(e),
+            None => None,
         }
     };
     let mut command = match &file {
@@ -155,9 +174,35 @@ pub fn parse_args(argv: Vec<OsString>) -> Result<Parsed> {
     command = command.color(crate::commands::clap_color(
         color.unwrap_or(ColorWhen::Auto),
     ));
-    let matches = command
-        .try_get_matches_from_mut(&argv)
-        .unwrap_or_else(|e| e.exit());
+    let matches = match command.try_get_matches_from_mut(&argv) {
+        Ok(m) => {
+            // Not help after all (a `-h` given as some flag's value): the
+            // broken file stops the command as it would have.
+            if let Some(e) = set_aside {
+                return Err(e);
+            }
+            m
+        }
+        Err(e) => {
+            use clap::error::ErrorKind::{
+                DisplayHelp, DisplayHelpOnMissingArgumentOrSubcommand, DisplayVersion,
+            };
+            match set_aside {
+                Some(problem)
+                    if matches!(
+                        e.kind(),
+                        DisplayHelp | DisplayVersion | DisplayHelpOnMissingArgumentOrSubcommand
+                    ) =>
+                {
+                    eprintln!("herald: {problem:#} (ignored for --help and --version)");
+                }
+                // A usage error besides the broken file: the file comes first.
+                Some(problem) => return Err(problem),
+                None => {}
+            }
+            e.exit()
+        }
+    };
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     Ok(Parsed {
         cli,
