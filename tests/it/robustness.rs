@@ -175,6 +175,31 @@ async fn readyz(addr: &str) -> Option<String> {
     herald_tests::http_get(addr.to_string(), "/readyz").await
 }
 
+/// Wait until `/readyz` answers 503 naming the SMTP outage and `detail`.
+async fn readyz_names_smtp_outage(addr: &str, detail: &str) {
+    wait::until(
+        &format!("/readyz names the SMTP outage ({detail})"),
+        wait::DEFAULT,
+        || async {
+            readyz(addr).await.is_some_and(|r| {
+                r.starts_with("HTTP/1.1 503") && r.contains("smtp: failing") && r.contains(detail)
+            })
+        },
+    )
+    .await
+}
+
+/// Let an outage go on for `secs` (the condition is the time itself).
+async fn outage_lasts(secs: u64) {
+    let since = Instant::now();
+    wait::until(
+        &format!("the outage has lasted {secs} s"),
+        wait::DEFAULT,
+        || async { since.elapsed() >= Duration::from_secs(secs) },
+    )
+    .await
+}
+
 /// After an outage: every event emailed exactly once, nothing dead-lettered,
 /// no attempt counted for it.
 async fn delivered_once_nothing_counted(w: &World, n: usize) {
@@ -204,17 +229,8 @@ async fn smtp_refusing_connections_briefly_dead_letters_nothing(backend: Backend
     w.wait_count("SELECT COUNT(*) FROM herald_outbox", 0).await;
     w.sink.set_outage(Some(Outage::Refuse));
     w.env.enqueue_many("events.test.n", 20, 4).await;
-    wait::until("/readyz names the SMTP outage", wait::DEFAULT, || async {
-        readyz(&addr)
-            .await
-            .is_some_and(|r| r.starts_with("HTTP/1.1 503") && r.contains("smtp: failing"))
-    })
-    .await;
-    let since = Instant::now();
-    wait::until("the outage has lasted 3 s", wait::DEFAULT, || async {
-        since.elapsed() >= Duration::from_secs(3)
-    })
-    .await;
+    readyz_names_smtp_outage(&addr, "").await;
+    outage_lasts(3).await;
     w.sink.set_outage(None);
     delivered_once_nothing_counted(&w, 20).await;
     wait::until("/readyz is 200 again", wait::DEFAULT, || async {
@@ -303,23 +319,8 @@ async fn smtp_connect_timeouts_are_an_outage(backend: Backend) {
     w.wait_count("SELECT COUNT(*) FROM herald_outbox", 0).await;
     w.sink.set_outage(Some(Outage::Silent));
     w.env.enqueue_many("events.test.n", 20, 4).await;
-    wait::until(
-        "/readyz names the connect timeout",
-        wait::DEFAULT,
-        || async {
-            readyz(&addr).await.is_some_and(|r| {
-                r.starts_with("HTTP/1.1 503")
-                    && r.contains("smtp: failing")
-                    && r.contains("connect timeout")
-            })
-        },
-    )
-    .await;
-    let since = Instant::now();
-    wait::until("the outage has lasted 4 s", wait::DEFAULT, || async {
-        since.elapsed() >= Duration::from_secs(4)
-    })
-    .await;
+    readyz_names_smtp_outage(&addr, "connect timeout").await;
+    outage_lasts(4).await;
     w.sink.set_outage(None);
     delivered_once_nothing_counted(&w, 20).await;
 }
@@ -346,19 +347,8 @@ async fn an_smtp_host_that_does_not_resolve_is_an_outage() {
     h.set("HERALD_SMTP_URL", "smtp://no-such-host.invalid:2525");
     let mut worker = h.spawn(&["worker", "--http", &addr]);
     w.env.enqueue_many("events.test.n", 10, 2).await;
-    wait::until("/readyz names the unknown host", wait::DEFAULT, || async {
-        readyz(&addr).await.is_some_and(|r| {
-            r.starts_with("HTTP/1.1 503")
-                && r.contains("smtp: failing")
-                && r.contains("no-such-host.invalid")
-        })
-    })
-    .await;
-    let since = Instant::now();
-    wait::until("the outage has lasted 4 s", wait::DEFAULT, || async {
-        since.elapsed() >= Duration::from_secs(4)
-    })
-    .await;
+    readyz_names_smtp_outage(&addr, "no-such-host.invalid").await;
+    outage_lasts(4).await;
     assert_eq!(w.count("SELECT COUNT(*) FROM herald_dead_letters").await, 0);
     assert_eq!(
         w.count("SELECT COUNT(*) FROM herald_deliveries WHERE attempts > 0")
