@@ -331,6 +331,44 @@ both_backends!(
     smtp_connect_timeouts_are_an_outage,
 );
 
+/// A TLS handshake that never completes (smtps:// to a server that accepts
+/// the connection and says nothing) is an outage like any connect timeout:
+/// nothing counted or dead-lettered, every email once when it answers.
+#[tokio::test]
+async fn a_tls_handshake_that_never_completes_is_an_outage() {
+    let w = Scenario::new(Backend::Sqlite)
+        .workflow("wf.yaml", NUMBERED)
+        .start()
+        .await;
+    let tls = herald_tests::smtp::SmtpSink::start_with(herald_tests::smtp::Tls::Implicit).await;
+    tls.set_outage(Some(Outage::Silent));
+    let addr = format!("127.0.0.1:{}", herald_tests::free_port());
+    let _relay = w.relay();
+    let mut h = w.h.clone();
+    h.set(
+        "HERALD_SMTP_URL",
+        format!(
+            "smtps://127.0.0.1:{}?tls_insecure=true&connect_timeout=1s",
+            tls.port
+        ),
+    );
+    let _worker = h.spawn(&["worker", "--http", &addr]);
+    w.env.enqueue_many("events.test.n", 5, 0).await;
+    readyz_names_smtp_outage(&addr, "connect timeout").await;
+    outage_lasts(3).await;
+    tls.set_outage(None);
+    w.wait_sent(5).await;
+    assert_eq!(tls.count(), 5, "each email once");
+    assert!(tls.received().iter().all(|m| m.tls));
+    assert_eq!(w.count("SELECT COUNT(*) FROM herald_dead_letters").await, 0);
+    assert_eq!(
+        w.count("SELECT COUNT(*) FROM herald_deliveries WHERE attempts <> 1")
+            .await,
+        0,
+        "the outage cost no attempt"
+    );
+}
+
 /// A host name that does not resolve is an outage, not a failure of each
 /// message: `/readyz` names the lookup failure, no delivery is counted or
 /// dead-lettered however long it lasts, and a worker given the right
