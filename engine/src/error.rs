@@ -81,3 +81,15 @@ impl<K: fmt::Debug> std::error::Error for Error<K> {
             .map(|e| e as &(dyn std::error::Error + 'static))
     }
 }
+
+/// A value that does not parse or is out of range (a rate, an address, an
+/// unsubscribe setting): one line naming the value and what would be
+/// accepted. Its own type, so a caller can tell it from I/O failures.
+///
+/// ```
+/// let e: herald::error::InvalidValue = herald::rate::Rate::parse("fast").unwrap_err();
+/// assert!(e.to_string().contains("N/s"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidValue(pub(crate) String);

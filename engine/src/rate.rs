@@ -28,7 +28,7 @@ pub const MAX_BURST: u32 = 1_000_000;
 /// ```
 /// let r = herald::rate::Rate::parse("600/m")?.with_burst(20);
 /// assert_eq!((r.per_second, r.burst), (10.0, 20));
-/// # Ok::<(), String>(())
+/// # Ok::<(), herald::error::InvalidValue>(())
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Rate {
@@ -45,9 +45,13 @@ impl Rate {
     /// assert_eq!(Rate::parse("50/s")?.burst, 50);
     /// assert_eq!(Rate::parse("1000/h")?.burst, 1);
     /// assert!(Rate::parse("50 per second").is_err());
-    /// # Ok::<(), String>(())
+    /// # Ok::<(), herald::error::InvalidValue>(())
     /// ```
-    pub fn parse(s: &str) -> Result<Rate, String> {
+    pub fn parse(s: &str) -> Result<Rate, crate::error::InvalidValue> {
+        Self::parse_text(s).map_err(crate::error::InvalidValue)
+    }
+
+    fn parse_text(s: &str) -> Result<Rate, String> {
         let err = || format!("{s:?} is not a rate: use N/s, N/m or N/h (e.g. 10/s)");
         let (n, unit) = s.trim().split_once('/').ok_or_else(err)?;
         let n: f64 = n.trim().parse().map_err(|_| err())?;
@@ -82,7 +86,7 @@ impl Rate {
     /// ```
     /// let r = herald::rate::Rate::parse("1/s")?.with_burst(100); // quiet for a while: 100 may go at once
     /// assert_eq!(r.burst, 100);
-    /// # Ok::<(), String>(())
+    /// # Ok::<(), herald::error::InvalidValue>(())
     /// ```
     pub fn with_burst(mut self, burst: u32) -> Rate {
         self.burst = burst.clamp(1, MAX_BURST);

@@ -282,7 +282,7 @@ impl Secret {
     /// use herald::{secret::Secret, unsubscribe::Unsubscribe};
     /// let key = Secret::new("0123456789abcdef-signing-key");
     /// let links = Unsubscribe::new(key.expose(), "https://mail.example.org", None)?;
-    /// # Ok::<(), String>(())
+    /// # Ok::<(), herald::error::InvalidValue>(())
     /// ```
     pub fn expose(&self) -> &str {
         &self.0

@@ -168,6 +168,33 @@ pub async fn from_database(db: &DatabaseConnection) -> Result<Status, DbErr> {
     })
 }
 
+/// What [`add_stream`] and [`consumers`] could not read from NATS.
+///
+/// ```no_run
+/// # async fn example(db: sea_orm::DatabaseConnection, js: async_nats::jetstream::Context) -> Result<(), sea_orm::DbErr> {
+/// use herald::status::StatusErrorKind;
+/// let mut status = herald::status::from_database(&db).await?;
+/// if let Err(e) = herald::status::add_stream(&mut status, &js, "HERALD").await {
+///     if e.kind() == StatusErrorKind::NoStream {
+///         eprintln!("no stream yet: a relay creates it when it starts");
+///     }
+/// }
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StatusErrorKind {
+    /// The server answered that the stream does not exist.
+    NoStream,
+    /// The stream could not be read (NATS down, no leader, a timeout).
+    Stream,
+    /// The stream's consumers could not be listed.
+    Consumers,
+}
+
+/// A failure to read the stream's part of the status.
+pub type StatusError = crate::error::Error<StatusErrorKind>;
+
 /// Fill in the stream and its Herald consumers (`herald-*`).
 ///
 /// ```no_run
@@ -183,15 +210,22 @@ pub async fn add_stream(
     status: &mut Status,
     js: &jetstream::Context,
     name: &str,
-) -> Result<(), String> {
-    let mut stream = js
-        .get_stream(name)
-        .await
-        .map_err(|e| format!("stream {name}: {e}"))?;
+) -> Result<(), StatusError> {
+    let stream_err = |e: &dyn std::fmt::Display| {
+        StatusError::new(StatusErrorKind::Stream, format!("stream {name}: {e}"))
+    };
+    let mut stream = js.get_stream(name).await.map_err(|e| {
+        let kind = if crate::jetstream::stream_missing(&e) {
+            StatusErrorKind::NoStream
+        } else {
+            StatusErrorKind::Stream
+        };
+        StatusError::new(kind, format!("stream {name}: {e}")).with_source(e)
+    })?;
     let info = stream
         .info()
         .await
-        .map_err(|e| format!("stream {name}: {e}"))?;
+        .map_err(|e| stream_err(&e).with_source(e))?;
     status.stream = Some(StreamStatus {
         name: name.to_string(),
         messages: info.state.messages,
@@ -212,11 +246,15 @@ pub async fn add_stream(
 ///     .into_iter().filter(|c| c.pulling == 0).collect();
 /// # Ok(()) }
 /// ```
-pub async fn consumers(stream: &jetstream::stream::Stream) -> Result<Vec<ConsumerStatus>, String> {
+pub async fn consumers(
+    stream: &jetstream::stream::Stream,
+) -> Result<Vec<ConsumerStatus>, StatusError> {
     let mut out = Vec::new();
     let mut list = stream.consumers();
     while let Some(c) = list.next().await {
-        let c = c.map_err(|e| format!("consumers: {e}"))?;
+        let c = c.map_err(|e| {
+            StatusError::new(StatusErrorKind::Consumers, format!("consumers: {e}")).with_source(e)
+        })?;
         if c.name.starts_with("herald-") {
             out.push(ConsumerStatus {
                 name: c.name.clone(),

@@ -39,10 +39,12 @@ fn norm(a: &str) -> String {
 /// use herald::suppression::check_address;
 /// assert_eq!(check_address(" Ada@Example.COM ")?, "ada@example.com");
 /// assert!(check_address("not an address").is_err());
-/// # Ok::<(), String>(())
+/// # Ok::<(), herald::error::InvalidValue>(())
 /// ```
-pub fn check_address(raw: &str) -> Result<String, String> {
-    crate::workflow::address::address(raw).map(|a| norm(&a))
+pub fn check_address(raw: &str) -> Result<String, crate::error::InvalidValue> {
+    crate::workflow::address::address(raw)
+        .map(|a| norm(&a))
+        .map_err(crate::error::InvalidValue)
 }
 
 /// Is this permanent reply to RCPT a reason to stop mailing the address?

@@ -19,7 +19,7 @@ use sha2::Sha256;
 /// let u = Unsubscribe::new("0123456789abcdef-signing-key", "https://mail.example.org", None)?;
 /// let who = u.verify(&u.token("ada@example.com", "newsletter")).unwrap();
 /// assert_eq!(who.category, "newsletter");
-/// # Ok::<(), String>(())
+/// # Ok::<(), herald::error::InvalidValue>(())
 /// ```
 #[derive(Clone)]
 pub struct Unsubscribe {
@@ -45,7 +45,7 @@ impl std::fmt::Debug for Unsubscribe {
 /// let u = Unsubscribe::new("0123456789abcdef-signing-key", "https://mail.example.org", None)?;
 /// let err = u.verify("not-a-token").unwrap_err();
 /// assert_eq!(err.to_string(), "invalid unsubscribe link: malformed");
-/// # Ok::<(), String>(())
+/// # Ok::<(), herald::error::InvalidValue>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid unsubscribe link: {0}")]
@@ -58,7 +58,7 @@ pub struct BadToken(&'static str);
 /// let u = Unsubscribe::new("0123456789abcdef-signing-key", "https://mail.example.org", None)?;
 /// let s = u.verify(&u.token("ada@example.com", "digest")).unwrap();
 /// assert_eq!(s, Subscriber { address: "ada@example.com".into(), category: "digest".into() });
-/// # Ok::<(), String>(())
+/// # Ok::<(), herald::error::InvalidValue>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Subscriber {
@@ -78,6 +78,14 @@ impl Unsubscribe {
     /// assert!(Unsubscribe::new("short", "https://mail.example.org", None).is_err());
     /// ```
     pub fn new(
+        secret: &str,
+        public_url: &str,
+        mailto: Option<String>,
+    ) -> Result<Unsubscribe, crate::error::InvalidValue> {
+        Self::build(secret, public_url, mailto).map_err(crate::error::InvalidValue)
+    }
+
+    fn build(
         secret: &str,
         public_url: &str,
         mailto: Option<String>,
@@ -111,7 +119,7 @@ impl Unsubscribe {
     /// use herald::unsubscribe::Unsubscribe;
     /// let u = Unsubscribe::new("0123456789abcdef-signing-key", "https://mail.example.org", None)?;
     /// let link = format!("https://mail.example.org/u/{}", u.token("ada@example.com", "newsletter"));
-    /// # Ok::<(), String>(())
+    /// # Ok::<(), herald::error::InvalidValue>(())
     /// ```
     pub fn token(&self, address: &str, category: &str) -> String {
         let body = format!("v1\n{}\n{category}", address.trim().to_ascii_lowercase());
@@ -131,7 +139,7 @@ impl Unsubscribe {
     /// let s = u.verify(&u.token("Ada@Example.com", "newsletter")).unwrap();
     /// assert_eq!(s.address, "ada@example.com");
     /// assert!(u.verify("forged.token").is_err());
-    /// # Ok::<(), String>(())
+    /// # Ok::<(), herald::error::InvalidValue>(())
     /// ```
     pub fn verify(&self, token: &str) -> Result<Subscriber, BadToken> {
         if token.len() > 2048 {
@@ -165,7 +173,7 @@ impl Unsubscribe {
     /// let u = Unsubscribe::new("0123456789abcdef-signing-key", "https://mail.example.org", None)?;
     /// let h = u.headers("ada@example.com", "newsletter");
     /// assert_eq!(h[1], ("List-Unsubscribe-Post".to_string(), "List-Unsubscribe=One-Click".to_string()));
-    /// # Ok::<(), String>(())
+    /// # Ok::<(), herald::error::InvalidValue>(())
     /// ```
     pub fn headers(&self, address: &str, category: &str) -> Vec<(String, String)> {
         let token = self.token(address, category);

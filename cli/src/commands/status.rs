@@ -26,7 +26,9 @@ pub async fn run(g: &Global, cmd: StatusCmd) -> Result<ExitCode> {
         .map_err(|_| format!("no NATS server answered at {}", g.nats_url))?
         .map_err(|e| e.to_string())?;
         let js = async_nats::jetstream::new(client);
-        herald::status::add_stream(&mut status, &js, &g.stream).await
+        herald::status::add_stream(&mut status, &js, &g.stream)
+            .await
+            .map_err(|e| e.to_string())
     }
     .await;
     if let Err(e) = &nats {

@@ -159,7 +159,9 @@ fn apply_params(
                     .parse()
                     .map_err(|_| err("tls_insecure must be true or false"))?
             }
-            "rate" => server.rate = Some(crate::rate::Rate::parse(&v).map_err(|e| err(&e))?),
+            "rate" => {
+                server.rate = Some(crate::rate::Rate::parse(&v).map_err(|e| err(&e.to_string()))?)
+            }
             "burst" => {
                 burst = Some(
                     v.parse()

@@ -118,7 +118,7 @@ impl WorkerConfig {
     /// use herald::{unsubscribe::Unsubscribe, worker::WorkerConfig};
     /// let links = Unsubscribe::new("0123456789abcdef-signing-key", "https://mail.example.org", None)?;
     /// let cfg = WorkerConfig::default().unsubscribe(links);
-    /// # Ok::<(), String>(())
+    /// # Ok::<(), herald::error::InvalidValue>(())
     /// ```
     pub fn unsubscribe(mut self, u: crate::unsubscribe::Unsubscribe) -> Self {
         self.unsubscribe = Some(u);

@@ -23,7 +23,7 @@ pub async fn overview(State(s): State<AppState>) -> Result<Page, Failure> {
             .await;
             match asked {
                 Ok(Ok(())) => {}
-                Ok(Err(e)) => status.stream_error = Some(e),
+                Ok(Err(e)) => status.stream_error = Some(e.to_string()),
                 Err(_) => {
                     status.stream_error =
                         Some(format!("NATS did not answer within {NATS_TIMEOUT:?}"))
