@@ -122,9 +122,9 @@ impl Email {
 /// # let wf = catalog.get("welcome").ok_or("no workflow welcome")?;
 /// # let meta = herald::workflow::render::Meta { id: "0192f0c1-7a3e-7000-8000-000000000001".into(), subject: "events.user.joined".into(), aggregate: None, occurred_at: "2026-11-24T12:00:00Z".into(), workflow: "welcome".into() };
 /// use herald::workflow::render::RenderError;
-/// // No address to send to: dead-lettered, never retried.
+/// // The payload lacks a field the templates use: dead-lettered, never retried.
 /// let err = catalog.render(wf, &serde_json::json!({"name": "Ada"}), &meta).unwrap_err();
-/// assert!(matches!(err, RenderError::NoRecipient | RenderError::Template { .. }));
+/// assert!(matches!(err, RenderError::Template { .. }));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
