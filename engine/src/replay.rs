@@ -15,12 +15,29 @@ use crate::workflow::render::Outcome;
 use tokio_util::sync::CancellationToken;
 
 /// Where a replay starts.
+///
+/// ```
+/// use herald::replay::{ReplayOptions, Start};
+/// // From a stream sequence (e.g. a previous replay's `last_seq + 1`) ...
+/// let by_seq = ReplayOptions::from(Start::Seq(1_201));
+/// // ... or from the start of an outage.
+/// let by_time = ReplayOptions::from(Start::Time("2026-11-20T08:00:00Z".parse()?));
+/// # Ok::<(), chrono::ParseError>(())
+/// ```
 #[derive(Debug, Clone, Copy)]
 pub enum Start {
     Time(DateTime<Utc>),
     Seq(u64),
 }
 
+/// Which part of the stream a replay covers, and whether it only lists what
+/// it would send (the flags of `herald replay`).
+///
+/// ```
+/// use herald::replay::{ReplayOptions, Start};
+/// let opts = ReplayOptions::from(Start::Seq(1)).dry_run(true);
+/// assert!(opts.dry_run && opts.until.is_none());
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct ReplayOptions {
@@ -33,6 +50,12 @@ pub struct ReplayOptions {
 
 impl ReplayOptions {
     /// Replay from `start` to the end of the stream, sending.
+    ///
+    /// ```
+    /// use herald::replay::{ReplayOptions, Start};
+    /// let opts = ReplayOptions::from(Start::Seq(500));
+    /// assert!(!opts.dry_run);
+    /// ```
     pub fn from(start: Start) -> Self {
         ReplayOptions {
             start,
@@ -42,12 +65,27 @@ impl ReplayOptions {
     }
 
     /// Stop at messages published after this time.
+    ///
+    /// ```
+    /// use chrono::{Duration, Utc};
+    /// use herald::replay::{ReplayOptions, Start};
+    /// // The last hour's outage, and nothing published since.
+    /// let end = Utc::now();
+    /// let opts = ReplayOptions::from(Start::Time(end - Duration::hours(1))).until(Some(end));
+    /// ```
     pub fn until(mut self, t: Option<DateTime<Utc>>) -> Self {
         self.until = t;
         self
     }
 
     /// List what would be sent; send nothing, write nothing.
+    ///
+    /// ```
+    /// use herald::replay::{ReplayOptions, Start};
+    /// // Look before sending: `Progress::would_send` lists each email.
+    /// let opts = ReplayOptions::from(Start::Seq(1)).dry_run(true);
+    /// assert!(opts.dry_run);
+    /// ```
     pub fn dry_run(mut self, yes: bool) -> Self {
         self.dry_run = yes;
         self
@@ -55,6 +93,16 @@ impl ReplayOptions {
 }
 
 /// Counts for the summary line `replayed N, sent S, skipped K, failed F`.
+///
+/// ```
+/// # fn example(summary: herald::replay::Summary) {
+/// println!("replayed {}, sent {}, skipped {}, failed {}",
+///     summary.replayed, summary.sent, summary.skipped, summary.failed);
+/// if let (true, Some(last)) = (summary.interrupted, summary.last_seq) {
+///     println!("continue with --from-seq {}", last + 1);
+/// }
+/// # }
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Summary {
     pub replayed: u64,
@@ -68,6 +116,15 @@ pub struct Summary {
 }
 
 /// One step, for progress display.
+///
+/// ```
+/// // A dry run's listing, given to `replay` as its `on_progress`.
+/// let show = |p: &herald::replay::Progress| {
+///     for (to, subject, already_sent) in &p.would_send {
+///         println!("seq {} to {to}: {subject:?}{}", p.seq, if *already_sent { " (sent)" } else { "" });
+///     }
+/// };
+/// ```
 #[derive(Debug, Clone)]
 pub struct Progress {
     pub seq: u64,
@@ -77,6 +134,17 @@ pub struct Progress {
     pub would_send: Vec<(String, String, bool)>,
 }
 
+/// Why a replay could not run (or stopped): the stream, its retention, or
+/// the database.
+///
+/// ```no_run
+/// # fn example(err: herald::replay::ReplayError) {
+/// use herald::replay::ReplayError;
+/// if let ReplayError::RangeGone { first, .. } = err {
+///     eprintln!("the stream starts at {first}: replay from there, republish the rest");
+/// }
+/// # }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ReplayError {
@@ -90,6 +158,21 @@ pub enum ReplayError {
     Database(#[from] sea_orm::DbErr),
 }
 
+/// Run workflow `wf` again over a range of the stream, through `worker`'s
+/// normal path (the ledger skips what was already sent); `stop` ends it
+/// early with `interrupted` set.
+///
+/// ```no_run
+/// # async fn example(worker: herald::worker::Worker, js: async_nats::jetstream::Context) -> Result<(), Box<dyn std::error::Error>> {
+/// use herald::replay::{replay, ReplayOptions, Start};
+/// let catalog = worker.catalog();
+/// let wf = catalog.get("welcome").ok_or("no workflow welcome")?;
+/// let opts = ReplayOptions::from(Start::Seq(1_000)).until(Some(chrono::Utc::now()));
+/// let stop = tokio_util::sync::CancellationToken::new();
+/// let summary = replay(&worker, &js, "HERALD", wf, &opts, |_| {}, stop).await?;
+/// println!("replayed {}, sent {}", summary.replayed, summary.sent);
+/// # Ok(()) }
+/// ```
 pub async fn replay(
     worker: &Worker,
     js: &jetstream::Context,

@@ -30,6 +30,13 @@ const BUCKETS: [f64; 14] = [
 ];
 
 /// A gauge holding an f64.
+///
+/// ```
+/// use herald::metrics::Metrics;
+/// let m = Metrics::new();
+/// m.outbox_backlog.set(120.0);
+/// assert_eq!(m.outbox_backlog.get(), 120.0);
+/// ```
 pub type FloatGauge = Gauge<f64, AtomicU64>;
 
 /// The label of the worker's per-workflow metrics.
@@ -62,6 +69,12 @@ fn per<'a>(
 }
 
 /// A latency histogram observed in [`Duration`]s.
+///
+/// ```
+/// let m = herald::metrics::Metrics::new();
+/// m.publish_latency.observe(std::time::Duration::from_millis(12));
+/// assert!(m.render().contains("herald_publish_latency_seconds_count 1"));
+/// ```
 #[derive(Clone, Debug)]
 pub struct Latency(Histogram);
 
@@ -72,12 +85,27 @@ impl Default for Latency {
 }
 
 impl Latency {
+    /// Record one measured duration, in seconds in the histogram.
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// let m = herald::metrics::Metrics::new();
+    /// let started = Instant::now();
+    /// // ... publish ...
+    /// m.publish_latency.observe(started.elapsed());
+    /// ```
     pub fn observe(&self, d: Duration) {
         self.0.observe(d.as_secs_f64());
     }
 }
 
 /// A latency histogram per workflow.
+///
+/// ```
+/// let m = herald::metrics::Metrics::new();
+/// m.send_latency.observe("welcome", std::time::Duration::from_millis(250));
+/// assert!(m.render().contains(r#"herald_send_latency_seconds_count{workflow="welcome"} 1"#));
+/// ```
 #[derive(Clone, Debug)]
 pub struct WorkflowLatency(PerWorkflow<Histogram>);
 
@@ -89,6 +117,14 @@ impl Default for WorkflowLatency {
 
 impl WorkflowLatency {
     /// Observe `d` for `workflow`.
+    ///
+    /// ```
+    /// use std::time::Instant;
+    /// let m = herald::metrics::Metrics::new();
+    /// let started = Instant::now();
+    /// // ... send the email ...
+    /// m.send_latency.observe("welcome", started.elapsed());
+    /// ```
     pub fn observe(&self, workflow: &str, d: Duration) {
         self.0
             .get_or_create(&label(workflow))
@@ -97,6 +133,13 @@ impl WorkflowLatency {
 }
 
 /// One workflow's counter, as [`Metrics`] hands it out: `inc` it.
+///
+/// ```
+/// let m = herald::metrics::Metrics::new();
+/// let sent = m.emails_sent("welcome");
+/// sent.inc();
+/// assert_eq!(sent.get(), 1);
+/// ```
 pub struct WorkflowCounter<'a> {
     counter: Counter,
     /// The all-workflows total it also counts into, if one is kept.
@@ -104,6 +147,15 @@ pub struct WorkflowCounter<'a> {
 }
 
 impl WorkflowCounter<'_> {
+    /// Count one more, in the workflow's series and in the all-workflows
+    /// total when the counter keeps one.
+    ///
+    /// ```
+    /// let m = herald::metrics::Metrics::new();
+    /// m.emails_sent("welcome").inc();
+    /// m.emails_sent("digest").inc();
+    /// assert_eq!(m.sent_total(), 2);
+    /// ```
     pub fn inc(&self) {
         self.counter.inc();
         if let Some(t) = self.total {
@@ -112,6 +164,13 @@ impl WorkflowCounter<'_> {
     }
 
     /// This workflow's count so far.
+    ///
+    /// ```
+    /// let m = herald::metrics::Metrics::new();
+    /// m.dead_letters("welcome").inc();
+    /// assert_eq!(m.dead_letters("welcome").get(), 1);
+    /// assert_eq!(m.dead_letters("digest").get(), 0);
+    /// ```
     pub fn get(&self) -> u64 {
         self.counter.get()
     }
@@ -119,6 +178,15 @@ impl WorkflowCounter<'_> {
 
 /// Everything Herald's processes measure. Unused families stay at zero (or
 /// have no samples yet, for the per-workflow ones).
+///
+/// ```
+/// use herald::metrics::Metrics;
+/// let m = Metrics::new();
+/// m.set_label("role", "worker");
+/// m.emails_sent("welcome").inc();
+/// let text = m.render();
+/// assert!(text.contains("herald_emails_sent_total"));
+/// ```
 #[derive(Default)]
 pub struct Metrics {
     pub outbox_published: Counter,
@@ -161,56 +229,127 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// A fresh set, shared (`Arc`) between the process's loops and its
+    /// `/metrics` endpoint.
+    ///
+    /// ```
+    /// let metrics = herald::metrics::Metrics::new();
+    /// let for_http = std::sync::Arc::clone(&metrics);
+    /// metrics.outbox_published.inc();
+    /// assert_eq!(for_http.outbox_published.get(), 1);
+    /// ```
     pub fn new() -> Arc<Metrics> {
         Arc::new(Metrics::default())
     }
 
     /// Emails `workflow` had accepted by the SMTP server and recorded.
+    ///
+    /// ```
+    /// let m = herald::metrics::Metrics::new();
+    /// m.emails_sent("welcome").inc();
+    /// assert!(m.render().contains(r#"herald_emails_sent_total{workflow="welcome"} 1"#));
+    /// ```
     pub fn emails_sent(&self, workflow: &str) -> WorkflowCounter<'_> {
         per(&self.emails_sent, workflow, Some(&self.sent_total))
     }
 
     /// Deliveries `workflow` skipped (guard false, or already done).
+    ///
+    /// ```
+    /// let m = herald::metrics::Metrics::new();
+    /// m.emails_skipped("welcome").inc();
+    /// assert_eq!(m.emails_skipped("welcome").get(), 1);
+    /// ```
     pub fn emails_skipped(&self, workflow: &str) -> WorkflowCounter<'_> {
         per(&self.emails_skipped, workflow, None)
     }
 
     /// Deliveries of `workflow` found claimed by another worker.
+    ///
+    /// ```
+    /// let m = herald::metrics::Metrics::new();
+    /// m.emails_in_flight_elsewhere("welcome").inc();
+    /// assert_eq!(m.emails_in_flight_elsewhere("welcome").get(), 1);
+    /// ```
     pub fn emails_in_flight_elsewhere(&self, workflow: &str) -> WorkflowCounter<'_> {
         per(&self.emails_in_flight_elsewhere, workflow, None)
     }
 
     /// Transient send failures of `workflow` scheduled for retry.
+    ///
+    /// ```
+    /// let m = herald::metrics::Metrics::new();
+    /// m.send_retries("welcome").inc();
+    /// assert_eq!(m.send_retries("welcome").get(), 1);
+    /// ```
     pub fn send_retries(&self, workflow: &str) -> WorkflowCounter<'_> {
         per(&self.send_retries, workflow, None)
     }
 
     /// Deliveries of `workflow` whose session broke after the end of DATA.
+    ///
+    /// ```
+    /// let m = herald::metrics::Metrics::new();
+    /// m.uncertain("welcome").inc();
+    /// assert!(m.render().contains(r#"herald_uncertain_total{workflow="welcome"} 1"#));
+    /// ```
     pub fn uncertain(&self, workflow: &str) -> WorkflowCounter<'_> {
         per(&self.uncertain, workflow, None)
     }
 
     /// Dead letters written by `workflow`.
+    ///
+    /// ```
+    /// let m = herald::metrics::Metrics::new();
+    /// m.dead_letters("welcome").inc();
+    /// assert_eq!(m.dead_letters_total(), 1);
+    /// ```
     pub fn dead_letters(&self, workflow: &str) -> WorkflowCounter<'_> {
         per(&self.dead_letters, workflow, Some(&self.dead_letters_total))
     }
 
     /// JetStream messages of `workflow`'s consumer acknowledged.
+    ///
+    /// ```
+    /// let m = herald::metrics::Metrics::new();
+    /// m.messages_acked("welcome").inc();
+    /// assert_eq!(m.messages_acked("welcome").get(), 1);
+    /// ```
     pub fn messages_acked(&self, workflow: &str) -> WorkflowCounter<'_> {
         per(&self.messages_acked, workflow, None)
     }
 
     /// Emails sent so far, all workflows together.
+    ///
+    /// ```
+    /// let m = herald::metrics::Metrics::new();
+    /// m.emails_sent("welcome").inc();
+    /// m.emails_sent("receipt").inc();
+    /// assert_eq!(m.sent_total(), 2);
+    /// ```
     pub fn sent_total(&self) -> u64 {
         self.sent_total.get()
     }
 
     /// Dead letters written so far, all workflows together.
+    ///
+    /// ```
+    /// let m = herald::metrics::Metrics::new();
+    /// m.dead_letters("welcome").inc();
+    /// m.dead_letters("receipt").inc();
+    /// assert_eq!(m.dead_letters_total(), 2);
+    /// ```
     pub fn dead_letters_total(&self) -> u64 {
         self.dead_letters_total.get()
     }
 
     /// Whether `workflow`'s consumer runs (the `herald_consumer_up` gauge).
+    ///
+    /// ```
+    /// let m = herald::metrics::Metrics::new();
+    /// m.set_consumer_up("welcome", true);
+    /// assert!(m.render().contains(r#"herald_consumer_up{workflow="welcome"} 1"#));
+    /// ```
     pub fn set_consumer_up(&self, workflow: &str, up: bool) {
         self.consumer_up
             .get_or_create(&label(workflow))
@@ -219,6 +358,13 @@ impl Metrics {
 
     /// A constant label added to every sample (e.g. `role="relay"`); setting
     /// a name again replaces its value.
+    ///
+    /// ```
+    /// let m = herald::metrics::Metrics::new();
+    /// m.set_label("role", "relay");
+    /// m.outbox_published.inc();
+    /// assert!(m.render().contains(r#"herald_outbox_published_total{role="relay"} 1"#));
+    /// ```
     pub fn set_label(&self, k: &str, v: &str) {
         if let Ok(mut l) = self.labels.lock() {
             l.insert(k.to_string(), v.to_string());
@@ -354,6 +500,14 @@ impl Metrics {
 
     /// The text exposition (OpenMetrics 1.0, which Prometheus scrapes;
     /// serve it as [`Metrics::CONTENT_TYPE`]).
+    ///
+    /// ```
+    /// let m = herald::metrics::Metrics::new();
+    /// m.outbox_published.inc();
+    /// let body = m.render();
+    /// assert!(body.contains("herald_outbox_published_total 1"));
+    /// assert!(body.ends_with("# EOF\n"));
+    /// ```
     pub fn render(&self) -> String {
         let mut out = String::new();
         // Writing to a String cannot fail.
@@ -362,6 +516,14 @@ impl Metrics {
     }
 
     /// The content type of [`Metrics::render`]'s text.
+    ///
+    /// ```
+    /// use herald::metrics::Metrics;
+    /// let m = Metrics::new();
+    /// // What a `/metrics` handler answers with.
+    /// let (content_type, body) = (Metrics::CONTENT_TYPE, m.render());
+    /// assert!(content_type.starts_with("application/openmetrics-text"));
+    /// ```
     pub const CONTENT_TYPE: &'static str =
         "application/openmetrics-text; version=1.0.0; charset=utf-8";
 }

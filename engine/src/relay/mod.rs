@@ -72,27 +72,63 @@ impl Default for RelayConfig {
 }
 
 impl RelayConfig {
+    /// Rows per iteration: larger batches publish more per round trip to
+    /// the database; at least 1.
+    ///
+    /// ```
+    /// let cfg = herald::relay::RelayConfig::default().batch_size(2_000);
+    /// assert_eq!(cfg.batch_size, 2_000);
+    /// ```
     pub fn batch_size(mut self, rows: u32) -> Self {
         self.batch_size = rows.max(1);
         self
     }
 
+    /// How long a claim is held: after a crash, its rows are published again
+    /// once it runs out.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let cfg = herald::relay::RelayConfig::default().lease(Duration::from_secs(60));
+    /// assert_eq!(cfg.lease, Duration::from_secs(60));
+    /// ```
     pub fn lease(mut self, d: Duration) -> Self {
         self.lease = d;
         self
     }
 
+    /// How often an idle relay looks for rows (PostgreSQL's NOTIFY wakes it
+    /// sooner).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let cfg = herald::relay::RelayConfig::default().poll_interval(Duration::from_millis(50));
+    /// assert_eq!(cfg.poll_interval, Duration::from_millis(50));
+    /// ```
     pub fn poll_interval(mut self, d: Duration) -> Self {
         self.poll_interval = d;
         self
     }
 
     /// Publish attempts of one row before it is parked.
+    ///
+    /// ```
+    /// let cfg = herald::relay::RelayConfig::default().max_attempts(10);
+    /// assert_eq!(cfg.retry.max_attempts, 10);
+    /// ```
     pub fn max_attempts(mut self, n: u32) -> Self {
         self.retry.max_attempts = n.max(1);
         self
     }
 
+    /// Prune published rows older than this (`None`: keep them, e.g. to
+    /// republish from the outbox later).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let cfg = herald::relay::RelayConfig::default().retention(Some(Duration::from_secs(7 * 86_400)));
+    /// assert!(cfg.retention.is_some());
+    /// ```
     pub fn retention(mut self, d: Option<Duration>) -> Self {
         self.retention = d;
         self
@@ -103,6 +139,14 @@ impl RelayConfig {
 /// flight (5,000 by default) and makes `publish` wait for a free slot; since
 /// the relay issues a whole batch before awaiting any ack, a batch larger than
 /// the cap would wait forever. The cap is therefore at least the batch size.
+///
+/// ```no_run
+/// # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+/// let cfg = herald::relay::RelayConfig::default().batch_size(10_000);
+/// let client = herald::jetstream::connect("nats://localhost:4222", "billing-relay").await?;
+/// let js = herald::relay::jetstream_context(client, cfg.batch_size);
+/// # Ok(()) }
+/// ```
 pub fn jetstream_context(client: async_nats::Client, batch_size: u32) -> jetstream::Context {
     jetstream::context::ContextBuilder::new()
         .max_ack_inflight((batch_size as usize).max(5_000))
@@ -120,6 +164,18 @@ pub(crate) fn instance_id(role: &str) -> String {
 }
 
 /// What a relay iteration can fail on.
+///
+/// ```no_run
+/// # async fn example(relay: herald::relay::Relay) {
+/// use herald::relay::RelayErrorKind;
+/// if let Err(e) = relay.run_once().await {
+///     match e.kind() {
+///         RelayErrorKind::Database => eprintln!("database down: {e}"),
+///         _ => eprintln!("NATS: {e}"),
+///     }
+/// }
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum RelayErrorKind {
@@ -132,6 +188,15 @@ pub enum RelayErrorKind {
 }
 
 /// A relay iteration's failure.
+///
+/// ```no_run
+/// # async fn example(relay: herald::relay::Relay) {
+/// let result: Result<_, herald::relay::RelayError> = relay.run_once().await;
+/// if let Err(e) = result {
+///     eprintln!("batch failed ({:?}): {e}", e.kind());
+/// }
+/// # }
+/// ```
 pub type RelayError = crate::error::Error<RelayErrorKind>;
 
 impl From<DbErr> for RelayError {
@@ -145,6 +210,15 @@ impl From<DbErr> for RelayError {
 }
 
 /// What one iteration did.
+///
+/// ```no_run
+/// # async fn example(relay: herald::relay::Relay) -> Result<(), Box<dyn std::error::Error>> {
+/// let done: herald::relay::BatchOutcome = relay.run_once().await?;
+/// if done.parked > 0 {
+///     eprintln!("{} rows parked after their last attempt", done.parked);
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct BatchOutcome {
     pub claimed: usize,
@@ -159,6 +233,21 @@ pub struct BatchOutcome {
     pub mark_ms: u64,
 }
 
+/// The loop that moves committed outbox rows to JetStream, in `seq` order,
+/// until it is stopped (what `herald relay` runs).
+///
+/// ```no_run
+/// # async fn example(db: sea_orm::DatabaseConnection) -> Result<(), Box<dyn std::error::Error>> {
+/// use herald::{health::Health, metrics::Metrics, relay::{self, Relay, RelayConfig}};
+/// use tokio_util::sync::CancellationToken;
+/// let cfg = RelayConfig::default();
+/// let client = herald::jetstream::connect("nats://localhost:4222", "herald-relay").await?;
+/// let js = relay::jetstream_context(client, cfg.batch_size);
+/// let relay = Relay::new(db, js, cfg, Metrics::new());
+/// let stop = CancellationToken::new();
+/// relay.run(Health::new(), stop.clone()).await; // until `stop.cancel()`
+/// # Ok(()) }
+/// ```
 pub struct Relay {
     db: DatabaseConnection,
     js: jetstream::Context,
@@ -170,6 +259,17 @@ pub struct Relay {
 }
 
 impl Relay {
+    /// A relay publishing `db`'s outbox through `js` (made with
+    /// [`jetstream_context`], so that a batch never waits on the ack cap).
+    ///
+    /// ```no_run
+    /// # async fn example(db: sea_orm::DatabaseConnection, client: async_nats::Client) {
+    /// use herald::{metrics::Metrics, relay::{jetstream_context, Relay, RelayConfig}};
+    /// let cfg = RelayConfig::default().batch_size(1_000);
+    /// let js = jetstream_context(client, cfg.batch_size);
+    /// let relay = Relay::new(db, js, cfg, Metrics::new());
+    /// # }
+    /// ```
     pub fn new(
         db: DatabaseConnection,
         js: jetstream::Context,
@@ -187,6 +287,15 @@ impl Relay {
     }
 
     /// Recreate the events stream with these settings if it disappears.
+    ///
+    /// ```no_run
+    /// # async fn example(relay: herald::relay::Relay) {
+    /// use herald::jetstream::StreamSettings;
+    /// // Without it, a relay whose stream was deleted keeps failing until an
+    /// // operator recreates it.
+    /// let relay = relay.recreate_stream_with(StreamSettings::named("HERALD").replicas(3));
+    /// # }
+    /// ```
     pub fn recreate_stream_with(mut self, settings: StreamSettings) -> Relay {
         self.stream = Some(settings);
         self
@@ -196,6 +305,19 @@ impl Relay {
     /// Errors of the database or NATS never end the loop: they are logged
     /// once per change of state, reported in `health`, and retried with
     /// backoff.
+    ///
+    /// ```no_run
+    /// # async fn example(relay: herald::relay::Relay) {
+    /// use tokio_util::sync::CancellationToken;
+    /// let stop = CancellationToken::new();
+    /// let on_signal = stop.clone();
+    /// tokio::spawn(async move {
+    ///     let _ = tokio::signal::ctrl_c().await;
+    ///     on_signal.cancel();
+    /// });
+    /// relay.run(herald::health::Health::new(), stop).await;
+    /// # }
+    /// ```
     pub async fn run(&self, health: Health, stop: CancellationToken) {
         let tasks = self.spawn_watchers(&health, &stop);
         health.set("relay", Check::Starting("first batch".into()));

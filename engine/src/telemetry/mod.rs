@@ -52,6 +52,15 @@ fn tracer() -> BoxedTracer {
 /// digits of the SHA-256 of the address in lower case, sorted and joined
 /// by `,`. The same as `printf %s ada@example.com | sha256sum | cut -c1-16`,
 /// so an operator can look an address up; a trace backend never holds one.
+///
+/// ```
+/// use herald::telemetry::recipient_hash;
+/// let h = recipient_hash(["Ada@Example.com"]);
+/// assert_eq!(h, recipient_hash(["ada@example.com"]));
+/// assert_eq!(h.len(), 16);
+/// // Two recipients: two hashes, in sorted order, whatever the order given.
+/// assert_eq!(recipient_hash(["b@x.org", "a@x.org"]), recipient_hash(["a@x.org", "b@x.org"]));
+/// ```
 pub fn recipient_hash<'a>(addresses: impl IntoIterator<Item = &'a str>) -> String {
     let mut hashes: Vec<String> = addresses
         .into_iter()

@@ -56,7 +56,7 @@ pub async fn state_of(
 
 /// Take a `sent` delivery for a deliberate resend (`herald replay --resend`):
 /// back to `sending` with the next attempt number and the reason recorded,
-/// as a compare-and-set like [`claim`], so two resends of one delivery at
+/// as a compare-and-set like [`claim`](super::claim), so two resends of one delivery at
 /// once send it once. The attempt number makes the resent Message-ID distinct.
 pub async fn claim_resend(
     db: &DatabaseConnection,

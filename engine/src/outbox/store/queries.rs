@@ -41,7 +41,16 @@ pub async fn unpark(db: &DatabaseConnection, seq: Option<i64>) -> Result<u64, Db
     Ok(db.execute_unprepared(&sql).await?.rows_affected())
 }
 
-/// Backlog figures for metrics and `herald status`.
+/// Backlog figures for metrics and `herald status` (see [`backlog`](crate::outbox::backlog)).
+///
+/// ```no_run
+/// # async fn example(db: sea_orm::DatabaseConnection) -> Result<(), Box<dyn std::error::Error>> {
+/// let b: herald::outbox::Backlog = herald::outbox::backlog(&db).await?;
+/// if b.parked > 0 {
+///     eprintln!("{} rows parked: publishing gave up on them", b.parked);
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Backlog {
     pub pending: i64,
@@ -124,7 +133,16 @@ pub async fn count_published_between(
         .await
 }
 
-/// An aggregate held back by a parked outbox row.
+/// An aggregate held back by a parked outbox row (see
+/// [`parked_aggregates`](crate::outbox::parked_aggregates)).
+///
+/// ```no_run
+/// # async fn example(db: sea_orm::DatabaseConnection) -> Result<(), Box<dyn std::error::Error>> {
+/// for p in herald::outbox::parked_aggregates(&db).await? {
+///     println!("{}: row {} parked ({}), {} waiting", p.aggregate, p.seq, p.reason, p.waiting);
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Serialize)]
 pub struct ParkedAggregate {
     pub aggregate: String,

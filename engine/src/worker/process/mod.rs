@@ -17,6 +17,16 @@ use herald_entities::dead_letter::DeadLetterKind;
 
 /// What processing one event did: the disposition the consumer acts on, and
 /// counts that replay, re-drive and demo report (instead of reading metrics).
+///
+/// ```no_run
+/// # async fn example(worker: herald::worker::Worker, dl: herald::dlq::DeadLetter) -> Result<(), Box<dyn std::error::Error>> {
+/// use herald::worker::{Disposition, ProcessOutcome};
+/// let o: ProcessOutcome = worker.redrive(&dl).await?;
+/// if o.disposition != Disposition::Ack {
+///     eprintln!("not delivered yet: {} retrying, {} dead-lettered", o.retrying, o.dead_lettered);
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProcessOutcome {
     pub disposition: Disposition,

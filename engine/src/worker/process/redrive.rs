@@ -35,6 +35,15 @@ impl Worker {
     /// deliveries, process the stored event again (the ledger skips what was
     /// sent), and mark the dead letter retried. A new failure writes a new
     /// dead letter.
+    ///
+    /// ```no_run
+    /// # async fn example(worker: herald::worker::Worker) -> Result<(), Box<dyn std::error::Error>> {
+    /// // After fixing the template or the SMTP account that failed it.
+    /// let dl = herald::dlq::get(worker.db(), 42).await?.ok_or("no dead letter 42")?;
+    /// let outcome = worker.redrive(&dl).await?;
+    /// println!("{} sent, {} skipped", outcome.sent, outcome.skipped);
+    /// # Ok(()) }
+    /// ```
     pub async fn redrive(
         &self,
         dl: &herald_entities::dead_letter::Model,
@@ -56,6 +65,17 @@ impl Worker {
 
     /// Re-drive what waited behind `dl` (re-driven or discarded), in stream
     /// order, until one is not delivered: it then holds the rest again.
+    ///
+    /// ```no_run
+    /// # async fn example(worker: herald::worker::Worker) -> Result<(), Box<dyn std::error::Error>> {
+    /// let dl = herald::dlq::get(worker.db(), 42).await?.ok_or("no dead letter 42")?;
+    /// worker.redrive(&dl).await?;
+    /// // The aggregate's later events waited behind it: send them now, in order.
+    /// for (id, o) in worker.release_followers(&dl).await? {
+    ///     println!("dead letter #{id}: {:?}", o.disposition);
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn release_followers(
         &self,
         dl: &herald_entities::dead_letter::Model,

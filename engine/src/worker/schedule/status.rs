@@ -2,7 +2,14 @@
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, Statement};
 
-/// What `herald status` shows of the schedule.
+/// What `herald status` shows of the schedule: what [`scheduled`] returns.
+///
+/// ```no_run
+/// # async fn example(db: sea_orm::DatabaseConnection) -> Result<(), Box<dyn std::error::Error>> {
+/// let s: herald::worker::Scheduled = herald::worker::scheduled(&db).await?;
+/// println!("{} delayed, {} digests holding {} events", s.delayed, s.digests, s.digest_events);
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Scheduled {
     /// Delayed events (delay, send time, quiet hours) not yet sent.
@@ -14,7 +21,17 @@ pub struct Scheduled {
     pub next_due: Option<String>,
 }
 
-/// The schedule's figures.
+/// The schedule's figures: events the worker holds for later (delays, send
+/// windows, digests), and when the next one is due.
+///
+/// ```no_run
+/// # async fn example(db: sea_orm::DatabaseConnection) -> Result<(), Box<dyn std::error::Error>> {
+/// let s = herald::worker::scheduled(&db).await?;
+/// if let Some(due) = &s.next_due {
+///     println!("next scheduled send at {due}");
+/// }
+/// # Ok(()) }
+/// ```
 pub async fn scheduled(db: &DatabaseConnection) -> Result<Scheduled, DbErr> {
     let row = db
         .query_one_raw(Statement::from_string(

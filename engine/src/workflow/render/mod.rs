@@ -5,7 +5,19 @@ use serde_json::Value;
 use super::address::Mailbox;
 use super::{Catalog, Guard, TemplateId, Workflow};
 
-/// What the templates see besides the payload.
+/// What the templates see besides the payload, as `{{meta.…}}`: the
+/// event's id, subject and aggregate, when it occurred, and the workflow.
+///
+/// ```
+/// use herald::workflow::render::Meta;
+/// let meta = Meta {
+///     id: "0192f0c1-7a3e-7000-8000-000000000001".into(),
+///     subject: "events.user.joined".into(),
+///     aggregate: Some("user:42".into()),
+///     occurred_at: "2026-11-24T12:00:00Z".into(),
+///     workflow: "welcome".into(),
+/// };
+/// ```
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Meta {
     pub id: String,
@@ -42,6 +54,22 @@ fn locale_candidates(rendered: &str) -> (String, Vec<String>) {
 }
 
 /// One email ready to send (all header values checked for CR/LF).
+///
+/// ```
+/// # let dir = tempfile::tempdir()?;
+/// # std::fs::write(dir.path().join("welcome.yaml"), "name: welcome\non: { subjects: [events.user.joined] }\nemail: { from: noreply@example.org, to: '{{event.email}}', subject: 'Welcome, {{event.name}}', text: 'Hi {{event.name}}' }\n")?;
+/// # let catalog = herald::workflow::load(dir.path())?;
+/// # let wf = catalog.get("welcome").ok_or("no workflow welcome")?;
+/// # let meta = herald::workflow::render::Meta { id: "0192f0c1-7a3e-7000-8000-000000000001".into(), subject: "events.user.joined".into(), aggregate: None, occurred_at: "2026-11-24T12:00:00Z".into(), workflow: "welcome".into() };
+/// use herald::workflow::render::Outcome;
+/// let payload = serde_json::json!({"email": "ada@example.com", "name": "Ada"});
+/// if let Outcome::Emails(emails) = catalog.render(wf, &payload, &meta)? {
+///     let email = &emails[0];
+///     assert_eq!(email.subject, "Welcome, Ada");
+///     assert_eq!(email.to[0].address, "ada@example.com");
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Email {
     /// Position in the event's fan-out; part of the ledger key and Message-ID.
@@ -59,6 +87,21 @@ pub struct Email {
 
 impl Email {
     /// Ledger recipient key: the sorted, lower-cased `to` addresses.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # std::fs::write(dir.path().join("welcome.yaml"), "name: welcome\non: { subjects: [events.user.joined] }\nemail: { from: noreply@example.org, to: '{{event.email}}', subject: 'Welcome, {{event.name}}', text: 'Hi {{event.name}}' }\n")?;
+    /// # let catalog = herald::workflow::load(dir.path())?;
+    /// # let wf = catalog.get("welcome").ok_or("no workflow welcome")?;
+    /// # let meta = herald::workflow::render::Meta { id: "0192f0c1-7a3e-7000-8000-000000000001".into(), subject: "events.user.joined".into(), aggregate: None, occurred_at: "2026-11-24T12:00:00Z".into(), workflow: "welcome".into() };
+    /// use herald::workflow::render::Outcome;
+    /// let payload = serde_json::json!({"email": "Ada@Example.com", "name": "Ada"});
+    /// if let Outcome::Emails(emails) = catalog.render(wf, &payload, &meta)? {
+    ///     // One ledger row per recipient, however the address was capitalised.
+    ///     assert_eq!(emails[0].recipient_key(), "ada@example.com");
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn recipient_key(&self) -> String {
         let mut v: Vec<String> = self
             .to
@@ -71,6 +114,19 @@ impl Email {
 }
 
 /// Why an event cannot be rendered: all permanent.
+///
+/// ```
+/// # let dir = tempfile::tempdir()?;
+/// # std::fs::write(dir.path().join("welcome.yaml"), "name: welcome\non: { subjects: [events.user.joined] }\nemail: { from: noreply@example.org, to: '{{event.email}}', subject: 'Welcome, {{event.name}}', text: 'Hi {{event.name}}' }\n")?;
+/// # let catalog = herald::workflow::load(dir.path())?;
+/// # let wf = catalog.get("welcome").ok_or("no workflow welcome")?;
+/// # let meta = herald::workflow::render::Meta { id: "0192f0c1-7a3e-7000-8000-000000000001".into(), subject: "events.user.joined".into(), aggregate: None, occurred_at: "2026-11-24T12:00:00Z".into(), workflow: "welcome".into() };
+/// use herald::workflow::render::RenderError;
+/// // The payload lacks a field the templates use: dead-lettered, never retried.
+/// let err = catalog.render(wf, &serde_json::json!({"name": "Ada"}), &meta).unwrap_err();
+/// assert!(matches!(err, RenderError::Template { .. }));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum RenderError {
@@ -101,6 +157,21 @@ pub enum RenderError {
 }
 
 /// What a workflow makes of an event.
+///
+/// ```
+/// # let dir = tempfile::tempdir()?;
+/// # std::fs::write(dir.path().join("welcome.yaml"), "name: welcome\non: { subjects: [events.user.joined] }\nemail: { from: noreply@example.org, to: '{{event.email}}', subject: 'Welcome, {{event.name}}', text: 'Hi {{event.name}}' }\n")?;
+/// # let catalog = herald::workflow::load(dir.path())?;
+/// # let wf = catalog.get("welcome").ok_or("no workflow welcome")?;
+/// # let meta = herald::workflow::render::Meta { id: "0192f0c1-7a3e-7000-8000-000000000001".into(), subject: "events.user.joined".into(), aggregate: None, occurred_at: "2026-11-24T12:00:00Z".into(), workflow: "welcome".into() };
+/// use herald::workflow::render::Outcome;
+/// let payload = serde_json::json!({"email": "ada@example.com", "name": "Ada"});
+/// match catalog.render(wf, &payload, &meta)? {
+///     Outcome::Skipped { guard } => println!("skipped: {guard} did not hold"),
+///     Outcome::Emails(emails) => println!("{} emails", emails.len()),
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone)]
 pub enum Outcome {
     /// A guard did not hold: nothing to send (recorded as skipped).
@@ -156,6 +227,19 @@ impl Catalog {
     /// Evaluate guards, expand `for_each`, render every email of this event.
     /// A digest workflow renders it as a digest of this one event. Always
     /// with `wf`'s own templates (those of the set it was loaded with).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # std::fs::write(dir.path().join("welcome.yaml"), "name: welcome\non: { subjects: [events.user.joined] }\nemail: { from: noreply@example.org, to: '{{event.email}}', subject: 'Welcome, {{event.name}}', text: 'Hi {{event.name}}' }\n")?;
+    /// # let catalog = herald::workflow::load(dir.path())?;
+    /// # let wf = catalog.get("welcome").ok_or("no workflow welcome")?;
+    /// # let meta = herald::workflow::render::Meta { id: "0192f0c1-7a3e-7000-8000-000000000001".into(), subject: "events.user.joined".into(), aggregate: None, occurred_at: "2026-11-24T12:00:00Z".into(), workflow: "welcome".into() };
+    /// // Preview what an event would send, without sending it.
+    /// let payload = serde_json::json!({"email": "ada@example.com", "name": "Ada"});
+    /// let outcome = catalog.render(wf, &payload, &meta)?;
+    /// assert!(matches!(outcome, herald::workflow::render::Outcome::Emails(ref e) if e.len() == 1));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn render(
         &self,
         wf: &Workflow,
