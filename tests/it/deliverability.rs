@@ -97,8 +97,9 @@ email:
 "#;
 
 /// A workflow's own `rate: 5/s`, on a transport without one: 15 emails
-/// take about two seconds (over 1.5 s; unlimited they take a fraction), and no second holds more than the rate plus
-/// its burst (the workflow's burst is its rate: 5).
+/// take about two seconds (over 1.5 s; unlimited they take a fraction), and
+/// no second holds more than the rate plus its burst (the workflow's burst
+/// is its rate: 5), give or take scheduling jitter.
 async fn a_workflow_rate_limits_that_workflow(backend: Backend) {
     let w = Scenario::new(backend)
         .workflow("n.yaml", RATED)
@@ -115,9 +116,13 @@ async fn a_workflow_rate_limits_that_workflow(backend: Backend) {
         started.elapsed()
     );
     let times: Vec<Instant> = w.sink.received().iter().map(|m| m.at).collect();
+    // The sink sees arrivals, not reservations: on a loaded machine a send
+    // reserved for one slot can arrive late, next to the following ones
+    // (measured: 12 with two CPU hogs beside the suite, 10–11 otherwise).
+    let most = peak(&times, Duration::from_secs(1));
     assert!(
-        peak(&times, Duration::from_secs(1)) <= 11,
-        "5/s plus the burst of 5 (and one of scheduling jitter)"
+        most <= 12,
+        "{most} in one second: over 5/s plus the burst of 5 (and two of scheduling jitter)"
     );
 }
 
