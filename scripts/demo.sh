@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 
 HERALD_NATS_SERVER_BIN="$(bash scripts/setup.sh | tail -n 1)"
 export HERALD_NATS_SERVER_BIN
+# A release build: the first one takes several minutes (about 20 on 2 busy cores).
 cargo build --release --bin herald
 
 if [ -z "${HERALD_NATS_URL:-}" ]; then
@@ -16,4 +17,4 @@ if [ -z "${HERALD_NATS_URL:-}" ]; then
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   export HERALD_NATS_URL="nats://127.0.0.1:$port"
 fi
-exec ./target/release/herald demo "$@"
+exec "${CARGO_TARGET_DIR:-target}/release/herald" demo "$@"

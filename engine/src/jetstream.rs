@@ -148,6 +148,12 @@ pub enum StreamError {
         "stream {name} exists with a conflicting configuration: {detail} (fix or delete the stream, or choose another with --stream)"
     )]
     Conflict { name: String, detail: String },
+    /// Another stream on the server already takes Herald's subjects: a
+    /// second `--stream` on one server, or two installs sharing it.
+    #[error(
+        "stream {name} cannot be created: another stream on this NATS server already takes events.> ({detail}); streams cannot share subjects, so use that stream's --stream name, or give each environment its own NATS server or account"
+    )]
+    Overlap { name: String, detail: String },
     #[error("JetStream request for stream {name} failed: {detail}")]
     Request { name: String, detail: String },
     #[error(
@@ -370,6 +376,15 @@ async fn get_or_create(
             Ok(s) => break s,
             Err(e) => e,
         };
+        // Permanent: waiting would not make the other stream go away.
+        if matches!(e.kind(), jetstream::context::CreateStreamErrorKind::JetStream(j)
+            if j.error_code() == jetstream::ErrorCode::STREAM_SUBJECT_OVERLAP)
+        {
+            return Err(StreamError::Overlap {
+                name: settings.name.clone(),
+                detail: e.to_string(),
+            });
+        }
         // Said at the first failure, before the fallback below: against a
         // cluster without a leader each request waits out its timeout, and
         // the operator should know why the start-up is silent meanwhile. Not

@@ -420,3 +420,49 @@ async fn an_idle_relay_recreates_a_lost_stream(backend: Backend) {
 }
 
 both_backends!(an_idle_relay_recreates_a_lost_stream);
+
+/// A second stream name on a server whose `events.>` another stream
+/// already takes (two installs, or a second `--stream`, on one server):
+/// relay and worker exit 1 at once naming the overlap and what to do,
+/// instead of waiting as if a cluster were electing its leader.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_whose_subjects_another_takes_is_refused_at_once() {
+    let env = TestEnv::start(Backend::Sqlite).await;
+    let js = env.nats.jetstream().await;
+    js.create_stream(async_nats::jetstream::stream::Config {
+        name: "OTHER".into(),
+        subjects: vec!["events.>".into()],
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mail = tempfile::tempdir().unwrap();
+    let capture = format!("file://{}", mail.path().display());
+    let workflows = herald_tests::example_workflows().display().to_string();
+    for args in [
+        &["relay", "--stream", "MINE"][..],
+        &[
+            "worker",
+            "--stream",
+            "MINE",
+            "--smtp-url",
+            &capture,
+            "--workflows",
+            &workflows,
+            "--public-url",
+            "https://mail.example.org",
+            "--unsubscribe-secret",
+            "0123456789abcdef-test-secret",
+        ],
+    ] {
+        let mut p = env.herald.spawn(args);
+        let st = p.wait(Duration::from_secs(20)).await;
+        assert_eq!(st.code(), Some(1), "{args:?}: {}", p.log());
+        assert!(
+            p.log()
+                .contains("another stream on this NATS server already takes events.>"),
+            "{args:?}: {}",
+            p.log()
+        );
+    }
+}

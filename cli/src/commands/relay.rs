@@ -98,5 +98,6 @@ pub async fn run(g: &Global, cmd: RelayCmd) -> Result<ExitCode> {
     };
     tracing::info!(stream = %g.stream, "relay started");
     relay.run(o.health, stop).await;
+    super::service::Observed::http_stopped(o.server).await;
     Ok(ExitCode::SUCCESS)
 }

@@ -16,6 +16,19 @@ pub struct Observed {
     pub console: std::sync::Arc<crate::http::Sources>,
     /// Where `--http` listens, when it does.
     pub http: Option<std::net::SocketAddr>,
+    /// The `--http` server's task: it ends once `stop` is cancelled and
+    /// the requests in flight are answered (see [`Observed::http_stopped`]).
+    pub server: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Observed {
+    /// Wait for the `--http` server to finish its requests in flight after
+    /// `stop` (bounded by its own drain time), so none is cut by the exit.
+    pub async fn http_stopped(server: Option<tokio::task::JoinHandle<()>>) {
+        if let Some(s) = server {
+            let _ = s.await;
+        }
+    }
 }
 
 pub async fn observe(
@@ -29,6 +42,7 @@ pub async fn observe(
     let health = herald::health::Health::new();
     let console = crate::http::Sources::new(g.stream.clone(), g.workflows.clone());
     let mut listening = None;
+    let mut server = None;
     match http.http {
         Some(addr) => {
             let state = std::sync::Arc::new(crate::http::State {
@@ -39,8 +53,9 @@ pub async fn observe(
                 token: http.http_token.clone(),
                 actions: Default::default(),
             });
-            let bound = crate::http::serve(addr, state, stop.clone()).await?;
+            let (bound, task) = crate::http::serve(addr, state, stop.clone()).await?;
             listening = Some(bound);
+            server = Some(task);
             tracing::info!(%bound, "serving the console (/) and /healthz /readyz /metrics");
             match (&http.http_token, bound.ip().is_loopback()) {
                 (None, false) => tracing::warn!(%bound,
@@ -65,6 +80,7 @@ pub async fn observe(
         health,
         console,
         http: listening,
+        server,
     })
 }
 

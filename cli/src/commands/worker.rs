@@ -186,6 +186,7 @@ pub async fn run(g: &Global, cmd: WorkerCmd) -> Result<ExitCode> {
     };
     super::reload_on_sighup(worker.clone(), stop.clone());
     worker.clone().run(js, workflows, o.health, stop).await;
+    super::service::Observed::http_stopped(o.server).await;
     tracing::info!(
         sent = worker.metrics().sent_total(),
         dead_letters = worker.metrics().dead_letters_total(),

@@ -242,14 +242,16 @@ pub async fn serve(
     addr: SocketAddr,
     state: AppState,
     stop: CancellationToken,
-) -> anyhow::Result<SocketAddr> {
+) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     views::init()?;
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|e| super::commands::usage(format!("cannot listen on --http {addr}: {e}")))?;
     let local = listener.local_addr()?;
-    tokio::spawn(accept_loop(listener, router(state), stop));
-    Ok(local)
+    // Joined by the command once `stop` is cancelled (service::Observed),
+    // so requests in flight finish before the process exits.
+    let server = tokio::spawn(accept_loop(listener, router(state), stop));
+    Ok((local, server))
 }
 
 async fn accept_loop(listener: TcpListener, app: Router, stop: CancellationToken) {

@@ -164,8 +164,25 @@ impl Pool {
             self.authenticate(&mut tls, &caps).await?;
             Ok(Conn::Tls(Box::new(tls)))
         } else {
+            if self.server.credentials.is_some() {
+                self.warn_plain_auth();
+            }
             self.authenticate(&mut client, &caps).await?;
             Ok(Conn::Plain(client))
+        }
+    }
+
+    /// Credentials about to cross the network in clear (the server offered
+    /// no STARTTLS): said once per process, at warn, since anyone on the
+    /// path can read them, or strip the offer to make it happen. Quiet for
+    /// a server on this machine.
+    fn warn_plain_auth(&self) {
+        static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        if !on_this_machine(&self.server.host)
+            && !SAID.swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            tracing::warn!(server = %self.addr(),
+                "sending the SMTP password without TLS: the server offered no STARTTLS (use smtps:// or a server that offers STARTTLS)");
         }
     }
 
@@ -372,4 +389,28 @@ async fn write_stuffed<W: AsyncWrite + Unpin>(w: &mut W, message: &[u8]) -> std:
         at_line_start = *b == b'\n' || *b == b'\r';
     }
     w.write_all(&message[last..]).await
+}
+
+/// A host name or address that is this machine (traffic to it never
+/// crosses a network).
+fn on_this_machine(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn credentials_cross_a_network_unless_the_server_is_here() {
+        for here in ["localhost", "127.0.0.1", "127.0.0.2", "::1", "[::1]"] {
+            assert!(super::on_this_machine(here), "{here}");
+        }
+        for away in ["smtp.example.org", "10.0.0.5", "192.168.1.1", "::2"] {
+            assert!(!super::on_this_machine(away), "{away}");
+        }
+    }
 }

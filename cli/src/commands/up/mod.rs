@@ -129,6 +129,7 @@ async fn start(
     tasks.spawn(worker.run(js.clone(), workflows, o.health.clone(), stop.clone()));
     let (health, relay_stop) = (o.health, stop.clone());
     tasks.spawn(async move { relay.run(health, relay_stop).await });
+    tasks.spawn(super::service::Observed::http_stopped(o.server));
     tasks.close();
     Ok(Running {
         stop,
