@@ -212,7 +212,9 @@ pub async fn replay(
         Start::Time(t) => {
             let first: DateTime<Utc> =
                 DateTime::from_timestamp(state.first_timestamp.unix_timestamp(), 0).unwrap_or(t);
-            if state.messages > 0 && first > t {
+            // Only when messages were removed (the first sequence moved
+            // on): a stream created after `t` holds everything since.
+            if state.messages > 0 && state.first_sequence > 1 && first > t {
                 tracing::warn!(requested = %t, first = %first, "the stream holds messages only from {first}: older ones are gone (retention)");
             }
             let secs = t.timestamp();

@@ -76,6 +76,10 @@ async fn replay_after_consumer_loss_sends_only_unsent(backend: Backend) {
     )
     .await;
     assert_eq!(code, Some(0), "{err}");
+    assert!(
+        !err.contains("older ones are gone"),
+        "a stream younger than --since lost nothing: {err}"
+    );
     assert_eq!(
         out.lines().filter(|l| l.starts_with("seq ")).count(),
         15,
