@@ -263,12 +263,15 @@ impl NatsCluster {
                 format!(
                     "server_name: n{i}\nlisten: {host}:{port}\n\
                      jetstream {{\n  store_dir: {store:?}\n}}\n\
-                     cluster {{\n  name: herald-test\n  listen: {host}:{cport}\n  routes: [{routes}]\n}}\n",
+                     cluster {{\n  name: herald-test-{first}\n  listen: {host}:{cport}\n  routes: [{routes}]\n}}\n",
                     host = hosts[i],
                     port = ports[i],
                     store = store.path().join("js"),
                     cport = cluster_ports[i],
                     routes = routes.join(", "),
+                    // Its own cluster name: a route port another test's
+                    // cluster took meanwhile cannot merge the two.
+                    first = cluster_ports[0],
                 ),
             )
             .expect("write nats config");
