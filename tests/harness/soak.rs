@@ -857,6 +857,22 @@ impl Soak {
         // The stream holds every published event (after the drill, thanks
         // to republish), each id once.
         let js = self.cluster.jetstream().await;
+        // Right after the last partition heals the cluster may still be
+        // electing a leader ("JetStream system temporarily unavailable"):
+        // read the stream once it answers with a leader.
+        crate::wait::until(
+            "the stream answers, with a leader",
+            Duration::from_secs(120),
+            || async {
+                js.get_stream("HERALD").await.is_ok_and(|s| {
+                    s.cached_info()
+                        .cluster
+                        .as_ref()
+                        .is_some_and(|c| c.leader.is_some())
+                })
+            },
+        )
+        .await;
         let total = match js.get_stream("HERALD").await {
             Ok(s) => s.cached_info().state.messages as usize,
             Err(_) => 0,
