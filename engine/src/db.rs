@@ -108,6 +108,22 @@ pub fn redact(url: &str) -> String {
     crate::secret::redact_url(url)
 }
 
+/// sqlx reports a PostgreSQL server it cannot reach as "pool timed out"
+/// once the acquire timeout is spent; the operating system says why (the
+/// connection refused, the host unknown). `None` when the port answers or
+/// the URL names no TCP host (a Unix socket).
+async fn unreachable_because(url: &str) -> Option<String> {
+    let u = url::Url::parse(url).ok()?;
+    let host = u.host_str()?.to_string();
+    let port = u.port().unwrap_or(5432);
+    let dial = tokio::net::TcpStream::connect((host.as_str(), port));
+    match tokio::time::timeout(Duration::from_secs(2), dial).await {
+        Ok(Ok(_)) => None,
+        Ok(Err(e)) => Some(format!("{host}:{port}: {e}")),
+        Err(_) => Some(format!("{host}:{port}: no answer within 2 s")),
+    }
+}
+
 /// What to tell an operator whose database did not open, when the fix is
 /// known: SQLite's "unable to open database file" says neither which file
 /// nor why.
@@ -261,13 +277,13 @@ pub async fn connect_with(
                 tries += 1;
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
-            Err(e) => return Err(connect_error(url, backend, &e)),
+            Err(e) => return Err(connect_error(url, backend, &e).await),
         }
     };
     // A lazy pool would report an unreachable server only at first use.
-    db.execute_unprepared("SELECT 1")
-        .await
-        .map_err(|e| connect_error(url, backend, &e))?;
+    if let Err(e) = db.execute_unprepared("SELECT 1").await {
+        return Err(connect_error(url, backend, &e).await);
+    }
     if let (DbBackend::Postgres, Pool::Warm(n)) = (backend, pool) {
         // Open them side by side rather than one after another (sqlx's
         // min_connections would), then hand them back to the pool.
@@ -280,8 +296,14 @@ pub async fn connect_with(
     Ok(db)
 }
 
-fn connect_error(url: &str, backend: DbBackend, e: &DbErr) -> DbError {
-    let reason = describe(e);
+async fn connect_error(url: &str, backend: DbBackend, e: &DbErr) -> DbError {
+    let mut reason = describe(e);
+    if backend == DbBackend::Postgres
+        && reason.contains("timed out")
+        && let Some(why) = unreachable_because(url).await
+    {
+        reason = why;
+    }
     DbError::Connect {
         url: redact(url),
         hint: connect_hint(url, backend, &reason),

@@ -1102,6 +1102,17 @@ async fn errors_name_their_cause() {
         err.contains("the directory /no/such/dir does not exist"),
         "{err}"
     );
+    // A PostgreSQL port nobody listens on: the OS's reason, not sqlx's
+    // "pool timed out".
+    let pg = format!("postgres://postgres@127.0.0.1:{port}/nothing");
+    h.set("HERALD_DATABASE_URL", pg);
+    let out = run_off_runtime(&h, &["relay"]).await;
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.to_lowercase().contains("connection refused") && !err.contains("timed out"),
+        "{err}"
+    );
     // An unknown host is named as such, at once (no 10 s timeout).
     h.set("HERALD_NATS_URL", "nats://no-such-host.invalid:4222");
     h.set("HERALD_DATABASE_URL", db.clone());
