@@ -50,7 +50,7 @@ pub mod internals {
         pub use crate::ledger::group::{NewClaims, OwnedKey, Sent, SentRecord, Writer};
     }
     pub mod outbox {
-        pub use crate::outbox::store::{Claimed, claim, release};
+        pub use crate::outbox::store::{Claimed, LockedBatch, claim, claim_locked, release};
     }
     pub mod rate {
         /// A rate's bucket at a moment: (slot interval, floor of the next

@@ -7,6 +7,7 @@ mod m20261124_000003_producer_contract;
 mod m20261124_000020_dead_letter_hold;
 mod m20261124_000021_aggregate_progress;
 mod m20261124_000030_deliverability;
+mod m20261124_000040_pending_order_index;
 
 pub struct Migrator;
 
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000020_dead_letter_hold::Migration),
             Box::new(m20261124_000021_aggregate_progress::Migration),
             Box::new(m20261124_000030_deliverability::Migration),
+            Box::new(m20261124_000040_pending_order_index::Migration),
         ]
     }
 

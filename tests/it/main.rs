@@ -17,6 +17,7 @@ mod outbox;
 mod poison_header;
 mod producers;
 mod relay;
+mod relay_locks;
 mod reload;
 mod replay;
 mod robustness;

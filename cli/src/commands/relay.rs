@@ -17,10 +17,13 @@ pub struct RelayArgs {
     /// Rows claimed and published per batch.
     #[arg(long, env = "HERALD_RELAY_BATCH", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub relay_batch: u32,
+    /// Batches in flight at once: while one awaits its acks and its published mark, the next is claimed and published (each holds a database connection).
+    #[arg(long, env = "HERALD_RELAY_IN_FLIGHT", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=16))]
+    pub relay_in_flight: u32,
     /// Fallback poll interval for new rows (PostgreSQL also wakes on NOTIFY), e.g. 200ms, 1s.
     #[arg(long, env = "HERALD_RELAY_POLL", default_value = "200ms", value_parser = duration_arg)]
     pub relay_poll: Duration,
-    /// How long a relay holds claimed rows before another relay may take them over.
+    /// How long a relay holds claimed rows before another relay may take them over (SQLite's leases; on PostgreSQL, how long a stalled batch may keep its rows locked).
     #[arg(long, env = "HERALD_RELAY_LEASE", default_value = "30s", value_parser = duration_arg)]
     pub relay_lease: Duration,
     /// Publish attempts of one row before it is parked (see `herald status`, `herald outbox retry`).
@@ -41,6 +44,7 @@ impl RelayArgs {
     pub fn config(&self) -> RelayConfig {
         RelayConfig::default()
             .batch_size(self.relay_batch)
+            .in_flight(self.relay_in_flight as usize)
             .lease(self.relay_lease)
             .poll_interval(self.relay_poll)
             .retention(self.outbox_retention)
@@ -71,9 +75,11 @@ pub async fn build(
     metrics: std::sync::Arc<Metrics>,
     console: &crate::http::Sources,
 ) -> Result<Relay> {
-    // The relay's loop is sequential: its claim, its mark, and the NOTIFY
-    // listener (PostgreSQL) need no more, and opening one mid-batch is slow.
-    let db = super::open_db(g, herald::db::Pool::Warm(4), "herald relay").await?;
+    // One connection per batch in flight (on PostgreSQL a batch holds its
+    // rows in a transaction), the NOTIFY listener and the health check,
+    // opened now: opening one mid-batch is slow.
+    let pool = herald::db::Pool::Warm(args.relay_in_flight + 2);
+    let db = super::open_db(g, pool, "herald relay").await?;
     herald::db::migrate(&db).await?;
     console.set_db(&db);
     let client = herald::jetstream::connect(g.nats_url.expose(), "herald-relay").await?;

@@ -8,16 +8,66 @@
 //! aggregate behind it in the batch are released unpublished: the failed
 //! row (backing off or parked) then holds its aggregate at the next claim.
 use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Instant, SystemTime};
 
 use async_nats::HeaderMap;
 use async_nats::jetstream::publish::PublishAck;
 use chrono::Utc;
+use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend};
 
 use super::publish::{self, PublishFailure};
 use super::{BatchOutcome, Relay, RelayError, RelayErrorKind};
 use crate::outbox::store::{self, Claimed};
 use crate::telemetry::RelayBatch;
+
+/// The aggregates of the batches in flight, by batch: a claim leaves out
+/// the others' aggregates.
+#[derive(Default)]
+pub(super) struct Busy {
+    next: AtomicU64,
+    held: Mutex<HashMap<u64, Vec<String>>>,
+}
+
+impl Busy {
+    /// The aggregates other batches hold now.
+    fn others(&self) -> Vec<String> {
+        let held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        held.values().flatten().cloned().collect()
+    }
+
+    /// Register a batch's aggregates until the returned guard is dropped.
+    fn hold(&self, rows: &[Claimed]) -> BusyGuard<'_> {
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut keys: Vec<String> = rows.iter().filter_map(|r| r.ordering_key.clone()).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        held.insert(id, keys);
+        BusyGuard { busy: self, id }
+    }
+}
+
+struct BusyGuard<'a> {
+    busy: &'a Busy,
+    id: u64,
+}
+
+impl Drop for BusyGuard<'_> {
+    fn drop(&mut self) {
+        let mut held = self.busy.held.lock().unwrap_or_else(|p| p.into_inner());
+        held.remove(&self.id);
+    }
+}
+
+/// How a batch holds its rows until they are written back.
+enum Hold {
+    /// Row locks in this transaction (PostgreSQL): committed with the marks.
+    Locked(DatabaseTransaction),
+    /// Leases on the rows, owned by this relay (SQLite).
+    Leased,
+}
 
 /// A batch's rows in rounds, each round in seq order.
 fn rounds(rows: Vec<(&Claimed, HeaderMap)>) -> Vec<Vec<(&Claimed, HeaderMap)>> {
@@ -98,23 +148,17 @@ impl Relay {
     pub async fn run_once(&self) -> Result<BatchOutcome, RelayError> {
         let started = Instant::now();
         let started_at = SystemTime::now();
-        let now = Utc::now();
-        let until = now
-            + chrono::Duration::from_std(self.cfg.lease).unwrap_or(chrono::Duration::seconds(30));
-        let rows = store::claim(
-            &self.db,
-            &self.cfg.instance,
-            now,
-            until,
-            self.cfg.batch_size,
-        )
-        .await?;
+        let (hold, rows) = self.claim().await?;
+        let _busy = self.busy.hold(&rows);
         let mut out = BatchOutcome {
             claimed: rows.len(),
             claim_ms: elapsed_ms(started),
             ..Default::default()
         };
         if rows.is_empty() {
+            if let Hold::Locked(txn) = hold {
+                txn.commit().await?;
+            }
             return Ok(out);
         }
         let max_payload = self.js.client().server_info().max_payload;
@@ -152,7 +196,7 @@ impl Relay {
             }
         }
         out.publish_ms = elapsed_ms(started) - out.claim_ms;
-        let recorded = self.record(&mut out, res).await;
+        let recorded = self.record(&mut out, res, hold).await;
         match &recorded {
             Ok(o) => trace.end(o.published, o.duplicates, o.failed, o.parked),
             // A database error may quote the values of a row: the log has it.
@@ -217,41 +261,50 @@ impl Relay {
         }
     }
 
+    /// Claim a batch: on PostgreSQL by row locks held in the batch's
+    /// transaction (one write per row), elsewhere by leases on the rows.
+    async fn claim(&self) -> Result<(Hold, Vec<Claimed>), RelayError> {
+        let now = Utc::now();
+        if self.db.get_database_backend() == DbBackend::Postgres {
+            let others = self.busy.others();
+            let busy: Vec<&str> = others.iter().map(String::as_str).collect();
+            let b = store::claim_locked(&self.db, now, self.cfg.batch_size, &busy, self.cfg.lease)
+                .await?;
+            return Ok((Hold::Locked(b.txn), b.rows));
+        }
+        let until = now
+            + chrono::Duration::from_std(self.cfg.lease).unwrap_or(chrono::Duration::seconds(30));
+        let rows = store::claim(
+            &self.db,
+            &self.cfg.instance,
+            now,
+            until,
+            self.cfg.batch_size,
+        )
+        .await?;
+        Ok((Hold::Leased, rows))
+    }
+
     async fn record(
         &self,
         out: &mut BatchOutcome,
         res: Results<'_>,
+        hold: Hold,
     ) -> Result<BatchOutcome, RelayError> {
         let mark_started = Instant::now();
-        let at = Utc::now();
-        store::mark_published(&self.db, &self.cfg.instance, at, &res.acks).await?;
-        out.mark_ms = elapsed_ms(mark_started);
-        for (row, msg) in &res.park {
-            out.parked += 1;
-            self.metrics.outbox_parked.inc();
-            tracing::error!(seq = row.seq, event_id = %row.event_id, subject = %row.subject, error = %msg,
-                "outbox row parked: it cannot be published; its aggregate waits behind it (`herald outbox retry` re-drives it)");
-            store::record_failure(&self.db, &self.cfg.instance, row.seq, msg, at, Some(at)).await?;
-        }
-        for (row, msg) in &res.failed {
-            out.failed += 1;
-            self.metrics.outbox_publish_failures.inc();
-            let attempt = u32::try_from(row.attempts).unwrap_or(0) + 1;
-            let delay = self.cfg.retry.delay(attempt);
-            let next = at + chrono::Duration::from_std(delay).unwrap_or_default();
-            let park = (attempt >= self.cfg.retry.max_attempts).then_some(at);
-            if park.is_some() {
-                out.parked += 1;
-                self.metrics.outbox_parked.inc();
-                tracing::error!(seq = row.seq, event_id = %row.event_id, subject = %row.subject, error = %msg,
-                    attempts = attempt, "outbox row parked after its last attempt; `herald outbox retry` re-drives it");
-            } else {
-                tracing::warn!(seq = row.seq, event_id = %row.event_id, subject = %row.subject, error = %msg,
-                    retry_in_ms = delay.as_millis() as u64, "publish failed");
+        match hold {
+            // The commit releases the rows that were not marked.
+            Hold::Locked(txn) => {
+                self.write_back(&txn, None, out, &res).await?;
+                txn.commit().await?;
             }
-            store::record_failure(&self.db, &self.cfg.instance, row.seq, msg, next, park).await?;
+            Hold::Leased => {
+                let owner = Some(self.cfg.instance.as_str());
+                self.write_back(&self.db, owner, out, &res).await?;
+                store::release(&self.db, &self.cfg.instance, &res.release).await?;
+            }
         }
-        store::release(&self.db, &self.cfg.instance, &res.release).await?;
+        out.mark_ms = elapsed_ms(mark_started);
         if res.stream_missing {
             return Err(RelayError::new(
                 RelayErrorKind::NoStream,
@@ -270,6 +323,46 @@ impl Relay {
             ));
         }
         Ok(out.clone())
+    }
+
+    /// Write the batch's results (the published mark, parked and failed
+    /// rows) through `c`: the batch's transaction, or the pool with the
+    /// lease `owner`.
+    async fn write_back(
+        &self,
+        c: &impl ConnectionTrait,
+        owner: Option<&str>,
+        out: &mut BatchOutcome,
+        res: &Results<'_>,
+    ) -> Result<(), RelayError> {
+        let at = Utc::now();
+        store::mark_published(c, owner, at, &res.acks).await?;
+        for (row, msg) in &res.park {
+            out.parked += 1;
+            self.metrics.outbox_parked.inc();
+            tracing::error!(seq = row.seq, event_id = %row.event_id, subject = %row.subject, error = %msg,
+                "outbox row parked: it cannot be published; its aggregate waits behind it (`herald outbox retry` re-drives it)");
+            store::record_failure(c, owner, row.seq, msg, at, Some(at)).await?;
+        }
+        for (row, msg) in &res.failed {
+            out.failed += 1;
+            self.metrics.outbox_publish_failures.inc();
+            let attempt = u32::try_from(row.attempts).unwrap_or(0) + 1;
+            let delay = self.cfg.retry.delay(attempt);
+            let next = at + chrono::Duration::from_std(delay).unwrap_or_default();
+            let park = (attempt >= self.cfg.retry.max_attempts).then_some(at);
+            if park.is_some() {
+                out.parked += 1;
+                self.metrics.outbox_parked.inc();
+                tracing::error!(seq = row.seq, event_id = %row.event_id, subject = %row.subject, error = %msg,
+                    attempts = attempt, "outbox row parked after its last attempt; `herald outbox retry` re-drives it");
+            } else {
+                tracing::warn!(seq = row.seq, event_id = %row.event_id, subject = %row.subject, error = %msg,
+                    retry_in_ms = delay.as_millis() as u64, "publish failed");
+            }
+            store::record_failure(c, owner, row.seq, msg, next, park).await?;
+        }
+        Ok(())
     }
 }
 

@@ -1,11 +1,15 @@
 //! The relay: publishes committed outbox rows to JetStream, at least once.
 //!
-//! One iteration claims a batch (leases rows), publishes them pipelined in
-//! `seq` order on one connection (so each aggregate's order is the stream's
-//! order), awaits all PubAcks, then marks the acknowledged rows in one
-//! statement. A crash anywhere leaves rows unmarked; their leases expire and
-//! they are published again with the same `Nats-Msg-Id`, which JetStream drops
-//! as a duplicate within the stream's duplicate window.
+//! One iteration claims a batch, publishes it pipelined in `seq` order on one
+//! connection (so each aggregate's order is the stream's order), awaits all
+//! PubAcks, then marks the acknowledged rows in one statement. On PostgreSQL
+//! the batch holds its rows by row locks in one transaction, from the claim
+//! to the mark (`outbox/store/locked.rs`); on SQLite by leases written to the
+//! rows. A crash anywhere leaves rows unmarked: the transaction ends (or the
+//! leases expire) and they are published again with the same `Nats-Msg-Id`,
+//! which JetStream drops as a duplicate within the stream's duplicate window.
+//! `in_flight` batches run at once, as concurrent futures of one task; a
+//! claim leaves out the aggregates the others hold.
 mod batch;
 mod listen;
 pub(crate) mod publish;
@@ -51,6 +55,10 @@ pub struct RelayConfig {
     pub retention: Option<Duration>,
     /// This relay's identity in `lease_owner`.
     pub instance: String,
+    /// Batches in flight at once: while one awaits its PubAcks or its
+    /// published mark, the next is claimed and published. Each holds one
+    /// database connection; no two hold rows of the same aggregate.
+    pub in_flight: usize,
 }
 
 impl Default for RelayConfig {
@@ -67,6 +75,7 @@ impl Default for RelayConfig {
             },
             retention: None,
             instance: instance_id("relay"),
+            in_flight: 2,
         }
     }
 }
@@ -81,6 +90,17 @@ impl RelayConfig {
     /// ```
     pub fn batch_size(mut self, rows: u32) -> Self {
         self.batch_size = rows.max(1);
+        self
+    }
+
+    /// Batches in flight at once (at least 1).
+    ///
+    /// ```
+    /// let cfg = herald::relay::RelayConfig::default().in_flight(1);
+    /// assert_eq!(cfg.in_flight, 1);
+    /// ```
+    pub fn in_flight(mut self, batches: usize) -> Self {
+        self.in_flight = batches.max(1);
         self
     }
 
@@ -256,6 +276,8 @@ pub struct Relay {
     wake: Arc<Notify>,
     /// Settings to recreate the stream with if it disappears.
     stream: Option<StreamSettings>,
+    /// The aggregates each batch in flight holds.
+    busy: batch::Busy,
 }
 
 impl Relay {
@@ -283,6 +305,7 @@ impl Relay {
             metrics,
             wake: Arc::new(Notify::new()),
             stream: None,
+            busy: batch::Busy::default(),
         }
     }
 
@@ -321,6 +344,24 @@ impl Relay {
     pub async fn run(&self, health: Health, stop: CancellationToken) {
         let tasks = self.spawn_watchers(&health, &stop);
         health.set("relay", Check::Starting("first batch".into()));
+        // Batches in flight are concurrent futures of this task, not tasks:
+        // what overlaps is waiting (acks, commits), not computing.
+        futures::future::join_all(
+            (0..self.cfg.in_flight.max(1)).map(|lane| self.drive(lane, &health, &stop)),
+        )
+        .await;
+        tasks.wait().await;
+        tracing::info!(
+            published = self.metrics.outbox_published.get(),
+            duplicates = self.metrics.outbox_duplicates.get(),
+            parked = self.metrics.outbox_parked.get(),
+            "relay stopped"
+        );
+    }
+
+    /// One batch after another until `stop`; lane 0 also prunes and
+    /// refreshes the gauges.
+    async fn drive(&self, lane: usize, health: &Health, stop: &CancellationToken) {
         let mut backoff = backoff::ExponentialBackoff {
             initial_interval: Duration::from_millis(100),
             max_interval: Duration::from_secs(5),
@@ -328,6 +369,7 @@ impl Relay {
             ..Default::default()
         };
         let mut last_prune = Instant::now() - Duration::from_secs(3600);
+        let mut last_analyze: Option<Instant> = None;
         let mut last_gauges = Instant::now() - Duration::from_secs(3600);
         let mut failing: Option<String> = None;
         while !stop.is_cancelled() {
@@ -339,15 +381,19 @@ impl Relay {
                     }
                     health.set("relay", Check::Ok);
                     backoff.reset();
+                    if lane == 0 {
+                        self.analyze_on_backlog(o, &mut last_analyze).await;
+                    }
                     self.batch_done(o)
                 }
-                Err(e) => self.batch_failed(e, &mut failing, &health).await,
+                Err(e) => self.batch_failed(e, &mut failing, health).await,
             };
-            if last_gauges.elapsed() > Duration::from_secs(5) {
+            if lane == 0 && last_gauges.elapsed() > Duration::from_secs(5) {
                 last_gauges = Instant::now();
                 self.idle_checks(&result).await;
             }
             if let Some(ret) = self.cfg.retention
+                && lane == 0
                 && last_prune.elapsed() > Duration::from_secs(60)
             {
                 last_prune = Instant::now();
@@ -365,13 +411,23 @@ impl Relay {
                 }
             }
         }
-        tasks.wait().await;
-        tracing::info!(
-            published = self.metrics.outbox_published.get(),
-            duplicates = self.metrics.outbox_duplicates.get(),
-            parked = self.metrics.outbox_parked.get(),
-            "relay stopped"
-        );
+    }
+
+    /// A full batch means a backlog: on PostgreSQL, refresh the outbox's
+    /// statistics then, at most every 10 minutes, so that the claim and the
+    /// order check keep their index plans through a burst.
+    async fn analyze_on_backlog(&self, o: &BatchOutcome, last: &mut Option<Instant>) {
+        let due = last.is_none_or(|t| t.elapsed() > Duration::from_secs(600));
+        if self.db.get_database_backend() != DbBackend::Postgres
+            || (o.claimed as u32) < self.cfg.batch_size
+            || !due
+        {
+            return;
+        }
+        *last = Some(Instant::now());
+        if let Err(e) = store::refresh_statistics(&self.db).await {
+            tracing::debug!(error = %e, "could not analyze the outbox");
+        }
     }
 
     /// The tasks that run beside the loop until `stop`: the PostgreSQL

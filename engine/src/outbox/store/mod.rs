@@ -135,21 +135,26 @@ pub async fn claim(
         db.query_all_raw(stmt).await?
     };
     let mut out = Vec::with_capacity(rows.len());
-    for r in rows {
-        out.push(Claimed {
-            seq: r.try_get("", "seq")?,
-            event_id: r.try_get("", "event_id")?,
-            subject: r.try_get("", "subject")?,
-            ordering_key: r.try_get("", "ordering_key")?,
-            payload: r.try_get("", "payload")?,
-            headers: r.try_get("", "headers")?,
-            created_at: r.try_get("", "created_at")?,
-            attempts: r.try_get("", "attempts")?,
-        });
+    for r in &rows {
+        out.push(claimed_from(r)?);
     }
     // RETURNING order is unspecified; publishing order must be seq order.
     out.sort_by_key(|c| c.seq);
     Ok(out)
+}
+
+/// A claimed row as a claim's `RETURNING` or `SELECT` gives it.
+fn claimed_from(r: &sea_orm::QueryResult) -> Result<Claimed, DbErr> {
+    Ok(Claimed {
+        seq: r.try_get("", "seq")?,
+        event_id: r.try_get("", "event_id")?,
+        subject: r.try_get("", "subject")?,
+        ordering_key: r.try_get("", "ordering_key")?,
+        payload: r.try_get("", "payload")?,
+        headers: r.try_get("", "headers")?,
+        created_at: r.try_get("", "created_at")?,
+        attempts: r.try_get("", "attempts")?,
+    })
 }
 
 fn seq_list(seqs: impl Iterator<Item = i64>) -> String {
@@ -157,39 +162,56 @@ fn seq_list(seqs: impl Iterator<Item = i64>) -> String {
 }
 
 /// Mark rows published with their stream sequences, in one statement.
-/// Only rows still leased by `owner` are touched: a row whose lease expired and
-/// went to another relay is that relay's to mark.
+/// With a lease `owner`, only rows still leased by it are touched: a row
+/// whose lease expired and went to another relay is that relay's to mark.
+/// Without one, `c` is the transaction that holds the rows' locks.
 pub async fn mark_published(
-    db: &DatabaseConnection,
-    owner: &str,
+    c: &impl ConnectionTrait,
+    owner: Option<&str>,
     now: DateTime<Utc>,
     acks: &[(i64, u64)],
 ) -> Result<u64, DbErr> {
     if acks.is_empty() {
         return Ok(0);
     }
-    let backend = db.get_database_backend();
+    let backend = c.get_database_backend();
+    let mut values: Vec<Value> = vec![now.into()];
+    let held_by = match owner {
+        Some(o) => {
+            values.push(o.into());
+            format!("lease_owner = {} AND ", ph(backend, 2))
+        }
+        None => String::new(),
+    };
+    let set = "published_at = $1, lease_owner = NULL, lease_until = NULL, last_error = NULL, \
+               next_attempt_at = NULL";
     // Integers only: safe to inline.
-    let cases: String = acks
-        .iter()
-        .map(|(seq, stream_seq)| format!(" WHEN {seq} THEN {stream_seq}"))
-        .collect();
-    let sql = format!(
-        "UPDATE herald_outbox SET published_at = {}, stream_seq = CASE seq{cases} END, \
-         lease_owner = NULL, lease_until = NULL, last_error = NULL, next_attempt_at = NULL \
-         WHERE lease_owner = {} AND seq IN ({})",
-        ph(backend, 1),
-        ph(backend, 2),
-        seq_list(acks.iter().map(|a| a.0))
-    );
-    let stmt = Statement::from_sql_and_values(backend, sql, [now.into(), owner.into()]);
-    if backend != DbBackend::Postgres {
-        return Ok(db.execute_raw(stmt).await?.rows_affected());
-    }
-    let txn = bookkeeping_txn(db).await?;
-    let n = txn.execute_raw(stmt).await?.rows_affected();
-    txn.commit().await?;
-    Ok(n)
+    let sql = if backend == DbBackend::Postgres {
+        // A join with the pairs: a CASE of 500 branches is evaluated for
+        // every row (measured: 13 ms against 7.5 ms for 500 rows).
+        let pairs: Vec<String> = acks
+            .iter()
+            .map(|(seq, ss)| format!("({seq},{ss})"))
+            .collect();
+        format!(
+            "UPDATE herald_outbox o SET {set}, stream_seq = v.stream_seq \
+             FROM (VALUES {}) AS v(seq, stream_seq) WHERE {held_by}o.seq = v.seq",
+            pairs.join(",")
+        )
+    } else {
+        let cases: String = acks
+            .iter()
+            .map(|(seq, stream_seq)| format!(" WHEN {seq} THEN {stream_seq}"))
+            .collect();
+        format!(
+            "UPDATE herald_outbox SET {}, stream_seq = CASE seq{cases} END \
+             WHERE {held_by}seq IN ({})",
+            set.replace("$1", &ph(backend, 1)),
+            seq_list(acks.iter().map(|a| a.0))
+        )
+    };
+    let stmt = Statement::from_sql_and_values(backend, sql, values);
+    Ok(c.execute_raw(stmt).await?.rows_affected())
 }
 
 /// Give leases back without counting an attempt (NATS unreachable, shutdown).
@@ -209,42 +231,48 @@ pub async fn release(db: &DatabaseConnection, owner: &str, seqs: &[i64]) -> Resu
 }
 
 /// Record a failed publish of one row: count the attempt, set the next attempt
-/// time, or park the row when `park` is true.
+/// time, or park the row when `park` is set. `owner` as in [`mark_published`].
 pub async fn record_failure(
-    db: &DatabaseConnection,
-    owner: &str,
+    c: &impl ConnectionTrait,
+    owner: Option<&str>,
     seq: i64,
     error: &str,
     next_attempt_at: DateTime<Utc>,
     park: Option<DateTime<Utc>>,
 ) -> Result<(), DbErr> {
-    let backend = db.get_database_backend();
+    let backend = c.get_database_backend();
+    let mut values: Vec<Value> = vec![
+        error.into(),
+        next_attempt_at.into(),
+        park.into(),
+        seq.into(),
+    ];
+    let held_by = match owner {
+        Some(o) => {
+            values.push(o.into());
+            format!(" AND lease_owner = {}", ph(backend, 5))
+        }
+        None => String::new(),
+    };
     let sql = format!(
         "UPDATE herald_outbox SET attempts = attempts + 1, last_error = {}, next_attempt_at = {}, \
-         parked_at = {}, lease_owner = NULL, lease_until = NULL WHERE seq = {} AND lease_owner = {}",
+         parked_at = {}, lease_owner = NULL, lease_until = NULL WHERE seq = {}{held_by}",
         ph(backend, 1),
         ph(backend, 2),
         ph(backend, 3),
         ph(backend, 4),
-        ph(backend, 5)
     );
-    db.execute_raw(Statement::from_sql_and_values(
-        backend,
-        sql,
-        [
-            error.into(),
-            next_attempt_at.into(),
-            park.into(),
-            seq.into(),
-            owner.into(),
-        ],
-    ))
-    .await?;
+    c.execute_raw(Statement::from_sql_and_values(backend, sql, values))
+        .await?;
     Ok(())
 }
 
+mod locked;
 mod queries;
 
+#[cfg_attr(not(feature = "internals"), allow(unused_imports))] // herald::internals
+pub use locked::LockedBatch;
+pub use locked::{claim_locked, refresh_statistics};
 pub use queries::{
     Backlog, ParkedAggregate, backlog, count_published_between, parked_aggregates, prune,
     published_between, unpark,
