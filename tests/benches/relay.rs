@@ -22,13 +22,29 @@ fn payload(i: usize) -> serde_json::Value {
            "team": {"name": "U12 Tigers", "groupme_share_url": "https://groupme.com/join_group/123/abc"}})
 }
 
+/// Aggregates the events are spread over (HERALD_BENCH_AGGREGATES): 100
+/// by default, so a batch of 500 holds five rows of each (published in five
+/// rounds); `0` gives every event an aggregate of its own.
+fn aggregates() -> usize {
+    size("HERALD_BENCH_AGGREGATES", 100)
+}
+
+/// The aggregate id of the `i`-th event.
+fn aggregate_of(i: usize) -> usize {
+    match aggregates() {
+        0 => i,
+        a => i % a,
+    }
+}
+
 async fn fill(db: &DatabaseConnection, n: usize) {
     for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
         let txn = db.begin().await.unwrap();
         for &i in chunk {
             enqueue(
                 &txn,
-                NewEvent::new("events.contract.signed", payload(i)).aggregate("contract", i % 100),
+                NewEvent::new("events.contract.signed", payload(i))
+                    .aggregate("contract", aggregate_of(i)),
             )
             .await
             .unwrap();
@@ -56,7 +72,10 @@ async fn raw_publish(js: &async_nats::jetstream::Context, n: usize) -> Duration 
         for &i in window {
             let mut h = HeaderMap::new();
             h.insert("Nats-Msg-Id", uuid::Uuid::now_v7().to_string().as_str());
-            h.insert("Herald-Aggregate", format!("contract/{}", i % 100).as_str());
+            h.insert(
+                "Herald-Aggregate",
+                format!("contract/{}", aggregate_of(i)).as_str(),
+            );
             acks.push(
                 js.publish_with_headers("events.contract.signed", h, body.clone())
                     .await
@@ -70,14 +89,68 @@ async fn raw_publish(js: &async_nats::jetstream::Context, n: usize) -> Duration 
     start.elapsed()
 }
 
-async fn herald_relay(relay: &Relay) -> Duration {
+/// HERALD_BENCH_PHASES: one batch at a time (`run_once`), printing where
+/// a batch's time goes: the profile BENCHMARKS.md reports.
+async fn phases(relay_db: &DatabaseConnection, js: &async_nats::jetstream::Context) -> Duration {
+    let relay = Relay::new(
+        relay_db.clone(),
+        js.clone(),
+        RelayConfig::default(),
+        Metrics::new(),
+    );
     let start = Instant::now();
+    let (mut batches, mut claim, mut publish, mut mark) = (0u64, 0, 0, 0);
     loop {
         let o = relay.run_once().await.unwrap();
         if o.claimed == 0 {
+            let per = |ms: u64| ms as f64 / batches.max(1) as f64;
+            eprintln!(
+                "relay phases: {batches} batches, mean claim {:.1} ms, publish {:.1} ms, mark {:.1} ms",
+                per(claim),
+                per(publish),
+                per(mark)
+            );
             return start.elapsed();
         }
+        batches += 1;
+        claim += o.claim_ms;
+        publish += o.publish_ms;
+        mark += o.mark_ms;
     }
+}
+
+/// Herald's relay draining the backlog of `n` rows as `herald relay` runs
+/// it (`Relay::run`, `in_flight` batches at once), timed until the last
+/// row is published.
+async fn herald_relay(
+    relay_db: &DatabaseConnection,
+    js: &async_nats::jetstream::Context,
+    n: usize,
+    in_flight: usize,
+) -> Duration {
+    if std::env::var("HERALD_BENCH_PHASES").is_ok() {
+        return phases(relay_db, js).await;
+    }
+    let metrics = Metrics::new();
+    let relay = std::sync::Arc::new(Relay::new(
+        relay_db.clone(),
+        js.clone(),
+        RelayConfig::default().in_flight(in_flight),
+        metrics.clone(),
+    ));
+    let stop = tokio_util::sync::CancellationToken::new();
+    let start = Instant::now();
+    let task = tokio::spawn({
+        let (relay, stop) = (relay.clone(), stop.clone());
+        async move { relay.run(herald::health::Health::new(), stop).await }
+    });
+    while (metrics.outbox_published.get() as usize) < n {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let took = start.elapsed();
+    stop.cancel();
+    task.await.unwrap();
+    took
 }
 
 /// What the hand-written relays of the use cases do: one row at a time.
@@ -161,7 +234,8 @@ async fn steady_latency(
         let txn = db.begin().await.unwrap();
         let id = enqueue(
             &txn,
-            NewEvent::new("events.contract.signed", payload(i)).aggregate("contract", i % 100),
+            NewEvent::new("events.contract.signed", payload(i))
+                .aggregate("contract", aggregate_of(i)),
         )
         .await
         .unwrap();
@@ -224,17 +298,14 @@ async fn bench(backend: Backend) {
         .await
         .unwrap();
 
+    if std::env::var("HERALD_BENCH_ONLY").as_deref() == Ok("throughput") {
+        return throughput_pairs(backend, n, &db, &relay_db, &js).await;
+    }
     let raw = raw_publish(&js, n).await;
     purge(&js).await;
 
     fill(&db, n).await;
-    let relay = Relay::new(
-        relay_db.clone(),
-        js.clone(),
-        RelayConfig::default(),
-        Metrics::new(),
-    );
-    let ours = herald_relay(&relay).await;
+    let ours = herald_relay(&relay_db, &js, n, RelayConfig::default().in_flight).await;
     assert_eq!(
         js.get_stream("HERALD")
             .await
@@ -292,6 +363,60 @@ async fn bench(backend: Backend) {
     );
 }
 
+/// (a) and (b) only, alternated HERALD_BENCH_REPEAT times (3): each pair's
+/// ratio and their spread.
+async fn throughput_pairs(
+    backend: Backend,
+    n: usize,
+    db: &DatabaseConnection,
+    relay_db: &DatabaseConnection,
+    js: &async_nats::jetstream::Context,
+) {
+    let mut ratios = Vec::new();
+    for run in 1..=size("HERALD_BENCH_REPEAT", 3) {
+        let raw = rate(n, raw_publish(js, n).await);
+        purge(js).await;
+        let mut ours = [0.0; 2];
+        for (k, in_flight) in [1, 2].into_iter().enumerate() {
+            fill(db, n).await;
+            ours[k] = rate(n, herald_relay(relay_db, js, n, in_flight).await);
+            purge(js).await;
+            db.execute_unprepared("DELETE FROM herald_outbox")
+                .await
+                .unwrap();
+        }
+        let [one, ours] = ours;
+        println!(
+            "| {backend:?} | run {run}: raw (a) {raw:.0}/s, relay 1 batch in flight {one:.0}/s ({:.2}) | {n} | aggregates {} | |",
+            one / raw,
+            aggregates(),
+        );
+        ratios.push(ours / raw);
+        println!(
+            "| {backend:?} | run {run}: raw (a) {raw:.0}/s, relay (b) 2 in flight {ours:.0}/s | {n} | aggregates {} | {:.2} |",
+            aggregates(),
+            ours / raw
+        );
+    }
+    ratios.sort_by(f64::total_cmp);
+    println!(
+        "| {backend:?} | (b)/(a) over {} runs | | min {:.2}, median {:.2}, max {:.2} | |",
+        ratios.len(),
+        ratios[0],
+        ratios[ratios.len() / 2],
+        ratios[ratios.len() - 1]
+    );
+}
+
+/// HERALD_BENCH_BACKEND: `postgres`, `sqlite`, or both (unset).
+fn wanted(b: Backend) -> bool {
+    match std::env::var("HERALD_BENCH_BACKEND").as_deref() {
+        Ok("postgres") => b == Backend::Postgres,
+        Ok("sqlite") => b == Backend::Sqlite,
+        _ => true,
+    }
+}
+
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -299,7 +424,10 @@ fn main() {
         .unwrap();
     println!("| backend | measure | events | result | ratio |\n|---|---|---|---|---|");
     rt.block_on(async {
-        bench(Backend::Postgres).await;
-        bench(Backend::Sqlite).await;
+        for b in [Backend::Postgres, Backend::Sqlite] {
+            if wanted(b) {
+                bench(b).await;
+            }
+        }
     });
 }
