@@ -13,6 +13,7 @@ mod file;
 mod gate;
 mod message;
 mod pool;
+mod transaction;
 mod url;
 
 use std::path::PathBuf;
@@ -20,7 +21,7 @@ use std::sync::Arc;
 
 pub use gate::TransportState;
 pub use message::build;
-pub use pool::Stage;
+pub use transaction::Stage;
 pub use url::SmtpUrlError;
 
 use crate::workflow::render::Email;
