@@ -1,9 +1,7 @@
-//! SMTP connections: connecting (STARTTLS when offered, implicit TLS, AUTH),
-//! a pool of idle sessions, and one message's transaction step by step, so
-//! that every failure is classified by where it happened:
-//! reaching the server → [`SendError::Unreachable`]; a reply to MAIL, RCPT
-//! or DATA → [`SendError::Rejected`]; the session breaking before the final
-//! "." → [`SendError::Interrupted`]; after it → [`SendError::Uncertain`].
+//! SMTP sessions: connecting (STARTTLS when offered, implicit TLS, AUTH) and
+//! a pool of idle sessions, checked before reuse. A failure to reach the
+//! server is [`SendError::Unreachable`]; what happens inside one message's
+//! transaction is classified in `transaction.rs`.
 use std::time::Instant;
 
 use mail_send::{Credentials, SmtpClient, SmtpClientBuilder};

@@ -1,5 +1,8 @@
-//! One message's SMTP transaction step by step (MAIL, RCPT, DATA, the final
-//! "."), each reply judged by where it came.
+//! One message's SMTP transaction step by step, so that every failure is
+//! classified by where it happened: a reply to MAIL, RCPT or DATA →
+//! [`SendError::Rejected`] (or `Throttled` for 421/454); the session breaking
+//! before the final "." → [`SendError::Interrupted`]; after it →
+//! [`SendError::Uncertain`].
 use mail_send::SmtpClient;
 use smtp_proto::Response;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
