@@ -6,6 +6,17 @@
 //! statement. A crash anywhere leaves rows unmarked; their leases expire and
 //! they are published again with the same `Nats-Msg-Id`, which JetStream drops
 //! as a duplicate within the stream's duplicate window.
+//!
+//! ```no_run
+//! # async fn example(db: sea_orm::DatabaseConnection) -> Result<(), Box<dyn std::error::Error>> {
+//! use herald::{health::Health, metrics::Metrics, relay::{self, Relay, RelayConfig}};
+//! let cfg = RelayConfig::default();
+//! let client = herald::jetstream::connect("nats://localhost:4222", "herald-relay").await?;
+//! let js = relay::jetstream_context(client, cfg.batch_size);
+//! let stop = tokio_util::sync::CancellationToken::new();
+//! Relay::new(db, js, cfg, Metrics::new()).run(Health::new(), stop).await; // until stop.cancel()
+//! # Ok(()) }
+//! ```
 mod batch;
 mod listen;
 pub(crate) mod publish;
