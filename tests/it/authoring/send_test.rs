@@ -3,9 +3,11 @@
 
 use super::{dir, env_with, order, receipt_dir, text};
 use herald_tests::golden::{golden, normalize};
+use herald_tests::process::HeraldEnv;
 use herald_tests::scenario::run_off_runtime;
 use herald_tests::smtp::{Reply, SmtpSink};
 use serde_json::json;
+use std::process::Output;
 
 /// `send-test` sends one email to ADDR only (not the workflow's to, cc or
 /// bcc), marked `X-Herald-Test: 1`, and touches neither the database nor
@@ -50,18 +52,25 @@ async fn send_test_sends_one_marked_email_and_nothing_else() {
     assert!(!db.exists(), "send-test opened the database");
 }
 
-/// What the user gets wrong, each a clear line and exit 2 (nothing sent);
-/// a server that refuses or cannot be reached: exit 1 with why.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn send_test_errors() {
-    let sink = SmtpSink::start().await;
-    let d = receipt_dir();
-    let mut env = env_with(&d);
-    env.set("HERALD_SMTP_URL", sink.url());
-    let good = order(json!(100)).to_string();
-    let mut unpaid = order(json!(100));
-    unpaid["status"] = json!("pending");
-    let unpaid = unpaid.to_string();
+/// `send-test receipt` of `payload` to me@dev.example.
+async fn send_receipt(env: &HeraldEnv, payload: &str) -> Output {
+    run_off_runtime(
+        env,
+        &[
+            "send-test",
+            "receipt",
+            "--payload",
+            payload,
+            "--to",
+            "me@dev.example",
+        ],
+    )
+    .await
+}
+
+/// Usage errors (unknown workflow, bad payload, unpaid guard, bad address or
+/// URL, missing file): exit 2 with a message naming the problem.
+async fn usage_errors_exit_2(env: &HeraldEnv, good: &str, unpaid: &str) {
     let cases: [(&[&str], &str); 7] = [
         (
             &[
@@ -150,20 +159,24 @@ async fn send_test_errors() {
         assert!(err.contains(needle), "{args:?}: {err}");
         assert!(!err.contains("panicked"), "{err}");
     }
+}
+
+/// What the user gets wrong, each a clear line and exit 2 (nothing sent);
+/// a server that refuses or cannot be reached: exit 1 with why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_test_errors() {
+    let sink = SmtpSink::start().await;
+    let d = receipt_dir();
+    let mut env = env_with(&d);
+    env.set("HERALD_SMTP_URL", sink.url());
+    let good = order(json!(100)).to_string();
+    let mut unpaid = order(json!(100));
+    unpaid["status"] = json!("pending");
+    let unpaid = unpaid.to_string();
+    usage_errors_exit_2(&env, &good, &unpaid).await;
     let mut no_smtp = env.clone();
     no_smtp.vars.remove("HERALD_SMTP_URL");
-    let out = run_off_runtime(
-        &no_smtp,
-        &[
-            "send-test",
-            "receipt",
-            "--payload",
-            &good,
-            "--to",
-            "me@dev.example",
-        ],
-    )
-    .await;
+    let out = send_receipt(&no_smtp, &good).await;
     assert_eq!(out.status.code(), Some(2));
     assert!(
         text(&out.stderr).contains("give --smtp-url"),
@@ -173,18 +186,7 @@ async fn send_test_errors() {
     assert_eq!(sink.count(), 0, "nothing was sent");
 
     sink.script([Reply::Code(550, "5.7.1 relaying denied".into())]);
-    let out = run_off_runtime(
-        &env,
-        &[
-            "send-test",
-            "receipt",
-            "--payload",
-            &good,
-            "--to",
-            "me@dev.example",
-        ],
-    )
-    .await;
+    let out = send_receipt(&env, &good).await;
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
@@ -195,18 +197,7 @@ async fn send_test_errors() {
     let closed = herald_tests::free_port();
     let mut down = env.clone();
     down.set("HERALD_SMTP_URL", format!("smtp://127.0.0.1:{closed}"));
-    let out = run_off_runtime(
-        &down,
-        &[
-            "send-test",
-            "receipt",
-            "--payload",
-            &good,
-            "--to",
-            "me@dev.example",
-        ],
-    )
-    .await;
+    let out = send_receipt(&down, &good).await;
     let err = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("unreachable"), "{err}");

@@ -167,6 +167,56 @@ async fn text_of(b: &fantoccini::Client, css: &str) -> String {
         .unwrap_or_default()
 }
 
+/// The overview shows the workflow's consumer, pulling.
+async fn overview_shows_the_consumer_pulling(b: &fantoccini::Client, base: &str) {
+    b.goto(&format!("{base}/"))
+        .await
+        .expect("open the overview");
+    wait::until(
+        "the overview shows the consumer pulling",
+        wait::DEFAULT,
+        || async {
+            let _ = b.refresh().await;
+            let t = text_of(b, "#consumers").await;
+            t.contains("herald-greet") && t.contains("pulling") && !t.contains("not pulling")
+        },
+    )
+    .await;
+    screenshot(b, "overview").await;
+}
+
+/// Type `q` in the header's search box and submit it.
+async fn search(b: &fantoccini::Client, q: &str) {
+    let input = b
+        .find(fantoccini::Locator::Css("header input[name=q]"))
+        .await
+        .expect("the search box");
+    input.send_keys(q).await.expect("type the search");
+    b.find(fantoccini::Locator::Css("header button[type=submit]"))
+        .await
+        .expect("the search button")
+        .click()
+        .await
+        .expect("search");
+}
+
+/// Re-drive the open dead letter with `token`; the page's message.
+async fn redrive(b: &fantoccini::Client, token: &str) -> String {
+    b.find(fantoccini::Locator::Css("#redrive input[name=token]"))
+        .await
+        .expect("the token field")
+        .send_keys(token)
+        .await
+        .expect("type the token");
+    b.find(fantoccini::Locator::Css("#redrive button[value=redrive]"))
+        .await
+        .expect("the re-drive button")
+        .click()
+        .await
+        .expect("re-drive");
+    text_of(b, "#message").await
+}
+
 /// An operator's walk through the console in a real browser: the overview
 /// shows the consumer; the search finds an event by id and by address; the
 /// dead letter's page says why; a re-drive with a wrong token is refused
@@ -187,40 +237,10 @@ async fn console_in_a_browser() {
     let (_driver, b) = browser().await;
     let base = format!("http://{}", c.addr);
 
-    // The overview shows the workflow's consumer, pulling.
-    b.goto(&format!("{base}/"))
-        .await
-        .expect("open the overview");
-    wait::until(
-        "the overview shows the consumer pulling",
-        wait::DEFAULT,
-        || async {
-            let _ = b.refresh().await;
-            let t = text_of(&b, "#consumers").await;
-            t.contains("herald-greet") && t.contains("pulling") && !t.contains("not pulling")
-        },
-    )
-    .await;
-    screenshot(&b, "overview").await;
+    overview_shows_the_consumer_pulling(&b, &base).await;
 
     // Search by event id: the event's life.
-    let search = |q: String| {
-        let b = &b;
-        async move {
-            let input = b
-                .find(fantoccini::Locator::Css("header input[name=q]"))
-                .await
-                .expect("the search box");
-            input.send_keys(&q).await.expect("type the search");
-            b.find(fantoccini::Locator::Css("header button[type=submit]"))
-                .await
-                .expect("the search button")
-                .click()
-                .await
-                .expect("search");
-        }
-    };
-    search(delivered.clone()).await;
+    search(&b, &delivered).await;
     assert_eq!(text_of(&b, "#event-id").await, delivered);
     let life = text_of(&b, "#deliveries").await;
     assert!(
@@ -230,7 +250,7 @@ async fn console_in_a_browser() {
     screenshot(&b, "event").await;
 
     // Search by address (any case): its deliveries, each linking to its event.
-    search("BOB@Example.org".into()).await;
+    search(&b, "BOB@Example.org").await;
     let results = text_of(&b, "#results").await;
     assert!(
         results.contains(&failed) && results.contains("dead"),
@@ -259,25 +279,7 @@ async fn console_in_a_browser() {
     screenshot(&b, "dead-letter").await;
 
     // Re-drive with a wrong token: refused (403), nothing sent.
-    let redrive = |token: &'static str| {
-        let b = &b;
-        async move {
-            b.find(fantoccini::Locator::Css("#redrive input[name=token]"))
-                .await
-                .expect("the token field")
-                .send_keys(token)
-                .await
-                .expect("type the token");
-            b.find(fantoccini::Locator::Css("#redrive button[value=redrive]"))
-                .await
-                .expect("the re-drive button")
-                .click()
-                .await
-                .expect("re-drive");
-            text_of(b, "#message").await
-        }
-    };
-    let refused = redrive("not-the-token").await;
+    let refused = redrive(&b, "not-the-token").await;
     assert!(refused.contains("Wrong or missing token"), "{refused}");
     assert_eq!(c.w.sink.count(), 1, "a refused re-drive sends nothing");
     assert_eq!(c.open_dead_letter().await, dl, "and closes nothing");
@@ -286,7 +288,7 @@ async fn console_in_a_browser() {
     b.goto(&format!("{base}/dead-letters/{dl}"))
         .await
         .expect("the dead letter again");
-    let done = redrive(TOKEN).await;
+    let done = redrive(&b, TOKEN).await;
     assert!(done.contains("delivered: 1"), "{done}");
     c.w.wait_emails(2).await;
     assert!(

@@ -9,26 +9,15 @@ use serde_json::json;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// Every console page on both databases: they render (strict templates,
-/// both SQL dialects), escape what the payload holds, refuse bad input with
-/// a page saying why, and the write routes refuse cross-site requests.
-async fn console_pages_escape_refuse_and_explain(backend: Backend) {
-    let c = Console::start(backend, &["--http-token", TOKEN]).await;
-    let ok = c.emit("Ann", "ann_x@example.org").await;
-    c.w.wait_sent(1).await;
-    c.w.sink
-        .script([Reply::Code(550, "5.1.1 no such user".into())]);
-    let evil = "<script>alert(1)</script>";
-    let bad =
-        c.w.emit(
-            "events.test.hello",
-            json!({ "name": "Bob", "email": "bob@example.org", "note": evil }),
-        )
-        .await;
-    c.w.wait_count("SELECT COUNT(*) FROM herald_dead_letters", 1)
-        .await;
-    let dl = c.open_dead_letter().await;
-
+/// Every page renders (200) with a strict CSP and the payload escaped;
+/// search finds an event by its whole address or id, never a substring.
+async fn pages_render_escaped_with_a_strict_csp(
+    c: &Console,
+    ok: &str,
+    bad: &str,
+    evil: &str,
+    dl: i64,
+) {
     for path in [
         "/".to_string(),
         "/dead-letters".into(),
@@ -65,7 +54,10 @@ async fn console_pages_escape_refuse_and_explain(backend: Backend) {
     let (status, head, _) = c.get(&format!("/search?q={ok}")).await;
     assert_eq!(status, 303);
     assert_eq!(header(&head, "location"), Some(format!("/events/{ok}")));
+}
 
+/// Bad input: a page that says what is wrong, never a 500.
+async fn bad_input_gets_a_page_saying_why(c: &Console) {
     // Bad input: a page that says what is wrong, never a 500.
     for (path, status, says) in [
         ("/events/not-an-id".to_string(), 400, "is not an event id"),
@@ -93,7 +85,10 @@ async fn console_pages_escape_refuse_and_explain(backend: Backend) {
         [414, 431].contains(&status),
         "a request head over 64 KiB: {status}"
     );
+}
 
+/// Methods: GET/HEAD for pages, POST only where meant.
+async fn methods_are_get_and_head_except_where_post_is_meant(c: &Console, dl: i64) {
     // Methods: GET/HEAD for pages, POST only where meant.
     let (status, head, _) = request(
         &c.addr,
@@ -113,16 +108,18 @@ async fn console_pages_escape_refuse_and_explain(backend: Backend) {
     )
     .await;
     assert_eq!((status, body.as_str()), (200, ""));
+}
 
+/// Cross-site POSTs, forms without the page's CSRF cookie and wrong tokens
+/// are refused, and nothing is re-driven.
+async fn cross_site_and_forged_posts_are_refused(c: &Console, path: &str, bearer: &str, dl: i64) {
     // Cross-site POSTs are refused even with the right token.
-    let bearer = format!("Authorization: Bearer {TOKEN}\r\n");
-    let path = format!("/dead-letters/{dl}/redrive");
     for headers in [
         format!("Origin: http://evil.example\r\n{bearer}"),
         format!("Sec-Fetch-Site: cross-site\r\n{bearer}"),
         format!("Origin: null\r\n{bearer}"),
     ] {
-        let (status, _, body) = c.post(&path, &headers, "").await;
+        let (status, _, body) = c.post(path, &headers, "").await;
         assert_eq!(status, 403, "{headers}: {body}");
         assert!(body.contains("refused"), "{body}");
     }
@@ -146,6 +143,37 @@ async fn console_pages_escape_refuse_and_explain(backend: Backend) {
     );
     assert_eq!(c.open_dead_letter().await, dl, "nothing was re-driven");
     assert_eq!(c.w.sink.count(), 1, "nothing was sent");
+}
+
+/// Every console page on both databases: they render (strict templates,
+/// both SQL dialects), escape what the payload holds, refuse bad input with
+/// a page saying why, and the write routes refuse cross-site requests.
+async fn console_pages_escape_refuse_and_explain(backend: Backend) {
+    let c = Console::start(backend, &["--http-token", TOKEN]).await;
+    let ok = c.emit("Ann", "ann_x@example.org").await;
+    c.w.wait_sent(1).await;
+    c.w.sink
+        .script([Reply::Code(550, "5.1.1 no such user".into())]);
+    let evil = "<script>alert(1)</script>";
+    let bad =
+        c.w.emit(
+            "events.test.hello",
+            json!({ "name": "Bob", "email": "bob@example.org", "note": evil }),
+        )
+        .await;
+    c.w.wait_count("SELECT COUNT(*) FROM herald_dead_letters", 1)
+        .await;
+    let dl = c.open_dead_letter().await;
+
+    pages_render_escaped_with_a_strict_csp(&c, &ok, &bad, evil, dl).await;
+
+    bad_input_gets_a_page_saying_why(&c).await;
+
+    methods_are_get_and_head_except_where_post_is_meant(&c, dl).await;
+
+    let bearer = format!("Authorization: Bearer {TOKEN}\r\n");
+    let path = format!("/dead-letters/{dl}/redrive");
+    cross_site_and_forged_posts_are_refused(&c, &path, &bearer, dl).await;
 
     // The page's own cookie and field, with the token: re-driven.
     let (_, head, page) = c.get(&format!("/dead-letters/{dl}")).await;

@@ -3,7 +3,7 @@
 
 use super::{NEWSLETTER, SHOP};
 use herald_tests::db::Backend;
-use herald_tests::scenario::Scenario;
+use herald_tests::scenario::{Scenario, World};
 use herald_tests::{both_backends, http_request};
 use serde_json::{Value, json};
 
@@ -125,36 +125,9 @@ fn unsubscribe_path(m: &herald_tests::smtp::Received) -> String {
     url[path_start..].to_string()
 }
 
-/// Bulk mail (a workflow with a category) carries RFC 8058 headers; a POST
-/// to its link unsubscribes the address from that category (idempotent),
-/// a GET only shows a page, a forged token is refused and records nothing.
-/// The next newsletter is recorded `unsubscribed`; transactional mail to the
-/// same address still goes.
-async fn one_click_unsubscribe_stops_only_that_category(backend: Backend) {
-    let w = Scenario::new(backend)
-        .workflow("receipt.yaml", SHOP)
-        .workflow("news.yaml", NEWSLETTER)
-        .start()
-        .await;
-    let addr = format!("127.0.0.1:{}", herald_tests::free_port());
-    let public = format!("http://{addr}");
-    let _relay = w.relay();
-    let _worker = w.worker_with(&[
-        "--http",
-        &addr,
-        "--public-url",
-        &public,
-        "--unsubscribe-secret",
-        "test-secret-0123456789",
-        "--unsubscribe-mailto",
-        "unsubscribe@shop.example",
-    ]);
-    w.emit(
-        "events.shop.paid",
-        json!({"email": "ada@example.com", "n": 1}),
-    )
-    .await;
-    w.wait_sent(2).await;
+/// The newsletter carries List-Unsubscribe (one-click HTTPS, then mailto),
+/// the receipt none, and no mail holds the secret; the one-click path.
+fn only_the_newsletter_offers_unsubscribe(w: &World, public: &str) -> String {
     let got = w.sink.received();
     let news = got
         .iter()
@@ -185,9 +158,14 @@ async fn one_click_unsubscribe_stops_only_that_category(backend: Backend) {
         !got.iter().any(|m| m.data.contains("test-secret")),
         "the secret is not in mail"
     );
+    path
+}
 
+/// A GET (a link scanner) shows a page, and a forged token gets 400: nothing
+/// is recorded.
+async fn scanners_and_forgeries_record_nothing(w: &World, addr: &str, path: &str) {
     // A GET (a link scanner) shows a page and changes nothing.
-    let page = http_request(&addr, "GET", &path, "").await.unwrap();
+    let page = http_request(addr, "GET", path, "").await.unwrap();
     assert!(page.starts_with("HTTP/1.1 200"), "{page}");
     assert!(
         page.contains("<form") && page.contains("method=\"post\""),
@@ -196,16 +174,51 @@ async fn one_click_unsubscribe_stops_only_that_category(backend: Backend) {
     assert_eq!(w.count("SELECT COUNT(*) FROM herald_unsubscribes").await, 0);
 
     // A forged token: 400, nothing recorded.
-    let mut forged = path.clone();
+    let mut forged = path.to_string();
     let last = forged.pop().unwrap();
     forged.push(if last == 'A' { 'B' } else { 'A' });
-    let r = http_request(&addr, "POST", &forged, "List-Unsubscribe=One-Click")
+    let r = http_request(addr, "POST", &forged, "List-Unsubscribe=One-Click")
         .await
         .unwrap();
     assert!(r.starts_with("HTTP/1.1 400"), "{r}");
-    let r = http_request(&addr, "POST", "/u/garbage", "").await.unwrap();
+    let r = http_request(addr, "POST", "/u/garbage", "").await.unwrap();
     assert!(r.starts_with("HTTP/1.1 400"), "{r}");
     assert_eq!(w.count("SELECT COUNT(*) FROM herald_unsubscribes").await, 0);
+}
+
+/// Bulk mail (a workflow with a category) carries RFC 8058 headers; a POST
+/// to its link unsubscribes the address from that category (idempotent),
+/// a GET only shows a page, a forged token is refused and records nothing.
+/// The next newsletter is recorded `unsubscribed`; transactional mail to the
+/// same address still goes.
+async fn one_click_unsubscribe_stops_only_that_category(backend: Backend) {
+    let w = Scenario::new(backend)
+        .workflow("receipt.yaml", SHOP)
+        .workflow("news.yaml", NEWSLETTER)
+        .start()
+        .await;
+    let addr = format!("127.0.0.1:{}", herald_tests::free_port());
+    let public = format!("http://{addr}");
+    let _relay = w.relay();
+    let _worker = w.worker_with(&[
+        "--http",
+        &addr,
+        "--public-url",
+        &public,
+        "--unsubscribe-secret",
+        "test-secret-0123456789",
+        "--unsubscribe-mailto",
+        "unsubscribe@shop.example",
+    ]);
+    w.emit(
+        "events.shop.paid",
+        json!({"email": "ada@example.com", "n": 1}),
+    )
+    .await;
+    w.wait_sent(2).await;
+    let path = only_the_newsletter_offers_unsubscribe(&w, &public);
+
+    scanners_and_forgeries_record_nothing(&w, &addr, &path).await;
 
     // The one-click POST, twice: recorded once.
     for _ in 0..2 {

@@ -52,6 +52,111 @@ fn sqlstate(e: &DbErr) -> Option<String> {
     }
 }
 
+/// Columns and values of one row to insert.
+type Row = (Vec<&'static str>, Vec<Value>);
+
+/// A row of `subject` and `payload` only.
+fn row_of(subject: &str, payload: &str) -> Row {
+    (
+        vec!["subject", "payload"],
+        vec![subject.into(), payload.into()],
+    )
+}
+
+/// A valid row with one more column `col` set to `v`.
+fn row_with(col: &'static str, v: Value) -> Row {
+    (
+        vec!["subject", "payload", col],
+        vec!["events.a".into(), "{}".into(), v],
+    )
+}
+
+/// A valid row with an aggregate type and id.
+fn row_with_aggregate(t: &str, i: Option<&str>) -> Row {
+    (
+        vec!["subject", "payload", "aggregate_type", "aggregate_id"],
+        vec![
+            "events.a".into(),
+            "{}".into(),
+            t.into(),
+            i.map(str::to_string).into(),
+        ],
+    )
+}
+
+/// Rows the database must refuse, each with the constraint that refuses it.
+fn refused_rows(backend: Backend, over_limit: &str) -> Vec<(Row, &'static str)> {
+    let mut cases = vec![
+        (
+            row_of("orders.created", "{}"),
+            "herald_outbox_subject_under_events",
+        ),
+        (
+            row_of("events..created", "{}"),
+            "herald_outbox_subject_valid",
+        ),
+        (row_of("events.a b", "{}"), "herald_outbox_subject_valid"),
+        (row_of("events.>", "{}"), "herald_outbox_subject_valid"),
+        (row_of("events.a", "[1, 2]"), "herald_outbox_payload_object"),
+        (
+            row_of("events.a", r#""text""#),
+            "herald_outbox_payload_object",
+        ),
+        (
+            row_of("events.a", "{not json"),
+            "herald_outbox_payload_object",
+        ),
+        (
+            row_of("events.a", &over_limit),
+            "herald_outbox_payload_size",
+        ),
+        (
+            row_with("headers", r#"{"Herald-X": "1"}"#.into()),
+            "herald_outbox_headers_valid",
+        ),
+        (
+            row_with("headers", r#"{"Nats-Msg-Id": "1"}"#.into()),
+            "herald_outbox_headers_valid",
+        ),
+        (
+            row_with("headers", r#"{"a b": "1"}"#.into()),
+            "herald_outbox_headers_valid",
+        ),
+        (
+            row_with("headers", r#"{"n": 1}"#.into()),
+            "herald_outbox_headers_valid",
+        ),
+        (
+            row_with("headers", r#"{"x": "a\r\nb"}"#.into()),
+            "herald_outbox_headers_valid",
+        ),
+        (
+            row_with("headers", "[]".into()),
+            "herald_outbox_headers_valid",
+        ),
+        (
+            row_with_aggregate("a/b", Some("1")),
+            "herald_outbox_aggregate_type_valid",
+        ),
+        (
+            row_with_aggregate("contract", None),
+            "herald_outbox_aggregate_pair",
+        ),
+        (
+            row_with_aggregate("contract", Some("1\n2")),
+            "herald_outbox_aggregate_id_valid",
+        ),
+    ];
+    if backend == Backend::Sqlite {
+        // The text of a UUID where SQLite needs its 16 bytes.
+        cases.push((
+            row_with("event_id", "0190b6c3-1b2a-7c3d-8e4f-0123456789ab".into()),
+            "herald_outbox_event_id_bytes",
+        ));
+    }
+    cases
+}
+
 /// What the relay could not publish, the database refuses, and its error
 /// names the field (the constraint, or the trigger's message).
 async fn database_refuses_rows_the_relay_cannot_publish(backend: Backend) {
@@ -66,76 +171,7 @@ async fn database_refuses_rows_the_relay_cannot_publish(backend: Backend) {
         r#"{{"k":"{}"}}"#,
         "x".repeat(outbox::DEFAULT_MAX_PAYLOAD - 7)
     );
-    let sp = |subject: &str, payload: &str| -> (Vec<&'static str>, Vec<Value>) {
-        (
-            vec!["subject", "payload"],
-            vec![subject.into(), payload.into()],
-        )
-    };
-    let with = |col: &'static str, v: Value| -> (Vec<&'static str>, Vec<Value>) {
-        (
-            vec!["subject", "payload", col],
-            vec!["events.a".into(), "{}".into(), v],
-        )
-    };
-    let agg = |t: &str, i: Option<&str>| -> (Vec<&'static str>, Vec<Value>) {
-        (
-            vec!["subject", "payload", "aggregate_type", "aggregate_id"],
-            vec![
-                "events.a".into(),
-                "{}".into(),
-                t.into(),
-                i.map(str::to_string).into(),
-            ],
-        )
-    };
-    let mut cases = vec![
-        (
-            sp("orders.created", "{}"),
-            "herald_outbox_subject_under_events",
-        ),
-        (sp("events..created", "{}"), "herald_outbox_subject_valid"),
-        (sp("events.a b", "{}"), "herald_outbox_subject_valid"),
-        (sp("events.>", "{}"), "herald_outbox_subject_valid"),
-        (sp("events.a", "[1, 2]"), "herald_outbox_payload_object"),
-        (sp("events.a", r#""text""#), "herald_outbox_payload_object"),
-        (sp("events.a", "{not json"), "herald_outbox_payload_object"),
-        (sp("events.a", &over_limit), "herald_outbox_payload_size"),
-        (
-            with("headers", r#"{"Herald-X": "1"}"#.into()),
-            "herald_outbox_headers_valid",
-        ),
-        (
-            with("headers", r#"{"Nats-Msg-Id": "1"}"#.into()),
-            "herald_outbox_headers_valid",
-        ),
-        (
-            with("headers", r#"{"a b": "1"}"#.into()),
-            "herald_outbox_headers_valid",
-        ),
-        (
-            with("headers", r#"{"n": 1}"#.into()),
-            "herald_outbox_headers_valid",
-        ),
-        (
-            with("headers", r#"{"x": "a\r\nb"}"#.into()),
-            "herald_outbox_headers_valid",
-        ),
-        (with("headers", "[]".into()), "herald_outbox_headers_valid"),
-        (agg("a/b", Some("1")), "herald_outbox_aggregate_type_valid"),
-        (agg("contract", None), "herald_outbox_aggregate_pair"),
-        (
-            agg("contract", Some("1\n2")),
-            "herald_outbox_aggregate_id_valid",
-        ),
-    ];
-    if backend == Backend::Sqlite {
-        // The text of a UUID where SQLite needs its 16 bytes.
-        cases.push((
-            with("event_id", "0190b6c3-1b2a-7c3d-8e4f-0123456789ab".into()),
-            "herald_outbox_event_id_bytes",
-        ));
-    }
+    let cases = refused_rows(backend, &over_limit);
     for ((cols, values), constraint) in cases {
         let what = format!(
             "{cols:?} = {:?}",
@@ -152,7 +188,7 @@ async fn database_refuses_rows_the_relay_cannot_publish(backend: Backend) {
             "{what}: expected {constraint} in: {err}"
         );
     }
-    let (cols, values) = sp("events.a", &at_limit);
+    let (cols, values) = row_of("events.a", &at_limit);
     insert(&conn, &cols, values)
         .await
         .expect("1 MiB exactly is accepted");

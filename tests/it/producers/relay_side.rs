@@ -9,6 +9,7 @@ use herald_migration::{Migrator, MigratorTrait};
 use herald_tests::db::{Backend, TestDb};
 use herald_tests::scenario::Scenario;
 use herald_tests::{both_backends, wait};
+use sea_orm::DatabaseConnection;
 use sea_orm::{
     ConnectionTrait, DbBackend, EntityTrait, QueryOrder, Statement, TransactionTrait, Value,
 };
@@ -124,15 +125,11 @@ async fn postgres_any_insert_wakes_the_relay() {
     published(&w, 3).await;
 }
 
-/// Upgrading a database that holds rows written before the contract: every
-/// row kept as it was (even one the new checks would refuse), ordering_key
-/// derived, seq values and the sequence's high-water mark kept, indexes as
-/// migrations 1 and 2 made them.
-async fn upgrade_keeps_legacy_rows(backend: Backend) {
-    let db = TestDb::empty(backend).await;
-    let conn = db.connect().await;
-    Migrator::up(&conn, Some(2)).await.unwrap();
-    let b = conn.get_database_backend();
+/// Rows as they were written before the producer contract (migrations 1
+/// and 2 only): one with an aggregate, one with headers the new checks
+/// refuse, one published, and one pruned by retention (its seq must not be
+/// handed out again).
+async fn write_legacy_rows(conn: &DatabaseConnection) {
     let legacy = |id: i32, agg: Option<(&str, &str)>, headers: &str| -> Vec<Value> {
         vec![
             uuid::Uuid::now_v7().into(),
@@ -157,14 +154,14 @@ async fn upgrade_keeps_legacy_rows(backend: Backend) {
         "created_at",
         "attempts",
     ];
-    insert(&conn, &cols, legacy(1, Some(("contract", "1")), "{}"))
+    insert(conn, &cols, legacy(1, Some(("contract", "1")), "{}"))
         .await
         .unwrap();
-    insert(&conn, &cols, legacy(2, None, r#"{"bad name":"x"}"#))
+    insert(conn, &cols, legacy(2, None, r#"{"bad name":"x"}"#))
         .await
         .unwrap();
-    insert(&conn, &cols, legacy(3, None, "{}")).await.unwrap();
-    insert(&conn, &cols, legacy(4, None, "{}")).await.unwrap();
+    insert(conn, &cols, legacy(3, None, "{}")).await.unwrap();
+    insert(conn, &cols, legacy(4, None, "{}")).await.unwrap();
     conn.execute_unprepared(
         "UPDATE herald_outbox SET published_at = created_at, stream_seq = 7 WHERE seq = 3",
     )
@@ -174,39 +171,16 @@ async fn upgrade_keeps_legacy_rows(backend: Backend) {
     conn.execute_unprepared("DELETE FROM herald_outbox WHERE seq = 4")
         .await
         .unwrap();
-    let before = row::Entity::find()
-        .order_by_asc(row::Column::Seq)
-        .all(&conn)
-        .await
-        .unwrap();
+}
 
-    // The producer contract migration, alone: what it does to legacy rows
-    // and indexes (later migrations add their own).
-    Migrator::up(&conn, Some(1)).await.unwrap();
-    let after = row::Entity::find()
-        .order_by_asc(row::Column::Seq)
-        .all(&conn)
-        .await
-        .unwrap();
-    // The unpublished row the rules refuse is parked, saying why: the relay
-    // could not publish it (and on PostgreSQL, which checks even NOT VALID
-    // constraints on an UPDATE, it would fail every claim of its batch).
-    let mut expected = before.clone();
-    let bad = &after[1];
-    assert!(bad.parked_at.is_some());
-    assert_eq!(
-        bad.last_error.as_deref(),
-        Some("refused by the producer contract (herald migrate): herald_outbox_headers_valid")
-    );
-    expected[1].parked_at = bad.parked_at;
-    expected[1].last_error = bad.last_error.clone();
-    assert_eq!(expected, after, "every legacy row kept as it was");
-    assert_eq!(after[0].ordering_key.as_deref(), Some("contract/1"));
+/// The relay's claim still works after the upgrade, and a new row's seq
+/// comes after the pruned one.
+async fn claim_works_and_seq_continues(conn: &DatabaseConnection) {
     // The relay's claim (one UPDATE for the batch) still works: it leases
     // the pending legacy row and is not failed by the one the rules refuse.
     let now = chrono::Utc::now();
     let claimed = herald::internals::outbox::claim(
-        &conn,
+        conn,
         "test",
         now,
         now + chrono::Duration::seconds(30),
@@ -216,11 +190,11 @@ async fn upgrade_keeps_legacy_rows(backend: Backend) {
     .expect("claim after the upgrade");
     let seqs: Vec<i64> = claimed.iter().map(|c| c.seq).collect();
     assert_eq!(seqs, [1]);
-    herald::internals::outbox::release(&conn, "test", &seqs)
+    herald::internals::outbox::release(conn, "test", &seqs)
         .await
         .unwrap();
     insert(
-        &conn,
+        conn,
         &["subject", "payload"],
         vec!["events.new".into(), "{}".into()],
     )
@@ -228,12 +202,15 @@ async fn upgrade_keeps_legacy_rows(backend: Backend) {
     .unwrap();
     let newest = row::Entity::find()
         .order_by_desc(row::Column::Seq)
-        .one(&conn)
+        .one(conn)
         .await
         .unwrap()
         .unwrap();
     assert_eq!(newest.seq, 5, "seq continues after the pruned row");
+}
 
+/// The outbox's indexes are as migrations 1 and 2 made them.
+async fn indexes_are_as_migrations_made_them(conn: &DatabaseConnection, b: DbBackend) {
     let sql = match b {
         DbBackend::Postgres => {
             "SELECT indexname AS name, indexdef AS def FROM pg_indexes \
@@ -291,6 +268,49 @@ async fn upgrade_keeps_legacy_rows(backend: Backend) {
             defs[2]
         );
     }
+}
+
+/// Upgrading a database that holds rows written before the contract: every
+/// row kept as it was (even one the new checks would refuse), ordering_key
+/// derived, seq values and the sequence's high-water mark kept, indexes as
+/// migrations 1 and 2 made them.
+async fn upgrade_keeps_legacy_rows(backend: Backend) {
+    let db = TestDb::empty(backend).await;
+    let conn = db.connect().await;
+    Migrator::up(&conn, Some(2)).await.unwrap();
+    let b = conn.get_database_backend();
+    write_legacy_rows(&conn).await;
+    let before = row::Entity::find()
+        .order_by_asc(row::Column::Seq)
+        .all(&conn)
+        .await
+        .unwrap();
+
+    // The producer contract migration, alone: what it does to legacy rows
+    // and indexes (later migrations add their own).
+    Migrator::up(&conn, Some(1)).await.unwrap();
+    let after = row::Entity::find()
+        .order_by_asc(row::Column::Seq)
+        .all(&conn)
+        .await
+        .unwrap();
+    // The unpublished row the rules refuse is parked, saying why: the relay
+    // could not publish it (and on PostgreSQL, which checks even NOT VALID
+    // constraints on an UPDATE, it would fail every claim of its batch).
+    let mut expected = before.clone();
+    let bad = &after[1];
+    assert!(bad.parked_at.is_some());
+    assert_eq!(
+        bad.last_error.as_deref(),
+        Some("refused by the producer contract (herald migrate): herald_outbox_headers_valid")
+    );
+    expected[1].parked_at = bad.parked_at;
+    expected[1].last_error = bad.last_error.clone();
+    assert_eq!(expected, after, "every legacy row kept as it was");
+    assert_eq!(after[0].ordering_key.as_deref(), Some("contract/1"));
+    claim_works_and_seq_continues(&conn).await;
+
+    indexes_are_as_migrations_made_them(&conn, b).await;
     // And the checks hold for new rows.
     insert(
         &conn,

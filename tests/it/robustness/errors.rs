@@ -8,6 +8,94 @@ use herald_tests::scenario::{Scenario, run_off_runtime};
 use herald_tests::smtp::Reply;
 use std::time::{Duration, Instant};
 
+/// A SQLite file that does not exist says how to create it; a missing
+/// directory is named.
+async fn a_missing_sqlite_file_or_directory_says_so(h: &mut HeraldEnv, dir: &tempfile::TempDir) {
+    let missing = dir.path().join("nope.db");
+    h.set(
+        "HERALD_DATABASE_URL",
+        format!("sqlite://{}", missing.display()),
+    );
+    let out = run_off_runtime(&h, &["status"]).await;
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("add ?mode=rwc"), "{err}");
+    h.set("HERALD_DATABASE_URL", "sqlite:///no/such/dir/h.db?mode=rwc");
+    let err = String::from_utf8_lossy(&run_off_runtime(&h, &["status"]).await.stderr).to_string();
+    assert!(
+        err.contains("the directory /no/such/dir does not exist"),
+        "{err}"
+    );
+}
+
+/// An unknown NATS host is named as such, at once (no 10 s timeout).
+async fn an_unknown_nats_host_is_named_at_once(h: &mut HeraldEnv, db: &str) {
+    // An unknown host is named as such, at once (no 10 s timeout).
+    h.set("HERALD_NATS_URL", "nats://no-such-host.invalid:4222");
+    h.set("HERALD_DATABASE_URL", db);
+    let started = Instant::now();
+    let out = run_off_runtime(&h, &["relay"]).await;
+    let unknown = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(1), "{unknown}");
+    assert!(
+        unknown.contains("nats://no-such-host.invalid:4222")
+            && (unknown.contains("lookup") || unknown.contains("not known")),
+        "{unknown}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+/// A file the OS refuses: its error, not only SQLite's "code: 14".
+async fn a_file_the_os_refuses_names_its_error(h: &mut HeraldEnv, dir: &tempfile::TempDir) {
+    // A file the OS refuses: its error, not only SQLite's "code: 14". An
+    // immutable directory refuses even root; where chattr is not allowed
+    // (some containers) this part is skipped, and says so.
+    let locked = dir.path().join("locked");
+    std::fs::create_dir(&locked).unwrap();
+    let chattr = std::process::Command::new("chattr")
+        .arg("+i")
+        .arg(&locked)
+        .status();
+    if chattr.is_ok_and(|s| s.success()) {
+        h.set(
+            "HERALD_DATABASE_URL",
+            format!("sqlite://{}/h.db?mode=rwc", locked.display()),
+        );
+        let out = run_off_runtime(&h, &["migrate"]).await;
+        let _ = std::process::Command::new("chattr")
+            .arg("-i")
+            .arg(&locked)
+            .status();
+        let denied = String::from_utf8_lossy(&out.stderr).to_string();
+        assert_eq!(out.status.code(), Some(1), "{denied}");
+        assert!(
+            denied.contains("operation not permitted") || denied.contains("permission denied"),
+            "{denied}"
+        );
+    } else {
+        eprintln!("chattr +i is not allowed here: the permission-denied case is skipped");
+    }
+}
+
+/// No cause repeated down the chain, and no Rust Debug form.
+fn no_cause_repeated_and_no_debug_form(err: &str) {
+    let lines: Vec<&str> = err.lines().collect();
+    for (i, a) in lines.iter().enumerate() {
+        for b in &lines[i + 1..] {
+            let b = b.trim_start_matches("  caused by: ");
+            assert!(!a.contains(b), "a cause repeated:\n{err}");
+        }
+    }
+    assert!(
+        !err.contains("Some(") && !err.contains(" { "),
+        "Debug output: {err}"
+    );
+}
+
 /// Errors name their cause in a line, quickly: NATS down gives the URL and
 /// the OS error at once (not "request timed out" after 10 s); a SQLite path
 /// that does not exist says how to create it; no cause is repeated down the
@@ -41,21 +129,7 @@ async fn errors_name_their_cause() {
         "{err}"
     );
 
-    let missing = dir.path().join("nope.db");
-    h.set(
-        "HERALD_DATABASE_URL",
-        format!("sqlite://{}", missing.display()),
-    );
-    let out = run_off_runtime(&h, &["status"]).await;
-    let err = String::from_utf8_lossy(&out.stderr).to_string();
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("add ?mode=rwc"), "{err}");
-    h.set("HERALD_DATABASE_URL", "sqlite:///no/such/dir/h.db?mode=rwc");
-    let err = String::from_utf8_lossy(&run_off_runtime(&h, &["status"]).await.stderr).to_string();
-    assert!(
-        err.contains("the directory /no/such/dir does not exist"),
-        "{err}"
-    );
+    a_missing_sqlite_file_or_directory_says_so(&mut h, &dir).await;
     // A PostgreSQL port nobody listens on: the OS's reason, not sqlx's
     // "pool timed out".
     let pg = format!("postgres://postgres@127.0.0.1:{port}/nothing");
@@ -67,62 +141,9 @@ async fn errors_name_their_cause() {
         err.to_lowercase().contains("connection refused") && !err.contains("timed out"),
         "{err}"
     );
-    // An unknown host is named as such, at once (no 10 s timeout).
-    h.set("HERALD_NATS_URL", "nats://no-such-host.invalid:4222");
-    h.set("HERALD_DATABASE_URL", db.clone());
-    let started = Instant::now();
-    let out = run_off_runtime(&h, &["relay"]).await;
-    let unknown = String::from_utf8_lossy(&out.stderr).to_string();
-    assert_eq!(out.status.code(), Some(1), "{unknown}");
-    assert!(
-        unknown.contains("nats://no-such-host.invalid:4222")
-            && (unknown.contains("lookup") || unknown.contains("not known")),
-        "{unknown}"
-    );
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "took {:?}",
-        started.elapsed()
-    );
-    // A file the OS refuses: its error, not only SQLite's "code: 14". An
-    // immutable directory refuses even root; where chattr is not allowed
-    // (some containers) this part is skipped, and says so.
-    let locked = dir.path().join("locked");
-    std::fs::create_dir(&locked).unwrap();
-    let chattr = std::process::Command::new("chattr")
-        .arg("+i")
-        .arg(&locked)
-        .status();
-    if chattr.is_ok_and(|s| s.success()) {
-        h.set(
-            "HERALD_DATABASE_URL",
-            format!("sqlite://{}/h.db?mode=rwc", locked.display()),
-        );
-        let out = run_off_runtime(&h, &["migrate"]).await;
-        let _ = std::process::Command::new("chattr")
-            .arg("-i")
-            .arg(&locked)
-            .status();
-        let denied = String::from_utf8_lossy(&out.stderr).to_string();
-        assert_eq!(out.status.code(), Some(1), "{denied}");
-        assert!(
-            denied.contains("operation not permitted") || denied.contains("permission denied"),
-            "{denied}"
-        );
-    } else {
-        eprintln!("chattr +i is not allowed here: the permission-denied case is skipped");
-    }
-    let lines: Vec<&str> = err.lines().collect();
-    for (i, a) in lines.iter().enumerate() {
-        for b in &lines[i + 1..] {
-            let b = b.trim_start_matches("  caused by: ");
-            assert!(!a.contains(b), "a cause repeated:\n{err}");
-        }
-    }
-    assert!(
-        !err.contains("Some(") && !err.contains(" { "),
-        "Debug output: {err}"
-    );
+    an_unknown_nats_host_is_named_at_once(&mut h, &db).await;
+    a_file_the_os_refuses_names_its_error(&mut h, &dir).await;
+    no_cause_repeated_and_no_debug_form(&err);
     // A duration that used to panic (exit 101) in Duration::from_secs_f64.
     let out = run_off_runtime(&h, &["worker", "--ack-wait", "99999999999999999999d"]).await;
     let err = String::from_utf8_lossy(&out.stderr).to_string();
