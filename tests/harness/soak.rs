@@ -717,38 +717,16 @@ impl Soak {
             .clone();
 
         // The ledger and the dead letters.
-        let ledger: HashMap<(uuid::Uuid, String), String> = rows(
+        let ledger = by_event_and_workflow(
             &self.conn,
             "SELECT event_id, workflow, state FROM herald_deliveries",
         )
-        .await
-        .into_iter()
-        .filter_map(|row| {
-            Some((
-                (
-                    row.try_get_by_index::<uuid::Uuid>(0).ok()?,
-                    row.try_get_by_index::<String>(1).ok()?,
-                ),
-                row.try_get_by_index::<String>(2).ok()?,
-            ))
-        })
-        .collect();
-        let dead: HashMap<(uuid::Uuid, String), String> = rows(
+        .await;
+        let dead = by_event_and_workflow(
             &self.conn,
             "SELECT event_id, workflow, reason FROM herald_dead_letters WHERE discarded_at IS NULL",
         )
-        .await
-        .into_iter()
-        .filter_map(|row| {
-            Some((
-                (
-                    row.try_get_by_index::<uuid::Uuid>(0).ok()?,
-                    row.try_get_by_index::<String>(1).ok()?,
-                ),
-                row.try_get_by_index::<String>(2).ok()?,
-            ))
-        })
-        .collect();
+        .await;
 
         // The sink: copies per Message-ID, in the order they arrived.
         let received = self.sink.received();
@@ -758,78 +736,9 @@ impl Soak {
             copies.entry(m.message_id()).or_default().push(m);
         }
 
-        // Lost: every event × workflow × recipient sent (and at the sink) or
-        // dead-lettered with a reason.
-        let mut expected: Vec<(&Produced, &str)> = Vec::new();
-        for p in produced {
-            expected.push((p, "notify"));
-            if p.important {
-                expected.push((p, "audit"));
-            }
-        }
-        r.expected = expected.len();
-        for (p, wf) in &expected {
-            let key = (p.id, wf.to_string());
-            let mid = format!("<{}.{wf}.0@soak.example>", p.id);
-            let at_sink = copies.contains_key(&mid);
-            match (ledger.get(&key), dead.get(&key)) {
-                (Some(state), _) if state == "sent" && at_sink => r.sent += 1,
-                (Some(state), _) if state == "sent" => r
-                    .lost
-                    .push(format!("{wf} {} recorded sent, never at the sink", p.id)),
-                (_, Some(reason)) if !reason.trim().is_empty() => r.dead_lettered += 1,
-                (l, d) => r.lost.push(format!(
-                    "{wf} {} (agg {} n {}): ledger {l:?}, dead letter {d:?}",
-                    p.id, p.agg, p.n
-                )),
-            }
-        }
-
-        // Duplicates: each copy after the first needs a cause.
-        for (mid, cs) in &copies {
-            for pair in cs.windows(2) {
-                let (prev, next) = (pair[0], pair[1]);
-                if !prev.replied {
-                    r.duplicates_uncertain += 1;
-                } else if faults.iter().any(|f| {
-                    UNRECORDED_WINDOW.contains(&f.kind) && f.at >= prev.at && f.at <= next.at
-                }) {
-                    r.duplicates_unrecorded += 1;
-                } else {
-                    r.duplicates_unexplained.push(format!(
-                        "{mid}: a copy {:?} after one acknowledged, no fault between",
-                        next.at.duration_since(prev.at)
-                    ));
-                }
-            }
-        }
-
-        // Order: per workflow and aggregate, the first copies arrive in the
-        // order the events were produced.
-        let by_id: HashMap<String, &Produced> =
-            produced.iter().map(|p| (p.id.to_string(), p)).collect();
-        let mut seen: HashSet<String> = HashSet::new();
-        let mut last: HashMap<(String, usize), usize> = HashMap::new();
-        for m in &received {
-            let mid = m.message_id();
-            if !seen.insert(mid.clone()) {
-                continue;
-            }
-            let inner = mid.trim_matches(['<', '>']);
-            let mut parts = inner.splitn(3, '.');
-            let (Some(id), Some(wf)) = (parts.next(), parts.next()) else {
-                continue;
-            };
-            let Some(p) = by_id.get(id) else { continue };
-            if let Some(prev) = last.insert((wf.to_string(), p.agg), p.n)
-                && prev >= p.n
-            {
-                r.order_violations.push(format!(
-                    "{wf} aggregate {}: event {} emailed after event {prev}",
-                    p.agg, p.n
-                ));
-            }
-        }
+        check_lost(&mut r, produced, &ledger, &dead, &copies);
+        check_duplicates(&mut r, &copies, &faults);
+        check_order(&mut r, produced, &received);
 
         // Stuck rows and unfinished deliveries.
         r.stuck_outbox = scalar(
@@ -854,8 +763,13 @@ impl Soak {
         )
         .await;
 
-        // The stream holds every published event (after the drill, thanks
-        // to republish), each id once.
+        self.check_stream(&mut r, produced).await;
+        r
+    }
+
+    /// The stream holds every published event (after the drill, thanks
+    /// to republish), each id once.
+    async fn check_stream(&self, r: &mut Report, produced: &[Produced]) {
         let js = self.cluster.jetstream().await;
         // Right after the last partition heals the cluster may still be
         // electing a leader ("JetStream system temporarily unavailable"):
@@ -887,7 +801,115 @@ impl Soak {
             .iter()
             .filter(|p| !ids.contains_key(p.id.to_string().as_str()))
             .count();
-        r
+    }
+}
+
+/// `(event_id, workflow) → third column` of a query's rows.
+async fn by_event_and_workflow(
+    conn: &DatabaseConnection,
+    sql: &str,
+) -> HashMap<(uuid::Uuid, String), String> {
+    rows(conn, sql)
+        .await
+        .into_iter()
+        .filter_map(|row| {
+            Some((
+                (
+                    row.try_get_by_index::<uuid::Uuid>(0).ok()?,
+                    row.try_get_by_index::<String>(1).ok()?,
+                ),
+                row.try_get_by_index::<String>(2).ok()?,
+            ))
+        })
+        .collect()
+}
+
+/// Copies of each email at the sink, by Message-ID.
+type Copies<'a> = HashMap<String, Vec<&'a crate::smtp::Received>>;
+
+/// Lost: every event × workflow × recipient sent (and at the sink) or
+/// dead-lettered with a reason.
+fn check_lost(
+    r: &mut Report,
+    produced: &[Produced],
+    ledger: &HashMap<(uuid::Uuid, String), String>,
+    dead: &HashMap<(uuid::Uuid, String), String>,
+    copies: &Copies,
+) {
+    let mut expected: Vec<(&Produced, &str)> = Vec::new();
+    for p in produced {
+        expected.push((p, "notify"));
+        if p.important {
+            expected.push((p, "audit"));
+        }
+    }
+    r.expected = expected.len();
+    for (p, wf) in &expected {
+        let key = (p.id, wf.to_string());
+        let mid = format!("<{}.{wf}.0@soak.example>", p.id);
+        let at_sink = copies.contains_key(&mid);
+        match (ledger.get(&key), dead.get(&key)) {
+            (Some(state), _) if state == "sent" && at_sink => r.sent += 1,
+            (Some(state), _) if state == "sent" => r
+                .lost
+                .push(format!("{wf} {} recorded sent, never at the sink", p.id)),
+            (_, Some(reason)) if !reason.trim().is_empty() => r.dead_lettered += 1,
+            (l, d) => r.lost.push(format!(
+                "{wf} {} (agg {} n {}): ledger {l:?}, dead letter {d:?}",
+                p.id, p.agg, p.n
+            )),
+        }
+    }
+}
+
+/// Duplicates: each copy after the first needs a cause.
+fn check_duplicates(r: &mut Report, copies: &Copies, faults: &[Fault]) {
+    for (mid, cs) in copies {
+        for pair in cs.windows(2) {
+            let (prev, next) = (pair[0], pair[1]);
+            if !prev.replied {
+                r.duplicates_uncertain += 1;
+            } else if faults
+                .iter()
+                .any(|f| UNRECORDED_WINDOW.contains(&f.kind) && f.at >= prev.at && f.at <= next.at)
+            {
+                r.duplicates_unrecorded += 1;
+            } else {
+                r.duplicates_unexplained.push(format!(
+                    "{mid}: a copy {:?} after one acknowledged, no fault between",
+                    next.at.duration_since(prev.at)
+                ));
+            }
+        }
+    }
+}
+
+/// Order: per workflow and aggregate, the first copies arrive in the
+/// order the events were produced.
+fn check_order(r: &mut Report, produced: &[Produced], received: &[crate::smtp::Received]) {
+    let by_id: HashMap<String, &Produced> =
+        produced.iter().map(|p| (p.id.to_string(), p)).collect();
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut last: HashMap<(String, usize), usize> = HashMap::new();
+    for m in received {
+        let mid = m.message_id();
+        if !seen.insert(mid.clone()) {
+            continue;
+        }
+        let inner = mid.trim_matches(['<', '>']);
+        let mut parts = inner.splitn(3, '.');
+        let (Some(id), Some(wf)) = (parts.next(), parts.next()) else {
+            continue;
+        };
+        let Some(p) = by_id.get(id) else { continue };
+        if let Some(prev) = last.insert((wf.to_string(), p.agg), p.n)
+            && prev >= p.n
+        {
+            r.order_violations.push(format!(
+                "{wf} aggregate {}: event {} emailed after event {prev}",
+                p.agg, p.n
+            ));
+        }
     }
 }
 
