@@ -388,16 +388,8 @@ impl Soak {
             });
     }
 
-    /// Run the whole soak and check the invariants; the report says what it found.
-    pub async fn run(mut self) -> Report {
-        let start = Instant::now();
-        let producer = tokio::spawn(produce(
-            self.conn.clone(),
-            self.cfg.events,
-            self.cfg.aggregates,
-            self.cfg.produce_for,
-        ));
-        // Chaos while events are produced (and a little after), then quiet.
+    /// Chaos while events are produced (and a little after), then quiet.
+    async fn chaos(&mut self, start: Instant) {
         let chaos_until = start + self.cfg.produce_for + Duration::from_secs(10);
         let mut drilled = !self.cfg.drill;
         let mut wiped = !self.cfg.drill;
@@ -416,10 +408,10 @@ impl Soak {
             // condition).
             tokio::time::sleep(Duration::from_millis(self.rng.u64(200..1500))).await;
         }
-        let produced = producer.await.expect("producer task");
-        let produce_secs = produced.1.as_secs_f64();
-        let produced = produced.0;
-        // Every fault ends: the sink answers, every process and node runs.
+    }
+
+    /// Every fault ends: the sink answers, every process and node runs.
+    async fn end_every_fault(&mut self) {
         self.sink.set_outage(None);
         if let Some(n) = &self.netns {
             for i in 0..3 {
@@ -429,7 +421,11 @@ impl Soak {
         for node in &mut self.cluster.nodes {
             node.start_again().await;
         }
-        let expected = produced.len() + produced.iter().filter(|p| p.important).count();
+    }
+
+    /// Wait until `expected` deliveries are resolved, saying how far it got
+    /// every 30 s; false when the deadline passed first.
+    async fn settle(&self, start: Instant, expected: usize) -> bool {
         // Not `wait::until`: when it does not settle, the checker still runs
         // and the report says what is missing and where it stands.
         let settle_start = Instant::now();
@@ -451,10 +447,13 @@ impl Soak {
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
-        let mut report = self.check(&produced).await;
-        // No process may have exited by itself (a leader change, a node or
-        // the database going away are not reasons to), and each stops
-        // cleanly when asked.
+        settled
+    }
+
+    /// No process may have exited by itself (a leader change, a node or
+    /// the database going away are not reasons to), and each stops
+    /// cleanly when asked.
+    async fn stop_every_process(&mut self, report: &mut Report) {
         let names = (0..self.relays.len())
             .map(|i| format!("relay #{i}"))
             .chain((0..self.workers.len()).map(|i| format!("worker #{i}")));
@@ -470,6 +469,26 @@ impl Soak {
                 }
             }
         }
+    }
+
+    /// Run the whole soak and check the invariants; the report says what it found.
+    pub async fn run(mut self) -> Report {
+        let start = Instant::now();
+        let producer = tokio::spawn(produce(
+            self.conn.clone(),
+            self.cfg.events,
+            self.cfg.aggregates,
+            self.cfg.produce_for,
+        ));
+        self.chaos(start).await;
+        let produced = producer.await.expect("producer task");
+        let produce_secs = produced.1.as_secs_f64();
+        let produced = produced.0;
+        self.end_every_fault().await;
+        let expected = produced.len() + produced.iter().filter(|p| p.important).count();
+        let settled = self.settle(start, expected).await;
+        let mut report = self.check(&produced).await;
+        self.stop_every_process(&mut report).await;
         if !settled {
             report.unsettled = format!(
                 "not all {expected} deliveries sent or dead-lettered within {:?} after the chaos",
@@ -504,24 +523,75 @@ impl Soak {
     }
 
     /// One random fault, chosen by the seeded generator.
+    /// Kill -9 a relay and start another in its place.
+    fn kill_a_relay(&mut self) {
+        let i = self.rng.usize(..self.relays.len());
+        let mut new = self.spawn_relay();
+        std::mem::swap(&mut self.relays[i], &mut new);
+        new.kill9();
+        self.graveyard.push(("killed relay".into(), new));
+        self.fault("kill relay", format!("#{i}"));
+    }
+
+    /// Kill -9 a worker and start another in its place.
+    fn kill_a_worker(&mut self) {
+        let i = self.rng.usize(..self.workers.len());
+        self.workers[i].kill9();
+        self.fault("kill worker", format!("#{i}"));
+        let mut new = self.spawn_worker();
+        std::mem::swap(&mut self.workers[i], &mut new);
+        self.graveyard.push(("killed worker".into(), new));
+    }
+
+    /// A burst of 421 replies from the sink, for a random time.
+    async fn smtp_421_burst(&mut self) {
+        // A burst in time: what the senders do not meet within it
+        // is dropped. (Left queued, each 421 would meet the first
+        // send after the pause the previous one caused, and a burst
+        // of 40 would last 40 of those pauses.)
+        let n = self.rng.usize(5..40);
+        let ms = self.rng.u64(500..3000);
+        self.sink
+            .script((0..n).map(|_| Reply::Code(421, "4.3.2 try again later".into())));
+        self.fault("smtp 421 burst", format!("up to {n} replies in {ms} ms"));
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        self.sink.clear_script();
+    }
+
+    /// The sink drops a few sessions after DATA (accepted or not).
+    fn smtp_drops_after_data(&mut self) {
+        let n = self.rng.usize(1..6);
+        let replies: Vec<Reply> = (0..n)
+            .map(|_| {
+                if self.rng.bool() {
+                    Reply::AcceptThenDrop
+                } else {
+                    Reply::DropConnection
+                }
+            })
+            .collect();
+        self.sink.script(replies);
+        self.fault("smtp drops after DATA", format!("{n} sessions"));
+    }
+
+    /// The sink refuses connections or greets with 421, for a random time.
+    async fn smtp_outage(&mut self) {
+        let (outage, kind) = if self.rng.bool() {
+            (Outage::Refuse, "smtp refuses connections")
+        } else {
+            (Outage::Greet421, "smtp greets 421")
+        };
+        let ms = self.rng.u64(1000..4000);
+        self.sink.set_outage(Some(outage));
+        self.fault(kind, format!("{ms} ms"));
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        self.sink.set_outage(None);
+    }
+
     async fn one_fault(&mut self) {
         match self.rng.u32(0..100) {
-            0..12 => {
-                let i = self.rng.usize(..self.relays.len());
-                let mut new = self.spawn_relay();
-                std::mem::swap(&mut self.relays[i], &mut new);
-                new.kill9();
-                self.graveyard.push(("killed relay".into(), new));
-                self.fault("kill relay", format!("#{i}"));
-            }
-            12..27 => {
-                let i = self.rng.usize(..self.workers.len());
-                self.workers[i].kill9();
-                self.fault("kill worker", format!("#{i}"));
-                let mut new = self.spawn_worker();
-                std::mem::swap(&mut self.workers[i], &mut new);
-                self.graveyard.push(("killed worker".into(), new));
-            }
+            0..12 => self.kill_a_relay(),
+            12..27 => self.kill_a_worker(),
             27..40 if self.cfg.partitions => self.partition_the_leader().await,
             27..40 => self.restart_a_node().await,
             40..55 => {
@@ -533,45 +603,9 @@ impl Soak {
                 self.terminate_connections(which).await;
                 self.fault("terminate db connections", which.into());
             }
-            55..67 => {
-                // A burst in time: what the senders do not meet within it
-                // is dropped. (Left queued, each 421 would meet the first
-                // send after the pause the previous one caused, and a burst
-                // of 40 would last 40 of those pauses.)
-                let n = self.rng.usize(5..40);
-                let ms = self.rng.u64(500..3000);
-                self.sink
-                    .script((0..n).map(|_| Reply::Code(421, "4.3.2 try again later".into())));
-                self.fault("smtp 421 burst", format!("up to {n} replies in {ms} ms"));
-                tokio::time::sleep(Duration::from_millis(ms)).await;
-                self.sink.clear_script();
-            }
-            67..79 => {
-                let n = self.rng.usize(1..6);
-                let replies: Vec<Reply> = (0..n)
-                    .map(|_| {
-                        if self.rng.bool() {
-                            Reply::AcceptThenDrop
-                        } else {
-                            Reply::DropConnection
-                        }
-                    })
-                    .collect();
-                self.sink.script(replies);
-                self.fault("smtp drops after DATA", format!("{n} sessions"));
-            }
-            79..90 => {
-                let (outage, kind) = if self.rng.bool() {
-                    (Outage::Refuse, "smtp refuses connections")
-                } else {
-                    (Outage::Greet421, "smtp greets 421")
-                };
-                let ms = self.rng.u64(1000..4000);
-                self.sink.set_outage(Some(outage));
-                self.fault(kind, format!("{ms} ms"));
-                tokio::time::sleep(Duration::from_millis(ms)).await;
-                self.sink.set_outage(None);
-            }
+            55..67 => self.smtp_421_burst().await,
+            67..79 => self.smtp_drops_after_data(),
+            79..90 => self.smtp_outage().await,
             90..95 => {
                 if self.cluster.step_down("HERALD").await {
                     self.fault("leader step-down", String::new());
