@@ -189,6 +189,22 @@ async fn a_delay_survives_a_worker_restart(backend: Backend) {
     );
 }
 
+/// When the quiet workflow's scheduled email is due.
+async fn quiet_schedule_due_at(w: &World) -> chrono::DateTime<chrono::Utc> {
+    use sea_orm::ConnectionTrait;
+    let row = w
+        .env
+        .conn
+        .query_one_raw(sea_orm::Statement::from_string(
+            w.env.conn.get_database_backend(),
+            "SELECT due_at FROM herald_schedule WHERE workflow = 'quiet'",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    row.try_get("", "due_at").unwrap()
+}
+
 /// A `send_at` in the past sends at once (it is never dropped); one inside
 /// quiet hours waits until they end, in the recipient's time zone.
 async fn send_at_and_quiet_hours(backend: Backend) {
@@ -243,20 +259,7 @@ email:
         1,
     )
     .await;
-    let due: chrono::DateTime<chrono::Utc> = {
-        use sea_orm::ConnectionTrait;
-        let row = w
-            .env
-            .conn
-            .query_one_raw(sea_orm::Statement::from_string(
-                w.env.conn.get_database_backend(),
-                "SELECT due_at FROM herald_schedule WHERE workflow = 'quiet'",
-            ))
-            .await
-            .unwrap()
-            .unwrap();
-        row.try_get("", "due_at").unwrap()
-    };
+    let due = quiet_schedule_due_at(&w).await;
     assert_eq!(hm(due), to, "due when the quiet hours end");
     assert!(due > now + chrono::Duration::minutes(90));
     // A bad send_at is the event's error, dead-lettered with what it was.

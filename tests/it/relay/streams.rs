@@ -11,15 +11,11 @@ use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Transactio
 use serde_json::json;
 use std::time::Duration;
 
-/// A row with a subject no stream covers (written before the database
-/// refused such rows, or with the checks off) used to stay pending forever
-/// with `attempts 0` and no error. It is parked at once, naming the cause,
-/// and only its own aggregate waits behind it.
-async fn a_subject_no_stream_covers_is_parked_at_once(backend: Backend) {
-    let env = TestEnv::start(backend).await;
+/// A row under `orders.` (no stream covers it), written as an old schema
+/// (or plain SQL without the checks) could.
+async fn write_a_row_outside_the_stream(env: &TestEnv, backend: Backend) {
     let sql =
         |s: &str| sea_orm::Statement::from_string(env.conn.get_database_backend(), s.to_string());
-    // Write the row as an old schema (or plain SQL without the checks) could.
     match backend {
         Backend::Postgres => {
             env.conn
@@ -50,6 +46,15 @@ async fn a_subject_no_stream_covers_is_parked_at_once(backend: Backend) {
             .await
             .unwrap();
     }
+}
+
+/// A row with a subject no stream covers (written before the database
+/// refused such rows, or with the checks off) used to stay pending forever
+/// with `attempts 0` and no error. It is parked at once, naming the cause,
+/// and only its own aggregate waits behind it.
+async fn a_subject_no_stream_covers_is_parked_at_once(backend: Backend) {
+    let env = TestEnv::start(backend).await;
+    write_a_row_outside_the_stream(&env, backend).await;
     let txn = env.conn.begin().await.unwrap();
     for (agg, n) in [("1", 1), ("2", 2)] {
         enqueue(

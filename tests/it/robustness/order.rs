@@ -5,7 +5,7 @@ use super::NUMBERED;
 use herald::outbox::{NewEvent, enqueue};
 use herald_tests::db::Backend;
 use herald_tests::scenario::Scenario;
-use herald_tests::smtp::Reply;
+use herald_tests::smtp::{Received, Reply};
 use herald_tests::{both_backends, wait};
 use sea_orm::TransactionTrait;
 use serde_json::json;
@@ -26,6 +26,38 @@ retry:
   backoff: { initial: 50ms, max: 200ms }
 "#;
 
+/// A sink that delays its replies at random, refuses some messages (451) and
+/// drops some sessions after the message.
+fn chaotic_replies(rng: &mut fastrand::Rng) -> Vec<Reply> {
+    (0..1500)
+        .map(|_| match rng.u32(0..100) {
+            0..5 => Reply::Code(451, "4.3.0 try again".into()),
+            5..7 => Reply::DropConnection,
+            _ => Reply::Delay(Duration::from_millis(rng.u64(0..15))),
+        })
+        .collect()
+}
+
+/// For every aggregate, the first copies arrived in the order emitted.
+fn each_aggregate_in_order(got: &[Received], aggregates: usize, per: usize) {
+    for a in 0..aggregates {
+        let to = format!("a{a}@example.com");
+        let mut seen = Vec::new();
+        for m in got.iter().filter(|m| m.rcpt_to == vec![to.clone()]) {
+            let n: usize = m.header("Subject").unwrap()[2..].parse().unwrap();
+            // A crash-window resend repeats a message; order is about firsts.
+            if !seen.contains(&n) {
+                seen.push(n);
+            }
+        }
+        assert_eq!(
+            seen,
+            (0..per).collect::<Vec<_>>(),
+            "aggregate {a} out of order: {seen:?}"
+        );
+    }
+}
+
 /// Per-aggregate order end to end: 50 aggregates × 20 events, two relays
 /// (one killed -9 mid-run and restarted; every 7th row refused once before
 /// it is published, so it backs off while later rows of its aggregate are
@@ -39,14 +71,7 @@ async fn order_per_aggregate_end_to_end(backend: Backend) {
         .start()
         .await;
     let mut rng = herald_tests::rng("order_per_aggregate_end_to_end");
-    let replies: Vec<Reply> = (0..1500)
-        .map(|_| match rng.u32(0..100) {
-            0..5 => Reply::Code(451, "4.3.0 try again".into()),
-            5..7 => Reply::DropConnection,
-            _ => Reply::Delay(Duration::from_millis(rng.u64(0..15))),
-        })
-        .collect();
-    w.sink.script(replies);
+    w.sink.script(chaotic_replies(&mut rng));
     let (aggregates, per) = (50usize, 20usize);
     let txn_events: Vec<(usize, usize)> = (0..per)
         .flat_map(|n| (0..aggregates).map(move |a| (a, n)))
@@ -96,23 +121,7 @@ async fn order_per_aggregate_end_to_end(backend: Backend) {
             > 0,
         "the relay's injected failures happened"
     );
-    let got = w.sink.received();
-    for a in 0..aggregates {
-        let to = format!("a{a}@example.com");
-        let mut seen = Vec::new();
-        for m in got.iter().filter(|m| m.rcpt_to == vec![to.clone()]) {
-            let n: usize = m.header("Subject").unwrap()[2..].parse().unwrap();
-            // A crash-window resend repeats a message; order is about firsts.
-            if !seen.contains(&n) {
-                seen.push(n);
-            }
-        }
-        assert_eq!(
-            seen,
-            (0..per).collect::<Vec<_>>(),
-            "aggregate {a} out of order: {seen:?}"
-        );
-    }
+    each_aggregate_in_order(&w.sink.received(), aggregates, per);
     assert_eq!(w.count("SELECT COUNT(*) FROM herald_dead_letters").await, 0);
 }
 

@@ -5,9 +5,59 @@ use herald_tests::db::Backend;
 use herald_tests::golden::{golden, normalize};
 use herald_tests::process::HeraldEnv;
 use herald_tests::scenario::Scenario;
+use herald_tests::smtp::Received;
 use herald_tests::{both_backends, wait};
 use serde_json::json;
 use std::time::Duration;
+
+/// contract-signed-welcome: one email, to the parent, with its Message-ID.
+fn one_welcome_email_to_the_parent(got: &[Received], id: &str) {
+    let welcome: Vec<_> = got
+        .iter()
+        .filter(|m| {
+            m.header("Subject")
+                .is_some_and(|s| s.starts_with("Welcome"))
+        })
+        .collect();
+    assert_eq!(welcome.len(), 1);
+    let m = welcome[0];
+    assert_eq!(
+        m.header("Subject").unwrap(),
+        "Welcome to U12 Tigers, Sam Lee"
+    );
+    assert_eq!(m.rcpt_to, vec!["alex@example.com".to_string()]);
+    assert_eq!(
+        m.message_id(),
+        format!("<{id}.contract-signed-welcome.0@club.example>")
+    );
+    assert!(m.data.contains("https://groupme.com/join_group/123/abc"));
+}
+
+/// The campaign wave: 50 distinct members, each with its own code.
+fn each_member_got_its_own_code(got: &[Received]) {
+    let mut codes: Vec<String> = got
+        .iter()
+        .filter(|m| m.header("X-Campaign").is_some())
+        .map(|m| {
+            let to = m.rcpt_to[0].clone();
+            let n: usize = to
+                .trim_start_matches('m')
+                .split('@')
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!(
+                m.data.contains(&format!("CODE-{n:03}")),
+                "{to} got its own code"
+            );
+            to
+        })
+        .collect();
+    codes.sort();
+    codes.dedup();
+    assert_eq!(codes.len(), 50, "50 distinct recipients");
+}
 
 async fn example_workflows_send_expected_emails(backend: Backend) {
     let w = Scenario::new(backend).examples().start().await;
@@ -41,47 +91,8 @@ async fn example_workflows_send_expected_emails(backend: Backend) {
     })
     .await;
     let got = w.sink.received();
-    let welcome: Vec<_> = got
-        .iter()
-        .filter(|m| {
-            m.header("Subject")
-                .is_some_and(|s| s.starts_with("Welcome"))
-        })
-        .collect();
-    assert_eq!(welcome.len(), 1);
-    let m = welcome[0];
-    assert_eq!(
-        m.header("Subject").unwrap(),
-        "Welcome to U12 Tigers, Sam Lee"
-    );
-    assert_eq!(m.rcpt_to, vec!["alex@example.com".to_string()]);
-    assert_eq!(
-        m.message_id(),
-        format!("<{id}.contract-signed-welcome.0@club.example>")
-    );
-    assert!(m.data.contains("https://groupme.com/join_group/123/abc"));
-    let mut codes: Vec<String> = got
-        .iter()
-        .filter(|m| m.header("X-Campaign").is_some())
-        .map(|m| {
-            let to = m.rcpt_to[0].clone();
-            let n: usize = to
-                .trim_start_matches('m')
-                .split('@')
-                .next()
-                .unwrap()
-                .parse()
-                .unwrap();
-            assert!(
-                m.data.contains(&format!("CODE-{n:03}")),
-                "{to} got its own code"
-            );
-            to
-        })
-        .collect();
-    codes.sort();
-    codes.dedup();
-    assert_eq!(codes.len(), 50, "50 distinct recipients");
+    one_welcome_email_to_the_parent(&got, &id);
+    each_member_got_its_own_code(&got);
     // What the application asks in place of its own per-member email status.
     w.wait_sent(51).await;
     let wave = herald::ledger::deliveries_of(&w.env.conn, wave.parse().unwrap())
