@@ -78,7 +78,7 @@ async fn usage_errors_exit_2(env: &HeraldEnv, good: &str, unpaid: &str) {
                 "send-test",
                 "nope",
                 "--payload",
-                &good,
+                good,
                 "--to",
                 "me@dev.example",
             ],
@@ -111,7 +111,7 @@ async fn usage_errors_exit_2(env: &HeraldEnv, good: &str, unpaid: &str) {
                 "send-test",
                 "receipt",
                 "--payload",
-                &unpaid,
+                unpaid,
                 "--to",
                 "me@dev.example",
             ],
@@ -122,7 +122,7 @@ async fn usage_errors_exit_2(env: &HeraldEnv, good: &str, unpaid: &str) {
                 "send-test",
                 "receipt",
                 "--payload",
-                &good,
+                good,
                 "--to",
                 "not an address",
             ],
@@ -133,7 +133,7 @@ async fn usage_errors_exit_2(env: &HeraldEnv, good: &str, unpaid: &str) {
                 "send-test",
                 "receipt",
                 "--payload",
-                &good,
+                good,
                 "--to",
                 "me@dev.example",
                 "--smtp-url",
@@ -154,7 +154,7 @@ async fn usage_errors_exit_2(env: &HeraldEnv, good: &str, unpaid: &str) {
         ),
     ];
     for (args, needle) in cases {
-        let out = run_off_runtime(&env, args).await;
+        let out = run_off_runtime(env, args).await;
         let err = text(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
         assert!(err.contains(needle), "{args:?}: {err}");

@@ -127,15 +127,15 @@ async fn cross_site_and_forged_posts_are_refused(c: &Console, path: &str, bearer
     // another value: refused.
     let form = format!("token={TOKEN}&csrf=0123456789abcdef0123456789abcdef");
     let (status, _, body) = c
-        .post(&path, &format!("Origin: http://{}\r\n", c.addr), &form)
+        .post(path, &format!("Origin: http://{}\r\n", c.addr), &form)
         .await;
     assert_eq!(status, 403, "{body}");
     assert!(body.contains("CSRF"), "{body}");
     let cookie = "Cookie: herald_csrf=fedcba9876543210fedcba9876543210\r\n";
-    let (status, _, _) = c.post(&path, cookie, &form).await;
+    let (status, _, _) = c.post(path, cookie, &form).await;
     assert_eq!(status, 403);
     // A wrong token: refused.
-    let (status, _, body) = c.post(&path, "Authorization: Bearer nope\r\n", "").await;
+    let (status, _, body) = c.post(path, "Authorization: Bearer nope\r\n", "").await;
     assert_eq!(
         (status, body.contains("Wrong token")),
         (403, true),

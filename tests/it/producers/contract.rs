@@ -114,7 +114,7 @@ async fn disagreement(
     for (k, v) in &headers {
         ev = ev.header(*k, *v);
     }
-    let rust = outbox::validate(&ev, &opts);
+    let rust = outbox::validate(&ev, opts);
     let txn = conn.begin().await.unwrap();
     let database = insert(
         &txn,

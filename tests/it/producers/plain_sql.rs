@@ -106,10 +106,7 @@ fn refused_rows(backend: Backend, over_limit: &str) -> Vec<(Row, &'static str)> 
             row_of("events.a", "{not json"),
             "herald_outbox_payload_object",
         ),
-        (
-            row_of("events.a", &over_limit),
-            "herald_outbox_payload_size",
-        ),
+        (row_of("events.a", over_limit), "herald_outbox_payload_size"),
         (
             row_with("headers", r#"{"Herald-X": "1"}"#.into()),
             "herald_outbox_headers_valid",

@@ -16,12 +16,12 @@ async fn a_missing_sqlite_file_or_directory_says_so(h: &mut HeraldEnv, dir: &tem
         "HERALD_DATABASE_URL",
         format!("sqlite://{}", missing.display()),
     );
-    let out = run_off_runtime(&h, &["status"]).await;
+    let out = run_off_runtime(h, &["status"]).await;
     let err = String::from_utf8_lossy(&out.stderr).to_string();
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("add ?mode=rwc"), "{err}");
     h.set("HERALD_DATABASE_URL", "sqlite:///no/such/dir/h.db?mode=rwc");
-    let err = String::from_utf8_lossy(&run_off_runtime(&h, &["status"]).await.stderr).to_string();
+    let err = String::from_utf8_lossy(&run_off_runtime(h, &["status"]).await.stderr).to_string();
     assert!(
         err.contains("the directory /no/such/dir does not exist"),
         "{err}"
@@ -34,7 +34,7 @@ async fn an_unknown_nats_host_is_named_at_once(h: &mut HeraldEnv, db: &str) {
     h.set("HERALD_NATS_URL", "nats://no-such-host.invalid:4222");
     h.set("HERALD_DATABASE_URL", db);
     let started = Instant::now();
-    let out = run_off_runtime(&h, &["relay"]).await;
+    let out = run_off_runtime(h, &["relay"]).await;
     let unknown = String::from_utf8_lossy(&out.stderr).to_string();
     assert_eq!(out.status.code(), Some(1), "{unknown}");
     assert!(
@@ -65,7 +65,7 @@ async fn a_file_the_os_refuses_names_its_error(h: &mut HeraldEnv, dir: &tempfile
             "HERALD_DATABASE_URL",
             format!("sqlite://{}/h.db?mode=rwc", locked.display()),
         );
-        let out = run_off_runtime(&h, &["migrate"]).await;
+        let out = run_off_runtime(h, &["migrate"]).await;
         let _ = std::process::Command::new("chattr")
             .arg("-i")
             .arg(&locked)
