@@ -10,17 +10,7 @@
 //! probe waits for the server); a session that broke after the final "."
 //! is `Uncertain` (the server may have the message).
 //!
-//! ```no_run
-//! # async fn example(email: herald::workflow::render::Email) -> Result<(), Box<dyn std::error::Error>> {
-//! use herald::smtp::{SendError, Transport};
-//! let transport = Transport::from_url("smtp://user:pass@mail.example.org:587?rate=50/s")?;
-//! match transport.send(&email, "0196f0c2.welcome.0@example.org").await {
-//!     Ok(reply) => println!("accepted: {reply}"),
-//!     Err(SendError::Rejected { code, .. }) => println!("the message was refused ({code})"),
-//!     Err(e) => println!("try again later: {e}"),
-//! }
-//! # Ok(()) }
-//! ```
+//! Sending one email: see the example of [`Transport`].
 mod file;
 mod gate;
 mod message;
