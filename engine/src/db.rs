@@ -1,4 +1,11 @@
 //! Database connections: URL checks, pool settings per backend, migrations.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), herald::db::DbError> {
+//! let db = herald::db::connect("postgres://herald@db.internal/herald").await?;
+//! herald::db::migrate(&db).await?;
+//! # Ok(()) }
+//! ```
 use std::time::Duration;
 
 use herald_migration::{Migrator, MigratorTrait};

@@ -1,5 +1,14 @@
 //! The dead-letter store: deliveries a workflow gave up on, kept whole
 //! (payload and headers) so an operator can read why and re-drive them.
+//!
+//! ```no_run
+//! # async fn example(db: sea_orm::DatabaseConnection) -> Result<(), sea_orm::DbErr> {
+//! // What an operator reads first: each dead letter and why.
+//! for dl in herald::dlq::list(&db, None, false).await? {
+//!     println!("#{} {} event {}: {}", dl.id, dl.workflow, dl.event_id, dl.reason);
+//! }
+//! # Ok(()) }
+//! ```
 use crate::EventId;
 use chrono::Utc;
 use herald_entities::dead_letter;

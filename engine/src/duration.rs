@@ -1,4 +1,11 @@
 //! Human durations in flags and YAML: `500ms`, `30s`, `5m`, `2h`, `7d`.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! assert_eq!(herald::duration::parse("5m")?, Duration::from_secs(300));
+//! assert_eq!(herald::duration::human(Duration::from_millis(1500)), "1.5s");
+//! # Ok::<(), herald::duration::DurationError>(())
+//! ```
 use std::time::Duration;
 
 /// A duration that could not be read, with the input (cut at 64 characters)

@@ -2,6 +2,17 @@
 //! kind to match on ([`Error::kind`]), a message that names the cause in one
 //! line, and the underlying error kept as the source (for logs that want the
 //! chain). Nothing is flattened into a bare `String`.
+//!
+//! ```no_run
+//! # async fn example(relay: herald::relay::Relay) {
+//! use herald::relay::RelayErrorKind;
+//! if let Err(e) = relay.run_once().await {
+//!     // One line naming the cause; the kind says what to do about it.
+//!     let retry = matches!(e.kind(), RelayErrorKind::Database);
+//!     eprintln!("{e} (retry: {retry})");
+//! }
+//! # }
+//! ```
 use std::fmt;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;

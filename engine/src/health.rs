@@ -2,6 +2,16 @@
 //! the metrics and the logs: each part (the database, NATS, the SMTP
 //! transport, each workflow's consumer, the relay) reports its state here,
 //! and the process is ready only when every part is.
+//!
+//! ```no_run
+//! use herald::health::{Check, Health};
+//! let health = Health::new();
+//! health.set("database", Check::Ok);
+//! health.set("smtp", Check::Failing("connection refused".into()));
+//! if !health.is_ready() {
+//!     // `/readyz` answers 503 and names the failing part.
+//! }
+//! ```
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

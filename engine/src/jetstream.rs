@@ -1,4 +1,12 @@
 //! The JetStream side of Herald: connecting, the events stream and its settings.
+//!
+//! ```no_run
+//! # async fn example() -> Result<(), Box<dyn std::error::Error>> {
+//! use herald::jetstream::{StreamSettings, connect, open_stream};
+//! let js = async_nats::jetstream::new(connect("nats://127.0.0.1:4222", "my-app").await?);
+//! let stream = open_stream(&js, &StreamSettings::named("HERALD")).await?;
+//! # Ok(()) }
+//! ```
 use std::time::Duration;
 
 use async_nats::jetstream::{self, stream};

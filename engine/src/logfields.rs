@@ -3,6 +3,11 @@
 //! as written (`workflows=["a","b"]`), and the JSON log format turns these
 //! fields into real arrays, so a log pipeline reads them without splitting
 //! strings.
+//!
+//! ```no_run
+//! let workflows = vec!["welcome".to_string(), "digest".to_string()];
+//! tracing::info!(workflows = %herald::logfields::list(&workflows), "worker started");
+//! ```
 
 /// The fields whose values are [`list`]s.
 ///

@@ -8,6 +8,12 @@
 //! transport's rate, which then recovers, doubling every 30 s without
 //! another one. A transport without a configured rate is paused instead,
 //! for a second, then two, then four (up to a minute) while the replies go on.
+//!
+//! ```no_run
+//! let rate = herald::rate::Rate::parse("50/s")?.with_burst(100);
+//! assert_eq!(rate.per_second, 50.0);
+//! # Ok::<(), herald::error::InvalidValue>(())
+//! ```
 use std::time::Duration;
 
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement, Value};

@@ -3,6 +3,19 @@
 //! durable consumer is untouched) and sends each message through the normal
 //! path, so the ledger decides: deliveries already sent are skipped unless
 //! `resend` is set.
+//!
+//! ```no_run
+//! # async fn example(worker: herald::worker::Worker, js: async_nats::jetstream::Context) -> Result<(), Box<dyn std::error::Error>> {
+//! use herald::replay::{ReplayOptions, Start, replay};
+//! let catalog = worker.catalog();
+//! let wf = catalog.get("welcome").ok_or("no workflow welcome")?;
+//! // Everything since the outage began; what was already sent is skipped.
+//! let opts = ReplayOptions::from(Start::Time("2026-11-20T08:00:00Z".parse()?));
+//! let stop = tokio_util::sync::CancellationToken::new();
+//! let summary = replay(&worker, &js, "HERALD", wf, &opts, |_| {}, stop).await?;
+//! println!("sent {}", summary.sent);
+//! # Ok(()) }
+//! ```
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer};

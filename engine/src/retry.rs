@@ -2,6 +2,14 @@
 //! the worker (send attempts of a delivery): exponential backoff from the
 //! `backoff` crate, without jitter, because the delay is stored (outbox
 //! `next_attempt_at`) or handed to JetStream (nak delay) and must be reproducible.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! let policy = herald::retry::RetryPolicy { max_attempts: 5, ..Default::default() };
+//! // Reproducible delays: the same attempt always waits as long.
+//! assert_eq!(policy.delay(2), policy.delay(2));
+//! assert!(policy.delay(1) <= Duration::from_secs(3600));
+//! ```
 use std::time::Duration;
 
 /// How many attempts, and how long to wait after each failed one.

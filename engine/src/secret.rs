@@ -3,6 +3,13 @@
 //! prints, logs or puts in an error goes through [`redact_url`], and the
 //! settings that hold one are [`SecretUrl`]s, whose `Display` and `Debug`
 //! redact.
+//!
+//! ```no_run
+//! let url = "smtp://mailer:S3cret@mail.example.org:587";
+//! let shown = herald::secret::redact_url(url);
+//! assert!(!shown.contains("S3cret"));
+//! tracing::info!(smtp = %shown, "sending through");
+//! ```
 use std::fmt;
 
 /// What replaces a secret.

@@ -1,6 +1,13 @@
 //! `herald status`: one snapshot of everything an operator asks first —
 //! outbox backlog and parked rows, the stream, each workflow's consumer lag,
 //! ledger counts by state, dead letters. The database part never needs NATS.
+//!
+//! ```no_run
+//! # async fn example(db: sea_orm::DatabaseConnection) -> Result<(), sea_orm::DbErr> {
+//! let status = herald::status::from_database(&db).await?;
+//! println!("{}", herald::status::render_text(&status));
+//! # Ok(()) }
+//! ```
 use std::collections::BTreeMap;
 
 use async_nats::jetstream;

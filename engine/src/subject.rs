@@ -1,5 +1,12 @@
 //! NATS subject rules: what Herald accepts as an event subject (publishable,
 //! no wildcards) and as a workflow filter (wildcards allowed).
+//!
+//! ```no_run
+//! use herald::subject::{matches, validate_event_subject, validate_filter};
+//! assert!(validate_event_subject("events.invoice.paid").is_ok());
+//! assert!(validate_filter("events.invoice.>").is_ok());
+//! assert!(matches("events.invoice.>", "events.invoice.paid"));
+//! ```
 
 /// Every Herald event subject lives under this prefix; the stream captures `events.>`.
 ///

@@ -3,6 +3,14 @@
 //! no further mail. Later deliveries to it are recorded `suppressed`: not
 //! sent, not dead-lettered. A workflow may opt out (`ignore_suppression:
 //! true`, for mail the user asked for, such as a password reset).
+//!
+//! ```no_run
+//! # async fn example(db: sea_orm::DatabaseConnection) -> Result<(), sea_orm::DbErr> {
+//! for s in herald::suppression::list(&db).await? {
+//!     println!("{} ({}): {}", s.address, s.source, s.reason);
+//! }
+//! # Ok(()) }
+//! ```
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, Statement, Value};
 

@@ -1,5 +1,12 @@
 //! "Where is my email?": one event's life from the outbox row through each
 //! workflow's deliveries and dead letters.
+//!
+//! ```no_run
+//! # async fn example(db: sea_orm::DatabaseConnection, id: herald::EventId) -> Result<(), Box<dyn std::error::Error>> {
+//! let t = herald::trace::trace(&db, id).await?;
+//! println!("{} deliveries, {} dead letters", t.deliveries.len(), t.dead_letters.len());
+//! # Ok(()) }
+//! ```
 use crate::EventId;
 use herald_entities::{dead_letter, outbox};
 use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder};

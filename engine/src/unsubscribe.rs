@@ -5,6 +5,15 @@
 //! signed with HMAC-SHA256 under `--unsubscribe-secret`: only Herald can make
 //! one, so a forged or altered token is refused and nothing is recorded.
 //! Only a POST unsubscribes (link scanners follow GETs); it is idempotent.
+//!
+//! ```no_run
+//! use herald::unsubscribe::Unsubscribe;
+//! let u = Unsubscribe::new("0123456789abcdef-signing-key", "https://mail.example.org", None)?;
+//! let token = u.token("ada@example.com", "newsletter");
+//! assert!(u.verify(&token).is_ok());
+//! assert!(u.verify("forged").is_err());
+//! # Ok::<(), herald::error::InvalidValue>(())
+//! ```
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::Utc;

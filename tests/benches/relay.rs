@@ -281,6 +281,44 @@ async fn steady_latency(
     )
 }
 
+/// The durability setting: the same raw publishing against a server that
+/// fsyncs every write (`sync_interval: always`).
+async fn raw_publish_synced(n: usize) -> Duration {
+    let synced = NatsServer::start_with_jetstream("sync_interval: always").await;
+    let sjs = synced.jetstream().await;
+    herald::jetstream::ensure_stream(&sjs, &Default::default())
+        .await
+        .unwrap();
+    let raw_synced = raw_publish(&sjs, n).await;
+    drop(synced);
+    raw_synced
+}
+
+/// Herald's relay over an outbox of `n` rows: how long it took; the stream
+/// holds them all.
+async fn herald_relay_over_a_full_outbox(
+    db: &DatabaseConnection,
+    relay_db: &DatabaseConnection,
+    js: &async_nats::jetstream::Context,
+    n: usize,
+) -> Duration {
+    fill(db, n).await;
+    let ours = herald_relay(relay_db, js, n, RelayConfig::default().in_flight).await;
+    assert_eq!(
+        js.get_stream("HERALD")
+            .await
+            .unwrap()
+            .info()
+            .await
+            .unwrap()
+            .state
+            .messages as usize,
+        n
+    );
+    purge(js).await;
+    ours
+}
+
 async fn bench(backend: Backend) {
     let n = size("HERALD_BENCH_EVENTS", 100_000);
     let naive_n = size("HERALD_BENCH_NAIVE", 2_000);
@@ -304,20 +342,7 @@ async fn bench(backend: Backend) {
     let raw = raw_publish(&js, n).await;
     purge(&js).await;
 
-    fill(&db, n).await;
-    let ours = herald_relay(&relay_db, &js, n, RelayConfig::default().in_flight).await;
-    assert_eq!(
-        js.get_stream("HERALD")
-            .await
-            .unwrap()
-            .info()
-            .await
-            .unwrap()
-            .state
-            .messages as usize,
-        n
-    );
-    purge(&js).await;
+    let ours = herald_relay_over_a_full_outbox(&db, &relay_db, &js, n).await;
     db.execute_unprepared("DELETE FROM herald_outbox")
         .await
         .unwrap();
@@ -333,15 +358,7 @@ async fn bench(backend: Backend) {
     };
     let (ln, p50, p99) = steady_latency(&db, &relay_db, &js, poll, secs).await;
 
-    // The durability setting: the same raw publishing against a server that
-    // fsyncs every write (`sync_interval: always`).
-    let synced = NatsServer::start_with_jetstream("sync_interval: always").await;
-    let sjs = synced.jetstream().await;
-    herald::jetstream::ensure_stream(&sjs, &Default::default())
-        .await
-        .unwrap();
-    let raw_synced = raw_publish(&sjs, n).await;
-    drop(synced);
+    let raw_synced = raw_publish_synced(n).await;
 
     let (r_raw, r_ours, r_naive) = (rate(n, raw), rate(n, ours), rate(nn, naive));
     let r_synced = rate(n, raw_synced);

@@ -9,6 +9,7 @@
 //! HERALD_BENCH_ONLY=latency runs (c) alone; HERALD_BENCH_DUMP=PREFIX writes
 //! each event's legs of (c) to PREFIX.BACKEND.csv (commit offset, total,
 //! relay, pickup, send in ms) and the two processes' debug logs beside it.
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,7 +26,7 @@ use herald_tests::process::HeraldEnv;
 use herald_tests::smtp::SmtpSink;
 use mail_send::SmtpClientBuilder;
 use mail_send::smtp::message::{Address, Message, Parameters};
-use sea_orm::{ConnectionTrait, Statement, TransactionTrait};
+use sea_orm::{ConnectionTrait, DatabaseConnection, Statement, TransactionTrait};
 use serde_json::json;
 
 const WORKFLOW: &str = r#"
@@ -162,6 +163,73 @@ async fn worker_e2e(backend: Backend, sink: &SmtpSink, n: usize) -> Duration {
     took
 }
 
+/// Wait until the relay made the stream and the worker bound its consumer.
+async fn wait_until_bound(js: &async_nats::jetstream::Context) {
+    loop {
+        if let Ok(s) = js.get_stream("HERALD").await
+            && s.get_consumer::<async_nats::jetstream::consumer::pull::Config>("herald-bench")
+                .await
+                .is_ok()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Enqueue `total` events, `per_sec` a second; when each commit returned.
+async fn enqueue_at_rate(
+    db: &DatabaseConnection,
+    per_sec: usize,
+    total: usize,
+) -> HashMap<uuid::Uuid, chrono::DateTime<chrono::Utc>> {
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / per_sec as f64));
+    let mut committed = HashMap::new();
+    for i in 0..total {
+        tick.tick().await;
+        let txn = db.begin().await.unwrap();
+        let id = enqueue(&txn, NewEvent::new("events.bench.sent", payload(i)))
+            .await
+            .unwrap();
+        txn.commit().await.unwrap();
+        // From the moment the commit returned: "commit → SMTP accepted".
+        committed.insert(id.as_uuid(), chrono::Utc::now());
+    }
+    committed
+}
+
+/// Per event: [total, relay (commit → PubAck recorded), pickup (→ ledger
+/// claim), send (claim → SMTP accepted), commit offset from the start].
+async fn phase_samples(
+    db: &DatabaseConnection,
+    committed: &HashMap<uuid::Uuid, chrono::DateTime<chrono::Utc>>,
+    t0: chrono::DateTime<chrono::Utc>,
+) -> Vec<[f64; 5]> {
+    let rows = db
+        .query_all_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT d.event_id AS e, o.published_at AS p, d.created_at AS c, d.sent_at AS s \
+             FROM herald_deliveries d JOIN herald_outbox o ON o.event_id = d.event_id",
+        ))
+        .await
+        .unwrap();
+    let ms = |a: chrono::DateTime<chrono::Utc>, b: chrono::DateTime<chrono::Utc>| {
+        (b - a).num_microseconds().unwrap_or(0).max(0) as f64 / 1000.0
+    };
+    // Per event: [total, relay (commit → PubAck recorded), pickup (→ ledger
+    // claim), send (claim → SMTP accepted), commit offset from the start].
+    rows.iter()
+        .filter_map(|r| {
+            let e: uuid::Uuid = r.try_get("", "e").ok()?;
+            let c = *committed.get(&e)?;
+            let p: chrono::DateTime<chrono::Utc> = r.try_get("", "p").ok()?;
+            let cl: chrono::DateTime<chrono::Utc> = r.try_get("", "c").ok()?;
+            let s: chrono::DateTime<chrono::Utc> = r.try_get("", "s").ok()?;
+            Some([ms(c, s), ms(c, p), ms(p, cl), ms(cl, s), ms(t0, c)])
+        })
+        .collect()
+}
+
 async fn steady_latency(
     backend: Backend,
     sink: &SmtpSink,
@@ -193,58 +261,15 @@ async fn steady_latency(
     let mut worker = env.spawn(&["worker"]);
     // Let both bind (stream, consumer) before the clock starts.
     let js = nats.jetstream().await;
-    loop {
-        if let Ok(s) = js.get_stream("HERALD").await
-            && s.get_consumer::<async_nats::jetstream::consumer::pull::Config>("herald-bench")
-                .await
-                .is_ok()
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until_bound(&js).await;
     let before = sink.count();
     let total = per_sec * secs as usize;
-    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / per_sec as f64));
-    let mut committed = std::collections::HashMap::new();
     let t0 = chrono::Utc::now();
-    for i in 0..total {
-        tick.tick().await;
-        let txn = db.begin().await.unwrap();
-        let id = enqueue(&txn, NewEvent::new("events.bench.sent", payload(i)))
-            .await
-            .unwrap();
-        txn.commit().await.unwrap();
-        // From the moment the commit returned: "commit → SMTP accepted".
-        committed.insert(id.as_uuid(), chrono::Utc::now());
-    }
+    let committed = enqueue_at_rate(&db, per_sec, total).await;
     while sink.count() < before + total {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let rows = db
-        .query_all_raw(Statement::from_string(
-            db.get_database_backend(),
-            "SELECT d.event_id AS e, o.published_at AS p, d.created_at AS c, d.sent_at AS s \
-             FROM herald_deliveries d JOIN herald_outbox o ON o.event_id = d.event_id",
-        ))
-        .await
-        .unwrap();
-    let ms = |a: chrono::DateTime<chrono::Utc>, b: chrono::DateTime<chrono::Utc>| {
-        (b - a).num_microseconds().unwrap_or(0).max(0) as f64 / 1000.0
-    };
-    // Per event: [total, relay (commit → PubAck recorded), pickup (→ ledger
-    // claim), send (claim → SMTP accepted), commit offset from the start].
-    let samples: Vec<[f64; 5]> = rows
-        .iter()
-        .filter_map(|r| {
-            let e: uuid::Uuid = r.try_get("", "e").ok()?;
-            let c = *committed.get(&e)?;
-            let p: chrono::DateTime<chrono::Utc> = r.try_get("", "p").ok()?;
-            let cl: chrono::DateTime<chrono::Utc> = r.try_get("", "c").ok()?;
-            let s: chrono::DateTime<chrono::Utc> = r.try_get("", "s").ok()?;
-            Some([ms(c, s), ms(c, p), ms(p, cl), ms(cl, s), ms(t0, c)])
-        })
-        .collect();
+    let samples = phase_samples(&db, &committed, t0).await;
     relay.terminate(Duration::from_secs(30)).await;
     worker.terminate(Duration::from_secs(30)).await;
     if let Ok(path) = std::env::var("HERALD_BENCH_DUMP") {

@@ -425,6 +425,160 @@ async fn session(
     Ok(())
 }
 
+/// AUTH PLAIN (RFC 4616: base64("authzid\0user\0password")): the
+/// credentials recorded, and the reply.
+fn auth_plain(state: &Arc<Mutex<State>>, arg: &str) -> &'static [u8] {
+    use base64::Engine as _;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(arg.trim())
+        .unwrap_or_default();
+    let parts: Vec<String> = decoded
+        .split(|b| *b == 0)
+        .map(|p| String::from_utf8_lossy(p).into_owned())
+        .collect();
+    if let [_, user, pass] = parts.as_slice() {
+        state.lock().unwrap_or_else(|p| p.into_inner()).auth = Some((user.clone(), pass.clone()));
+        b"235 2.7.0 Authentication successful\r\n"
+    } else {
+        b"501 5.5.2 Cannot decode AUTH PLAIN\r\n"
+    }
+}
+
+/// Is this MAIL FROM over the sink's token bucket? (Counted as throttled.)
+fn over_the_bucket(state: &Arc<Mutex<State>>) -> bool {
+    let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
+    let over = s.bucket.as_mut().is_some_and(|b| !b.take());
+    if over {
+        s.throttled += 1;
+    }
+    over
+}
+
+/// The scripted reply to RCPT TO `to`, if any (counted as refused).
+fn scripted_rcpt_reply(state: &Arc<Mutex<State>>, to: &str) -> Option<(u16, String)> {
+    let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
+    let r = s.rcpt_replies.get(&to.to_ascii_lowercase()).cloned();
+    if r.is_some() {
+        s.rcpt_refused += 1;
+    }
+    r
+}
+
+/// The message after DATA, up to the final ".", dot-stuffing undone; None
+/// when the client hung up.
+async fn read_data<R>(r: &mut R) -> std::io::Result<Option<String>>
+where
+    R: tokio::io::AsyncBufRead + Unpin,
+{
+    let mut data = String::new();
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if r.read_line(&mut line).await? == 0 {
+            return Ok(None);
+        }
+        if line == ".\r\n" {
+            break;
+        }
+        // Undo dot-stuffing.
+        let l = line.strip_prefix('.').unwrap_or(&line);
+        data.push_str(l);
+    }
+    Ok(Some(data))
+}
+
+/// Keep a received message; its index.
+fn record(state: &Arc<Mutex<State>>, m: Received) -> usize {
+    let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
+    s.received.push(m);
+    s.received.len() - 1
+}
+
+/// DATA: the message, then the scripted reply (accept, a code, a delay, a
+/// drop, a stall); false when the session ends here.
+async fn data<S>(
+    r: &mut BufReader<S>,
+    state: &Arc<Mutex<State>>,
+    from: &str,
+    rcpts: &[String],
+    is_tls: bool,
+    admitted: std::time::Instant,
+) -> std::io::Result<bool>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    r.get_mut()
+        .write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n")
+        .await?;
+    let Some(data) = read_data(r).await? else {
+        return Ok(false);
+    };
+    let reply = {
+        let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
+        s.data_commands += 1;
+        s.script.pop_front().unwrap_or(Reply::Accept)
+    };
+    if let Reply::Delay(d) = reply {
+        tokio::time::sleep(d).await;
+    }
+    if reply == Reply::Stall {
+        // Hold the session open without a word until the client gives up.
+        tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+        return Ok(false);
+    }
+    let index = if matches!(
+        reply,
+        Reply::Accept | Reply::Delay(_) | Reply::AcceptThenDrop
+    ) {
+        Some(record(
+            state,
+            Received {
+                mail_from: from.to_string(),
+                rcpt_to: rcpts.to_vec(),
+                data: data.clone(),
+                tls: is_tls,
+                at: admitted,
+                replied: false,
+            },
+        ))
+    } else {
+        None
+    };
+    match reply {
+        Reply::Accept | Reply::Delay(_) => {
+            r.get_mut().write_all(b"250 2.0.0 OK queued\r\n").await?;
+            r.get_mut().flush().await?;
+            if let Some(i) = index {
+                let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
+                if let Some(m) = s.received.get_mut(i) {
+                    m.replied = true;
+                }
+            }
+        }
+        Reply::Code(code, text) => {
+            r.get_mut()
+                .write_all(format!("{code} {text}\r\n").as_bytes())
+                .await?
+        }
+        Reply::DropConnection | Reply::AcceptThenDrop | Reply::Stall => return Ok(false),
+    }
+    Ok(true)
+}
+
+/// The EHLO reply: the sink's extensions, STARTTLS when offered.
+async fn ehlo<W>(w: &mut W, starttls: bool) -> std::io::Result<()>
+where
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    let tls_line: &[u8] = if starttls { b"250-STARTTLS\r\n" } else { b"" };
+    w.write_all(b"250-herald-test-sink\r\n250-PIPELINING\r\n250-8BITMIME\r\n")
+        .await?;
+    w.write_all(tls_line).await?;
+    w.write_all(b"250-AUTH PLAIN\r\n250 SIZE 52428800\r\n")
+        .await?;
+    Ok(())
+}
+
 /// One SMTP conversation over `stream`; returns the stream when the client
 /// asked for STARTTLS (offered when `starttls` is set).
 async fn converse<S>(
@@ -457,18 +611,7 @@ where
         let cmd = line.trim_end().to_string();
         let upper = cmd.to_ascii_uppercase();
         if upper.starts_with("EHLO") {
-            let tls_line: &[u8] = if starttls.is_some() {
-                b"250-STARTTLS\r\n"
-            } else {
-                b""
-            };
-            r.get_mut()
-                .write_all(b"250-herald-test-sink\r\n250-PIPELINING\r\n250-8BITMIME\r\n")
-                .await?;
-            r.get_mut().write_all(tls_line).await?;
-            r.get_mut()
-                .write_all(b"250-AUTH PLAIN\r\n250 SIZE 52428800\r\n")
-                .await?;
+            ehlo(r.get_mut(), starttls.is_some()).await?;
         } else if upper == "STARTTLS" && starttls.is_some() {
             r.get_mut()
                 .write_all(b"220 2.0.0 Ready to start TLS\r\n")
@@ -477,36 +620,9 @@ where
         } else if upper.starts_with("HELO") {
             r.get_mut().write_all(b"250 herald-test-sink\r\n").await?;
         } else if upper.starts_with("AUTH PLAIN ") {
-            // RFC 4616: base64("authzid\0user\0password").
-            use base64::Engine as _;
-            let decoded = base64::engine::general_purpose::STANDARD
-                .decode(cmd[11..].trim())
-                .unwrap_or_default();
-            let parts: Vec<String> = decoded
-                .split(|b| *b == 0)
-                .map(|p| String::from_utf8_lossy(p).into_owned())
-                .collect();
-            if let [_, user, pass] = parts.as_slice() {
-                state.lock().unwrap_or_else(|p| p.into_inner()).auth =
-                    Some((user.clone(), pass.clone()));
-                r.get_mut()
-                    .write_all(b"235 2.7.0 Authentication successful\r\n")
-                    .await?;
-            } else {
-                r.get_mut()
-                    .write_all(b"501 5.5.2 Cannot decode AUTH PLAIN\r\n")
-                    .await?;
-            }
+            r.get_mut().write_all(auth_plain(state, &cmd[11..])).await?;
         } else if upper.starts_with("MAIL FROM:") {
-            let over = {
-                let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
-                let over = s.bucket.as_mut().is_some_and(|b| !b.take());
-                if over {
-                    s.throttled += 1;
-                }
-                over
-            };
-            if over {
+            if over_the_bucket(state) {
                 r.get_mut()
                     .write_all(b"421 4.7.0 Too many messages, slow down\r\n")
                     .await?;
@@ -518,15 +634,7 @@ where
             r.get_mut().write_all(b"250 2.1.0 OK\r\n").await?;
         } else if upper.starts_with("RCPT TO:") {
             let to = addr(&cmd[8..]);
-            let scripted = {
-                let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
-                let r = s.rcpt_replies.get(&to.to_ascii_lowercase()).cloned();
-                if r.is_some() {
-                    s.rcpt_refused += 1;
-                }
-                r
-            };
-            match scripted {
+            match scripted_rcpt_reply(state, &to) {
                 Some((code, text)) => {
                     r.get_mut()
                         .write_all(format!("{code} {text}\r\n").as_bytes())
@@ -538,71 +646,8 @@ where
                 }
             }
         } else if upper == "DATA" {
-            r.get_mut()
-                .write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n")
-                .await?;
-            let mut data = String::new();
-            loop {
-                line.clear();
-                if r.read_line(&mut line).await? == 0 {
-                    return Ok(None);
-                }
-                if line == ".\r\n" {
-                    break;
-                }
-                // Undo dot-stuffing.
-                let l = line.strip_prefix('.').unwrap_or(&line);
-                data.push_str(l);
-            }
-            let reply = {
-                let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
-                s.data_commands += 1;
-                s.script.pop_front().unwrap_or(Reply::Accept)
-            };
-            if let Reply::Delay(d) = reply {
-                tokio::time::sleep(d).await;
-            }
-            if reply == Reply::Stall {
-                // Hold the session open without a word until the client gives up.
-                tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+            if !data(&mut r, state, &from, &rcpts, is_tls, admitted).await? {
                 return Ok(None);
-            }
-            let (reply, index) = {
-                let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
-                let mut index = None;
-                if matches!(
-                    reply,
-                    Reply::Accept | Reply::Delay(_) | Reply::AcceptThenDrop
-                ) {
-                    index = Some(s.received.len());
-                    s.received.push(Received {
-                        mail_from: from.clone(),
-                        rcpt_to: rcpts.clone(),
-                        data: data.clone(),
-                        tls: is_tls,
-                        at: admitted,
-                        replied: false,
-                    });
-                }
-                (reply, index)
-            };
-            match reply {
-                Reply::Accept | Reply::Delay(_) => {
-                    r.get_mut().write_all(b"250 2.0.0 OK queued\r\n").await?;
-                    r.get_mut().flush().await?;
-                    if let Some(i) = index {
-                        let mut s = state.lock().unwrap_or_else(|p| p.into_inner());
-                        if let Some(m) = s.received.get_mut(i) {
-                            m.replied = true;
-                        }
-                    }
-                }
-                Reply::Code(code, text) => {
-                    r.get_mut()
-                        .write_all(format!("{code} {text}\r\n").as_bytes())
-                        .await?
-                }
-                Reply::DropConnection | Reply::AcceptThenDrop | Reply::Stall => return Ok(None),
             }
         } else if upper == "RSET" || upper == "NOOP" {
             r.get_mut().write_all(b"250 2.0.0 OK\r\n").await?;

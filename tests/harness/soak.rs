@@ -388,16 +388,8 @@ impl Soak {
             });
     }
 
-    /// Run the whole soak and check the invariants; the report says what it found.
-    pub async fn run(mut self) -> Report {
-        let start = Instant::now();
-        let producer = tokio::spawn(produce(
-            self.conn.clone(),
-            self.cfg.events,
-            self.cfg.aggregates,
-            self.cfg.produce_for,
-        ));
-        // Chaos while events are produced (and a little after), then quiet.
+    /// Chaos while events are produced (and a little after), then quiet.
+    async fn chaos(&mut self, start: Instant) {
         let chaos_until = start + self.cfg.produce_for + Duration::from_secs(10);
         let mut drilled = !self.cfg.drill;
         let mut wiped = !self.cfg.drill;
@@ -416,10 +408,10 @@ impl Soak {
             // condition).
             tokio::time::sleep(Duration::from_millis(self.rng.u64(200..1500))).await;
         }
-        let produced = producer.await.expect("producer task");
-        let produce_secs = produced.1.as_secs_f64();
-        let produced = produced.0;
-        // Every fault ends: the sink answers, every process and node runs.
+    }
+
+    /// Every fault ends: the sink answers, every process and node runs.
+    async fn end_every_fault(&mut self) {
         self.sink.set_outage(None);
         if let Some(n) = &self.netns {
             for i in 0..3 {
@@ -429,7 +421,11 @@ impl Soak {
         for node in &mut self.cluster.nodes {
             node.start_again().await;
         }
-        let expected = produced.len() + produced.iter().filter(|p| p.important).count();
+    }
+
+    /// Wait until `expected` deliveries are resolved, saying how far it got
+    /// every 30 s; false when the deadline passed first.
+    async fn settle(&self, start: Instant, expected: usize) -> bool {
         // Not `wait::until`: when it does not settle, the checker still runs
         // and the report says what is missing and where it stands.
         let settle_start = Instant::now();
@@ -451,10 +447,13 @@ impl Soak {
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
-        let mut report = self.check(&produced).await;
-        // No process may have exited by itself (a leader change, a node or
-        // the database going away are not reasons to), and each stops
-        // cleanly when asked.
+        settled
+    }
+
+    /// No process may have exited by itself (a leader change, a node or
+    /// the database going away are not reasons to), and each stops
+    /// cleanly when asked.
+    async fn stop_every_process(&mut self, report: &mut Report) {
         let names = (0..self.relays.len())
             .map(|i| format!("relay #{i}"))
             .chain((0..self.workers.len()).map(|i| format!("worker #{i}")));
@@ -470,6 +469,26 @@ impl Soak {
                 }
             }
         }
+    }
+
+    /// Run the whole soak and check the invariants; the report says what it found.
+    pub async fn run(mut self) -> Report {
+        let start = Instant::now();
+        let producer = tokio::spawn(produce(
+            self.conn.clone(),
+            self.cfg.events,
+            self.cfg.aggregates,
+            self.cfg.produce_for,
+        ));
+        self.chaos(start).await;
+        let produced = producer.await.expect("producer task");
+        let produce_secs = produced.1.as_secs_f64();
+        let produced = produced.0;
+        self.end_every_fault().await;
+        let expected = produced.len() + produced.iter().filter(|p| p.important).count();
+        let settled = self.settle(start, expected).await;
+        let mut report = self.check(&produced).await;
+        self.stop_every_process(&mut report).await;
         if !settled {
             report.unsettled = format!(
                 "not all {expected} deliveries sent or dead-lettered within {:?} after the chaos",
@@ -504,24 +523,75 @@ impl Soak {
     }
 
     /// One random fault, chosen by the seeded generator.
+    /// Kill -9 a relay and start another in its place.
+    fn kill_a_relay(&mut self) {
+        let i = self.rng.usize(..self.relays.len());
+        let mut new = self.spawn_relay();
+        std::mem::swap(&mut self.relays[i], &mut new);
+        new.kill9();
+        self.graveyard.push(("killed relay".into(), new));
+        self.fault("kill relay", format!("#{i}"));
+    }
+
+    /// Kill -9 a worker and start another in its place.
+    fn kill_a_worker(&mut self) {
+        let i = self.rng.usize(..self.workers.len());
+        self.workers[i].kill9();
+        self.fault("kill worker", format!("#{i}"));
+        let mut new = self.spawn_worker();
+        std::mem::swap(&mut self.workers[i], &mut new);
+        self.graveyard.push(("killed worker".into(), new));
+    }
+
+    /// A burst of 421 replies from the sink, for a random time.
+    async fn smtp_421_burst(&mut self) {
+        // A burst in time: what the senders do not meet within it
+        // is dropped. (Left queued, each 421 would meet the first
+        // send after the pause the previous one caused, and a burst
+        // of 40 would last 40 of those pauses.)
+        let n = self.rng.usize(5..40);
+        let ms = self.rng.u64(500..3000);
+        self.sink
+            .script((0..n).map(|_| Reply::Code(421, "4.3.2 try again later".into())));
+        self.fault("smtp 421 burst", format!("up to {n} replies in {ms} ms"));
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        self.sink.clear_script();
+    }
+
+    /// The sink drops a few sessions after DATA (accepted or not).
+    fn smtp_drops_after_data(&mut self) {
+        let n = self.rng.usize(1..6);
+        let replies: Vec<Reply> = (0..n)
+            .map(|_| {
+                if self.rng.bool() {
+                    Reply::AcceptThenDrop
+                } else {
+                    Reply::DropConnection
+                }
+            })
+            .collect();
+        self.sink.script(replies);
+        self.fault("smtp drops after DATA", format!("{n} sessions"));
+    }
+
+    /// The sink refuses connections or greets with 421, for a random time.
+    async fn smtp_outage(&mut self) {
+        let (outage, kind) = if self.rng.bool() {
+            (Outage::Refuse, "smtp refuses connections")
+        } else {
+            (Outage::Greet421, "smtp greets 421")
+        };
+        let ms = self.rng.u64(1000..4000);
+        self.sink.set_outage(Some(outage));
+        self.fault(kind, format!("{ms} ms"));
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        self.sink.set_outage(None);
+    }
+
     async fn one_fault(&mut self) {
         match self.rng.u32(0..100) {
-            0..12 => {
-                let i = self.rng.usize(..self.relays.len());
-                let mut new = self.spawn_relay();
-                std::mem::swap(&mut self.relays[i], &mut new);
-                new.kill9();
-                self.graveyard.push(("killed relay".into(), new));
-                self.fault("kill relay", format!("#{i}"));
-            }
-            12..27 => {
-                let i = self.rng.usize(..self.workers.len());
-                self.workers[i].kill9();
-                self.fault("kill worker", format!("#{i}"));
-                let mut new = self.spawn_worker();
-                std::mem::swap(&mut self.workers[i], &mut new);
-                self.graveyard.push(("killed worker".into(), new));
-            }
+            0..12 => self.kill_a_relay(),
+            12..27 => self.kill_a_worker(),
             27..40 if self.cfg.partitions => self.partition_the_leader().await,
             27..40 => self.restart_a_node().await,
             40..55 => {
@@ -533,45 +603,9 @@ impl Soak {
                 self.terminate_connections(which).await;
                 self.fault("terminate db connections", which.into());
             }
-            55..67 => {
-                // A burst in time: what the senders do not meet within it
-                // is dropped. (Left queued, each 421 would meet the first
-                // send after the pause the previous one caused, and a burst
-                // of 40 would last 40 of those pauses.)
-                let n = self.rng.usize(5..40);
-                let ms = self.rng.u64(500..3000);
-                self.sink
-                    .script((0..n).map(|_| Reply::Code(421, "4.3.2 try again later".into())));
-                self.fault("smtp 421 burst", format!("up to {n} replies in {ms} ms"));
-                tokio::time::sleep(Duration::from_millis(ms)).await;
-                self.sink.clear_script();
-            }
-            67..79 => {
-                let n = self.rng.usize(1..6);
-                let replies: Vec<Reply> = (0..n)
-                    .map(|_| {
-                        if self.rng.bool() {
-                            Reply::AcceptThenDrop
-                        } else {
-                            Reply::DropConnection
-                        }
-                    })
-                    .collect();
-                self.sink.script(replies);
-                self.fault("smtp drops after DATA", format!("{n} sessions"));
-            }
-            79..90 => {
-                let (outage, kind) = if self.rng.bool() {
-                    (Outage::Refuse, "smtp refuses connections")
-                } else {
-                    (Outage::Greet421, "smtp greets 421")
-                };
-                let ms = self.rng.u64(1000..4000);
-                self.sink.set_outage(Some(outage));
-                self.fault(kind, format!("{ms} ms"));
-                tokio::time::sleep(Duration::from_millis(ms)).await;
-                self.sink.set_outage(None);
-            }
+            55..67 => self.smtp_421_burst().await,
+            67..79 => self.smtp_drops_after_data(),
+            79..90 => self.smtp_outage().await,
             90..95 => {
                 if self.cluster.step_down("HERALD").await {
                     self.fault("leader step-down", String::new());
@@ -717,38 +751,16 @@ impl Soak {
             .clone();
 
         // The ledger and the dead letters.
-        let ledger: HashMap<(uuid::Uuid, String), String> = rows(
+        let ledger = by_event_and_workflow(
             &self.conn,
             "SELECT event_id, workflow, state FROM herald_deliveries",
         )
-        .await
-        .into_iter()
-        .filter_map(|row| {
-            Some((
-                (
-                    row.try_get_by_index::<uuid::Uuid>(0).ok()?,
-                    row.try_get_by_index::<String>(1).ok()?,
-                ),
-                row.try_get_by_index::<String>(2).ok()?,
-            ))
-        })
-        .collect();
-        let dead: HashMap<(uuid::Uuid, String), String> = rows(
+        .await;
+        let dead = by_event_and_workflow(
             &self.conn,
             "SELECT event_id, workflow, reason FROM herald_dead_letters WHERE discarded_at IS NULL",
         )
-        .await
-        .into_iter()
-        .filter_map(|row| {
-            Some((
-                (
-                    row.try_get_by_index::<uuid::Uuid>(0).ok()?,
-                    row.try_get_by_index::<String>(1).ok()?,
-                ),
-                row.try_get_by_index::<String>(2).ok()?,
-            ))
-        })
-        .collect();
+        .await;
 
         // The sink: copies per Message-ID, in the order they arrived.
         let received = self.sink.received();
@@ -758,78 +770,9 @@ impl Soak {
             copies.entry(m.message_id()).or_default().push(m);
         }
 
-        // Lost: every event × workflow × recipient sent (and at the sink) or
-        // dead-lettered with a reason.
-        let mut expected: Vec<(&Produced, &str)> = Vec::new();
-        for p in produced {
-            expected.push((p, "notify"));
-            if p.important {
-                expected.push((p, "audit"));
-            }
-        }
-        r.expected = expected.len();
-        for (p, wf) in &expected {
-            let key = (p.id, wf.to_string());
-            let mid = format!("<{}.{wf}.0@soak.example>", p.id);
-            let at_sink = copies.contains_key(&mid);
-            match (ledger.get(&key), dead.get(&key)) {
-                (Some(state), _) if state == "sent" && at_sink => r.sent += 1,
-                (Some(state), _) if state == "sent" => r
-                    .lost
-                    .push(format!("{wf} {} recorded sent, never at the sink", p.id)),
-                (_, Some(reason)) if !reason.trim().is_empty() => r.dead_lettered += 1,
-                (l, d) => r.lost.push(format!(
-                    "{wf} {} (agg {} n {}): ledger {l:?}, dead letter {d:?}",
-                    p.id, p.agg, p.n
-                )),
-            }
-        }
-
-        // Duplicates: each copy after the first needs a cause.
-        for (mid, cs) in &copies {
-            for pair in cs.windows(2) {
-                let (prev, next) = (pair[0], pair[1]);
-                if !prev.replied {
-                    r.duplicates_uncertain += 1;
-                } else if faults.iter().any(|f| {
-                    UNRECORDED_WINDOW.contains(&f.kind) && f.at >= prev.at && f.at <= next.at
-                }) {
-                    r.duplicates_unrecorded += 1;
-                } else {
-                    r.duplicates_unexplained.push(format!(
-                        "{mid}: a copy {:?} after one acknowledged, no fault between",
-                        next.at.duration_since(prev.at)
-                    ));
-                }
-            }
-        }
-
-        // Order: per workflow and aggregate, the first copies arrive in the
-        // order the events were produced.
-        let by_id: HashMap<String, &Produced> =
-            produced.iter().map(|p| (p.id.to_string(), p)).collect();
-        let mut seen: HashSet<String> = HashSet::new();
-        let mut last: HashMap<(String, usize), usize> = HashMap::new();
-        for m in &received {
-            let mid = m.message_id();
-            if !seen.insert(mid.clone()) {
-                continue;
-            }
-            let inner = mid.trim_matches(['<', '>']);
-            let mut parts = inner.splitn(3, '.');
-            let (Some(id), Some(wf)) = (parts.next(), parts.next()) else {
-                continue;
-            };
-            let Some(p) = by_id.get(id) else { continue };
-            if let Some(prev) = last.insert((wf.to_string(), p.agg), p.n)
-                && prev >= p.n
-            {
-                r.order_violations.push(format!(
-                    "{wf} aggregate {}: event {} emailed after event {prev}",
-                    p.agg, p.n
-                ));
-            }
-        }
+        check_lost(&mut r, produced, &ledger, &dead, &copies);
+        check_duplicates(&mut r, &copies, &faults);
+        check_order(&mut r, produced, &received);
 
         // Stuck rows and unfinished deliveries.
         r.stuck_outbox = scalar(
@@ -854,8 +797,13 @@ impl Soak {
         )
         .await;
 
-        // The stream holds every published event (after the drill, thanks
-        // to republish), each id once.
+        self.check_stream(&mut r, produced).await;
+        r
+    }
+
+    /// The stream holds every published event (after the drill, thanks
+    /// to republish), each id once.
+    async fn check_stream(&self, r: &mut Report, produced: &[Produced]) {
         let js = self.cluster.jetstream().await;
         // Right after the last partition heals the cluster may still be
         // electing a leader ("JetStream system temporarily unavailable"):
@@ -887,7 +835,115 @@ impl Soak {
             .iter()
             .filter(|p| !ids.contains_key(p.id.to_string().as_str()))
             .count();
-        r
+    }
+}
+
+/// `(event_id, workflow) → third column` of a query's rows.
+async fn by_event_and_workflow(
+    conn: &DatabaseConnection,
+    sql: &str,
+) -> HashMap<(uuid::Uuid, String), String> {
+    rows(conn, sql)
+        .await
+        .into_iter()
+        .filter_map(|row| {
+            Some((
+                (
+                    row.try_get_by_index::<uuid::Uuid>(0).ok()?,
+                    row.try_get_by_index::<String>(1).ok()?,
+                ),
+                row.try_get_by_index::<String>(2).ok()?,
+            ))
+        })
+        .collect()
+}
+
+/// Copies of each email at the sink, by Message-ID.
+type Copies<'a> = HashMap<String, Vec<&'a crate::smtp::Received>>;
+
+/// Lost: every event × workflow × recipient sent (and at the sink) or
+/// dead-lettered with a reason.
+fn check_lost(
+    r: &mut Report,
+    produced: &[Produced],
+    ledger: &HashMap<(uuid::Uuid, String), String>,
+    dead: &HashMap<(uuid::Uuid, String), String>,
+    copies: &Copies,
+) {
+    let mut expected: Vec<(&Produced, &str)> = Vec::new();
+    for p in produced {
+        expected.push((p, "notify"));
+        if p.important {
+            expected.push((p, "audit"));
+        }
+    }
+    r.expected = expected.len();
+    for (p, wf) in &expected {
+        let key = (p.id, wf.to_string());
+        let mid = format!("<{}.{wf}.0@soak.example>", p.id);
+        let at_sink = copies.contains_key(&mid);
+        match (ledger.get(&key), dead.get(&key)) {
+            (Some(state), _) if state == "sent" && at_sink => r.sent += 1,
+            (Some(state), _) if state == "sent" => r
+                .lost
+                .push(format!("{wf} {} recorded sent, never at the sink", p.id)),
+            (_, Some(reason)) if !reason.trim().is_empty() => r.dead_lettered += 1,
+            (l, d) => r.lost.push(format!(
+                "{wf} {} (agg {} n {}): ledger {l:?}, dead letter {d:?}",
+                p.id, p.agg, p.n
+            )),
+        }
+    }
+}
+
+/// Duplicates: each copy after the first needs a cause.
+fn check_duplicates(r: &mut Report, copies: &Copies, faults: &[Fault]) {
+    for (mid, cs) in copies {
+        for pair in cs.windows(2) {
+            let (prev, next) = (pair[0], pair[1]);
+            if !prev.replied {
+                r.duplicates_uncertain += 1;
+            } else if faults
+                .iter()
+                .any(|f| UNRECORDED_WINDOW.contains(&f.kind) && f.at >= prev.at && f.at <= next.at)
+            {
+                r.duplicates_unrecorded += 1;
+            } else {
+                r.duplicates_unexplained.push(format!(
+                    "{mid}: a copy {:?} after one acknowledged, no fault between",
+                    next.at.duration_since(prev.at)
+                ));
+            }
+        }
+    }
+}
+
+/// Order: per workflow and aggregate, the first copies arrive in the
+/// order the events were produced.
+fn check_order(r: &mut Report, produced: &[Produced], received: &[crate::smtp::Received]) {
+    let by_id: HashMap<String, &Produced> =
+        produced.iter().map(|p| (p.id.to_string(), p)).collect();
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut last: HashMap<(String, usize), usize> = HashMap::new();
+    for m in received {
+        let mid = m.message_id();
+        if !seen.insert(mid.clone()) {
+            continue;
+        }
+        let inner = mid.trim_matches(['<', '>']);
+        let mut parts = inner.splitn(3, '.');
+        let (Some(id), Some(wf)) = (parts.next(), parts.next()) else {
+            continue;
+        };
+        let Some(p) = by_id.get(id) else { continue };
+        if let Some(prev) = last.insert((wf.to_string(), p.agg), p.n)
+            && prev >= p.n
+        {
+            r.order_violations.push(format!(
+                "{wf} aggregate {}: event {} emailed after event {prev}",
+                p.agg, p.n
+            ));
+        }
     }
 }
 

@@ -5,6 +5,7 @@
 //! with its file:line:col logged, and the running set goes on.
 use herald_tests::both_backends;
 use herald_tests::db::Backend;
+use herald_tests::process::Herald;
 use herald_tests::scenario::{Scenario, World};
 use herald_tests::{http_request, wait};
 use serde_json::json;
@@ -32,6 +33,34 @@ async fn subjects_received(w: &World) -> Vec<String> {
         .iter()
         .map(|m| m.header("Subject").unwrap_or_default())
         .collect()
+}
+
+/// A broken set: refused, logged with file:line:col; the running set goes on.
+async fn a_broken_set_is_refused_and_the_running_set_goes_on(
+    w: &World,
+    worker: &Herald,
+    addr: &str,
+    v2: &str,
+) {
+    let dir = w.workflows_dir();
+    std::fs::write(dir.join("bad.yaml"), "name: bad\non: { subjects: [events.bad] }\nemail:\n  from: a@example.com\n  to: b@example.com\n  subject: \"{{date event.at \\\"%Q\\\"}}\"\n  text: x\n").unwrap();
+    worker.signal("HUP");
+    let bad = dir.join("bad.yaml").display().to_string();
+    wait::until("the refusal is logged", wait::DEFAULT, || async {
+        worker.log().contains("reload refused")
+    })
+    .await;
+    let log = worker.log();
+    assert!(log.contains(&format!("{bad}:6:")), "{log}");
+    assert_eq!(version(addr).await, v2, "the running set is unchanged");
+    w.emit("events.a.x", json!({"email": "y@example.com"}))
+        .await;
+    w.wait_emails(4).await;
+    assert_eq!(w.sink.received()[3].header("Subject").unwrap(), "A v2");
+    assert!(
+        !subjects_received(w).await.contains(&"C".to_string()),
+        "c was removed"
+    );
 }
 
 async fn sighup_swaps_the_workflow_set_and_refuses_a_broken_one(backend: Backend) {
@@ -82,25 +111,7 @@ async fn sighup_swaps_the_workflow_set_and_refuses_a_broken_one(backend: Backend
     )
     .await;
 
-    // A broken set: refused, logged with file:line:col; the running set goes on.
-    std::fs::write(dir.join("bad.yaml"), "name: bad\non: { subjects: [events.bad] }\nemail:\n  from: a@example.com\n  to: b@example.com\n  subject: \"{{date event.at \\\"%Q\\\"}}\"\n  text: x\n").unwrap();
-    worker.signal("HUP");
-    let bad = dir.join("bad.yaml").display().to_string();
-    wait::until("the refusal is logged", wait::DEFAULT, || async {
-        worker.log().contains("reload refused")
-    })
-    .await;
-    let log = worker.log();
-    assert!(log.contains(&format!("{bad}:6:")), "{log}");
-    assert_eq!(version(&addr).await, v2, "the running set is unchanged");
-    w.emit("events.a.x", json!({"email": "y@example.com"}))
-        .await;
-    w.wait_emails(4).await;
-    assert_eq!(w.sink.received()[3].header("Subject").unwrap(), "A v2");
-    assert!(
-        !subjects_received(&w).await.contains(&"C".to_string()),
-        "c was removed"
-    );
+    a_broken_set_is_refused_and_the_running_set_goes_on(&w, &worker, &addr, &v2).await;
 
     // POST /reload: the token is required; a fixed directory loads.
     let r = http_request(&addr, "POST", "/reload", "").await.unwrap();

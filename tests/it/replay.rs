@@ -35,34 +35,9 @@ async fn run(h: &HeraldEnv, args: &[&str]) -> (Option<i32>, String, String) {
     )
 }
 
-/// The durable consumer is lost while 5 events were not yet processed; a
-/// replay of the last hour sends only those 5.
-async fn replay_after_consumer_loss_sends_only_unsent(backend: Backend) {
-    let w = world(backend, "").await;
-    let mut relay = w.h.spawn(&["relay", "--relay-poll", "50ms"]);
-    let mut worker = w.h.spawn(&["worker"]);
-    w.env.enqueue_many("events.test.a", 10, 0).await;
-    wait::until("10 emails", wait::DEFAULT, || async {
-        w.sink.count() == 10
-    })
-    .await;
-    assert_eq!(
-        worker.terminate(Duration::from_secs(30)).await.code(),
-        Some(0)
-    );
-    w.env.enqueue_many("events.test.b", 5, 0).await;
-    wait::until("15 events in the stream", wait::DEFAULT, || async {
-        w.env.stream_len().await == 15
-    })
-    .await;
-    let js = w.env.nats.jetstream().await;
-    js.get_stream("HERALD")
-        .await
-        .unwrap()
-        .delete_consumer("herald-notify")
-        .await
-        .unwrap();
-
+/// `replay --dry-run` over the last hour: all 15 listed, the 10 sent marked,
+/// no warning of lost messages, nothing sent.
+async fn a_dry_run_lists_all_and_sends_nothing(w: &World) {
     let (code, out, err) = run(
         &w.h,
         &[
@@ -91,6 +66,37 @@ async fn replay_after_consumer_loss_sends_only_unsent(backend: Backend) {
         "{out}"
     );
     assert_eq!(w.sink.count(), 10, "a dry run sends nothing");
+}
+
+/// The durable consumer is lost while 5 events were not yet processed; a
+/// replay of the last hour sends only those 5.
+async fn replay_after_consumer_loss_sends_only_unsent(backend: Backend) {
+    let w = world(backend, "").await;
+    let mut relay = w.h.spawn(&["relay", "--relay-poll", "50ms"]);
+    let mut worker = w.h.spawn(&["worker"]);
+    w.env.enqueue_many("events.test.a", 10, 0).await;
+    wait::until("10 emails", wait::DEFAULT, || async {
+        w.sink.count() == 10
+    })
+    .await;
+    assert_eq!(
+        worker.terminate(Duration::from_secs(30)).await.code(),
+        Some(0)
+    );
+    w.env.enqueue_many("events.test.b", 5, 0).await;
+    wait::until("15 events in the stream", wait::DEFAULT, || async {
+        w.env.stream_len().await == 15
+    })
+    .await;
+    let js = w.env.nats.jetstream().await;
+    js.get_stream("HERALD")
+        .await
+        .unwrap()
+        .delete_consumer("herald-notify")
+        .await
+        .unwrap();
+
+    a_dry_run_lists_all_and_sends_nothing(&w).await;
 
     let (code, out, err) = run(&w.h, &["replay", "--workflow", "notify", "--since", "1h"]).await;
     assert_eq!(code, Some(0), "{err}");

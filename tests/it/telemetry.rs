@@ -65,6 +65,49 @@ fn one<'a>(
     found[0]
 }
 
+/// The worker: processing continues from the message, sending from processing;
+/// the recipient appears only as its hash.
+fn worker_spans_continue_the_publish(
+    spans: &[ReceivedSpan],
+    names: &[&str; 3],
+    publish: &ReceivedSpan,
+    id: &str,
+) {
+    // The worker: processing continues from the message, sending from processing.
+    let of_event = |s: &ReceivedSpan| s.attr("herald.event_id") == Some(id);
+    let process = one(spans, "process", |s| s.name == names[1] && of_event(s));
+    assert_eq!(process.service, "herald-worker");
+    assert_eq!(process.kind, 5, "a consumer span");
+    assert_eq!(process.trace_id, TRACE);
+    assert_eq!(process.parent_span_id, publish.span_id);
+    assert_eq!(process.attr("herald.workflow"), Some("notify"));
+    assert_eq!(process.attr("herald.outcome"), Some("done"));
+    let smtp = one(spans, "smtp send", |s| s.name == names[2] && of_event(s));
+    assert_eq!(smtp.kind, 3, "a client span");
+    assert_eq!(smtp.trace_id, TRACE);
+    assert_eq!(smtp.parent_span_id, process.span_id);
+    assert_eq!(smtp.attr("herald.workflow"), Some("notify"));
+    assert_eq!(smtp.attr("herald.smtp.reply_code"), Some("250"));
+    // `printf %s ada.lovelace@example.com | sha256sum | cut -c1-16`
+    let digest = Sha256::digest(ADDRESS.to_lowercase().as_bytes());
+    let hash: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
+    assert_eq!(smtp.attr("herald.recipient.hash"), Some(hash.as_str()));
+}
+
+/// No span anywhere holds the address.
+fn no_span_holds_the_address(spans: &[ReceivedSpan]) {
+    // No span anywhere holds the address.
+    for s in spans {
+        for (k, v) in &s.attributes {
+            assert!(
+                !v.to_lowercase().contains(&ADDRESS.to_lowercase()),
+                "span {} attribute {k} holds the address: {v}",
+                s.name
+            );
+        }
+    }
+}
+
 async fn one_event_is_traced_from_producer_to_smtp(backend: Backend) {
     let otlp = OtlpReceiver::start().await;
     let mut w = Scenario::new(backend)
@@ -138,35 +181,9 @@ async fn one_event_is_traced_from_producer_to_smtp(backend: Backend) {
         Some(format!("00-{TRACE}-{}-01", publish.span_id).as_str())
     );
 
-    // The worker: processing continues from the message, sending from processing.
-    let process = one(&spans, "process", |s| s.name == names[1] && of_event(s));
-    assert_eq!(process.service, "herald-worker");
-    assert_eq!(process.kind, 5, "a consumer span");
-    assert_eq!(process.trace_id, TRACE);
-    assert_eq!(process.parent_span_id, publish.span_id);
-    assert_eq!(process.attr("herald.workflow"), Some("notify"));
-    assert_eq!(process.attr("herald.outcome"), Some("done"));
-    let smtp = one(&spans, "smtp send", |s| s.name == names[2] && of_event(s));
-    assert_eq!(smtp.kind, 3, "a client span");
-    assert_eq!(smtp.trace_id, TRACE);
-    assert_eq!(smtp.parent_span_id, process.span_id);
-    assert_eq!(smtp.attr("herald.workflow"), Some("notify"));
-    assert_eq!(smtp.attr("herald.smtp.reply_code"), Some("250"));
-    // `printf %s ada.lovelace@example.com | sha256sum | cut -c1-16`
-    let digest = Sha256::digest(ADDRESS.to_lowercase().as_bytes());
-    let hash: String = digest.iter().take(8).map(|b| format!("{b:02x}")).collect();
-    assert_eq!(smtp.attr("herald.recipient.hash"), Some(hash.as_str()));
+    worker_spans_continue_the_publish(&spans, &names, publish, &id);
 
-    // No span anywhere holds the address.
-    for s in &spans {
-        for (k, v) in &s.attributes {
-            assert!(
-                !v.to_lowercase().contains(&ADDRESS.to_lowercase()),
-                "span {} attribute {k} holds the address: {v}",
-                s.name
-            );
-        }
-    }
+    no_span_holds_the_address(&spans);
 }
 
 async fn without_an_endpoint_headers_pass_through_untouched(backend: Backend) {

@@ -4,6 +4,15 @@
 //! sent (the claims are crate-private, in `claims`). What an application
 //! asks of the ledger is [`deliveries_of`]: where each email of an event
 //! stands, instead of keeping its own per-recipient status.
+//!
+//! ```no_run
+//! # async fn example(db: sea_orm::DatabaseConnection, id: herald::EventId) -> Result<(), sea_orm::DbErr> {
+//! // "Did the welcome email go out?" for the event `enqueue` returned.
+//! for d in herald::ledger::deliveries_of(&db, id).await? {
+//!     println!("{} {}: {:?}", d.workflow, d.recipient, d.state);
+//! }
+//! # Ok(()) }
+//! ```
 pub(crate) mod claims;
 pub(crate) mod group;
 

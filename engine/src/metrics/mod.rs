@@ -11,6 +11,13 @@
 //! (histograms), `herald_consumer_up`, all per `workflow`; the relay's
 //! `herald_outbox_*` and `herald_publish_latency_seconds`; `herald_smtp_up`,
 //! `herald_smtp_outages_total`, `herald_ready`.
+//!
+//! ```no_run
+//! let metrics = herald::metrics::Metrics::new();
+//! metrics.set_label("role", "worker");
+//! // Hand `metrics` to a `Relay` or `Worker`, then serve the text on `/metrics`:
+//! let body = metrics.render();
+//! ```
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::atomic::AtomicU64;

@@ -6,6 +6,17 @@
 //!
 //! The outbox's SQL lives in one place (the crate-private `store` module):
 //! the relay's claim and marks, and the operations here, share it.
+//!
+//! ```no_run
+//! # async fn example(db: sea_orm::DatabaseConnection) -> Result<(), Box<dyn std::error::Error>> {
+//! use herald::outbox::{NewEvent, enqueue};
+//! use sea_orm::TransactionTrait;
+//! let txn = db.begin().await?;
+//! // ... the application's own change, in `txn` ...
+//! enqueue(&txn, NewEvent::new("events.user.signed_up", serde_json::json!({"user_id": 42}))).await?;
+//! txn.commit().await?; // the event exists if and only if the change does
+//! # Ok(()) }
+//! ```
 mod enqueue;
 mod republish;
 pub(crate) mod store;

@@ -10,6 +10,17 @@
 //! which JetStream drops as a duplicate within the stream's duplicate window.
 //! `in_flight` batches run at once, as concurrent futures of one task; a
 //! claim leaves out the aggregates the others hold.
+//!
+//! ```no_run
+//! # async fn example(db: sea_orm::DatabaseConnection) -> Result<(), Box<dyn std::error::Error>> {
+//! use herald::{health::Health, metrics::Metrics, relay::{self, Relay, RelayConfig}};
+//! let cfg = RelayConfig::default();
+//! let client = herald::jetstream::connect("nats://localhost:4222", "herald-relay").await?;
+//! let js = relay::jetstream_context(client, cfg.batch_size);
+//! let stop = tokio_util::sync::CancellationToken::new();
+//! Relay::new(db, js, cfg, Metrics::new()).run(Health::new(), stop).await; // until stop.cancel()
+//! # Ok(()) }
+//! ```
 mod batch;
 mod listen;
 pub(crate) mod publish;

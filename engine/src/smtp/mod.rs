@@ -9,10 +9,13 @@
 //! complete is the transport's (no attempt counted: the gate closes and a
 //! probe waits for the server); a session that broke after the final "."
 //! is `Uncertain` (the server may have the message).
+//!
+//! Sending one email: see the example of [`Transport`].
 mod file;
 mod gate;
 mod message;
 mod pool;
+mod transaction;
 mod url;
 
 use std::path::PathBuf;
@@ -20,7 +23,7 @@ use std::sync::Arc;
 
 pub use gate::TransportState;
 pub use message::build;
-pub use pool::Stage;
+pub use transaction::Stage;
 pub use url::SmtpUrlError;
 
 use crate::workflow::render::Email;

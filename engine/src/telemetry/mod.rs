@@ -18,6 +18,12 @@
 //! - the worker's `process WORKFLOW` is a child of the message's
 //!   `traceparent` (the publish span), once per attempt and per workflow;
 //! - `smtp send` is a child of `process WORKFLOW`, once per email.
+//!
+//! ```no_run
+//! // Spans name recipients only by hash, never by address:
+//! let hash = herald::telemetry::recipient_hash(["ada@example.com"]);
+//! assert_eq!(hash, herald::telemetry::recipient_hash(["Ada@Example.com"]));
+//! ```
 
 use opentelemetry::InstrumentationScope;
 use opentelemetry::global::{self, BoxedTracer};

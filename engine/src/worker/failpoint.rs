@@ -34,7 +34,9 @@ mod armed {
         let Ok(every) = every.parse::<u64>() else {
             return false;
         };
-        point == name && every > 0 && (CALLS.fetch_add(1, Ordering::SeqCst) + 1) % every == 0
+        point == name
+            && every > 0
+            && (CALLS.fetch_add(1, Ordering::SeqCst) + 1).is_multiple_of(every)
     }
 
     pub fn hit(name: &str) {

@@ -12,6 +12,19 @@
 //!   supervisor that restarts a consumer that stopped;
 //! - `run`: all consumers plus the health watchers, until cancelled;
 //! - `failpoint`: crash points for tests.
+//!
+//! ```no_run
+//! # async fn example(db: sea_orm::DatabaseConnection, js: async_nats::jetstream::Context) -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::Arc;
+//! use herald::{health::Health, metrics::Metrics, smtp::Transport, worker::{Worker, WorkerConfig}};
+//! let catalog = herald::workflow::load("workflows/".as_ref())?;
+//! let workflows = catalog.workflows.clone();
+//! let transport = Transport::from_url("smtp://mail.example.org:587")?;
+//! let worker = Arc::new(Worker::new(db, Arc::new(catalog), transport, Metrics::new(), WorkerConfig::default()));
+//! let stop = tokio_util::sync::CancellationToken::new();
+//! worker.run(js, workflows, Health::new(), stop).await; // until stop.cancel()
+//! # Ok(()) }
+//! ```
 mod consumer;
 mod decide;
 mod delivery;

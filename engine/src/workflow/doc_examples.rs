@@ -13,7 +13,7 @@
 //!   the real pipeline: load (validate, compile), then render.
 //!
 //! The commands the page shows (`workflows render`, `send-test`) are
-//! checked by the integration tests of the CLI (`tests/it/authoring.rs`).
+//! checked by the integration tests of the CLI (`tests/it/authoring/`).
 use std::path::Path;
 
 use serde_json::Value;

@@ -2,6 +2,14 @@
 //! template files, partials), runs every named check (module `check`) on each
 //! workflow, compiles the templates, and returns a [`Catalog`] ready to
 //! render, or every problem found, each as `FILE:LINE:COL: message`.
+//!
+//! ```no_run
+//! match herald::workflow::load("workflows/".as_ref()) {
+//!     Ok(catalog) => println!("{} workflows", catalog.workflows.len()),
+//!     // Every problem, each as FILE:LINE:COL: message.
+//!     Err(problems) => eprintln!("{problems}"),
+//! }
+//! ```
 pub(crate) mod address;
 mod check;
 mod compile;

@@ -1,6 +1,13 @@
 //! The workflow YAML format as written by users (docs/workflows.md). Parsed with
 //! positions kept (`Spanned`) and unknown keys refused; no checks here beyond
 //! shape: those are in `validate`.
+//!
+//! ```no_run
+//! // The JSON Schema of the YAML format, for an editor's completion:
+//! let schema = herald::workflow::spec::json_schema();
+//! std::fs::write("herald-workflow.schema.json", serde_json::to_string_pretty(&schema)?)?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 use std::collections::BTreeMap;
 
 use schemars::JsonSchema;

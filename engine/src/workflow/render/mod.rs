@@ -1,5 +1,18 @@
 //! Turning one event into the emails a workflow sends: guards, `for_each`,
 //! templates, and the checks that keep a rendered message safe to send.
+//!
+//! ```no_run
+//! # fn example(catalog: herald::workflow::Catalog, meta: herald::workflow::render::Meta) -> Result<(), Box<dyn std::error::Error>> {
+//! use herald::workflow::render::Outcome;
+//! let wf = catalog.get("welcome").ok_or("no workflow welcome")?;
+//! // Preview what an event would send, without sending it.
+//! let payload = serde_json::json!({"email": "ada@example.com", "name": "Ada"});
+//! match catalog.render(wf, &payload, &meta)? {
+//!     Outcome::Emails(emails) => for e in emails { println!("{}", e.subject) },
+//!     Outcome::Skipped { guard } => println!("skipped by {guard}"),
+//! }
+//! # Ok(()) }
+//! ```
 use serde_json::Value;
 
 use super::address::Mailbox;

@@ -1,0 +1,147 @@
+//! Dead letters: re-drive after a template fix, retry one or a whole workflow.
+
+use super::{BROKEN, ok_stdout, with_workflow};
+use herald_tests::db::Backend;
+use herald_tests::scenario::Scenario;
+use herald_tests::{both_backends, wait};
+use std::time::Duration;
+
+/// A template bug dead-letters 20 events; after the fix, a re-drive sends 20
+/// emails once, and a second re-drive sends nothing.
+async fn dlq_redrive_after_template_fix(backend: Backend) {
+    let w = with_workflow(backend, BROKEN).await;
+    let _relay = w.h.spawn(&["relay", "--relay-poll", "50ms"]);
+    let _worker = w.h.spawn(&["worker"]);
+    w.emit_users("events.test.hello", 20).await;
+    wait::until("20 dead letters", wait::DEFAULT, || async {
+        w.env
+            .scalar("SELECT COUNT(*) FROM herald_dead_letters")
+            .await
+            == 20
+    })
+    .await;
+    let list: Vec<serde_json::Value> =
+        serde_json::from_str(&ok_stdout(&w.run(&["dlq", "list", "--json"]).await)).unwrap();
+    assert_eq!(list.len(), 20);
+    assert!(
+        list[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("missing variable event.greeting")
+    );
+    let shown: serde_json::Value = serde_json::from_str(&ok_stdout(
+        &w.run(&["dlq", "show", &list[0]["id"].to_string(), "--json"])
+            .await,
+    ))
+    .unwrap();
+    assert_eq!(
+        shown["payload"]["email"], list[0]["payload"]["email"],
+        "{shown}"
+    );
+    assert!(
+        shown["reason"].as_str().unwrap().contains("event.greeting"),
+        "{shown}"
+    );
+    assert!(
+        shown["rendered"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("missing variable event.greeting"),
+        "{shown}"
+    );
+    assert_eq!(w.sink.count(), 0);
+
+    std::fs::write(
+        w.workflows_dir().join("wf.yaml"),
+        BROKEN.replace("{{event.greeting}}", "Hello {{event.name}}"),
+    )
+    .unwrap();
+    let fixed: serde_json::Value = serde_json::from_str(&ok_stdout(
+        &w.run(&["dlq", "show", &list[0]["id"].to_string(), "--json"])
+            .await,
+    ))
+    .unwrap();
+    // Which event got dead letter 1 depends on the worker's concurrency.
+    assert_eq!(
+        fixed["rendered"][0]["to"][0], fixed["payload"]["email"],
+        "after the fix: {fixed}"
+    );
+    let name = fixed["payload"]["name"].as_str().unwrap();
+    assert_eq!(
+        fixed["rendered"][0]["subject"],
+        format!("Hello {name}"),
+        "{fixed}"
+    );
+    let out = ok_stdout(&w.run(&["dlq", "retry", "--all"]).await);
+    assert!(out.contains("20 delivered"), "{out}");
+    assert_eq!(w.sink.count(), 20);
+    let to = w.sink.distinct_recipients();
+    assert_eq!(to.len(), 20, "each recipient once");
+    let out = ok_stdout(&w.run(&["dlq", "retry", "--all"]).await);
+    assert!(out.contains("re-drove 0"), "{out}");
+    assert_eq!(w.sink.count(), 20, "a second re-drive sends nothing");
+    let list: Vec<serde_json::Value> =
+        serde_json::from_str(&ok_stdout(&w.run(&["dlq", "list", "--json"]).await)).unwrap();
+    assert!(list.is_empty());
+}
+
+both_backends!(dlq_redrive_after_template_fix);
+
+/// dlq retry ID re-drives one dead letter; --workflow limits --all.
+async fn dlq_retry_one_and_by_workflow(backend: Backend) {
+    let w = Scenario::new(backend)
+        .workflow("a.yaml", BROKEN)
+        .workflow("b.yaml", &BROKEN.replace("name: greet", "name: other"))
+        .start()
+        .await;
+    let d = w.workflows_dir();
+    let _relay = w.h.spawn(&["relay", "--relay-poll", "50ms"]);
+    let mut worker = w.h.spawn(&["worker"]);
+    w.emit_users("events.test.x", 3).await;
+    wait::until(
+        "6 dead letters (3 events × 2 workflows)",
+        wait::DEFAULT,
+        || async {
+            w.env
+                .scalar("SELECT COUNT(*) FROM herald_dead_letters")
+                .await
+                == 6
+        },
+    )
+    .await;
+    worker.terminate(Duration::from_secs(30)).await;
+    for f in ["a.yaml", "b.yaml"] {
+        let text = std::fs::read_to_string(d.join(f)).unwrap();
+        std::fs::write(
+            d.join(f),
+            text.replace("{{event.greeting}}", "Hello {{event.name}}"),
+        )
+        .unwrap();
+    }
+    let greet: Vec<serde_json::Value> = serde_json::from_str(&ok_stdout(
+        &w.run(&["dlq", "list", "--workflow", "greet", "--json"])
+            .await,
+    ))
+    .unwrap();
+    assert_eq!(greet.len(), 3);
+    let out = ok_stdout(&w.run(&["dlq", "retry", &greet[0]["id"].to_string()]).await);
+    assert!(
+        out.contains("re-drove 1 dead letter(s): 1 delivered"),
+        "{out}"
+    );
+    assert_eq!(w.sink.count(), 1);
+    let out = ok_stdout(
+        &w.run(&["dlq", "retry", "--all", "--workflow", "other"])
+            .await,
+    );
+    assert!(
+        out.contains("re-drove 3 dead letter(s): 3 delivered"),
+        "{out}"
+    );
+    assert_eq!(w.sink.count(), 4);
+    let left: Vec<serde_json::Value> =
+        serde_json::from_str(&ok_stdout(&w.run(&["dlq", "list", "--json"]).await)).unwrap();
+    assert_eq!(left.len(), 2, "greet's other two are still dead letters");
+}
+
+both_backends!(dlq_retry_one_and_by_workflow);
