@@ -8,8 +8,6 @@
 //! aggregate behind it in the batch are released unpublished: the failed
 //! row (backing off or parked) then holds its aggregate at the next claim.
 use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Instant, SystemTime};
 
 use async_nats::HeaderMap;
@@ -21,45 +19,6 @@ use super::publish::{self, PublishFailure};
 use super::{BatchOutcome, Relay, RelayError, RelayErrorKind};
 use crate::outbox::store::{self, Claimed};
 use crate::telemetry::RelayBatch;
-
-/// The aggregates of the batches in flight, by batch: a claim leaves out
-/// the others' aggregates.
-#[derive(Default)]
-pub(super) struct Busy {
-    next: AtomicU64,
-    held: Mutex<HashMap<u64, Vec<String>>>,
-}
-
-impl Busy {
-    /// The aggregates other batches hold now.
-    fn others(&self) -> Vec<String> {
-        let held = self.held.lock().unwrap_or_else(|p| p.into_inner());
-        held.values().flatten().cloned().collect()
-    }
-
-    /// Register a batch's aggregates until the returned guard is dropped.
-    fn hold(&self, rows: &[Claimed]) -> BusyGuard<'_> {
-        let id = self.next.fetch_add(1, Ordering::Relaxed);
-        let mut keys: Vec<String> = rows.iter().filter_map(|r| r.ordering_key.clone()).collect();
-        keys.sort_unstable();
-        keys.dedup();
-        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
-        held.insert(id, keys);
-        BusyGuard { busy: self, id }
-    }
-}
-
-struct BusyGuard<'a> {
-    busy: &'a Busy,
-    id: u64,
-}
-
-impl Drop for BusyGuard<'_> {
-    fn drop(&mut self) {
-        let mut held = self.busy.held.lock().unwrap_or_else(|p| p.into_inner());
-        held.remove(&self.id);
-    }
-}
 
 /// How a batch holds its rows until they are written back.
 enum Hold {
