@@ -52,12 +52,12 @@ async fn a_second_batch_takes_nothing_of_an_aggregate_the_first_holds() {
 async fn a_batch_leaves_out_the_aggregates_its_relay_has_in_flight() {
     let tdb = TestDb::new(Backend::Postgres).await;
     let db = tdb.connect().await;
-    enqueue_rows(&db, &["x", "y", "x", "z"]).await;
+    enqueue_rows(&db, &["x", "y", "x", "z", "z"]).await;
     let now = chrono::Utc::now();
-    let b = claim_locked(&db, now, 100, &["t/x", "t/z"], LEASE)
-        .await
-        .unwrap();
+    // The other batch holds rows 1 (x) and 4 (z).
+    let b = claim_locked(&db, now, 100, &[1, 4], LEASE).await.unwrap();
     assert_eq!(seqs(&b), [2]);
+    b.txn.rollback().await.unwrap();
 }
 
 #[tokio::test]

@@ -225,8 +225,7 @@ impl Relay {
     async fn claim(&self) -> Result<(Hold, Vec<Claimed>), RelayError> {
         let now = Utc::now();
         if self.db.get_database_backend() == DbBackend::Postgres {
-            let others = self.busy.others();
-            let busy: Vec<&str> = others.iter().map(String::as_str).collect();
+            let busy = self.busy.others();
             let b = store::claim_locked(&self.db, now, self.cfg.batch_size, &busy, self.cfg.lease)
                 .await?;
             return Ok((Hold::Locked(b.txn), b.rows));

@@ -6,29 +6,33 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::outbox::store::Claimed;
 
-/// The aggregates of the batches in flight, by batch: a claim leaves out
-/// the others' aggregates.
+/// The rows (seqs) of the batches in flight that belong to an aggregate,
+/// by batch: a claim leaves out the aggregates of the others' rows.
 #[derive(Default)]
 pub(super) struct Busy {
     next: AtomicU64,
-    held: Mutex<HashMap<u64, Vec<String>>>,
+    held: Mutex<HashMap<u64, Vec<i64>>>,
 }
 
 impl Busy {
-    /// The aggregates other batches hold now.
-    pub(super) fn others(&self) -> Vec<String> {
+    /// The seqs other batches hold now, sorted.
+    pub(super) fn others(&self) -> Vec<i64> {
         let held = self.held.lock().unwrap_or_else(|p| p.into_inner());
-        held.values().flatten().cloned().collect()
+        let mut seqs: Vec<i64> = held.values().flatten().copied().collect();
+        seqs.sort_unstable();
+        seqs
     }
 
-    /// Register a batch's aggregates until the returned guard is dropped.
+    /// Register a batch's rows until the returned guard is dropped.
     pub(super) fn hold(&self, rows: &[Claimed]) -> BusyGuard<'_> {
         let id = self.next.fetch_add(1, Ordering::Relaxed);
-        let mut keys: Vec<String> = rows.iter().filter_map(|r| r.ordering_key.clone()).collect();
-        keys.sort_unstable();
-        keys.dedup();
+        let seqs: Vec<i64> = rows
+            .iter()
+            .filter(|r| r.ordering_key.is_some())
+            .map(|r| r.seq)
+            .collect();
         let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
-        held.insert(id, keys);
+        held.insert(id, seqs);
         BusyGuard { busy: self, id }
     }
 }
