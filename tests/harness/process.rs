@@ -111,6 +111,11 @@ pub struct Herald {
 }
 
 impl Herald {
+    /// The process id (benchmarks read its memory from /proc).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Send a signal by name (e.g. "INT").
     pub fn signal(&self, name: &str) {
         let _ = Command::new("kill")
