@@ -1,4 +1,4 @@
-//! The soak (tests/harness/soak.rs): relays and workers as processes on
+//! The soak (tests/harness/soak/): relays and workers as processes on
 //! PostgreSQL and a 3-node JetStream cluster, under a seeded chaos loop,
 //! then the invariant checker. The suite runs 1,000 events;
 //! `scripts/soak.sh` runs 10,000 (`HERALD_SOAK_EVENTS`), `HERALD_TEST_SEED`

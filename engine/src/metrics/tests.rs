@@ -1,5 +1,6 @@
 //! Unit tests of the metrics: the OpenMetrics text, per-workflow labels escaped.
 use super::*;
+use std::time::Duration;
 
 #[test]
 fn renders_prometheus_text() {

@@ -25,6 +25,7 @@
 //! worker.run(js, workflows, Health::new(), stop).await; // until stop.cancel()
 //! # Ok(()) }
 //! ```
+mod config;
 mod consumer;
 mod decide;
 mod delivery;
@@ -32,139 +33,32 @@ pub(crate) mod event;
 pub(crate) mod failpoint;
 mod lanes;
 mod limits;
+mod names;
 mod order;
 mod process;
 pub(crate) use process::recipient_keys;
+mod reload;
 mod run;
 mod schedule;
 mod settle;
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use crate::EventId;
 use sea_orm::{DatabaseConnection, DbErr};
 
 use crate::ledger;
 
 use crate::metrics::Metrics;
 use crate::smtp::Transport;
-use crate::workflow::address::Mailbox;
 use crate::workflow::{Catalog, Workflow};
 
+pub use config::WorkerConfig;
 pub use decide::Disposition;
 pub(crate) use event::Event;
+pub use names::{consumer_name, message_id};
 pub use process::ProcessOutcome;
+pub use reload::{ReloadError, Reloaded};
 pub use schedule::{Scheduled, scheduled};
-
-/// Worker settings (the flags of `herald worker`).
-///
-/// ```
-/// let cfg = herald::worker::WorkerConfig::default()
-///     .stream("HERALD")
-///     .concurrency(32)
-///     .ack_wait(std::time::Duration::from_secs(30));
-/// assert_eq!(cfg.concurrency, 32);
-/// ```
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct WorkerConfig {
-    pub stream: String,
-    /// Messages processed at once per workflow.
-    pub concurrency: usize,
-    pub max_ack_pending: i64,
-    /// JetStream redelivers a message unacknowledged for this long; it is
-    /// also the ledger's claim lease: a `sending` row younger than this may
-    /// be in another worker's hands and is not sent again.
-    pub ack_wait: Duration,
-    /// One-click unsubscribe links for workflows with a `category`.
-    pub unsubscribe: Option<crate::unsubscribe::Unsubscribe>,
-}
-
-impl WorkerConfig {
-    /// The JetStream stream to consume: the one the relay publishes to.
-    ///
-    /// ```
-    /// let cfg = herald::worker::WorkerConfig::default().stream("HERALD_STAGING");
-    /// ```
-    pub fn stream(mut self, name: impl Into<String>) -> Self {
-        self.stream = name.into();
-        self
-    }
-
-    /// Messages processed at once per workflow (at least 1); messages of one
-    /// aggregate still go one at a time.
-    ///
-    /// ```
-    /// let cfg = herald::worker::WorkerConfig::default().concurrency(64);
-    /// ```
-    pub fn concurrency(mut self, n: usize) -> Self {
-        self.concurrency = n.max(1);
-        self
-    }
-
-    /// The consumer's cap on unacknowledged messages (at least 1): bounds what a
-    /// stalled worker holds.
-    ///
-    /// ```
-    /// let cfg = herald::worker::WorkerConfig::default().max_ack_pending(5000);
-    /// ```
-    pub fn max_ack_pending(mut self, n: i64) -> Self {
-        self.max_ack_pending = n.max(1);
-        self
-    }
-
-    /// How long a message may stay unacknowledged before JetStream redelivers it;
-    /// longer than the slowest SMTP send.
-    ///
-    /// ```
-    /// let cfg = herald::worker::WorkerConfig::default().ack_wait(std::time::Duration::from_secs(120));
-    /// ```
-    pub fn ack_wait(mut self, d: Duration) -> Self {
-        self.ack_wait = d;
-        self
-    }
-
-    /// Sign one-click unsubscribe links (needed by workflows with a `category`).
-    ///
-    /// ```
-    /// use herald::{unsubscribe::Unsubscribe, worker::WorkerConfig};
-    /// let links = Unsubscribe::new("0123456789abcdef-signing-key", "https://mail.example.org", None)?;
-    /// let cfg = WorkerConfig::default().unsubscribe(links);
-    /// # Ok::<(), herald::error::InvalidValue>(())
-    /// ```
-    pub fn unsubscribe(mut self, u: crate::unsubscribe::Unsubscribe) -> Self {
-        self.unsubscribe = Some(u);
-        self
-    }
-
-    /// Messages taken from the stream at once (in lanes, running or
-    /// waiting): enough to keep every slot busy across many aggregates,
-    /// never more than the consumer's max_ack_pending.
-    ///
-    /// ```
-    /// let cfg = herald::worker::WorkerConfig::default().concurrency(4).max_ack_pending(100);
-    /// assert_eq!(cfg.max_in_flight(), 100);
-    /// ```
-    pub fn max_in_flight(&self) -> usize {
-        let cap = usize::try_from(self.max_ack_pending.max(1)).unwrap_or(1000);
-        (self.concurrency.max(1) * 64)
-            .min(cap)
-            .max(self.concurrency.max(1))
-    }
-}
-
-impl Default for WorkerConfig {
-    fn default() -> Self {
-        WorkerConfig {
-            stream: "HERALD".into(),
-            concurrency: 16,
-            max_ack_pending: 1000,
-            ack_wait: Duration::from_secs(60),
-            unsubscribe: None,
-        }
-    }
-}
 
 /// Binding a workflow's durable consumer failed.
 #[derive(Debug, thiserror::Error)]
@@ -472,68 +366,4 @@ impl Loaded {
         let limits = Arc::new(limits::Limits::new(db, &catalog, transport));
         Loaded { catalog, limits }
     }
-}
-
-/// What a reload changed.
-///
-/// ```no_run
-/// # fn example(worker: &herald::worker::Worker) -> Result<(), herald::worker::ReloadError> {
-/// let r = worker.reload()?;
-/// if r.version == r.previous { println!("nothing changed"); }
-/// # Ok(()) }
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reloaded {
-    /// The version now loaded (the same as `previous` when nothing changed).
-    pub version: String,
-    pub previous: String,
-    pub added: Vec<String>,
-    pub removed: Vec<String>,
-}
-
-/// Why a reload was refused (the running set goes on).
-///
-/// ```no_run
-/// # fn example(worker: &herald::worker::Worker) {
-/// use herald::worker::ReloadError;
-/// match worker.reload() {
-///     Err(ReloadError::Invalid(problems)) => eprintln!("{problems}"),
-///     Err(e) => eprintln!("{e}"),
-///     Ok(_) => {}
-/// }
-/// # }
-/// ```
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ReloadError {
-    #[error("the workflows directory has problems; the running workflows are unchanged:\n{0}")]
-    Invalid(crate::workflow::Problems),
-    #[error("{}; the running workflows are unchanged", .0.join("; "))]
-    Settings(Vec<String>),
-}
-
-/// `<{event_id}.{workflow}.{n}@{domain of from}>`: derived from the ledger key.
-///
-/// ```
-/// use herald::{EventId, workflow::Mailbox};
-/// let id: EventId = "01968f5e-7c1a-7d3e-9b2a-3f4c5d6e7f80".parse()?;
-/// let from = Mailbox { name: Some("Club".into()), address: "noreply@club.example".into() };
-/// assert_eq!(herald::worker::message_id(id, "welcome", 0, &from), "01968f5e-7c1a-7d3e-9b2a-3f4c5d6e7f80.welcome.0@club.example");
-/// # Ok::<(), uuid::Error>(())
-/// ```
-pub fn message_id(event: EventId, workflow: &str, index: usize, from: &Mailbox) -> String {
-    let domain = match from.domain() {
-        "" => "herald.local",
-        d => d,
-    };
-    format!("{event}.{workflow}.{index}@{domain}")
-}
-
-/// Durable consumer name of a workflow (`herald-NAME`).
-///
-/// ```
-/// assert_eq!(herald::worker::consumer_name("welcome"), "herald-welcome");
-/// ```
-pub fn consumer_name(wf: &str) -> String {
-    format!("herald-{wf}")
 }

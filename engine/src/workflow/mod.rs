@@ -13,10 +13,12 @@
 pub(crate) mod address;
 mod check;
 mod compile;
+mod compiled;
 #[cfg(test)]
 mod doc_examples;
 pub(crate) mod format;
 pub(crate) mod helpers;
+mod problem;
 pub mod render;
 pub(crate) mod source;
 pub mod spec;
@@ -27,152 +29,14 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use handlebars::Handlebars;
-use serde_saphyr::Location;
-
 use crate::retry::RetryPolicy;
 
 pub use address::Mailbox;
+pub(crate) use compiled::{
+    AddressTemplate, CompiledEmail, Delivery, DigestSpec, Guard, QuietHours, Templates, TimeZone,
+};
+pub use problem::{Problem, Problems};
 pub(crate) use template_id::TemplateId;
-
-/// One validation problem, located in a file.
-///
-/// ```no_run
-/// if let Err(problems) = herald::workflow::load("workflows".as_ref()) {
-///     for p in &problems.0 {
-///         eprintln!("{}:{}:{}: {}", p.file.display(), p.line, p.col, p.message);
-///     }
-/// }
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
-    pub file: PathBuf,
-    pub line: u64,
-    pub col: u64,
-    pub message: String,
-}
-
-impl Problem {
-    /// A problem at a YAML location.
-    pub(crate) fn at(file: &Path, loc: &Location, message: impl Into<String>) -> Problem {
-        Problem {
-            file: file.to_path_buf(),
-            line: loc.line().max(1),
-            col: loc.column().max(1),
-            message: message.into(),
-        }
-    }
-
-    /// A problem with a whole file (line 1, column 1).
-    pub(crate) fn in_file(file: &Path, message: impl Into<String>) -> Problem {
-        Problem {
-            file: file.to_path_buf(),
-            line: 1,
-            col: 1,
-            message: message.into(),
-        }
-    }
-}
-
-impl std::fmt::Display for Problem {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{}:{}:{}: {}",
-            self.file.display(),
-            self.line,
-            self.col,
-            self.message
-        )
-    }
-}
-
-/// All problems found in a workflows directory.
-///
-/// ```no_run
-/// match herald::workflow::load("workflows".as_ref()) {
-///     Ok(catalog) => println!("{} workflows", catalog.workflows.len()),
-///     Err(problems) => { eprintln!("{problems}"); std::process::exit(2) }
-/// }
-/// ```
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{} problem(s) in workflows:\n{}", .0.len(), .0.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n"))]
-pub struct Problems(pub Vec<Problem>);
-
-/// A guard, checked against the template context.
-#[derive(Debug, Clone)]
-pub(crate) enum Guard {
-    Exists(Vec<String>, bool),
-    Equals(Vec<String>, serde_json::Value),
-    NotEquals(Vec<String>, serde_json::Value),
-    In(Vec<String>, Vec<serde_json::Value>),
-}
-
-/// How an address field renders.
-#[derive(Debug, Clone)]
-pub(crate) enum AddressTemplate {
-    /// `NAME <ADDRESS>`: the name (if any) and the address, rendered apart.
-    Mailbox {
-        name: Option<TemplateId>,
-        address: TemplateId,
-    },
-    /// Anything else: rendered, then parsed as an RFC 5322 address list.
-    List(TemplateId),
-}
-
-/// The compiled templates of a workflow's email, by id.
-#[derive(Debug, Clone)]
-pub(crate) struct CompiledEmail {
-    pub(crate) from: AddressTemplate,
-    pub(crate) to: Vec<AddressTemplate>,
-    pub(crate) cc: Vec<AddressTemplate>,
-    pub(crate) bcc: Vec<AddressTemplate>,
-    pub(crate) reply_to: Vec<AddressTemplate>,
-    pub(crate) subject: TemplateId,
-    pub(crate) text: Option<TemplateId>,
-    pub(crate) html: Option<TemplateId>,
-    /// Locale variants of the body files, by locale tag.
-    pub(crate) text_locales: BTreeMap<String, TemplateId>,
-    pub(crate) html_locales: BTreeMap<String, TemplateId>,
-    pub(crate) headers: Vec<(String, TemplateId)>,
-}
-
-/// A digest: events with the same rendered key within `window` become one email.
-#[derive(Debug, Clone)]
-pub(crate) struct DigestSpec {
-    pub(crate) key: TemplateId,
-    pub(crate) window: std::time::Duration,
-    pub(crate) max: u32,
-}
-
-/// A time zone: fixed in the workflow, or rendered from the event.
-#[derive(Debug, Clone)]
-pub(crate) enum TimeZone {
-    Fixed(chrono_tz::Tz),
-    Template(TemplateId),
-}
-
-/// Hours in which nothing is sent: `from` to `to`, local time (across
-/// midnight when `to` is earlier).
-#[derive(Debug, Clone)]
-pub(crate) struct QuietHours {
-    pub(crate) from: chrono::NaiveTime,
-    pub(crate) to: chrono::NaiveTime,
-    pub(crate) tz: TimeZone,
-}
-
-/// How and when a workflow's emails go out.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Delivery {
-    pub(crate) category: Option<String>,
-    pub(crate) ignore_suppression: bool,
-    pub(crate) rate: Option<crate::rate::Rate>,
-    pub(crate) digest: Option<DigestSpec>,
-    pub(crate) delay: Option<std::time::Duration>,
-    pub(crate) send_at: Option<TemplateId>,
-    pub(crate) quiet_hours: Option<QuietHours>,
-    pub(crate) locale: Option<TemplateId>,
-}
 
 /// A validated workflow; its templates live in the [`Catalog`]'s registries.
 ///
@@ -250,17 +114,6 @@ pub struct Catalog {
     pub workflows: Vec<Workflow>,
     /// A hash of every file of the directory: which set is loaded.
     pub version: String,
-}
-
-/// The compiled templates of one loaded set.
-#[derive(Debug, Default)]
-pub(crate) struct Templates {
-    /// Templates rendered into HTML bodies: values are HTML-escaped.
-    pub(crate) html: Handlebars<'static>,
-    /// Everything else (addresses, subject, text, headers): not escaped.
-    pub(crate) plain: Handlebars<'static>,
-    /// Root paths each template's `#each`/`#with` blocks need present.
-    pub(crate) block_paths: BTreeMap<TemplateId, Vec<Vec<String>>>,
 }
 
 impl Catalog {

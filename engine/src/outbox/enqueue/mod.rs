@@ -13,15 +13,18 @@
 //! is the database's default, and the database's CHECK constraints refuse
 //! what [`validate`] refuses. On PostgreSQL a trigger wakes the relay for any
 //! insert, so enqueue sends no NOTIFY of its own.
+mod transaction;
+mod validate;
+
 use std::collections::BTreeMap;
-use std::future::Future;
-use std::sync::Arc;
 
-use sea_orm::{
-    ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, RuntimeErr, SqlErr, Statement,
-};
+use sea_orm::{DbErr, SqlErr};
 
-use crate::subject::{self, SubjectError};
+use crate::subject::SubjectError;
+
+pub use transaction::OutboxTransaction;
+use validate::check;
+pub use validate::validate;
 
 /// The sqlx that [`OutboxTransaction`] is implemented for (the one SeaORM uses).
 pub use sea_orm::sqlx;
@@ -222,17 +225,6 @@ impl EnqueueError {
     }
 }
 
-fn json_kind(v: &serde_json::Value) -> &'static str {
-    match v {
-        serde_json::Value::Null => "null",
-        serde_json::Value::Bool(_) => "a boolean",
-        serde_json::Value::Number(_) => "a number",
-        serde_json::Value::String(_) => "a string",
-        serde_json::Value::Array(_) => "an array",
-        serde_json::Value::Object(_) => "an object",
-    }
-}
-
 /// The validated, serialised form of an event: the values of the contract's
 /// insertable columns (the database derives `ordering_key` itself).
 #[doc(hidden)]
@@ -244,192 +236,6 @@ pub struct Checked {
     aggregate_id: Option<String>,
     payload: String,
     headers: String,
-}
-
-fn check(event: &NewEvent, opts: &EnqueueOptions) -> Result<Checked, EnqueueError> {
-    subject::validate_event_subject(&event.subject).map_err(|source| {
-        EnqueueError::InvalidSubject {
-            subject: event.subject.clone(),
-            source,
-        }
-    })?;
-    if !event.payload.is_object() {
-        return Err(EnqueueError::PayloadNotObject {
-            kind: json_kind(&event.payload),
-        });
-    }
-    let payload = event.payload.to_string();
-    let max = opts.max_payload_bytes.min(DEFAULT_MAX_PAYLOAD);
-    if payload.len() > max {
-        return Err(EnqueueError::PayloadTooLarge {
-            size: payload.len(),
-            max,
-        });
-    }
-    for (name, value) in &event.headers {
-        // What NATS accepts as a header name (the relay could not publish
-        // anything else).
-        let bad_name = name.is_empty() || !name.chars().all(|c| c.is_ascii_graphic() && c != ':');
-        if bad_name {
-            return Err(EnqueueError::InvalidHeader {
-                name: name.clone(),
-                reason: "name must be non-empty printable ASCII, without ':' or spaces",
-            });
-        }
-        // NUL: PostgreSQL's jsonb cannot hold it.
-        if value.contains(['\r', '\n', '\0']) {
-            return Err(EnqueueError::InvalidHeader {
-                name: name.clone(),
-                reason: "value contains CR, LF or NUL",
-            });
-        }
-        if name.eq_ignore_ascii_case("Nats-Msg-Id")
-            || name.to_ascii_lowercase().starts_with("herald-")
-        {
-            return Err(EnqueueError::InvalidHeader {
-                name: name.clone(),
-                reason: "reserved for Herald",
-            });
-        }
-    }
-    if let Some((kind, id)) = &event.aggregate {
-        let ok = !kind.is_empty()
-            && kind
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
-        if !ok {
-            return Err(EnqueueError::InvalidAggregate { kind: kind.clone() });
-        }
-        // It travels in the Herald-Aggregate header.
-        if id.contains(['\r', '\n']) {
-            return Err(EnqueueError::InvalidAggregateId { id: id.clone() });
-        }
-    }
-    let (aggregate_type, aggregate_id) = match &event.aggregate {
-        Some((k, i)) => (Some(k.clone()), Some(i.clone())),
-        None => (None, None),
-    };
-    Ok(Checked {
-        event_id: event.event_id.unwrap_or_default(),
-        subject: event.subject.clone(),
-        aggregate_type,
-        aggregate_id,
-        payload,
-        // A BTreeMap of strings always serialises.
-        headers: serde_json::to_string(&event.headers).unwrap_or_else(|_| "{}".into()),
-    })
-}
-
-/// Check `event` without touching the database (what [`enqueue_with`] checks first).
-///
-/// ```
-/// use herald::outbox::{validate, EnqueueOptions, NewEvent};
-/// let event = NewEvent::new("events.user.signed_up", serde_json::json!({"user_id": 42}))
-///     .header("Nats-Msg-Id", "mine");
-/// // Reserved header: refused before any transaction is opened.
-/// assert!(validate(&event, &EnqueueOptions::default()).is_err());
-/// ```
-pub fn validate(event: &NewEvent, opts: &EnqueueOptions) -> Result<(), EnqueueError> {
-    check(event, opts).map(|_| ())
-}
-
-/// The one INSERT every Rust producer runs: the contract's insertable columns
-/// (docs/producers.md); every other column is the database's default.
-fn insert_sql(backend: DbBackend) -> &'static str {
-    match backend {
-        DbBackend::Postgres => {
-            "INSERT INTO herald_outbox (event_id, subject, aggregate_type, aggregate_id, payload, headers) \
-             VALUES ($1, $2, $3, $4, $5, $6)"
-        }
-        _ => {
-            "INSERT INTO herald_outbox (event_id, subject, aggregate_type, aggregate_id, payload, headers) \
-             VALUES (?, ?, ?, ?, ?, ?)"
-        }
-    }
-}
-
-mod sealed {
-    pub trait Sealed {}
-    impl Sealed for &sea_orm::DatabaseTransaction {}
-    impl Sealed for &mut super::sqlx::Transaction<'_, super::sqlx::Postgres> {}
-    impl Sealed for &mut super::sqlx::Transaction<'_, super::sqlx::Sqlite> {}
-}
-
-/// An open transaction [`enqueue`] can write to: `&DatabaseTransaction`
-/// (SeaORM), `&mut sqlx::Transaction<'_, Postgres>` or
-/// `&mut sqlx::Transaction<'_, Sqlite>`. Sealed, and never implemented for a
-/// connection or a pool: an event exists only if the caller's change commits.
-///
-/// ```no_run
-/// # async fn example(pool: herald::outbox::sqlx::PgPool) -> Result<(), Box<dyn std::error::Error>> {
-/// use herald::outbox::{enqueue, NewEvent};
-/// // An application on sqlx passes its own transaction.
-/// let mut tx = pool.begin().await?;
-/// enqueue(&mut tx, NewEvent::new("events.user.signed_up", serde_json::json!({"user_id": 42}))).await?;
-/// tx.commit().await?;
-/// # Ok(()) }
-/// ```
-pub trait OutboxTransaction: sealed::Sealed + Send {
-    #[doc(hidden)]
-    fn insert_event(self, row: Checked) -> impl Future<Output = Result<(), DbErr>> + Send;
-}
-
-impl OutboxTransaction for &DatabaseTransaction {
-    async fn insert_event(self, row: Checked) -> Result<(), DbErr> {
-        let backend = self.get_database_backend();
-        let values: Vec<sea_orm::Value> = vec![
-            row.event_id.as_uuid().into(),
-            row.subject.into(),
-            row.aggregate_type.into(),
-            row.aggregate_id.into(),
-            row.payload.into(),
-            row.headers.into(),
-        ];
-        self.execute_raw(Statement::from_sql_and_values(
-            backend,
-            insert_sql(backend),
-            values,
-        ))
-        .await
-        .map(|_| ())
-    }
-}
-
-/// A sqlx error as SeaORM reports it, so both paths share one error type.
-fn from_sqlx(e: sqlx::Error) -> DbErr {
-    DbErr::Exec(RuntimeErr::SqlxError(Arc::new(e)))
-}
-
-impl OutboxTransaction for &mut sqlx::Transaction<'_, sqlx::Postgres> {
-    async fn insert_event(self, row: Checked) -> Result<(), DbErr> {
-        sqlx::query(insert_sql(DbBackend::Postgres))
-            .bind(row.event_id.as_uuid())
-            .bind(row.subject)
-            .bind(row.aggregate_type)
-            .bind(row.aggregate_id)
-            .bind(row.payload)
-            .bind(row.headers)
-            .execute(&mut **self)
-            .await
-            .map(|_| ())
-            .map_err(from_sqlx)
-    }
-}
-
-impl OutboxTransaction for &mut sqlx::Transaction<'_, sqlx::Sqlite> {
-    async fn insert_event(self, row: Checked) -> Result<(), DbErr> {
-        sqlx::query(insert_sql(DbBackend::Sqlite))
-            .bind(row.event_id.as_uuid())
-            .bind(row.subject)
-            .bind(row.aggregate_type)
-            .bind(row.aggregate_id)
-            .bind(row.payload)
-            .bind(row.headers)
-            .execute(&mut **self)
-            .await
-            .map(|_| ())
-            .map_err(from_sqlx)
-    }
 }
 
 /// Insert `event` into the outbox inside `txn`, with default limits.
