@@ -60,7 +60,7 @@ async fn world() -> World {
     .set("HERALD_WORKFLOWS", dir.path().display().to_string());
     let w = World {
         nats,
-        tdb,
+        _tdb: tdb,
         db,
         sink,
         env,
