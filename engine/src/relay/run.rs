@@ -1,5 +1,6 @@
 //! The relay's loop: batches in flight, backoff and health, the periodic
 //! work beside it (statistics, gauges, retention, a lost stream).
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use backoff::backoff::Backoff;
@@ -11,6 +12,9 @@ use tokio_util::task::TaskTracker;
 use super::{BatchOutcome, Relay, RelayError, RelayErrorKind, listen};
 use crate::health::{self, Check, Health};
 use crate::outbox::store;
+
+/// The relay's current failure, shared by its batches in flight.
+type Failing = Mutex<Option<(RelayErrorKind, String)>>;
 
 impl Relay {
     /// Publish until `stop` is cancelled (the batch in hand is finished).
@@ -35,8 +39,11 @@ impl Relay {
         health.set("relay", Check::Starting("first batch".into()));
         // Batches in flight are concurrent futures of this task, not tasks:
         // what overlaps is waiting (acks, commits), not computing.
+        // The relay's failure state is one for all its batches in flight: a
+        // batch that publishes ends it, whichever batch met the failure.
+        let failing = Mutex::new(None);
         futures::future::join_all(
-            (0..self.cfg.in_flight.max(1)).map(|lane| self.drive(lane, &health, &stop)),
+            (0..self.cfg.in_flight.max(1)).map(|lane| self.drive(lane, &health, &stop, &failing)),
         )
         .await;
         tasks.wait().await;
@@ -50,7 +57,13 @@ impl Relay {
 
     /// One batch after another until `stop`; lane 0 also prunes and
     /// refreshes the gauges.
-    async fn drive(&self, lane: usize, health: &Health, stop: &CancellationToken) {
+    async fn drive(
+        &self,
+        lane: usize,
+        health: &Health,
+        stop: &CancellationToken,
+        failing: &Failing,
+    ) {
         let mut backoff = backoff::ExponentialBackoff {
             initial_interval: Duration::from_millis(100),
             max_interval: Duration::from_secs(5),
@@ -60,14 +73,10 @@ impl Relay {
         let mut last_prune = Instant::now() - Duration::from_secs(3600);
         let mut last_analyze: Option<Instant> = None;
         let mut last_gauges = Instant::now() - Duration::from_secs(3600);
-        let mut failing: Option<String> = None;
         while !stop.is_cancelled() {
             let result = self.run_once().await;
             let wait = match &result {
-                Ok(o) => {
-                    if let Some(prev) = failing.take() {
-                        tracing::info!(previous_error = %prev, "relay recovered");
-                    }
+                Ok(o) if self.recovered(o, failing) => {
                     health.set("relay", Check::Ok);
                     backoff.reset();
                     if lane == 0 {
@@ -75,7 +84,9 @@ impl Relay {
                     }
                     self.batch_done(o)
                 }
-                Err(e) => self.batch_failed(e, &mut failing, health).await,
+                // An empty batch says nothing about NATS: the failure stands.
+                Ok(_) => true,
+                Err(e) => self.batch_failed(e, failing, health).await,
             };
             if lane == 0 && last_gauges.elapsed() > Duration::from_secs(5) {
                 last_gauges = Instant::now();
@@ -163,14 +174,24 @@ impl Relay {
         (o.claimed as u32) < self.cfg.batch_size
     }
 
+    /// Whether a successful batch ends the relay's failure (logged once):
+    /// any batch that claimed rows does, an empty one only a database
+    /// failure (the claim worked; it did not try NATS).
+    fn recovered(&self, o: &BatchOutcome, failing: &Failing) -> bool {
+        let mut state = failing.lock().unwrap_or_else(|p| p.into_inner());
+        let ends = match &*state {
+            None => true,
+            Some((kind, _)) => o.claimed > 0 || *kind == RelayErrorKind::Database,
+        };
+        if ends && let Some((_, prev)) = state.take() {
+            tracing::info!(previous_error = %prev, "relay recovered");
+        }
+        ends
+    }
+
     /// A failed batch: recreate a missing stream when this relay owns its
     /// settings, log once per change of error, report it. Always waits.
-    async fn batch_failed(
-        &self,
-        e: &RelayError,
-        failing: &mut Option<String>,
-        health: &Health,
-    ) -> bool {
+    async fn batch_failed(&self, e: &RelayError, failing: &Failing, health: &Health) -> bool {
         if let (RelayErrorKind::NoStream, Some(settings)) = (e.kind(), &self.stream) {
             match crate::jetstream::ensure_stream(&self.js, settings).await {
                 Ok(_) => {
@@ -182,10 +203,12 @@ impl Relay {
             }
         }
         let msg = e.to_string();
-        if failing.as_deref() != Some(msg.as_str()) {
+        let mut state = failing.lock().unwrap_or_else(|p| p.into_inner());
+        if state.as_ref().map(|(_, m)| m) != Some(&msg) {
             tracing::warn!(error = %msg, "relay cannot publish; retrying with backoff");
-            *failing = Some(msg.clone());
+            *state = Some((e.kind(), msg.clone()));
         }
+        drop(state);
         health.set("relay", Check::Failing(msg));
         true
     }

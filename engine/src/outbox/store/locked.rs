@@ -49,14 +49,17 @@ const CLAIM_SQL: &str = "SELECT seq, event_id, subject, ordering_key, payload, h
          AND o.ordering_key NOT IN (SELECT b.ordering_key \
            FROM unnest($3::bigint[], $4::bigint[]) AS r(lo, hi) \
            CROSS JOIN LATERAL (SELECT ordering_key FROM herald_outbox \
-             WHERE seq BETWEEN r.lo AND r.hi AND ordering_key IS NOT NULL) AS b))) \
+             WHERE seq BETWEEN r.lo AND r.hi AND ordering_key IS NOT NULL OFFSET 0) AS b))) \
      ORDER BY o.seq LIMIT $2 FOR UPDATE OF o SKIP LOCKED";
 
 /// For each aggregate of the batch (the runs of seqs `$1..=$2` it holds),
 /// its first unpublished row that the batch does not hold, if any. One
 /// probe of `idx_herald_outbox_ordering` per aggregate (the scalar
-/// subquery with its ORDER BY keeps the planner on that index; LATERAL
-/// keeps the runs on the primary key).
+/// subquery with its ORDER BY keeps the planner on that index; the
+/// LATERAL subquery, fenced by OFFSET 0 so that it is not pulled up into a
+/// join, reads the runs on the primary key: pulled up, PostgreSQL scanned
+/// the whole aggregate index instead, 1.2 s a claim at a 1,000,000-row
+/// backlog against 12 ms).
 const FOREIGN_SQL: &str = "SELECT k.ordering_key AS key, (SELECT h.seq FROM herald_outbox h \
        WHERE h.ordering_key = k.ordering_key AND h.published_at IS NULL \
          AND NOT EXISTS (SELECT 1 FROM unnest($1::bigint[], $2::bigint[]) AS m(lo, hi) \
@@ -64,7 +67,7 @@ const FOREIGN_SQL: &str = "SELECT k.ordering_key AS key, (SELECT h.seq FROM hera
        ORDER BY h.ordering_key, h.seq LIMIT 1) AS first_foreign \
      FROM (SELECT DISTINCT b.ordering_key FROM unnest($1::bigint[], $2::bigint[]) AS r(lo, hi) \
            CROSS JOIN LATERAL (SELECT ordering_key FROM herald_outbox \
-             WHERE seq BETWEEN r.lo AND r.hi AND ordering_key IS NOT NULL) AS b) AS k";
+             WHERE seq BETWEEN r.lo AND r.hi AND ordering_key IS NOT NULL OFFSET 0) AS b) AS k";
 
 /// `seqs` (sorted) as runs of consecutive numbers, as two PostgreSQL array
 /// literals (first, last). Statements carry seqs, not the aggregates' text:
