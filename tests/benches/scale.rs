@@ -209,13 +209,12 @@ async fn workers(k: usize, n: usize) -> (f64, Vec<u64>) {
     let publishing = publish(&w.nats, n);
     let refs: Vec<&Herald> = procs.iter().collect();
     let sink = &w.sink;
-    let (drained, (_, rss)) = tokio::join!(
+    let ((), (_, rss)) = tokio::join!(
         publishing,
         drain(&refs, Duration::from_secs(1800), || async move {
             sink.count() >= n
         })
     );
-    let _ = drained;
     let took = start.elapsed();
     stop_all(&mut procs).await;
     stop_all(&mut relay).await;
