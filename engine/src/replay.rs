@@ -212,31 +212,10 @@ pub async fn replay(
         .map_err(|e| err(e.to_string()))?
         .state
         .clone();
-    let deliver_policy = match opts.start {
-        Start::Seq(n) if n < state.first_sequence && state.messages > 0 => {
-            return Err(ReplayError::RangeGone {
-                requested: n,
-                first: state.first_sequence,
-            });
-        }
-        Start::Seq(n) => consumer::DeliverPolicy::ByStartSequence {
-            start_sequence: n.max(1),
-        },
-        Start::Time(t) => {
-            let first: DateTime<Utc> =
-                DateTime::from_timestamp(state.first_timestamp.unix_timestamp(), 0).unwrap_or(t);
-            // Only when messages were removed (the first sequence moved
-            // on): a stream created after `t` holds everything since.
-            if state.messages > 0 && state.first_sequence > 1 && first > t {
-                tracing::warn!(requested = %t, first = %first, "the stream holds messages only from {first}: older ones are gone (retention)");
-            }
-            let secs = t.timestamp();
-            consumer::DeliverPolicy::ByStartTime {
-                start_time: time::OffsetDateTime::from_unix_timestamp(secs)
-                    .map_err(|e| err(e.to_string()))?,
-            }
-        }
-    };
+    let deliver_policy = deliver_policy(&opts.start, &state).map_err(|e| match e {
+        PolicyError::Gone(e) => e,
+        PolicyError::Time(detail) => err(detail),
+    })?;
     let mut summary = Summary::default();
     if state.messages == 0 || state.last_sequence == 0 {
         return Ok(summary);
@@ -296,18 +275,7 @@ pub async fn replay(
                 summary.interrupted = true;
                 break;
             }
-            summary.sent += o.sent;
-            summary.skipped += o.skipped;
-            summary.failed += o.dead_lettered;
-            match o.disposition {
-                // A transient failure cannot wait here; the durable consumer
-                // or a later replay will deliver it.
-                Disposition::Retry { .. } => summary.failed += 1,
-                // A running worker is sending it right now (the consumer
-                // catching up on the same range): not ours to send.
-                Disposition::Busy { .. } => summary.skipped += 1,
-                Disposition::Ack | Disposition::Terminate { .. } | Disposition::Paused => {}
-            }
+            tally(&mut summary, &o);
         }
         summary.last_seq = Some(seq);
         on_progress(&step);
@@ -316,6 +284,61 @@ pub async fn replay(
         }
     }
     Ok(summary)
+}
+
+/// Why a replay's start cannot be turned into a deliver policy.
+enum PolicyError {
+    Gone(ReplayError),
+    Time(String),
+}
+
+/// Where the replay's consumer starts: a sequence the stream still holds, or
+/// a time (warning when the stream's older messages are gone).
+fn deliver_policy(
+    start: &Start,
+    state: &jetstream::stream::State,
+) -> Result<consumer::DeliverPolicy, PolicyError> {
+    Ok(match *start {
+        Start::Seq(n) if n < state.first_sequence && state.messages > 0 => {
+            return Err(PolicyError::Gone(ReplayError::RangeGone {
+                requested: n,
+                first: state.first_sequence,
+            }));
+        }
+        Start::Seq(n) => consumer::DeliverPolicy::ByStartSequence {
+            start_sequence: n.max(1),
+        },
+        Start::Time(t) => {
+            let first: DateTime<Utc> =
+                DateTime::from_timestamp(state.first_timestamp.unix_timestamp(), 0).unwrap_or(t);
+            // Only when messages were removed (the first sequence moved
+            // on): a stream created after `t` holds everything since.
+            if state.messages > 0 && state.first_sequence > 1 && first > t {
+                tracing::warn!(requested = %t, first = %first, "the stream holds messages only from {first}: older ones are gone (retention)");
+            }
+            let secs = t.timestamp();
+            consumer::DeliverPolicy::ByStartTime {
+                start_time: time::OffsetDateTime::from_unix_timestamp(secs)
+                    .map_err(|e| PolicyError::Time(e.to_string()))?,
+            }
+        }
+    })
+}
+
+/// Count one replayed event's outcome into the summary.
+fn tally(summary: &mut Summary, o: &crate::worker::ProcessOutcome) {
+    summary.sent += o.sent;
+    summary.skipped += o.skipped;
+    summary.failed += o.dead_lettered;
+    match o.disposition {
+        // A transient failure cannot wait here; the durable consumer
+        // or a later replay will deliver it.
+        Disposition::Retry { .. } => summary.failed += 1,
+        // A running worker is sending it right now (the consumer
+        // catching up on the same range): not ours to send.
+        Disposition::Busy { .. } => summary.skipped += 1,
+        Disposition::Ack | Disposition::Terminate { .. } | Disposition::Paused => {}
+    }
 }
 
 /// What a message would send: each email's recipients and subject, and

@@ -128,34 +128,7 @@ pub fn parse_args(argv: Vec<OsString>) -> Result<Parsed> {
     let first = early(&base, &argv);
     let all = settings(&base);
     // A file that failed to load, set aside in case clap only prints help.
-    let mut set_aside = None;
-    let file = if first
-        .command
-        .as_deref()
-        .is_some_and(|c| WITHOUT_FILE.contains(&c))
-    {
-        None
-    } else {
-        let loaded = match first.config {
-            Some((path, found)) => Some(load(&path, found, &all)),
-            None => {
-                let here = PathBuf::from(DEFAULT_FILE);
-                here.exists().then(|| load(&here, Found::WorkingDir, &all))
-            }
-        };
-        match loaded {
-            Some(Ok(f)) => Some(f),
-            // `--help` and `--version` answer even with a broken file (the
-            // help is where one looks up how to fix it); the problem is
-            // still said, and every other command refuses to start on it.
-            Some(Err(e)) if asks_for_help(&argv) => {
-                set_aside = Some(e);
-                None
-            }
-            Some(Err(e)) => return Err(e),
-            None => None,
-        }
-    };
+    let (file, set_aside) = file_for(&first, &all, &argv)?;
     let mut command = match &file {
         Some(f) => apply(base, f),
         None => base,
@@ -212,6 +185,44 @@ pub fn parse_args(argv: Vec<OsString>) -> Result<Parsed> {
             matches,
         },
     })
+}
+
+/// The configuration file this command reads, if any; a file that failed
+/// to load is set aside (second) when the command line asks for help.
+fn file_for(
+    first: &Early,
+    all: &[Setting],
+    argv: &[OsString],
+) -> Result<(Option<ConfigFile>, Option<anyhow::Error>)> {
+    let mut set_aside = None;
+    let file = if first
+        .command
+        .as_deref()
+        .is_some_and(|c| WITHOUT_FILE.contains(&c))
+    {
+        None
+    } else {
+        let loaded = match &first.config {
+            Some((path, found)) => Some(load(path, *found, all)),
+            None => {
+                let here = PathBuf::from(DEFAULT_FILE);
+                here.exists().then(|| load(&here, Found::WorkingDir, all))
+            }
+        };
+        match loaded {
+            Some(Ok(f)) => Some(f),
+            // `--help` and `--version` answer even with a broken file (the
+            // help is where one looks up how to fix it); the problem is
+            // still said, and every other command refuses to start on it.
+            Some(Err(e)) if asks_for_help(argv) => {
+                set_aside = Some(e);
+                None
+            }
+            Some(Err(e)) => return Err(e),
+            None => None,
+        }
+    };
+    Ok((file, set_aside))
 }
 
 mod effective;
