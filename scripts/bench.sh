@@ -10,3 +10,5 @@ cargo build --release --bin herald
 export HERALD_BIN="$PWD/target/release/herald"
 cargo bench -p herald-tests --bench relay
 cargo bench -p herald-tests --bench worker
+# Scale-out, memory and outbox size: about 20 minutes (HERALD_BENCH_ONLY picks a part).
+cargo bench -p herald-tests --bench scale
