@@ -17,7 +17,7 @@ pub struct RelayArgs {
     /// Rows claimed and published per batch.
     #[arg(long, env = "HERALD_RELAY_BATCH", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub relay_batch: u32,
-    /// Batches in flight at once: while one awaits its acks and its published mark, the next is claimed and published (each holds a database connection).
+    /// Batches in flight at once on PostgreSQL: while one awaits its acks and its published mark, the next is claimed and published (each holds a database connection). SQLite runs one batch at a time.
     #[arg(long, env = "HERALD_RELAY_IN_FLIGHT", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=16))]
     pub relay_in_flight: u32,
     /// Fallback poll interval for new rows (PostgreSQL also wakes on NOTIFY), e.g. 200ms, 1s.

@@ -29,8 +29,9 @@ pub struct RelayConfig {
     pub retention: Option<Duration>,
     /// This relay's identity in `lease_owner`.
     pub instance: String,
-    /// Batches in flight at once: while one awaits its PubAcks or its
-    /// published mark, the next is claimed and published. Each holds one
+    /// Batches in flight at once on PostgreSQL: while one awaits its PubAcks
+    /// or its published mark, the next is claimed and published (SQLite,
+    /// with its single writer, runs one batch at a time). Each holds one
     /// database connection; no two hold rows of the same aggregate.
     pub in_flight: usize,
 }

@@ -42,8 +42,14 @@ impl Relay {
         // The relay's failure state is one for all its batches in flight: a
         // batch that publishes ends it, whichever batch met the failure.
         let failing = Mutex::new(None);
+        // SQLite has one writer: a second batch would only wait for the
+        // first one's writes (measured: no gain), so it runs one at a time.
+        let lanes = match self.db.get_database_backend() {
+            DbBackend::Postgres => self.cfg.in_flight.max(1),
+            _ => 1,
+        };
         futures::future::join_all(
-            (0..self.cfg.in_flight.max(1)).map(|lane| self.drive(lane, &health, &stop, &failing)),
+            (0..lanes).map(|lane| self.drive(lane, &health, &stop, &failing)),
         )
         .await;
         tasks.wait().await;

@@ -97,7 +97,8 @@ async fn postgres_any_insert_wakes_the_relay() {
     wait::until("the relay LISTENs", wait::DEFAULT, || async {
         w.count(
             "SELECT COUNT(*) FROM pg_stat_activity \
-             WHERE application_name = 'herald relay' AND query ILIKE 'LISTEN%'",
+             WHERE application_name = 'herald relay' AND query ILIKE 'LISTEN%' \
+             AND datname = current_database()",
         )
         .await
             == 1
