@@ -214,3 +214,14 @@ mod tests {
         );
     }
 }
+
+/// Make the space of pruned rows reusable (and refresh the statistics):
+/// `VACUUM (ANALYZE)`, which does not block inserts or the relay's updates.
+/// Autovacuum would do it, where it is on and keeps up; after each prune the
+/// relay does not depend on it. A role that may not vacuum the table gets a
+/// warning from PostgreSQL, not an error.
+pub async fn vacuum(db: &DatabaseConnection) -> Result<(), DbErr> {
+    db.execute_unprepared("VACUUM (ANALYZE) herald_outbox")
+        .await?;
+    Ok(())
+}

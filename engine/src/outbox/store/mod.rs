@@ -272,7 +272,7 @@ mod queries;
 
 #[cfg_attr(not(feature = "internals"), allow(unused_imports))] // herald::internals
 pub use locked::LockedBatch;
-pub use locked::{claim_locked, refresh_statistics};
+pub use locked::{claim_locked, refresh_statistics, vacuum};
 pub use queries::{
     Backlog, ParkedAggregate, backlog, count_published_between, parked_aggregates, prune,
     published_between, unpark,
