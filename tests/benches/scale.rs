@@ -13,23 +13,12 @@
 //! HERALD_BENCH_ONLY=scale|memory|outbox runs one part.
 use std::time::{Duration, Instant};
 
-use async_nats::HeaderMap;
-use herald_tests::bench::{rate, size};
+use herald_tests::bench::{BENCH_WORKFLOW, publish_bench_events, rate, size};
 use herald_tests::db::{Backend, TestDb};
 use herald_tests::nats::NatsServer;
 use herald_tests::process::{Herald, HeraldEnv};
 use herald_tests::smtp::SmtpSink;
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
-
-const WORKFLOW: &str = r#"
-name: bench
-on: { subjects: ["events.bench.>"] }
-email:
-  from: "Bench <bench@herald.example>"
-  to: "{{event.email}}"
-  subject: "Hello {{event.name}}"
-  text: "Hi {{event.name}}, your code is {{event.code}}."
-"#;
 
 /// One deployment: a database, a NATS server, a sink, the environment the
 /// herald processes get.
@@ -48,7 +37,7 @@ async fn world() -> World {
     let db = tdb.connect().await;
     let sink = SmtpSink::start().await;
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("bench.yaml"), WORKFLOW).unwrap();
+    std::fs::write(dir.path().join("bench.yaml"), BENCH_WORKFLOW).unwrap();
     let mut env = HeraldEnv::default();
     env.set(
         "HERALD_BIN",
@@ -172,32 +161,6 @@ async fn relays(k: usize, n: usize) -> f64 {
     rate(n, took)
 }
 
-/// Publish `n` bench messages straight into the stream (the relay's part is
-/// measured apart), pipelined.
-async fn publish(nats: &NatsServer, n: usize) {
-    let js = nats.jetstream().await;
-    for window in (0..n).collect::<Vec<_>>().chunks(4000) {
-        let mut acks = Vec::new();
-        for &i in window {
-            let mut h = HeaderMap::new();
-            h.insert("Nats-Msg-Id", uuid::Uuid::now_v7().to_string().as_str());
-            h.insert(
-                "Herald-Occurred-At",
-                chrono::Utc::now().to_rfc3339().as_str(),
-            );
-            let body = serde_json::json!({"email": format!("u{i}@example.com"), "name": format!("User {i}"), "code": format!("CODE-{i}")});
-            acks.push(
-                js.publish_with_headers("events.bench.sent", h, body.to_string().into())
-                    .await
-                    .unwrap(),
-            );
-        }
-        for a in acks {
-            a.await.unwrap();
-        }
-    }
-}
-
 /// (s2) and (m): `k` workers, the time from the first publish to the last
 /// email accepted, and their summed RSS samples.
 async fn workers(k: usize, n: usize) -> (f64, Vec<u64>) {
@@ -206,7 +169,8 @@ async fn workers(k: usize, n: usize) -> (f64, Vec<u64>) {
     let mut relay = spawn_ready(&w, 1, &["relay"], "relay started").await;
     let mut procs = spawn_ready(&w, k, &["worker"], "worker started").await;
     let start = Instant::now();
-    let publishing = publish(&w.nats, n);
+    let js = w.nats.jetstream().await;
+    let publishing = publish_bench_events(&js, n);
     let refs: Vec<&Herald> = procs.iter().collect();
     let sink = &w.sink;
     let ((), (_, rss)) = tokio::join!(

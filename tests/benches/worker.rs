@@ -13,13 +13,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_nats::HeaderMap;
 use herald::metrics::Metrics;
 use herald::outbox::{NewEvent, enqueue};
 use herald::smtp::Transport;
 use herald::worker::{Worker, WorkerConfig};
 use herald::workflow::render::Email;
-use herald_tests::bench::{percentile_ms, rate, size};
+use herald_tests::bench::{
+    BENCH_WORKFLOW, bench_payload, percentile_ms, publish_bench_events, rate, size,
+};
 use herald_tests::db::{Backend, TestDb};
 use herald_tests::nats::NatsServer;
 use herald_tests::process::HeraldEnv;
@@ -27,22 +28,6 @@ use herald_tests::smtp::SmtpSink;
 use mail_send::SmtpClientBuilder;
 use mail_send::smtp::message::{Address, Message, Parameters};
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement, TransactionTrait};
-use serde_json::json;
-
-const WORKFLOW: &str = r#"
-name: bench
-on: { subjects: ["events.bench.>"] }
-email:
-  from: "Bench <bench@herald.example>"
-  to: "{{event.email}}"
-  subject: "Hello {{event.name}}"
-  text: "Hi {{event.name}}, your code is {{event.code}}."
-  html: "<p>Hi {{event.name}}, your code is <b>{{event.code}}</b>.</p>"
-"#;
-
-fn payload(i: usize) -> serde_json::Value {
-    json!({"email": format!("u{i}@example.com"), "name": format!("User {i}"), "code": format!("CODE-{i}")})
-}
 
 fn bench_email() -> Email {
     Email {
@@ -111,27 +96,9 @@ async fn worker_e2e(backend: Backend, sink: &SmtpSink, n: usize) -> Duration {
     herald::jetstream::ensure_stream(&js, &Default::default())
         .await
         .unwrap();
-    for window in (0..n).collect::<Vec<_>>().chunks(4000) {
-        let mut acks = Vec::new();
-        for &i in window {
-            let mut h = HeaderMap::new();
-            h.insert("Nats-Msg-Id", uuid::Uuid::now_v7().to_string().as_str());
-            h.insert(
-                "Herald-Occurred-At",
-                chrono::Utc::now().to_rfc3339().as_str(),
-            );
-            acks.push(
-                js.publish_with_headers("events.bench.sent", h, payload(i).to_string().into())
-                    .await
-                    .unwrap(),
-            );
-        }
-        for a in acks {
-            a.await.unwrap();
-        }
-    }
+    publish_bench_events(&js, n).await;
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("bench.yaml"), WORKFLOW).unwrap();
+    std::fs::write(dir.path().join("bench.yaml"), BENCH_WORKFLOW).unwrap();
     let catalog = herald::workflow::load(dir.path()).unwrap();
     let wf = catalog.workflows[0].clone();
     let tdb = TestDb::new(backend).await;
@@ -188,7 +155,7 @@ async fn enqueue_at_rate(
     for i in 0..total {
         tick.tick().await;
         let txn = db.begin().await.unwrap();
-        let id = enqueue(&txn, NewEvent::new("events.bench.sent", payload(i)))
+        let id = enqueue(&txn, NewEvent::new("events.bench.sent", bench_payload(i)))
             .await
             .unwrap();
         txn.commit().await.unwrap();
@@ -241,7 +208,7 @@ async fn steady_latency(
     let tdb = TestDb::new(backend).await;
     let db = tdb.connect().await;
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("bench.yaml"), WORKFLOW).unwrap();
+    std::fs::write(dir.path().join("bench.yaml"), BENCH_WORKFLOW).unwrap();
     let mut env = HeraldEnv::default();
     env.set("HERALD_BIN", bin)
         .set("HERALD_DATABASE_URL", tdb.url.clone())

@@ -24,3 +24,45 @@ pub fn percentile_ms(samples: &mut [f64], p: f64) -> f64 {
     let idx = ((p / 100.0) * (samples.len() - 1) as f64).round() as usize;
     samples[idx.min(samples.len() - 1)]
 }
+
+/// The worker benchmarks' workflow: one email per `events.bench.*` event.
+pub const BENCH_WORKFLOW: &str = r#"
+name: bench
+on: { subjects: ["events.bench.>"] }
+email:
+  from: "Bench <bench@herald.example>"
+  to: "{{event.email}}"
+  subject: "Hello {{event.name}}"
+  text: "Hi {{event.name}}, your code is {{event.code}}."
+  html: "<p>Hi {{event.name}}, your code is <b>{{event.code}}</b>.</p>"
+"#;
+
+/// The `i`-th event's payload for [`BENCH_WORKFLOW`].
+pub fn bench_payload(i: usize) -> serde_json::Value {
+    serde_json::json!({"email": format!("u{i}@example.com"), "name": format!("User {i}"), "code": format!("CODE-{i}")})
+}
+
+/// Publish `n` bench events straight into the stream (the relay's part is
+/// measured apart), pipelined in windows of 4,000 acks.
+pub async fn publish_bench_events(js: &async_nats::jetstream::Context, n: usize) {
+    for window in (0..n).collect::<Vec<_>>().chunks(4000) {
+        let mut acks = Vec::new();
+        for &i in window {
+            let mut h = async_nats::HeaderMap::new();
+            h.insert("Nats-Msg-Id", uuid::Uuid::now_v7().to_string().as_str());
+            h.insert(
+                "Herald-Occurred-At",
+                chrono::Utc::now().to_rfc3339().as_str(),
+            );
+            let body = bench_payload(i).to_string();
+            acks.push(
+                js.publish_with_headers("events.bench.sent", h, body.into())
+                    .await
+                    .unwrap(),
+            );
+        }
+        for a in acks {
+            a.await.unwrap();
+        }
+    }
+}
