@@ -120,15 +120,21 @@ pub async fn stream_messages_of(
     js: &async_nats::jetstream::Context,
     total: usize,
 ) -> Vec<StreamMsg> {
-    let stream = js.get_stream("HERALD").await.expect("stream");
-    let consumer = stream
-        .create_consumer(OrderedConfig {
-            filter_subject: "events.>".into(),
-            ..Default::default()
-        })
-        .await
-        .expect("ordered consumer");
-    let mut msgs = consumer.messages().await.expect("messages");
+    // A cluster that has just healed may refuse for a moment (503
+    // "JetStream system temporarily unavailable") though the stream
+    // reports a leader: retry the set-up until it answers.
+    let mut msgs = wait::ok("an ordered consumer on HERALD", wait::DEFAULT, || async {
+        let stream = js.get_stream("HERALD").await.map_err(|e| e.to_string())?;
+        let consumer = stream
+            .create_consumer(OrderedConfig {
+                filter_subject: "events.>".into(),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| e.to_string())?;
+        consumer.messages().await.map_err(|e| e.to_string())
+    })
+    .await;
     let mut out = Vec::with_capacity(total);
     while out.len() < total {
         let m = tokio::time::timeout(Duration::from_secs(30), msgs.next())

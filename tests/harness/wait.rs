@@ -25,3 +25,27 @@ where
         delay = (delay * 2).min(Duration::from_millis(100));
     }
 }
+
+/// Poll `attempt` until it returns `Ok`; panic with `what` and the last
+/// error after `deadline`. For calls a recovering server may refuse for
+/// a moment (a JetStream cluster electing a leader answers 503).
+pub async fn ok<T, E, F, Fut>(what: &str, deadline: Duration, mut attempt: F) -> T
+where
+    E: std::fmt::Debug,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let start = Instant::now();
+    let mut delay = Duration::from_millis(5);
+    loop {
+        match attempt().await {
+            Ok(v) => return v,
+            Err(e) if start.elapsed() > deadline => {
+                panic!("timed out after {deadline:?} waiting for {what}: {e:?}")
+            }
+            Err(_) => {}
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_millis(100));
+    }
+}
