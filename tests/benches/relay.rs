@@ -67,28 +67,52 @@ async fn purge(js: &async_nats::jetstream::Context) {
 }
 
 async fn raw_publish(js: &async_nats::jetstream::Context, n: usize) -> Duration {
-    let body = bytes::Bytes::from(payload(0).to_string());
-    let start = Instant::now();
     // Fully pipelined, in windows of 4,000 (under async-nats' default cap of
     // 5,000 acks in flight): the fastest this client publishes.
-    for window in (0..n).collect::<Vec<_>>().chunks(4000) {
-        let mut acks = Vec::with_capacity(window.len());
-        for &i in window {
-            let mut h = HeaderMap::new();
-            h.insert("Nats-Msg-Id", uuid::Uuid::now_v7().to_string().as_str());
-            h.insert(
-                "Herald-Aggregate",
-                format!("contract/{}", aggregate_of(i)).as_str(),
-            );
-            acks.push(
-                js.publish_with_headers("events.contract.signed", h, body.clone())
-                    .await
-                    .unwrap(),
-            );
-        }
-        for a in acks {
-            a.await.unwrap();
-        }
+    raw_publish_at(js, n, 4000, 1).await
+}
+
+/// `n` publishes by `lanes` publishers at once, each publishing a `window`
+/// and awaiting its acks before the next: at `window` = the relay's batch
+/// size and `lanes` = its batches in flight, the same pipeline depth as
+/// the relay's.
+async fn raw_publish_at(
+    js: &async_nats::jetstream::Context,
+    n: usize,
+    window: usize,
+    lanes: usize,
+) -> Duration {
+    let body = bytes::Bytes::from(payload(0).to_string());
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..lanes)
+        .map(|lane| {
+            let (js, body) = (js.clone(), body.clone());
+            let mine: Vec<usize> = (lane..n).step_by(lanes).collect();
+            tokio::spawn(async move {
+                for w in mine.chunks(window) {
+                    let mut acks = Vec::with_capacity(w.len());
+                    for &i in w {
+                        let mut h = HeaderMap::new();
+                        h.insert("Nats-Msg-Id", uuid::Uuid::now_v7().to_string().as_str());
+                        h.insert(
+                            "Herald-Aggregate",
+                            format!("contract/{}", aggregate_of(i)).as_str(),
+                        );
+                        acks.push(
+                            js.publish_with_headers("events.contract.signed", h, body.clone())
+                                .await
+                                .unwrap(),
+                        );
+                    }
+                    for a in acks {
+                        a.await.unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
     }
     start.elapsed()
 }

@@ -6,7 +6,8 @@
 //! (c) commit → SMTP accepted latency at a steady rate, with relay and worker
 //!     as separate processes (needs HERALD_BIN = a release herald).
 //! Sizes: HERALD_BENCH_EMAILS (20000), HERALD_BENCH_RATE (500), HERALD_BENCH_STEADY_SECS (5).
-//! HERALD_BENCH_ONLY=latency runs (c) alone; HERALD_BENCH_DUMP=PREFIX writes
+//! HERALD_BENCH_ONLY=latency runs (c) alone, =throughput (a), (a16) and (b),
+//! =worker (b) alone (for a profiler); HERALD_BENCH_DUMP=PREFIX writes
 //! each event's legs of (c) to PREFIX.BACKEND.csv (commit offset, total,
 //! relay, pickup, send in ms) and the two processes' debug logs beside it.
 use std::collections::HashMap;
@@ -108,7 +109,8 @@ async fn worker_e2e(backend: Backend, sink: &SmtpSink, n: usize) -> Duration {
             .await
             .unwrap(),
         Arc::new(catalog),
-        Transport::from_url(&sink.url()).unwrap(),
+        // Never more SMTP sessions than the raw baseline (a16) opens.
+        Transport::from_url(&format!("{}?connections={}", sink.url(), connections())).unwrap(),
         Metrics::new(),
         WorkerConfig::default().concurrency(concurrency()),
     ));
@@ -299,9 +301,16 @@ fn print_latency(backend: Backend, per_sec: usize, l: Option<Latency>) {
     }
 }
 
-/// The worker's concurrency, and so its SMTP connections (HERALD_BENCH_CONCURRENCY, 16 as `herald worker`).
+/// The SMTP connections of the raw baseline (a16) and the most the worker
+/// may open (`?connections=`): HERALD_BENCH_CONNECTIONS, 16.
+fn connections() -> usize {
+    size("HERALD_BENCH_CONNECTIONS", 16)
+}
+
+/// The worker's deliveries in flight (HERALD_BENCH_CONCURRENCY, default
+/// the connections, as `herald worker` with no `--concurrency`).
 fn concurrency() -> usize {
-    size("HERALD_BENCH_CONCURRENCY", 16)
+    size("HERALD_BENCH_CONCURRENCY", connections())
 }
 
 fn main() {
@@ -316,8 +325,15 @@ fn main() {
     rt.block_on(async {
         for backend in [Backend::Postgres, Backend::Sqlite] {
             let sink = SmtpSink::start().await;
-            if std::env::var("HERALD_BENCH_ONLY").as_deref() != Ok("latency") {
-                let conns = concurrency();
+            let only = std::env::var("HERALD_BENCH_ONLY").unwrap_or_default();
+            if only == "worker" {
+                // (b) alone, e.g. under `perf record`.
+                let ours = worker_e2e(backend, &sink, n).await;
+                println!("| {backend:?} | worker end to end, {} connections (b) | {n} | {:.0}/s | |", concurrency(), rate(n, ours));
+                continue;
+            }
+            if only != "latency" {
+                let conns = connections();
                 let raw = raw_loop(&sink, n).await;
                 let par = raw_parallel(&sink, n, conns).await;
                 let ours = worker_e2e(backend, &sink, n).await;
@@ -326,7 +342,9 @@ fn main() {
                 println!("| {backend:?} | raw mail-send, {conns} connections at once (a{conns}) | {n} | {r_par:.0}/s | 1.00 |");
                 println!("| {backend:?} | worker end to end, {conns} connections (b) | {n} | {r_ours:.0}/s | {:.2} of (a{conns}), {:.2} of (a) |", r_ours / r_par, r_ours / r_raw);
             }
-            print_latency(backend, per_sec, steady_latency(backend, &sink, per_sec, secs).await);
+            if only != "throughput" {
+                print_latency(backend, per_sec, steady_latency(backend, &sink, per_sec, secs).await);
+            }
         }
     });
 }

@@ -62,9 +62,14 @@ impl TestDb {
                     .await
                     .expect("create test database");
                 admin.close().await.ok();
+                // The admin URL's parameters (`?sslmode=disable`) carry over.
                 let base = pg_admin_url();
+                let (base, params) = match base.split_once('?') {
+                    Some((b, p)) => (b.to_string(), format!("?{p}")),
+                    None => (base, String::new()),
+                };
                 let url = match base.rfind('/') {
-                    Some(i) => format!("{}/{name}", &base[..i]),
+                    Some(i) => format!("{}/{name}{params}", &base[..i]),
                     None => base,
                 };
                 TestDb {

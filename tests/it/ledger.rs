@@ -217,12 +217,14 @@ both_backends!(hourly_activity_counts_by_hour_and_state);
 /// once through one writer, and by a second worker's writer racing it, with
 /// every key offered twice in the same group: each delivery is claimed
 /// exactly once (attempt 1), and the grouped `sent` records all land.
+/// 200 deliveries: groups then pass one statement's budget on PostgreSQL
+/// and are written as several statements in one transaction.
 async fn grouped_claims_send_each_new_delivery_once(backend: Backend) {
     use herald::internals::ledger::{NewClaims, Sent, SentRecord, Writer};
     use std::sync::Arc;
     let tdb = TestDb::new(backend).await;
     let db = tdb.connect().await;
-    let ids: Vec<Uuid> = (0..40).map(|_| Uuid::now_v7()).collect();
+    let ids: Vec<Uuid> = (0..200).map(|_| Uuid::now_v7()).collect();
     let writers = [
         Arc::new(Writer::<NewClaims>::new(db.clone())),
         Arc::new(Writer::<NewClaims>::new(db.clone())),

@@ -8,7 +8,7 @@ use herald_tests::bench::{rate, size};
 use herald_tests::db::Backend;
 use sea_orm::{ConnectionTrait, DatabaseConnection};
 
-use super::{aggregates, fill, purge, raw_publish};
+use super::{aggregates, fill, purge, raw_publish, raw_publish_at};
 
 /// HERALD_BENCH_PHASES: one batch at a time (`run_once`), printing where
 /// a batch's time goes: the profile BENCHMARKS.md reports.
@@ -83,9 +83,13 @@ pub(super) async fn throughput_pairs(
     relay_db: &DatabaseConnection,
     js: &async_nats::jetstream::Context,
 ) {
-    let mut ratios = Vec::new();
+    let (mut ratios, mut equal_ratios) = (Vec::new(), Vec::new());
     for run in 1..=size("HERALD_BENCH_REPEAT", 3) {
         let raw = rate(n, raw_publish(js, n).await);
+        purge(js).await;
+        // At the relay's depth: its batch size, 2 batches in flight.
+        let batch = RelayConfig::default().batch_size as usize;
+        let equal = rate(n, raw_publish_at(js, n, batch, 2).await);
         purge(js).await;
         let mut ours = [0.0; 2];
         for (k, in_flight) in [1, 2].into_iter().enumerate() {
@@ -103,15 +107,26 @@ pub(super) async fn throughput_pairs(
             aggregates(),
         );
         ratios.push(ours / raw);
+        equal_ratios.push(ours / equal);
         println!(
             "| {backend:?} | run {run}: raw (a) {raw:.0}/s, relay (b) 2 in flight {ours:.0}/s | {n} | aggregates {} | {:.2} |",
             aggregates(),
             ours / raw
         );
+        println!(
+            "| {backend:?} | run {run}: raw at the relay's depth (a=, 2 × {batch}) {equal:.0}/s | {n} | | (b)/(a=) {:.2} |",
+            ours / equal
+        );
     }
+    spread(backend, "(b)/(a=)", &mut equal_ratios);
+    spread(backend, "(b)/(a)", &mut ratios);
+}
+
+/// The min, median and max of `ratios`, as a table row.
+fn spread(backend: Backend, what: &str, ratios: &mut [f64]) {
     ratios.sort_by(f64::total_cmp);
     println!(
-        "| {backend:?} | (b)/(a) over {} runs | | min {:.2}, median {:.2}, max {:.2} | |",
+        "| {backend:?} | {what} over {} runs | | min {:.2}, median {:.2}, max {:.2} | |",
         ratios.len(),
         ratios[0],
         ratios[ratios.len() / 2],

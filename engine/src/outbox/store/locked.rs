@@ -201,6 +201,17 @@ pub async fn refresh_statistics(db: &DatabaseConnection) -> Result<(), DbErr> {
     Ok(())
 }
 
+/// Make the space of pruned rows reusable (and refresh the statistics):
+/// `VACUUM (ANALYZE)`, which does not block inserts or the relay's updates.
+/// Autovacuum would do it, where it is on and keeps up; after each prune the
+/// relay does not depend on it. A role that may not vacuum the table gets a
+/// warning from PostgreSQL, not an error.
+pub async fn vacuum(db: &DatabaseConnection) -> Result<(), DbErr> {
+    db.execute_unprepared("VACUUM (ANALYZE) herald_outbox")
+        .await?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::seq_runs;
@@ -213,15 +224,4 @@ mod tests {
             ("{3,9,11}".into(), "{5,9,12}".into())
         );
     }
-}
-
-/// Make the space of pruned rows reusable (and refresh the statistics):
-/// `VACUUM (ANALYZE)`, which does not block inserts or the relay's updates.
-/// Autovacuum would do it, where it is on and keeps up; after each prune the
-/// relay does not depend on it. A role that may not vacuum the table gets a
-/// warning from PostgreSQL, not an error.
-pub async fn vacuum(db: &DatabaseConnection) -> Result<(), DbErr> {
-    db.execute_unprepared("VACUUM (ANALYZE) herald_outbox")
-        .await?;
-    Ok(())
 }

@@ -16,14 +16,14 @@ use std::future::Future;
 use std::sync::OnceLock;
 
 use chrono::Utc;
-use herald_entities::delivery::{self, DeliveryState};
-use sea_orm::sea_query::{PostgresQueryBuilder, Query, SimpleExpr};
-use sea_orm::{
-    ActiveValue, ConnectionTrait, DatabaseConnection, DbBackend, DbErr, Statement, Value,
-};
+use herald_entities::delivery;
+use sea_orm::{ActiveValue, DatabaseConnection, DbBackend, DbErr};
 use tokio::sync::{mpsc, oneshot};
 
-use super::claims::{Key, insert_if_absent, mark_sent, on_key_conflict};
+use super::claims::{Key, insert_if_absent, mark_sent};
+use postgres::{chunks, claim_size, claims_statement, in_one_commit, sent_statement};
+
+mod postgres;
 
 /// The most writes one group takes: bounds a statement's parameters (PostgreSQL
 /// allows 65,535; a claim row has 14) and one transaction's length.
@@ -158,16 +158,6 @@ impl Group for NewClaims {
             txn.commit().await?;
             return Ok(out);
         }
-        let mut insert = Query::insert();
-        insert
-            .into_table(delivery::Entity)
-            .columns(COLUMNS)
-            .on_conflict(on_key_conflict())
-            .returning(Query::returning().columns([
-                delivery::Column::EventId,
-                delivery::Column::Workflow,
-                delivery::Column::Recipient,
-            ]));
         // Rows in key order: two groups with overlapping keys (redeliveries
         // racing on two workers) then take the keys' locks in the same
         // order and one waits for the other, where in arrival order each
@@ -175,19 +165,11 @@ impl Group for NewClaims {
         // by failing one group). The answers follow the caller's order below.
         let mut ordered: Vec<&delivery::ActiveModel> = rows.iter().collect();
         ordered.sort_by_cached_key(|row| key_of(row));
-        for row in ordered {
-            insert
-                .values(values(row)?)
-                .map_err(|e| DbErr::Custom(e.to_string()))?;
-        }
-        let (sql, params) = insert.build(PostgresQueryBuilder);
-        let inserted = db
-            .query_all_raw(Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                sql,
-                params,
-            ))
-            .await?;
+        let statements = chunks(&ordered, |row| claim_size(row))
+            .into_iter()
+            .map(claims_statement)
+            .collect::<Result<Vec<_>, _>>()?;
+        let inserted = in_one_commit(db, statements).await?;
         let mut fresh: HashSet<OwnedKey> = HashSet::with_capacity(inserted.len());
         for r in inserted {
             fresh.insert(OwnedKey {
@@ -202,50 +184,6 @@ impl Group for NewClaims {
             .iter()
             .map(|row| key_of(row).is_some_and(|k| fresh.remove(&k)))
             .collect())
-    }
-}
-
-const COLUMNS: [delivery::Column; 12] = [
-    delivery::Column::EventId,
-    delivery::Column::Workflow,
-    delivery::Column::Recipient,
-    delivery::Column::ItemIndex,
-    delivery::Column::Subject,
-    delivery::Column::State,
-    delivery::Column::Attempts,
-    delivery::Column::LastError,
-    delivery::Column::CreatedAt,
-    delivery::Column::UpdatedAt,
-    delivery::Column::MessageId,
-    delivery::Column::SentAt,
-];
-
-/// A claim row's values in [`COLUMNS`] order (every one is set by `new_row`).
-fn values(row: &delivery::ActiveModel) -> Result<Vec<SimpleExpr>, DbErr> {
-    Ok([
-        set(&row.event_id)?,
-        set(&row.workflow)?,
-        set(&row.recipient)?,
-        set(&row.item_index)?,
-        set(&row.subject)?,
-        set(&row.state)?,
-        set(&row.attempts)?,
-        set(&row.last_error)?,
-        set(&row.created_at)?,
-        set(&row.updated_at)?,
-        set(&row.message_id)?,
-        set(&row.sent_at)?,
-    ]
-    .into_iter()
-    .map(SimpleExpr::Value)
-    .collect())
-}
-
-/// The value an active field holds.
-fn set<T: Into<Value> + Clone>(a: &ActiveValue<T>) -> Result<Value, DbErr> {
-    match a {
-        ActiveValue::Set(x) | ActiveValue::Unchanged(x) => Ok(x.clone().into()),
-        ActiveValue::NotSet => Err(DbErr::Custom("a claim row has a column not set".into())),
     }
 }
 
@@ -283,40 +221,14 @@ impl Group for Sent {
             return Ok(vec![(); items.len()]);
         }
         let now = Utc::now();
-        let mut params: Vec<Value> = vec![now.into()];
-        let mut rows = Vec::with_capacity(items.len());
-        for s in items {
-            let n = params.len();
-            rows.push(format!(
-                "(${}, ${}, ${}, ${}, ${})",
-                n + 1,
-                n + 2,
-                n + 3,
-                n + 4,
-                n + 5
-            ));
-            params.extend([
-                s.key.event_id.into(),
-                s.key.workflow.clone().into(),
-                s.key.recipient.clone().into(),
-                s.message_id.clone().into(),
-                s.reply.clone().into(),
-            ]);
-        }
-        let sql = format!(
-            "UPDATE herald_deliveries AS d SET state = '{sent}', message_id = v.mid, \
-             smtp_response = v.reply, sent_at = $1, updated_at = $1 \
-             FROM (VALUES {rows}) AS v(event_id, workflow, recipient, mid, reply) \
-             WHERE d.event_id = v.event_id AND d.workflow = v.workflow AND d.recipient = v.recipient",
-            sent = DeliveryState::Sent.as_str(),
-            rows = rows.join(", "),
-        );
-        db.execute_raw(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            sql,
-            params,
-        ))
-        .await?;
+        let size = |s: &SentRecord| {
+            60 + s.key.workflow.len() + s.key.recipient.len() + s.message_id.len() + s.reply.len()
+        };
+        let statements = chunks(items, size)
+            .into_iter()
+            .map(|chunk| sent_statement(chunk, now))
+            .collect();
+        in_one_commit(db, statements).await?;
         Ok(vec![(); items.len()])
     }
 }
