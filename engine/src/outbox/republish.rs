@@ -197,7 +197,7 @@ pub async fn republish(
                 publish::build_headers(row).map_err(|e| fail(format!("seq {}: {e}", row.seq)))?;
             ready.push((row, h));
         }
-        for (row, r) in publish::publish_all(js, ready).await {
+        for (row, r) in publish::publish_all(js, ready, || false).await {
             match r {
                 Ok(ack) if ack.duplicate => summary.duplicates += 1,
                 Ok(_) => summary.published += 1,

@@ -49,6 +49,34 @@ fn rounds(rows: Vec<(&Claimed, HeaderMap)>) -> Vec<Vec<(&Claimed, HeaderMap)>> {
     out
 }
 
+/// How long a batch may still publish: until 90% of its lease has passed
+/// since it began claiming, by the monotonic clock and by the wall clock
+/// (another relay compares leases with its wall clock). A relay frozen
+/// longer than that (SIGSTOP, a suspended VM, a starved host) has lost its
+/// rows: on SQLite their lease ran out, on PostgreSQL the server ended the
+/// idle transaction that locked them, and another relay may have published
+/// them and later rows of their aggregates. Publishing them again after
+/// the duplicate window would put duplicates behind those later events.
+struct Fence {
+    since: Instant,
+    wall: SystemTime,
+    limit: std::time::Duration,
+}
+
+impl Fence {
+    fn new(since: Instant, wall: SystemTime, lease: std::time::Duration) -> Self {
+        Fence {
+            since,
+            wall,
+            limit: lease.mul_f64(0.9),
+        }
+    }
+
+    fn expired(&self) -> bool {
+        self.since.elapsed() >= self.limit || self.wall.elapsed().is_ok_and(|e| e >= self.limit)
+    }
+}
+
 /// What happened to the rows of one batch, written back in one place.
 #[derive(Default)]
 struct Results<'a> {
@@ -61,6 +89,8 @@ struct Results<'a> {
     release: Vec<i64>,
     transport_error: Option<String>,
     stream_missing: bool,
+    /// Rows were left unpublished because the batch outlived its lease.
+    expired: bool,
 }
 
 /// Precheck every claimed row: the ones ready to publish, with their
@@ -108,6 +138,7 @@ impl Relay {
         let started = Instant::now();
         let started_at = SystemTime::now();
         let (hold, rows) = self.claim().await?;
+        let fence = Fence::new(started, started_at, self.cfg.lease);
         let _busy = self.busy.hold(&rows);
         let mut out = BatchOutcome {
             claimed: rows.len(),
@@ -119,6 +150,15 @@ impl Relay {
                 txn.commit().await?;
             }
             return Ok(out);
+        }
+        // Test builds only: the process frozen right after claiming rows.
+        if let Some(d) = crate::worker::failpoint::pause("relay_after_claim") {
+            tracing::warn!(
+                ms = d.as_millis() as u64,
+                "failpoint relay_after_claim: pausing"
+            );
+            tokio::time::sleep(d).await;
+            tracing::warn!("failpoint relay_after_claim: resuming");
         }
         let max_payload = self.js.client().server_info().max_payload;
         let mut trace = RelayBatch::start(started_at, rows.len());
@@ -150,9 +190,16 @@ impl Relay {
             if go.is_empty() {
                 continue;
             }
-            for (row, r) in publish::publish_all(&self.js, go).await {
+            for (row, r) in publish::publish_all(&self.js, go, || fence.expired()).await {
                 self.note_published(row, r, &mut trace, &mut res, &mut held, &mut out);
             }
+        }
+        if res.expired {
+            tracing::warn!(
+                lease_ms = self.cfg.lease.as_millis() as u64,
+                released = res.release.len(),
+                "this batch outlived its lease (was the relay paused or starved?): its rows not yet published are left to the next claim, by this relay or another"
+            );
         }
         out.publish_ms = elapsed_ms(started) - out.claim_ms;
         let recorded = self.record(&mut out, res, hold).await;
@@ -199,7 +246,9 @@ impl Relay {
         let outcome = match failure {
             PublishFailure::Permanent(_) => "parked",
             PublishFailure::Row(_) => "failed",
-            PublishFailure::NoStream(_) | PublishFailure::Transport(_) => "released",
+            PublishFailure::NoStream(_)
+            | PublishFailure::Transport(_)
+            | PublishFailure::Expired(_) => "released",
         };
         trace.failed(row.seq, outcome, failure.message());
         if let Some(k) = row.ordering_key.as_deref() {
@@ -216,6 +265,10 @@ impl Relay {
             PublishFailure::Transport(m) => {
                 res.release.push(row.seq);
                 res.transport_error.get_or_insert(m);
+            }
+            PublishFailure::Expired(_) => {
+                res.release.push(row.seq);
+                res.expired = true;
             }
         }
     }

@@ -24,6 +24,10 @@ pub enum PublishFailure {
     Transport(String),
     /// The stream is missing: recreated before the next batch.
     NoStream(String),
+    /// Not published: the batch had held its rows longer than its lease
+    /// (the process was frozen or starved), so another relay may own them
+    /// now. Released untouched.
+    Expired(String),
 }
 
 impl PublishFailure {
@@ -32,7 +36,8 @@ impl PublishFailure {
             PublishFailure::Permanent(m)
             | PublishFailure::Row(m)
             | PublishFailure::Transport(m)
-            | PublishFailure::NoStream(m) => m,
+            | PublishFailure::NoStream(m)
+            | PublishFailure::Expired(m) => m,
         }
     }
 }
@@ -145,13 +150,25 @@ pub(crate) fn precheck_with(
 /// Publish `rows` pipelined: every publish is issued in order before any
 /// ack is awaited (the client writes them in this order, so the stream
 /// keeps it), then all acks are awaited. One result per row, in order.
+/// Once `expired` answers true, the rows not yet issued are not published
+/// ([`PublishFailure::Expired`]).
 pub async fn publish_all<'r>(
     js: &jetstream::Context,
     rows: Vec<(&'r Claimed, HeaderMap)>,
+    expired: impl Fn() -> bool,
 ) -> Vec<(&'r Claimed, Result<PublishAck, PublishFailure>)> {
     let mut issued = Vec::with_capacity(rows.len());
     let mut failed = Vec::new();
     for (row, h) in rows {
+        if expired() {
+            failed.push((
+                row,
+                Err(PublishFailure::Expired(
+                    "the batch outlived its lease before this row was published".into(),
+                )),
+            ));
+            continue;
+        }
         match js
             .publish_with_headers(
                 row.subject.clone(),

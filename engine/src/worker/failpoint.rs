@@ -4,8 +4,10 @@
 //! `HERALD_FAILPOINT` names it: `NAME` aborts, `panic:NAME` panics, and
 //! `panic-once:NAME` panics the first time only; `fail-every:N:NAME` makes
 //! every Nth call of [`fails`] at that point answer true (an injected
-//! error, e.g. a relay row the server refused). Read once: the send path
-//! must not consult the environment per email.
+//! error, e.g. a relay row the server refused); `pause-once:MS:NAME` makes
+//! the first call of [`pause`] there answer a wait of MS milliseconds (a
+//! process frozen mid-work). Read once: the send path must not consult the
+//! environment per email.
 
 #[cfg(feature = "failpoints")]
 mod armed {
@@ -39,6 +41,13 @@ mod armed {
             && (CALLS.fetch_add(1, Ordering::SeqCst) + 1).is_multiple_of(every)
     }
 
+    pub fn pause(name: &str) -> Option<std::time::Duration> {
+        let (ms, point) = armed()?.strip_prefix("pause-once:")?.split_once(':')?;
+        let ms = ms.parse::<u64>().ok()?;
+        (point == name && !FIRED.swap(true, Ordering::SeqCst))
+            .then(|| std::time::Duration::from_millis(ms))
+    }
+
     pub fn hit(name: &str) {
         let armed = armed();
         let Some(a) = armed else {
@@ -57,7 +66,7 @@ mod armed {
 }
 
 #[cfg(feature = "failpoints")]
-pub use armed::{fails, hit};
+pub use armed::{fails, hit, pause};
 
 /// Without the `failpoints` feature: nothing, and free.
 #[cfg(not(feature = "failpoints"))]
@@ -69,4 +78,11 @@ pub fn hit(_name: &str) {}
 #[inline(always)]
 pub fn fails(_name: &str) -> bool {
     false
+}
+
+/// Without the `failpoints` feature: never.
+#[cfg(not(feature = "failpoints"))]
+#[inline(always)]
+pub fn pause(_name: &str) -> Option<std::time::Duration> {
+    None
 }

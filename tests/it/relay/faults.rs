@@ -125,3 +125,45 @@ async fn relay_serves_health_and_metrics() {
         Some(0)
     );
 }
+
+/// A relay frozen past its lease (a failpoint pauses it 5 s right after
+/// its claim; the lease is 2 s) does not publish its stale batch when it
+/// wakes. By then another relay has published those rows and later rows
+/// of the same aggregates, and the duplicate window (1 s here) has passed:
+/// publishing them again would put each event in the stream twice, the
+/// second copy behind later events of its aggregate.
+async fn a_relay_frozen_past_its_lease_leaves_its_batch(backend: Backend) {
+    let env = TestEnv::start(backend).await;
+    env.enqueue_many("events.test.created", 20, 2).await;
+    let mut frozen_env = env.herald.clone();
+    frozen_env.set("HERALD_FAILPOINT", "pause-once:5000:relay_after_claim");
+    // Both relays keep the stream's short window (each applies its own).
+    let args = relay_args(&["--duplicate-window", "1s"]);
+    let mut frozen = frozen_env.spawn(&args);
+    wait::until(
+        "the first relay has claimed and froze",
+        wait::DEFAULT,
+        || async { frozen.log().contains("relay_after_claim: pausing") },
+    )
+    .await;
+    let mut other = env.herald.spawn(&args);
+    env.wait_all_published().await;
+    env.enqueue_many("events.test.created", 20, 2).await;
+    env.wait_all_published().await;
+    wait::until("the frozen relay wakes", wait::DEFAULT, || async {
+        frozen.log().contains("relay_after_claim: resuming")
+    })
+    .await;
+    // A graceful stop finishes the batch in hand first.
+    frozen.terminate(Duration::from_secs(30)).await;
+    assert_eq!(env.stream_len().await, 40, "no event twice");
+    assert_once_and_ordered(&env.stream_messages().await, 40);
+    assert!(
+        frozen.log().contains("outlived its lease"),
+        "the frozen relay says why it left its batch:\n{}",
+        frozen.log()
+    );
+    other.terminate(Duration::from_secs(30)).await;
+}
+
+both_backends!(a_relay_frozen_past_its_lease_leaves_its_batch);
