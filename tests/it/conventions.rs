@@ -232,3 +232,33 @@ fn a_closed_pipe_ends_a_printing_command_quietly() {
         out.status
     );
 }
+
+/// A bad value from an environment variable is reported under the
+/// variable's name, not the flag's the user never typed; a negative number
+/// after a numeric flag is checked as a value, not taken for a flag.
+#[test]
+fn bad_values_name_their_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut e = HeraldEnv {
+        cwd: Some(dir.path().to_path_buf()),
+        ..HeraldEnv::default()
+    };
+    e.set("HERALD_RELAY_IN_FLIGHT", "0");
+    let out = e.run(&["relay"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("HERALD_RELAY_IN_FLIGHT (the environment variable of --relay-in-flight)")
+            && err.contains("0 is not in 1..=16"),
+        "{err}"
+    );
+    // On the command line, the flag is named (and wins over the variable).
+    let out = e.run(&["relay", "--relay-in-flight", "-1"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("'--relay-in-flight <RELAY_IN_FLIGHT>'")
+            && err.contains("-1 is not in 1..=16"),
+        "{err}"
+    );
+}

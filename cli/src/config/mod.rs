@@ -129,10 +129,10 @@ pub fn parse_args(argv: Vec<OsString>) -> Result<Parsed> {
     let all = settings(&base);
     // A file that failed to load, set aside in case clap only prints help.
     let (file, set_aside) = file_for(&first, &all, &argv)?;
-    let mut command = match &file {
+    let mut command = source::negative_numbers_are_values(match &file {
         Some(f) => apply(base, f),
         None => base,
-    };
+    });
     // The colour of clap's own help and errors; `--color` in the file counts too.
     let color = first.color.or_else(|| {
         file.as_ref()
@@ -172,6 +172,10 @@ pub fn parse_args(argv: Vec<OsString>) -> Result<Parsed> {
                 // A usage error besides the broken file: the file comes first.
                 Some(problem) => return Err(problem),
                 None => {}
+            }
+            if let Some(text) = source::from_environment(&e, &command, &argv) {
+                eprint!("{text}");
+                std::process::exit(e.exit_code());
             }
             e.exit()
         }
@@ -228,6 +232,7 @@ fn file_for(
 mod effective;
 mod file;
 mod settings;
+mod source;
 #[cfg(test)]
 mod tests;
 

@@ -163,7 +163,7 @@ pub(super) fn setting_of(arg: &Arg, path: &[&str]) -> Option<Setting> {
     })
 }
 
-fn is_integer(p: &ValueParser) -> bool {
+pub(super) fn is_integer(p: &ValueParser) -> bool {
     use std::any::TypeId;
     let t = p.type_id();
     [
