@@ -20,7 +20,7 @@ use herald::smtp::Transport;
 use herald::worker::{Worker, WorkerConfig};
 use herald::workflow::render::Email;
 use herald_tests::bench::{
-    BENCH_WORKFLOW, bench_payload, percentile_ms, publish_bench_events, rate, size,
+    BENCH_WORKFLOW, Cpu, bench_payload, percentile_ms, publish_bench_events, rate, size,
 };
 use herald_tests::db::{Backend, TestDb};
 use herald_tests::nats::NatsServer;
@@ -91,7 +91,9 @@ async fn raw_on(port: u16, n: usize, lane: usize) {
     }
 }
 
-async fn worker_e2e(backend: Backend, sink: &SmtpSink, n: usize) -> Duration {
+/// (b): how long, and the CPU per email of this process (worker and
+/// sink), PostgreSQL and nats-server (µs).
+async fn worker_e2e(backend: Backend, sink: &SmtpSink, n: usize) -> (Duration, (f64, f64, f64)) {
     let nats = NatsServer::start().await;
     let js = nats.jetstream().await;
     herald::jetstream::ensure_stream(&js, &Default::default())
@@ -116,6 +118,7 @@ async fn worker_e2e(backend: Backend, sink: &SmtpSink, n: usize) -> Duration {
     ));
     let before = sink.count();
     let stop = tokio_util::sync::CancellationToken::new();
+    let cpu = Cpu::now(nats.pid());
     let start = Instant::now();
     let task = tokio::spawn(worker.clone().run(
         js.clone(),
@@ -127,9 +130,10 @@ async fn worker_e2e(backend: Backend, sink: &SmtpSink, n: usize) -> Duration {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let took = start.elapsed();
+    let cpu = Cpu::now(nats.pid()).per_item_since(&cpu, n);
     stop.cancel();
     let _ = task.await;
-    took
+    (took, cpu)
 }
 
 /// Wait until the relay made the stream and the worker bound its consumer.
@@ -301,6 +305,14 @@ fn print_latency(backend: Backend, per_sec: usize, l: Option<Latency>) {
     }
 }
 
+/// Where (b)'s CPU went, per email.
+fn print_cpu(backend: Backend, (own, pg, nats): (f64, f64, f64)) {
+    println!(
+        "| {backend:?} | CPU per email, (b): this process (worker and sink) {own:.0} µs, PostgreSQL {pg:.0} µs, nats-server {nats:.0} µs | | {:.0} µs | |",
+        own + pg + nats
+    );
+}
+
 /// The SMTP connections of the raw baseline (a16) and the most the worker
 /// may open (`?connections=`): HERALD_BENCH_CONNECTIONS, 16.
 fn connections() -> usize {
@@ -328,19 +340,24 @@ fn main() {
             let only = std::env::var("HERALD_BENCH_ONLY").unwrap_or_default();
             if only == "worker" {
                 // (b) alone, e.g. under `perf record`.
-                let ours = worker_e2e(backend, &sink, n).await;
-                println!("| {backend:?} | worker end to end, {} connections (b) | {n} | {:.0}/s | |", concurrency(), rate(n, ours));
+                let (ours, cpu) = worker_e2e(backend, &sink, n).await;
+                println!("| {backend:?} | worker end to end, {} in flight over {} connections (b) | {n} | {:.0}/s | |", concurrency(), connections(), rate(n, ours));
+                print_cpu(backend, cpu);
                 continue;
             }
             if only != "latency" {
                 let conns = connections();
                 let raw = raw_loop(&sink, n).await;
+                let cpu = Cpu::now(None);
                 let par = raw_parallel(&sink, n, conns).await;
-                let ours = worker_e2e(backend, &sink, n).await;
+                let (raw_cpu, _, _) = Cpu::now(None).per_item_since(&cpu, n);
+                let (ours, cpu) = worker_e2e(backend, &sink, n).await;
                 let (r_raw, r_par, r_ours) = (rate(n, raw), rate(n, par), rate(n, ours));
                 println!("| {backend:?} | raw mail-send loop, 1 connection (a) | {n} | {r_raw:.0}/s | |");
                 println!("| {backend:?} | raw mail-send, {conns} connections at once (a{conns}) | {n} | {r_par:.0}/s | 1.00 |");
-                println!("| {backend:?} | worker end to end, {conns} connections (b) | {n} | {r_ours:.0}/s | {:.2} of (a{conns}), {:.2} of (a) |", r_ours / r_par, r_ours / r_raw);
+                println!("| {backend:?} | worker end to end, {} in flight over {conns} connections (b) | {n} | {r_ours:.0}/s | {:.2} of (a{conns}), {:.2} of (a) |", concurrency(), r_ours / r_par, r_ours / r_raw);
+                println!("| {backend:?} | CPU per email, (a{conns}): this process (loops and sink) | | {raw_cpu:.0} µs | |");
+                print_cpu(backend, cpu);
             }
             if only != "throughput" {
                 print_latency(backend, per_sec, steady_latency(backend, &sink, per_sec, secs).await);

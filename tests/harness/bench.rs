@@ -66,3 +66,62 @@ pub async fn publish_bench_events(js: &async_nats::jetstream::Context, n: usize)
         }
     }
 }
+
+/// CPU time (user + system) of this process, of every PostgreSQL process
+/// on the machine, and of one more process (the test's nats-server), from
+/// /proc: where a benchmark's CPU went, as BENCHMARKS.md's profiles report.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Cpu {
+    pub own: Duration,
+    pub postgres: Duration,
+    pub nats: Duration,
+}
+
+impl Cpu {
+    pub fn now(nats_pid: Option<u32>) -> Cpu {
+        let mut postgres = Duration::ZERO;
+        if let Ok(dir) = std::fs::read_dir("/proc") {
+            for e in dir.flatten() {
+                let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+                    continue;
+                };
+                if std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                    .is_ok_and(|c| c.trim() == "postgres")
+                {
+                    postgres += cpu_of(pid);
+                }
+            }
+        }
+        Cpu {
+            own: cpu_of(std::process::id()),
+            postgres,
+            nats: nats_pid.map(cpu_of).unwrap_or_default(),
+        }
+    }
+
+    /// CPU spent since `before`, in microseconds per `n` items:
+    /// (own, postgres, nats).
+    pub fn per_item_since(&self, before: &Cpu, n: usize) -> (f64, f64, f64) {
+        let us = |a: Duration, b: Duration| a.saturating_sub(b).as_secs_f64() * 1e6 / n as f64;
+        (
+            us(self.own, before.own),
+            us(self.postgres, before.postgres),
+            us(self.nats, before.nats),
+        )
+    }
+}
+
+/// utime + stime of `pid` (clock ticks of 10 ms).
+fn cpu_of(pid: u32) -> Duration {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return Duration::ZERO;
+    };
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) else {
+        return Duration::ZERO;
+    };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    // utime and stime are fields 14 and 15 of the line: 12 and 13 here.
+    Duration::from_millis((ticks(11) + ticks(12)) * 10)
+}

@@ -30,6 +30,11 @@ pub struct NatsServer {
 }
 
 impl NatsServer {
+    /// The server process's id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Start with default limits.
     pub async fn start() -> NatsServer {
         Self::start_with("").await

@@ -7,6 +7,7 @@ use super::decide::DeliveryOutcome;
 use super::{Worker, failpoint, message_id};
 use crate::ledger::{self, Claim, Key};
 use crate::smtp::{SendError, SendErrorKind};
+use crate::suppression::lookup::Lookup;
 use crate::suppression::{self, Blocked};
 use crate::telemetry;
 use crate::workflow::Workflow;
@@ -147,8 +148,15 @@ impl Worker {
             .chain(&email.bcc)
             .map(|m| m.address.clone())
             .collect();
-        let blocked =
-            suppression::blocked(&self.db, &all, category, !wf.delivery.ignore_suppression).await?;
+        let lookup = Lookup {
+            addresses: all,
+            category: category.map(str::to_string),
+            suppressions: !wf.delivery.ignore_suppression,
+        };
+        let blocked = match lookup.asks() {
+            true => self.lookups.write(lookup).await?,
+            false => Vec::new(),
+        };
         let mut email = email.clone();
         if !blocked.is_empty() {
             let is_blocked = |m: &crate::workflow::Mailbox| {

@@ -131,6 +131,9 @@ pub struct Worker {
     /// and its `sent` record (see `ledger::group`).
     pub(crate) new_claims: ledger::group::Writer<ledger::group::NewClaims>,
     pub(crate) sent_records: ledger::group::Writer<ledger::group::Sent>,
+    /// Each email's suppression and unsubscribe check, asked together with
+    /// the other deliveries in flight (see `suppression::lookup`).
+    pub(crate) lookups: ledger::group::Writer<crate::suppression::lookup::Lookups>,
 }
 
 impl Worker {
@@ -158,6 +161,7 @@ impl Worker {
         Worker {
             new_claims: ledger::group::Writer::new(db.clone()),
             sent_records: ledger::group::Writer::new(db.clone()),
+            lookups: ledger::group::Writer::new(db.clone()),
             db,
             loaded: std::sync::RwLock::new(Arc::new(loaded)),
             generation: tokio::sync::watch::channel(0).0,

@@ -260,7 +260,89 @@ async fn one_click_unsubscribe_stops_only_that_category(backend: Backend) {
     assert!(!subjects.contains(&"News 2".to_string()), "{subjects:?}");
 }
 
+/// Many deliveries in flight at once, so their address checks are asked
+/// together: each email gets its own answer. 60 events to two workflows
+/// (receipts, and newsletters of category `newsletters`); u0–u9 are
+/// suppressed, u10–u19 unsubscribed from newsletters, u20–u24 unsubscribed
+/// from another category only.
+async fn grouped_address_checks_answer_each_email(backend: Backend) {
+    use herald::outbox::{NewEvent, enqueue};
+    use herald::unsubscribe::Subscriber;
+    use sea_orm::TransactionTrait;
+    let w = Scenario::new(backend)
+        .workflow("receipt.yaml", SHOP)
+        .workflow("news.yaml", NEWSLETTER)
+        .start()
+        .await;
+    let db = &w.env.conn;
+    let user = |i: usize| format!("u{i}@example.com");
+    for i in 0..10 {
+        herald::suppression::add(db, &user(i), "test", None, "manual")
+            .await
+            .unwrap();
+    }
+    for (range, category) in [(10..20, "newsletters"), (20..25, "offers")] {
+        for i in range {
+            let s = Subscriber {
+                address: user(i),
+                category: category.into(),
+            };
+            herald::unsubscribe::record(db, &s).await.unwrap();
+        }
+    }
+    let txn = db.begin().await.unwrap();
+    for i in 0..60 {
+        enqueue(
+            &txn,
+            NewEvent::new("events.shop.paid", json!({"email": user(i), "n": i})),
+        )
+        .await
+        .unwrap();
+    }
+    txn.commit().await.unwrap();
+    let _relay = w.relay();
+    let _worker = w.worker_with(&["--concurrency", "64"]);
+    w.wait_count(
+        "SELECT COUNT(*) FROM herald_deliveries WHERE state IN ('sent', 'suppressed', 'unsubscribed')",
+        120,
+    )
+    .await;
+    assert_eq!(
+        states(&w, "receipt").await,
+        [50, 10, 0],
+        "receipt: sent, suppressed, unsubscribed"
+    );
+    assert_eq!(
+        states(&w, "news").await,
+        [40, 10, 10],
+        "news: sent, suppressed, unsubscribed"
+    );
+    // Each recipient's own answer: u0 gets nothing, u10 only the receipt,
+    // u20 (unsubscribed from another category) both.
+    for (i, sent) in [(0, 0), (10, 1), (20, 2)] {
+        let q = format!(
+            "SELECT COUNT(*) FROM herald_deliveries WHERE recipient = '{}' AND state = 'sent'",
+            user(i)
+        );
+        assert_eq!(w.count(&q).await, sent, "{}", user(i));
+    }
+    assert_eq!(w.sink.count(), 90);
+}
+
+/// A workflow's deliveries by state: sent, suppressed, unsubscribed.
+async fn states(w: &World, workflow: &str) -> Vec<i64> {
+    let mut out = Vec::new();
+    for state in ["sent", "suppressed", "unsubscribed"] {
+        let q = format!(
+            "SELECT COUNT(*) FROM herald_deliveries WHERE workflow = '{workflow}' AND state = '{state}'"
+        );
+        out.push(w.count(&q).await);
+    }
+    out
+}
+
 both_backends!(
     a_hard_bounce_suppresses_the_address,
-    one_click_unsubscribe_stops_only_that_category
+    one_click_unsubscribe_stops_only_that_category,
+    grouped_address_checks_answer_each_email
 );

@@ -21,7 +21,8 @@ use sea_orm::{ActiveValue, DatabaseConnection, DbBackend, DbErr};
 use tokio::sync::{mpsc, oneshot};
 
 use super::claims::{Key, insert_if_absent, mark_sent};
-use postgres::{chunks, claim_size, claims_statement, in_one_commit, sent_statement};
+pub(crate) use postgres::chunks;
+use postgres::{claim_size, claims_statement, in_one_commit, sent_statement};
 
 mod postgres;
 

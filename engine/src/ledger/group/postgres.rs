@@ -37,7 +37,7 @@ const STATEMENT_BYTES: usize = 10 * 1024;
 
 /// `items` in order, cut into runs whose `size`s add up to at most
 /// [`STATEMENT_BYTES`] (an item larger than that goes alone).
-pub(super) fn chunks<T>(items: &[T], size: impl Fn(&T) -> usize) -> Vec<&[T]> {
+pub(crate) fn chunks<T>(items: &[T], size: impl Fn(&T) -> usize) -> Vec<&[T]> {
     let mut out = Vec::new();
     let (mut start, mut bytes) = (0, 0);
     for (i, item) in items.iter().enumerate() {

@@ -36,6 +36,8 @@ pub struct Suppression {
 
 use crate::db::ph;
 
+pub(crate) mod lookup;
+
 /// Addresses are compared lower-cased (as the ledger keys them).
 fn norm(a: &str) -> String {
     a.trim().to_ascii_lowercase()
@@ -162,58 +164,6 @@ pub async fn remove(db: &DatabaseConnection, address: &str) -> Result<bool, DbEr
         .await?
         .rows_affected()
         > 0)
-}
-
-/// Why some of `addresses` must not be mailed: (address, why), where why is
-/// `suppressed` or, for a message of `category`, `unsubscribed`.
-pub(crate) async fn blocked(
-    db: &DatabaseConnection,
-    addresses: &[String],
-    category: Option<&str>,
-    check_suppressions: bool,
-) -> Result<Vec<(String, Blocked)>, DbErr> {
-    if addresses.is_empty() || (!check_suppressions && category.is_none()) {
-        return Ok(Vec::new());
-    }
-    let b = db.get_database_backend();
-    let list: Vec<String> = addresses.iter().map(|a| norm(a)).collect();
-    let mut values: Vec<Value> = list.iter().map(|a| Value::from(a.as_str())).collect();
-    let marks: Vec<String> = (1..=list.len()).map(|i| ph(b, i)).collect();
-    let mut parts = Vec::new();
-    if check_suppressions {
-        parts.push(format!(
-            "SELECT address, 'suppressed' AS why FROM herald_suppressions WHERE address IN ({})",
-            marks.join(", ")
-        ));
-    }
-    if let Some(c) = category {
-        values.push(c.into());
-        parts.push(format!(
-            "SELECT address, 'unsubscribed' AS why FROM herald_unsubscribes WHERE category = {} AND address IN ({})",
-            ph(b, list.len() + 1),
-            marks.join(", ")
-        ));
-    }
-    let rows = db
-        .query_all_raw(Statement::from_sql_and_values(
-            b,
-            parts.join(" UNION ALL "),
-            values,
-        ))
-        .await?;
-    let mut out = Vec::new();
-    for r in rows {
-        let why: String = r.try_get("", "why")?;
-        out.push((
-            r.try_get("", "address")?,
-            if why == "suppressed" {
-                Blocked::Suppressed
-            } else {
-                Blocked::Unsubscribed
-            },
-        ));
-    }
-    Ok(out)
 }
 
 /// Why an address is not mailed.
