@@ -1,11 +1,14 @@
 //! Group commit for the worker's two hot ledger writes: the claim of a new
 //! delivery and its `sent` record. Concurrent deliveries hand their write to
 //! one writer task per kind, which gathers whatever is waiting (up to
-//! [`MAX_GROUP`]) and writes it as one statement on PostgreSQL (a multi-row
-//! INSERT … RETURNING, an UPDATE … FROM VALUES) or one transaction on SQLite,
-//! then answers each caller. While one group commits the next one gathers, so
-//! the cost of a commit (a round trip, a WAL flush) is shared by every
-//! delivery in flight instead of paid by each.
+//! [`MAX_GROUP`]) and writes it in one commit: on PostgreSQL as multi-row
+//! statements (an INSERT … RETURNING, an UPDATE … FROM VALUES; one, or a few
+//! in a transaction when the group is too long for one TLS record, see
+//! `postgres.rs`), on SQLite as one transaction; then it answers each
+//! caller. While one group commits the next one gathers, so the cost of a
+//! commit (a round trip, a WAL flush) is shared by every delivery in flight
+//! instead of paid by each. The same gathering serves a read every email
+//! makes: its address check (`suppression::lookup`).
 //!
 //! Nothing about a single delivery changes: its caller still waits until its
 //! own claim, or its own `sent`, is committed before it sends, or acks. A
