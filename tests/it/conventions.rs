@@ -261,4 +261,17 @@ fn bad_values_name_their_source() {
             && err.contains("-1 is not in 1..=16"),
         "{err}"
     );
+    // Durations that would break a guarantee or spin are refused, with why.
+    for (args, says) in [
+        (&["relay", "--relay-lease", "0s"][..], "at least 1s"),
+        (&["relay", "--relay-poll", "0ms"][..], "at least 10ms"),
+        (
+            &["worker", "--ack-wait", "500ms"][..],
+            "lease of a delivery's claim",
+        ),
+    ] {
+        let out = run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(says), "{args:?}: {}", stderr(&out));
+    }
 }

@@ -139,6 +139,51 @@ pub fn duration_arg(s: &str) -> Result<std::time::Duration, String> {
     herald::duration::parse(s).map_err(|e| e.to_string())
 }
 
+/// A relay's lease: at least 1s. A batch publishes only while under 90% of
+/// its lease, so a shorter one (0s) would leave every batch unpublished.
+pub fn lease_arg(s: &str) -> Result<std::time::Duration, String> {
+    at_least(
+        s,
+        std::time::Duration::from_secs(1),
+        "1s",
+        "a batch publishes only within 90% of its lease",
+    )
+}
+
+/// The worker's ack wait: at least 1s. It is also the ledger's claim lease,
+/// and a claim that is stale at once would let two workers send one email.
+pub fn ack_wait_arg(s: &str) -> Result<std::time::Duration, String> {
+    at_least(
+        s,
+        std::time::Duration::from_secs(1),
+        "1s",
+        "it is also the lease of a delivery's claim",
+    )
+}
+
+/// The relay's poll interval: at least 10ms (0ms is a busy loop).
+pub fn poll_arg(s: &str) -> Result<std::time::Duration, String> {
+    at_least(
+        s,
+        std::time::Duration::from_millis(10),
+        "10ms",
+        "shorter is a busy loop",
+    )
+}
+
+fn at_least(
+    s: &str,
+    min: std::time::Duration,
+    shown: &str,
+    why: &str,
+) -> Result<std::time::Duration, String> {
+    let d = duration_arg(s)?;
+    if d < min {
+        return Err(format!("{s:?} is too short: at least {shown} ({why})"));
+    }
+    Ok(d)
+}
+
 /// `herald status | head` must end quietly when `head` has read enough, as
 /// Unix tools do: the Rust runtime ignores SIGPIPE, which turns the closed
 /// pipe into a panic inside `println!`. Restoring the default action ends

@@ -21,10 +21,10 @@ pub struct RelayArgs {
     #[arg(long, env = "HERALD_RELAY_IN_FLIGHT", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=16))]
     pub relay_in_flight: u32,
     /// Fallback poll interval for new rows (PostgreSQL also wakes on NOTIFY), e.g. 200ms, 1s.
-    #[arg(long, env = "HERALD_RELAY_POLL", default_value = "200ms", value_parser = duration_arg)]
+    #[arg(long, env = "HERALD_RELAY_POLL", default_value = "200ms", value_parser = super::poll_arg)]
     pub relay_poll: Duration,
     /// How long a relay holds claimed rows before another relay may take them over (SQLite's leases; on PostgreSQL, how long a stalled batch may keep its rows locked).
-    #[arg(long, env = "HERALD_RELAY_LEASE", default_value = "30s", value_parser = duration_arg)]
+    #[arg(long, env = "HERALD_RELAY_LEASE", default_value = "30s", value_parser = super::lease_arg)]
     pub relay_lease: Duration,
     /// Publish attempts of one row before it is parked (see `herald status`, `herald outbox retry`).
     #[arg(long, env = "HERALD_RELAY_MAX_ATTEMPTS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]

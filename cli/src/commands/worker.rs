@@ -26,7 +26,7 @@ pub struct WorkerArgs {
     #[arg(long, env = "HERALD_MAX_ACK_PENDING", default_value_t = 1000)]
     pub max_ack_pending: i64,
     /// JetStream ack wait: an unacknowledged message is redelivered after this (progress acks extend it). Also the ledger's claim lease: an email another worker claimed less than this ago is not sent meanwhile.
-    #[arg(long, env = "HERALD_ACK_WAIT", default_value = "60s", value_parser = super::duration_arg)]
+    #[arg(long, env = "HERALD_ACK_WAIT", default_value = "60s", value_parser = super::ack_wait_arg)]
     pub ack_wait: std::time::Duration,
     /// PostgreSQL connections the worker opens at start-up and keeps (shared by all its workflows).
     #[arg(long, env = "HERALD_DB_CONNECTIONS", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1000))]

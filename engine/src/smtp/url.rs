@@ -78,6 +78,12 @@ pub fn parse(url: &str) -> Result<Target, SmtpUrlError> {
         if path.is_empty() {
             return Err(err("file:// needs a directory, e.g. file://./outbox-mail"));
         }
+        // A parameter would otherwise become part of the directory's name.
+        if let Some((_, params)) = path.split_once('?') {
+            return Err(err(&format!(
+                "file:// takes no parameters (?{params}): they apply to smtp:// and smtps://"
+            )));
+        }
         return Ok(Target::File(PathBuf::from(path)));
     }
     let u = url::Url::parse(url).map_err(|e| err(&e.to_string()))?;
@@ -204,5 +210,9 @@ mod tests {
         assert!(parse("smtp://h?nope=1").is_err());
         assert!(parse("smtp://h?timeout=0s").is_err());
         assert!(parse("file://").is_err());
+        let Err(e) = parse("file:///tmp/mail?connections=4") else {
+            panic!("a parameter on file:// is refused")
+        };
+        assert!(e.to_string().contains("takes no parameters"), "{e}");
     }
 }
