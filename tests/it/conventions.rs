@@ -275,3 +275,32 @@ fn bad_values_name_their_source() {
         assert!(stderr(&out).contains(says), "{args:?}: {}", stderr(&out));
     }
 }
+
+/// A `HERALD_*` variable that no setting reads (a misspelt name) is
+/// warned about, with the name it resembles; the command still runs.
+#[test]
+fn unknown_variables_are_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut e = HeraldEnv {
+        cwd: Some(dir.path().to_path_buf()),
+        ..HeraldEnv::default()
+    };
+    e.set("HERALD_CONCURRENCY", "-3");
+    let out = e.run(&["config"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(
+            "HERALD_CONCURRENCY is not a Herald setting and is ignored (did you mean \"HERALD_WORKER_CONCURRENCY\"?)"
+        ),
+        "{}",
+        stderr(&out)
+    );
+    // A variable a setting reads: no warning.
+    let mut e = HeraldEnv {
+        cwd: Some(dir.path().to_path_buf()),
+        ..HeraldEnv::default()
+    };
+    e.set("HERALD_WORKER_CONCURRENCY", "8");
+    let out = e.run(&["config"]);
+    assert!(!stderr(&out).contains("warning"), "{}", stderr(&out));
+}

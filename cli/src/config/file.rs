@@ -275,7 +275,7 @@ fn unknown_key(key: &Key, settings: &[Setting]) -> String {
     )
 }
 
-fn hint<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> String {
+pub(super) fn hint<'a>(word: &str, candidates: impl Iterator<Item = &'a str>) -> String {
     candidates
         .map(|c| (strsim::jaro(word, c), c))
         .filter(|(score, _)| *score > 0.8)

@@ -154,6 +154,9 @@ pub fn parse_args(argv: Vec<OsString>) -> Result<Parsed> {
             if let Some(e) = set_aside {
                 return Err(e);
             }
+            for warning in source::unknown_variables(&command) {
+                eprintln!("{warning}");
+            }
             m
         }
         Err(e) => {

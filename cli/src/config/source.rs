@@ -4,6 +4,8 @@
 //! an unknown flag rather than as a value to check.
 use std::ffi::OsString;
 
+use std::collections::BTreeSet;
+
 use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{Arg, Command};
 
@@ -65,4 +67,45 @@ pub fn negative_numbers_are_values(cmd: Command) -> Command {
         }
     })
     .mut_subcommands(negative_numbers_are_values)
+}
+
+/// `HERALD_*` variables Herald reads besides its settings' (the nats-server
+/// `up` starts, the test suite's failpoints and harness).
+const OTHER_VARIABLES: [&str; 3] = ["HERALD_NATS_SERVER_BIN", "HERALD_FAILPOINT", "HERALD_BIN"];
+const OTHER_PREFIXES: [&str; 2] = ["HERALD_TEST_", "HERALD_BENCH_"];
+
+/// One warning per `HERALD_*` variable in the environment that no setting
+/// reads: a misspelt name (`HERALD_CONCURRENCY` for
+/// `HERALD_WORKER_CONCURRENCY`) was silently ignored.
+pub fn unknown_variables(cmd: &Command) -> Vec<String> {
+    let mut known = BTreeSet::new();
+    collect_env(cmd, &mut known);
+    let mut out = Vec::new();
+    for (name, _) in std::env::vars_os() {
+        let Some(name) = name.to_str() else { continue };
+        if !name.starts_with("HERALD_")
+            || known.contains(name)
+            || OTHER_VARIABLES.contains(&name)
+            || OTHER_PREFIXES.iter().any(|p| name.starts_with(p))
+        {
+            continue;
+        }
+        out.push(format!(
+            "herald: warning: {name} is not a Herald setting and is ignored{}",
+            super::file::hint(name, known.iter().map(String::as_str))
+        ));
+    }
+    out.sort();
+    out
+}
+
+fn collect_env(cmd: &Command, known: &mut BTreeSet<String>) {
+    for a in cmd.get_arguments() {
+        if let Some(e) = a.get_env() {
+            known.insert(e.to_string_lossy().into_owned());
+        }
+    }
+    for sub in cmd.get_subcommands() {
+        collect_env(sub, known);
+    }
 }
