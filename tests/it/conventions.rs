@@ -4,11 +4,15 @@ use herald_tests::process::HeraldEnv;
 /// Run in an empty directory (no herald.toml, no database).
 fn run(args: &[&str]) -> std::process::Output {
     let dir = tempfile::tempdir().unwrap();
+    in_dir(dir.path()).run(args)
+}
+
+/// Herald run in `dir`.
+fn in_dir(dir: &std::path::Path) -> HeraldEnv {
     HeraldEnv {
-        cwd: Some(dir.path().to_path_buf()),
+        cwd: Some(dir.to_path_buf()),
         ..HeraldEnv::default()
     }
-    .run(args)
 }
 
 fn stdout(o: &std::process::Output) -> String {
@@ -67,10 +71,7 @@ fn man_page_on_stdout_or_one_per_command() {
 /// A log line at info level, in colour or not.
 fn log_of(env: &[(&str, &str)], args: &[&str]) -> String {
     let dir = tempfile::tempdir().unwrap();
-    let mut e = HeraldEnv {
-        cwd: Some(dir.path().to_path_buf()),
-        ..HeraldEnv::default()
-    };
+    let mut e = in_dir(dir.path());
     for (k, v) in env {
         e.set(k, *v);
     }
@@ -239,10 +240,7 @@ fn a_closed_pipe_ends_a_printing_command_quietly() {
 #[test]
 fn bad_values_name_their_source() {
     let dir = tempfile::tempdir().unwrap();
-    let mut e = HeraldEnv {
-        cwd: Some(dir.path().to_path_buf()),
-        ..HeraldEnv::default()
-    };
+    let mut e = in_dir(dir.path());
     e.set("HERALD_RELAY_IN_FLIGHT", "0");
     let out = e.run(&["relay"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
@@ -281,10 +279,7 @@ fn bad_values_name_their_source() {
 #[test]
 fn unknown_variables_are_warned_about() {
     let dir = tempfile::tempdir().unwrap();
-    let mut e = HeraldEnv {
-        cwd: Some(dir.path().to_path_buf()),
-        ..HeraldEnv::default()
-    };
+    let mut e = in_dir(dir.path());
     e.set("HERALD_CONCURRENCY", "-3");
     let out = e.run(&["config"]);
     assert!(out.status.success(), "{}", stderr(&out));
@@ -296,10 +291,7 @@ fn unknown_variables_are_warned_about() {
         stderr(&out)
     );
     // A variable a setting reads: no warning.
-    let mut e = HeraldEnv {
-        cwd: Some(dir.path().to_path_buf()),
-        ..HeraldEnv::default()
-    };
+    let mut e = in_dir(dir.path());
     e.set("HERALD_WORKER_CONCURRENCY", "8");
     let out = e.run(&["config"]);
     assert!(!stderr(&out).contains("warning"), "{}", stderr(&out));
