@@ -66,6 +66,8 @@ enum HeraldDeadLetters {
 
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
+    // Long but flat: the schema as it was released, statement after statement
+    // (a released migration is never restructured).
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         manager
             .create_table(

@@ -136,6 +136,8 @@ fn postgres_checks() -> Vec<(&'static str, String)> {
     ]
 }
 
+// Long but flat: the schema as it was released, statement after statement
+// (a released migration is never restructured).
 fn postgres_up() -> Vec<String> {
     let mut out: Vec<String> = vec![
         // PostgreSQL 15 has no uuidv7(): 48 bits of Unix milliseconds, then

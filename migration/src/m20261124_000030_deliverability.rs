@@ -10,6 +10,8 @@ pub struct Migration;
 
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
+    // Long but flat: the schema as it was released, statement after statement
+    // (a released migration is never restructured).
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let db = manager.get_connection();
         let pg = manager.get_database_backend() == DbBackend::Postgres;

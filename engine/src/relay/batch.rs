@@ -15,6 +15,7 @@ use async_nats::jetstream::publish::PublishAck;
 use chrono::Utc;
 use sea_orm::{ConnectionTrait, DatabaseTransaction, DbBackend};
 
+use super::fence::Fence;
 use super::publish::{self, PublishFailure};
 use super::{BatchOutcome, Relay, RelayError, RelayErrorKind};
 use crate::outbox::store::{self, Claimed};
@@ -47,34 +48,6 @@ fn rounds(rows: Vec<(&Claimed, HeaderMap)>) -> Vec<Vec<(&Claimed, HeaderMap)>> {
         out[r].push((row, h));
     }
     out
-}
-
-/// How long a batch may still publish: until 90% of its lease has passed
-/// since it began claiming, by the monotonic clock and by the wall clock
-/// (another relay compares leases with its wall clock). A relay frozen
-/// longer than that (SIGSTOP, a suspended VM, a starved host) has lost its
-/// rows: on SQLite their lease ran out, on PostgreSQL the server ended the
-/// idle transaction that locked them, and another relay may have published
-/// them and later rows of their aggregates. Publishing them again after
-/// the duplicate window would put duplicates behind those later events.
-struct Fence {
-    since: Instant,
-    wall: SystemTime,
-    limit: std::time::Duration,
-}
-
-impl Fence {
-    fn new(since: Instant, wall: SystemTime, lease: std::time::Duration) -> Self {
-        Fence {
-            since,
-            wall,
-            limit: lease.mul_f64(0.9),
-        }
-    }
-
-    fn expired(&self) -> bool {
-        self.since.elapsed() >= self.limit || self.wall.elapsed().is_ok_and(|e| e >= self.limit)
-    }
 }
 
 /// What happened to the rows of one batch, written back in one place.

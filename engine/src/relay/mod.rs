@@ -24,6 +24,7 @@
 mod batch;
 mod busy;
 mod config;
+mod fence;
 mod listen;
 pub(crate) mod publish;
 mod run;
