@@ -68,31 +68,16 @@ pub async fn run(g: &Global, cmd: ReplayCmd) -> Result<ExitCode> {
     if cmd.resend {
         worker = worker.resending(cmd.reason.clone());
     }
-    let start = match (cmd.from_seq, cmd.since) {
-        (Some(n), _) => Start::Seq(n),
-        (None, Some(t)) => Start::Time(t),
-        (None, None) => return Err(usage("give --since or --from-seq")),
-    };
-    let opts = ReplayOptions::from(start)
-        .until(cmd.until)
-        .dry_run(cmd.dry_run);
+    let opts = options(&cmd)?;
     let stop = CancellationToken::new();
     super::cancel_on_signals(stop.clone());
 
     let mut progress = super::progress::Progress::new("replay", "seq");
     let mut done = 0u64;
-    let dry_run = cmd.dry_run;
     let on_progress = |p: &replay::Progress| {
         done += 1;
-        if dry_run {
-            for (to, subject, already) in &p.would_send {
-                let note = if *already {
-                    "  (already sent: skipped)"
-                } else {
-                    ""
-                };
-                println!("seq {}  to {to}  subject {subject:?}{note}", p.seq);
-            }
+        if opts.dry_run {
+            list_would_send(p);
         }
         progress.update(
             done,
@@ -102,13 +87,43 @@ pub async fn run(g: &Global, cmd: ReplayCmd) -> Result<ExitCode> {
     };
     let summary = replay::replay(&worker, &js, &g.stream, &wf, &opts, on_progress, stop).await?;
     progress.finish();
+    Ok(report(&summary, opts.dry_run))
+}
+
+/// The range and mode the flags ask for.
+fn options(cmd: &ReplayCmd) -> Result<ReplayOptions> {
+    let start = match (cmd.from_seq, cmd.since) {
+        (Some(n), _) => Start::Seq(n),
+        (None, Some(t)) => Start::Time(t),
+        (None, None) => return Err(usage("give --since or --from-seq")),
+    };
+    Ok(ReplayOptions::from(start)
+        .until(cmd.until)
+        .dry_run(cmd.dry_run))
+}
+
+/// A dry run's line per email a message would send.
+fn list_would_send(p: &replay::Progress) {
+    for (to, subject, already) in &p.would_send {
+        let note = if *already {
+            "  (already sent: skipped)"
+        } else {
+            ""
+        };
+        println!("seq {}  to {to}  subject {subject:?}{note}", p.seq);
+    }
+}
+
+/// The summary line, where to continue after an interruption, and the exit
+/// code: 1 when interrupted or when any delivery failed.
+fn report(summary: &replay::Summary, dry_run: bool) -> ExitCode {
     println!(
         "replayed {}, sent {}, skipped {}, failed {}{}",
         summary.replayed,
         summary.sent,
         summary.skipped,
         summary.failed,
-        if opts.dry_run {
+        if dry_run {
             " (dry run: \"sent\" counts what would be sent; nothing was)"
         } else {
             ""
@@ -122,11 +137,11 @@ pub async fn run(g: &Global, cmd: ReplayCmd) -> Result<ExitCode> {
             ),
             None => eprintln!("interrupted before the first message"),
         }
-        return Ok(ExitCode::from(1));
+        return ExitCode::from(1);
     }
-    Ok(if summary.failed == 0 {
+    if summary.failed == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
-    })
+    }
 }

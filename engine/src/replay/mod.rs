@@ -18,7 +18,7 @@
 //! ```
 use std::time::Duration;
 
-use async_nats::jetstream::{self, consumer};
+use async_nats::jetstream;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 
@@ -26,6 +26,9 @@ use crate::worker::{Disposition, Event, Worker};
 use crate::workflow::Workflow;
 use crate::workflow::render::Outcome;
 use tokio_util::sync::CancellationToken;
+
+mod range;
+use range::open_range;
 
 /// Where a replay starts.
 ///
@@ -195,40 +198,11 @@ pub async fn replay(
     mut on_progress: impl FnMut(&Progress),
     stop: CancellationToken,
 ) -> Result<Summary, ReplayError> {
-    let err = |detail: String| ReplayError::Stream {
-        stream: stream_name.to_string(),
-        detail,
-    };
-    let mut stream = js.get_stream(stream_name).await.map_err(|e| {
-        err(if crate::jetstream::stream_missing(&e) {
-            "no such stream on this NATS server (a relay creates it when it starts)".into()
-        } else {
-            e.to_string()
-        })
-    })?;
-    let state = stream
-        .info()
-        .await
-        .map_err(|e| err(e.to_string()))?
-        .state
-        .clone();
-    let deliver_policy = deliver_policy(&opts.start, &state).map_err(|e| match e {
-        PolicyError::Gone(e) => e,
-        PolicyError::Time(detail) => err(detail),
-    })?;
+    let err = |detail: String| stream_error(stream_name, detail);
     let mut summary = Summary::default();
-    if state.messages == 0 || state.last_sequence == 0 {
+    let Some(mut messages) = open_range(js, stream_name, wf, opts).await? else {
         return Ok(summary);
-    }
-    let consumer = stream
-        .create_consumer(consumer::pull::OrderedConfig {
-            filter_subjects: wf.subjects.clone(),
-            deliver_policy,
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| err(e.to_string()))?;
-    let mut messages = consumer.messages().await.map_err(|e| err(e.to_string()))?;
+    };
     loop {
         let next = tokio::select! {
             m = tokio::time::timeout(Duration::from_secs(2), messages.next()) => m,
@@ -255,30 +229,17 @@ pub async fn replay(
             }
         };
         summary.replayed += 1;
-        let mut step = Progress {
+        let Some(would_send) = replay_event(worker, wf, opts, &ev, &stop, &mut summary).await?
+        else {
+            summary.interrupted = true;
+            break;
+        };
+        summary.last_seq = Some(seq);
+        on_progress(&Progress {
             seq,
             remaining,
-            would_send: Vec::new(),
-        };
-        if opts.dry_run {
-            step.would_send = dry_run(worker, wf, &ev).await?;
-            for (_, _, already) in &step.would_send {
-                if *already {
-                    summary.skipped += 1
-                } else {
-                    summary.sent += 1
-                }
-            }
-        } else {
-            let o = worker.process_when_reachable(wf, &ev, &stop).await?;
-            if o.disposition == Disposition::Paused {
-                summary.interrupted = true;
-                break;
-            }
-            tally(&mut summary, &o);
-        }
-        summary.last_seq = Some(seq);
-        on_progress(&step);
+            would_send,
+        });
         if remaining == 0 {
             break;
         }
@@ -286,43 +247,41 @@ pub async fn replay(
     Ok(summary)
 }
 
-/// Why a replay's start cannot be turned into a deliver policy.
-enum PolicyError {
-    Gone(ReplayError),
-    Time(String),
+fn stream_error(stream: &str, detail: String) -> ReplayError {
+    ReplayError::Stream {
+        stream: stream.to_string(),
+        detail,
+    }
 }
 
-/// Where the replay's consumer starts: a sequence the stream still holds, or
-/// a time (warning when the stream's older messages are gone).
-fn deliver_policy(
-    start: &Start,
-    state: &jetstream::stream::State,
-) -> Result<consumer::DeliverPolicy, PolicyError> {
-    Ok(match *start {
-        Start::Seq(n) if n < state.first_sequence && state.messages > 0 => {
-            return Err(PolicyError::Gone(ReplayError::RangeGone {
-                requested: n,
-                first: state.first_sequence,
-            }));
-        }
-        Start::Seq(n) => consumer::DeliverPolicy::ByStartSequence {
-            start_sequence: n.max(1),
-        },
-        Start::Time(t) => {
-            let first: DateTime<Utc> =
-                DateTime::from_timestamp(state.first_timestamp.unix_timestamp(), 0).unwrap_or(t);
-            // Only when messages were removed (the first sequence moved
-            // on): a stream created after `t` holds everything since.
-            if state.messages > 0 && state.first_sequence > 1 && first > t {
-                tracing::warn!(requested = %t, first = %first, "the stream holds messages only from {first}: older ones are gone (retention)");
-            }
-            let secs = t.timestamp();
-            consumer::DeliverPolicy::ByStartTime {
-                start_time: time::OffsetDateTime::from_unix_timestamp(secs)
-                    .map_err(|e| PolicyError::Time(e.to_string()))?,
+/// One event of the range: sent through the worker (counted into the
+/// summary), or in a dry run what it would send. `None`: the transport
+/// paused and the replay stops here.
+async fn replay_event(
+    worker: &Worker,
+    wf: &Workflow,
+    opts: &ReplayOptions,
+    ev: &Event,
+    stop: &CancellationToken,
+    summary: &mut Summary,
+) -> Result<Option<Vec<(String, String, bool)>>, ReplayError> {
+    if opts.dry_run {
+        let would_send = dry_run(worker, wf, ev).await?;
+        for (_, _, already) in &would_send {
+            if *already {
+                summary.skipped += 1
+            } else {
+                summary.sent += 1
             }
         }
-    })
+        return Ok(Some(would_send));
+    }
+    let o = worker.process_when_reachable(wf, ev, stop).await?;
+    if o.disposition == Disposition::Paused {
+        return Ok(None);
+    }
+    tally(summary, &o);
+    Ok(Some(Vec::new()))
 }
 
 /// Count one replayed event's outcome into the summary.
