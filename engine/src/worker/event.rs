@@ -5,6 +5,16 @@ use crate::EventId;
 use crate::jetstream::headers;
 use crate::workflow::render::Meta;
 
+/// Why a stream message is not a Herald event: without a valid id there is
+/// nothing to key a ledger row on, so it is dead-lettered whole.
+#[derive(Debug, thiserror::Error)]
+pub enum NotAnEvent {
+    #[error("message has no Nats-Msg-Id header")]
+    NoId,
+    #[error("Nats-Msg-Id {id:?} is not a UUID: {source}")]
+    BadId { id: String, source: uuid::Error },
+}
+
 /// An event as the worker sees it, from a stream message (or a dead letter).
 #[derive(Debug, Clone)]
 pub struct Event {
@@ -20,13 +30,16 @@ pub struct Event {
 }
 
 impl Event {
-    pub fn from_message(m: &async_nats::Message, stream_seq: Option<u64>) -> Result<Event, String> {
+    pub fn from_message(
+        m: &async_nats::Message,
+        stream_seq: Option<u64>,
+    ) -> Result<Event, NotAnEvent> {
         let h = m.headers.clone().unwrap_or_default();
         let get = |k: &str| h.get(k).map(|v| v.as_str().to_string());
-        let id = get(headers::MSG_ID).ok_or("message has no Nats-Msg-Id header")?;
+        let id = get(headers::MSG_ID).ok_or(NotAnEvent::NoId)?;
         let id: EventId = id
             .parse()
-            .map_err(|e| format!("Nats-Msg-Id {id:?} is not a UUID: {e}"))?;
+            .map_err(|source| NotAnEvent::BadId { id, source })?;
         let mut map = serde_json::Map::new();
         for (k, vs) in h.iter() {
             if let Some(v) = vs.first() {

@@ -55,7 +55,7 @@ pub fn stream_message(data: &[u8]) {
     let ev = match Event::from_message(&msg, Some(7)) {
         Ok(ev) => ev,
         Err(reason) => {
-            assert!(!reason.is_empty());
+            assert!(!reason.to_string().is_empty());
             let ev = Event::undecodable(&msg, Some(7));
             assert!(ev.id.as_uuid().is_nil());
             return;

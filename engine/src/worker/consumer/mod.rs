@@ -100,8 +100,8 @@ impl Worker {
                 },
                 // No id: nothing to key a ledger row on; keep it whole.
                 Err(reason) => {
-                    self.dead_letter_whole(wf, &Event::undecodable(msg, seq), reason)
-                        .await
+                    let ev = Event::undecodable(msg, seq);
+                    self.dead_letter_whole(wf, &ev, reason.to_string()).await
                 }
             }
         };
