@@ -1,6 +1,7 @@
 //! Herald's integration tests: one target, real servers (see `harness/`).
 //! Every database test runs on SQLite and on PostgreSQL (`both_backends!`).
 
+mod architecture;
 mod authoring;
 mod cli;
 mod cluster;
