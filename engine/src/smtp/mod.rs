@@ -182,6 +182,32 @@ impl Transport {
         }
     }
 
+    /// Try the server once, as the outage probe does: when it cannot be
+    /// reached, the transport is down from now (logged, shown by health)
+    /// and probed until it answers. A worker calls this when it starts, so
+    /// an unreachable server is reported before the first email waits on it.
+    ///
+    /// ```no_run
+    /// # async fn example(transport: herald::smtp::Transport) {
+    /// transport.check().await;
+    /// if !transport.state().is_up() {
+    ///     eprintln!("{} cannot be reached yet", transport.name());
+    /// }
+    /// # }
+    /// ```
+    pub async fn check(&self) {
+        if let Err(reason) = self.probe().await {
+            self.down(&reason);
+        }
+    }
+
+    async fn probe(&self) -> Result<(), String> {
+        match &self.0.kind {
+            Kind::Smtp(pool) => pool.probe().await,
+            Kind::File(dir) => file::probe(dir).await,
+        }
+    }
+
     /// Close the gate (if open) and probe until the server answers.
     ///
     /// The probe holds the transport weakly: it ends when the server
@@ -201,11 +227,7 @@ impl Transport {
                 let Some(me) = weak.upgrade() else {
                     return;
                 };
-                let r = match &me.kind {
-                    Kind::Smtp(pool) => pool.probe().await,
-                    Kind::File(dir) => file::probe(dir).await,
-                };
-                match r {
+                match (Transport(me.clone())).probe().await {
                     Ok(()) => {
                         me.gate.open();
                         return;

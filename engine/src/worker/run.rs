@@ -42,6 +42,14 @@ impl Worker {
             self.metrics.clone(),
             stop.clone(),
         ));
+        // An unreachable SMTP server is said at start-up, not at the first send.
+        let (transport, s) = (self.transport.clone(), stop.clone());
+        tasks.spawn(async move {
+            tokio::select! {
+                _ = transport.check() => {}
+                _ = s.cancelled() => {}
+            }
+        });
         tasks.spawn(health::watch_nats(
             js.client(),
             health.clone(),

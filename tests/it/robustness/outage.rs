@@ -164,6 +164,27 @@ both_backends!(
     smtp_connect_timeouts_are_an_outage,
 );
 
+/// A worker whose SMTP server cannot be reached says so when it starts, in
+/// its log and on `/readyz`, before any email waits on it (it used to log
+/// nothing and report ready until the first send).
+#[tokio::test]
+async fn an_unreachable_smtp_server_is_reported_at_start_up() {
+    let w = Scenario::new(Backend::Sqlite)
+        .workflow("wf.yaml", NUMBERED)
+        .start()
+        .await;
+    let addr = format!("127.0.0.1:{}", herald_tests::free_port());
+    let closed = herald_tests::free_port();
+    let mut h = w.h.clone();
+    h.set("HERALD_SMTP_URL", format!("smtp://127.0.0.1:{closed}"));
+    let worker = h.spawn(&["worker", "--http", &addr]);
+    readyz_names_smtp_outage(&addr, &format!("127.0.0.1:{closed}")).await;
+    wait::until("the log says SMTP is unreachable", wait::DEFAULT, || async {
+        worker.log().contains("SMTP transport unreachable")
+    })
+    .await;
+}
+
 /// A TLS handshake that never completes (smtps:// to a server that accepts
 /// the connection and says nothing) is an outage like any connect timeout:
 /// nothing counted or dead-lettered, every email once when it answers.
