@@ -78,23 +78,33 @@ async fn list(g: &Global, workflow: Option<String>, all: bool, json: bool) -> Re
         let v: Vec<_> = rows.iter().map(row_json).collect();
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        println!(
-            "{:>6}  {:<24}  {:<28}  {:<10}  reason",
-            "id", "workflow", "recipient", "kind"
-        );
-        for d in &rows {
-            println!(
-                "{:>6}  {:<24}  {:<28}  {:<10}  {}",
-                d.id,
-                d.workflow,
-                d.recipient.as_deref().unwrap_or("(whole event)"),
-                d.kind,
-                d.reason.lines().next().unwrap_or("")
-            );
-        }
+        let rows: Vec<[String; 6]> = rows
+            .iter()
+            .map(|d| {
+                [
+                    d.id.to_string(),
+                    d.workflow.clone(),
+                    d.recipient.as_deref().unwrap_or("(whole event)").to_string(),
+                    d.kind.to_string(),
+                    state(d).to_string(),
+                    d.reason.lines().next().unwrap_or("").to_string(),
+                ]
+            })
+            .collect();
+        let header = ["id", "workflow", "recipient", "kind", "state", "reason"];
+        print!("{}", super::text::table(header, &rows));
         println!("{} dead letter(s)", rows.len());
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where a dead letter stands: still open, re-driven, or discarded.
+fn state(d: &herald_entities::dead_letter::Model) -> &'static str {
+    match (d.discarded_at, d.retried_at) {
+        (Some(_), _) => "discarded",
+        (None, Some(_)) => "re-driven",
+        (None, None) => "open",
+    }
 }
 
 /// `dlq show ID`: one dead letter whole, with the email as it renders now.

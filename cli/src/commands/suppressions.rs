@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 use anyhow::Result;
+use chrono::SecondsFormat;
 use clap::Subcommand;
 
 use super::{Global, usage};
@@ -65,19 +66,21 @@ pub async fn run(g: &Global, cmd: SuppressionsCmd) -> Result<ExitCode> {
             } else if rows.is_empty() {
                 println!("no suppressed addresses");
             } else {
-                println!(
-                    "{:<36}  {:<7}  {:<25}  reason",
-                    "address", "source", "since"
+                let rows: Vec<[String; 4]> = rows
+                    .into_iter()
+                    .map(|s| {
+                        [
+                            s.address,
+                            s.source,
+                            s.created_at.to_rfc3339_opts(SecondsFormat::Secs, true),
+                            s.smtp_reply.unwrap_or(s.reason),
+                        ]
+                    })
+                    .collect();
+                print!(
+                    "{}",
+                    super::text::table(["address", "source", "since", "reason"], &rows)
                 );
-                for s in rows {
-                    println!(
-                        "{:<36}  {:<7}  {:<25}  {}",
-                        s.address,
-                        s.source,
-                        s.created_at.to_rfc3339(),
-                        s.smtp_reply.unwrap_or(s.reason)
-                    );
-                }
             }
         }
         SuppressionsCmd::Add {
@@ -115,15 +118,20 @@ pub async fn run_unsubscribes(g: &Global, cmd: UnsubscribesCmd) -> Result<ExitCo
             } else if rows.is_empty() {
                 println!("no unsubscribes");
             } else {
-                println!("{:<36}  {:<20}  since", "address", "category");
-                for u in rows {
-                    println!(
-                        "{:<36}  {:<20}  {}",
-                        u.address,
-                        u.category,
-                        u.created_at.to_rfc3339()
-                    );
-                }
+                let rows: Vec<[String; 3]> = rows
+                    .into_iter()
+                    .map(|u| {
+                        [
+                            u.address,
+                            u.category,
+                            u.created_at.to_rfc3339_opts(SecondsFormat::Secs, true),
+                        ]
+                    })
+                    .collect();
+                print!(
+                    "{}",
+                    super::text::table(["address", "category", "since"], &rows)
+                );
             }
         }
         UnsubscribesCmd::Remove {

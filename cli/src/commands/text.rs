@@ -1,7 +1,44 @@
 //! The human form of a read command's JSON (`trace`, `dlq show`): one
 //! `key: value` per line, nested values indented, empty ones left out.
-//! `--json` prints the JSON itself, for scripts.
+//! `--json` prints the JSON itself, for scripts. And the lists' tables
+//! (`dlq list`, `suppressions list`, ...), their columns as wide as their
+//! widest value.
 use serde_json::Value;
+
+/// Rows under a header, each column padded to its widest cell (counted in
+/// characters); the last column is not padded. A cell's line breaks and
+/// tabs become spaces, so one row stays one line.
+pub fn table<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> String {
+    let clean = |c: &str| c.replace(['\n', '\r', '\t'], " ");
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| r.iter().map(|c| clean(c)).collect())
+        .collect();
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for r in &rows {
+        for (w, c) in widths.iter_mut().zip(r) {
+            *w = (*w).max(c.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut out = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == N {
+                out.push_str(c);
+            } else {
+                let pad = widths[i] - c.chars().count();
+                out.push_str(c);
+                out.push_str(&" ".repeat(pad + 2));
+            }
+        }
+        out.trim_end().to_string() + "\n"
+    };
+    let mut out = line(header.to_vec());
+    for r in &rows {
+        out.push_str(&line(r.iter().map(String::as_str).collect()));
+    }
+    out
+}
 
 /// `value` as indented `key: value` lines.
 pub fn render(value: &Value) -> String {
@@ -65,6 +102,20 @@ fn block(out: &mut String, value: &Value, indent: usize) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn table_columns_are_as_wide_as_their_widest_cell() {
+        let rows = [
+            ["a-very-long-address@example.com".to_string(), "1".into(), "550 no\nsuch user".into()],
+            ["b@x".to_string(), "22".into(), "ok".into()],
+        ];
+        assert_eq!(
+            super::table(["address", "n", "reason"], &rows),
+            "address                          n   reason\n\
+             a-very-long-address@example.com  1   550 no such user\n\
+             b@x                              22  ok\n"
+        );
+    }
+
     #[test]
     fn nested_values_are_indented_and_empty_ones_left_out() {
         let v = serde_json::json!({

@@ -100,15 +100,21 @@ fn list(g: &Global, json: bool) -> Result<ExitCode> {
             .collect();
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        println!("{:<32}  {:<12}  subjects", "name", "category");
-        for w in &catalog.workflows {
-            println!(
-                "{:<32}  {:<12}  {}",
-                w.name,
-                w.category().unwrap_or("-"),
-                w.subjects.join(", ")
-            );
-        }
+        let rows: Vec<[String; 3]> = catalog
+            .workflows
+            .iter()
+            .map(|w| {
+                [
+                    w.name.clone(),
+                    w.category().unwrap_or("-").to_string(),
+                    w.subjects.join(", "),
+                ]
+            })
+            .collect();
+        print!(
+            "{}",
+            super::text::table(["name", "category", "subjects"], &rows)
+        );
         println!(
             "{} workflow(s) in {} (version {})",
             catalog.workflows.len(),

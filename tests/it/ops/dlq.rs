@@ -83,6 +83,16 @@ async fn dlq_redrive_after_template_fix(backend: Backend) {
     let list: Vec<serde_json::Value> =
         serde_json::from_str(&ok_stdout(&w.run(&["dlq", "list", "--json"]).await)).unwrap();
     assert!(list.is_empty());
+    // --all keeps the re-driven ones, and says where each stands.
+    let all = ok_stdout(&w.run(&["dlq", "list", "--all"]).await);
+    let mut lines = all.lines();
+    let header = lines.next().unwrap();
+    let state_at = header.find("state").expect(&all);
+    let rows: Vec<&str> = lines.filter(|l| !l.contains("dead letter(s)")).collect();
+    assert_eq!(rows.len(), 20, "{all}");
+    for row in rows {
+        assert_eq!(row.get(state_at..state_at + 9), Some("re-driven"), "{all}");
+    }
 }
 
 both_backends!(dlq_redrive_after_template_fix);
