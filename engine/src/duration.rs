@@ -14,7 +14,10 @@ use std::time::Duration;
 /// ```
 /// let err = herald::duration::parse("5 minutes").unwrap_err();
 /// assert_eq!(err.input, "5 minutes");
-/// println!("{err}"); // invalid duration "5 minutes": use a number with ms, s, m, h or d (e.g. 30s, 5m)
+/// assert_eq!(
+///     err.to_string(),
+///     "invalid duration \"5 minutes\": use a number with ms, s, m, h or d (e.g. 30s, 5m; a bare number is seconds)"
+/// );
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid duration {input:?}: {reason}")]
@@ -51,7 +54,7 @@ pub fn parse(s: &str) -> Result<Duration, DurationError> {
     let input: String = s.chars().take(64).collect();
     let err = || DurationError {
         input: input.clone(),
-        reason: "use a number with ms, s, m, h or d (e.g. 30s, 5m)",
+        reason: "use a number with ms, s, m, h or d (e.g. 30s, 5m; a bare number is seconds)",
     };
     let t = s.trim();
     let split = t
