@@ -227,7 +227,13 @@ pub async fn add_stream(
         } else {
             StatusErrorKind::Stream
         };
-        StatusError::new(kind, format!("stream {name}: {e}")).with_source(e)
+        let hint = match kind {
+            StatusErrorKind::NoStream => {
+                " (no relay has run against this NATS server yet: `herald relay` or `herald up` creates it)"
+            }
+            _ => "",
+        };
+        StatusError::new(kind, format!("stream {name}: {e}{hint}")).with_source(e)
     })?;
     let info = stream
         .info()

@@ -48,6 +48,20 @@ async fn status_shows_parked_rows_and_stream(backend: Backend) {
     );
 }
 
+/// Before any relay ran there is no stream: status says so, and what
+/// creates it, instead of only NATS's "stream not found".
+#[tokio::test]
+async fn status_before_any_relay_says_what_creates_the_stream() {
+    let env = TestEnv::start(Backend::Sqlite).await;
+    let out = env.herald.run(&["status"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("stream not found") && text.contains("`herald relay` or `herald up` creates it"),
+        "{text}"
+    );
+}
+
 async fn prune_deletes_only_old_published_rows(backend: Backend) {
     let env = TestEnv::start(backend).await;
     env.enqueue_many("events.test.a", 30, 3).await;
