@@ -64,10 +64,16 @@ fn the_code_map_lists_every_module_once_and_nothing_gone() {
             problems.push(format!("{dir}/{missing} is not in the code map"));
         }
         for gone in listed.difference(&present) {
-            problems.push(format!("the code map lists {dir}/{gone}, which does not exist"));
+            problems.push(format!(
+                "the code map lists {dir}/{gone}, which does not exist"
+            ));
         }
     }
-    assert!(problems.is_empty(), "ARCHITECTURE.md:\n{}", problems.join("\n"));
+    assert!(
+        problems.is_empty(),
+        "ARCHITECTURE.md:\n{}",
+        problems.join("\n")
+    );
 }
 
 /// Every `engine/src/…` or `cli/src/…` path in the text, and the backquoted
@@ -120,7 +126,11 @@ fn where_to_look_names_files_and_functions_that_exist() {
             }
         }
     }
-    assert!(problems.is_empty(), "ARCHITECTURE.md:\n{}", problems.join("\n"));
+    assert!(
+        problems.is_empty(),
+        "ARCHITECTURE.md:\n{}",
+        problems.join("\n")
+    );
 }
 
 /// A file over the limit must say why, in a comment beginning with this.

@@ -84,7 +84,10 @@ async fn list(g: &Global, workflow: Option<String>, all: bool, json: bool) -> Re
                 [
                     d.id.to_string(),
                     d.workflow.clone(),
-                    d.recipient.as_deref().unwrap_or("(whole event)").to_string(),
+                    d.recipient
+                        .as_deref()
+                        .unwrap_or("(whole event)")
+                        .to_string(),
                     d.kind.to_string(),
                     state(d).to_string(),
                     d.reason.lines().next().unwrap_or("").to_string(),

@@ -105,7 +105,11 @@ mod tests {
     #[test]
     fn table_columns_are_as_wide_as_their_widest_cell() {
         let rows = [
-            ["a-very-long-address@example.com".to_string(), "1".into(), "550 no\nsuch user".into()],
+            [
+                "a-very-long-address@example.com".to_string(),
+                "1".into(),
+                "550 no\nsuch user".into(),
+            ],
             ["b@x".to_string(), "22".into(), "ok".into()],
         ];
         assert_eq!(

@@ -85,4 +85,3 @@ fn deliver_policy(
         }
     })
 }
-

@@ -40,10 +40,19 @@ fn parse(text: &str) -> Result<Template, TemplateProblem> {
     })?;
     match std::panic::catch_unwind(|| Template::compile(text)) {
         Ok(Ok(t)) => Ok(t),
-        Ok(Err(e)) => Err(TemplateProblem {
-            line: e.pos().map(|p| p.0),
-            col: e.pos().map(|p| p.1),
-            message: format!("invalid template: {}", e.reason()),
+        Ok(Err(e)) => Err(match templates::syntax::explain(text) {
+            Some(cause) => TemplateProblem {
+                message: format!("invalid template: {}", cause.message),
+                ..cause
+            },
+            None => TemplateProblem {
+                line: e.pos().map(|p| p.0),
+                col: e.pos().map(|p| p.1),
+                message: format!(
+                    "invalid template: {}",
+                    templates::syntax::plain_reason(&e.reason().to_string())
+                ),
+            },
         }),
         Err(_) => Err(TemplateProblem {
             line: None,
@@ -64,6 +73,17 @@ fn locate(t: &TemplateSource, p: &TemplateProblem) -> Problem {
             message: format!("{}: {}", t.what, p.message),
         };
     }
+    let in_file = |l: usize, c: usize| super::inline::in_file(&t.yaml, &t.loc, &t.text, l, c);
+    if let (Some(l), Some(c)) = (p.line, p.col)
+        && let Some((line, col)) = in_file(l, c)
+    {
+        return Problem {
+            file: t.file.clone(),
+            line,
+            col,
+            message: format!("{}: {}", t.what, refer_to_file(&p.message, in_file)),
+        };
+    }
     let within = match (p.line, p.col) {
         (Some(l), Some(c)) if l > 1 => format!(" (template line {l}, column {c})"),
         (Some(_), Some(c)) if c > 1 => format!(" (template column {c})"),
@@ -74,6 +94,28 @@ fn locate(t: &TemplateSource, p: &TemplateProblem) -> Problem {
         &t.loc,
         format!("{}: {}{within}", t.what, p.message),
     )
+}
+
+/// A message's own reference to another place in the template ("template
+/// line L, column C"), as a place in the file when it can be traced there.
+fn refer_to_file(message: &str, in_file: impl Fn(usize, usize) -> Option<(u64, u64)>) -> String {
+    const AT: &str = "template line ";
+    let Some(start) = message.find(AT) else {
+        return message.to_string();
+    };
+    let rest = &message[start + AT.len()..];
+    let Some((l, rest)) = rest.split_once(", column ") else {
+        return message.to_string();
+    };
+    let digits = rest.chars().take_while(char::is_ascii_digit).count();
+    let (c, after) = rest.split_at(digits);
+    match (l.parse(), c.parse()) {
+        (Ok(l), Ok(c)) => match in_file(l, c) {
+            Some((line, col)) => format!("{}line {line}, column {col}{after}", &message[..start]),
+            None => message.to_string(),
+        },
+        _ => message.to_string(),
+    }
 }
 
 fn in_partial(file: &Path, p: &TemplateProblem) -> Problem {

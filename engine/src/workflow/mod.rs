@@ -18,6 +18,7 @@ mod compiled;
 mod doc_examples;
 pub(crate) mod format;
 pub(crate) mod helpers;
+mod inline;
 mod problem;
 pub mod render;
 pub(crate) mod source;

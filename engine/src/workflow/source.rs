@@ -12,6 +12,8 @@ use super::spec::RawWorkflow;
 /// One workflow file, parsed.
 pub struct Parsed {
     pub file: PathBuf,
+    /// The file's text: inline templates' problems are traced back into it.
+    pub yaml: std::sync::Arc<str>,
     pub raw: RawWorkflow,
 }
 
@@ -100,13 +102,32 @@ pub fn parse(file: &Path, text: &str) -> Result<RawWorkflow, Problem> {
             .location()
             .map(|l| (l.line(), l.column()))
             .unwrap_or((1, 1));
+        let mut message = yaml_message(&e);
+        if let Some(value) = unquoted_template(text, line, col) {
+            message.push_str(&format!(
+                " (a value that begins with {{{{ must be quoted, or YAML reads it as a mapping: write {value:?})"
+            ));
+        }
         Problem {
             file: file.to_path_buf(),
             line: line.max(1),
             col: col.max(1),
-            message: yaml_message(&e),
+            message,
         }
     })
+}
+
+/// The rest of the line at 1-based (line, col) when it is an unquoted
+/// template (begins with `{{`).
+fn unquoted_template(text: &str, line: u64, col: u64) -> Option<String> {
+    let (line, col) = (usize::try_from(line).ok()?, usize::try_from(col).ok()?);
+    let rest: String = text
+        .lines()
+        .nth(line.checked_sub(1)?)?
+        .chars()
+        .skip(col.checked_sub(1)?)
+        .collect();
+    rest.starts_with("{{").then(|| rest.trim_end().to_string())
 }
 
 /// Read and parse every workflow file; unreadable or malformed files become problems.
@@ -123,6 +144,7 @@ pub fn read_workflows(files: &[PathBuf], problems: &mut Vec<Problem>) -> Vec<Par
         match parse(file, &text) {
             Ok(raw) => out.push(Parsed {
                 file: file.clone(),
+                yaml: text.into(),
                 raw,
             }),
             Err(p) => problems.push(p),

@@ -196,11 +196,39 @@ pub struct RawGuard {
 /// assert_eq!(to.items().len(), 2);
 /// # Ok::<(), serde_saphyr::Error>(())
 /// ```
-#[derive(Debug, Deserialize, JsonSchema, Clone)]
+#[derive(Debug, JsonSchema, Clone)]
 #[serde(untagged)]
 pub enum OneOrMany {
     One(String),
     Many(Vec<String>),
+}
+
+// By hand rather than `untagged`: serde's untagged error ("data did not
+// match any variant of untagged enum") names no type an author knows.
+impl<'de> Deserialize<'de> for OneOrMany {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = OneOrMany;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("an address template (\"{{event.email}}\") or a list of them")
+            }
+            fn visit_str<E: serde::de::Error>(self, s: &str) -> Result<OneOrMany, E> {
+                Ok(OneOrMany::One(s.to_string()))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<OneOrMany, A::Error> {
+                let mut items = Vec::new();
+                while let Some(item) = seq.next_element::<String>()? {
+                    items.push(item);
+                }
+                Ok(OneOrMany::Many(items))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
 }
 
 impl OneOrMany {

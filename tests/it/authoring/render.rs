@@ -158,7 +158,7 @@ fn formatting_helpers_are_checked_at_validation_and_render() {
     let w = d.path().join("w.yaml").display().to_string();
     let t = d.path().join("templates/t.hbs").display().to_string();
     for expected in [
-        format!("{w}:6:12: email.subject: money: unknown currency \"EURO\""),
+        format!("{w}:6:13: email.subject: money: unknown currency \"EURO\""),
         format!(
             "{t}:2:3: email.text_file \"templates/t.hbs\": number: decimals must be an integer from 0 to 20, got 99"
         ),

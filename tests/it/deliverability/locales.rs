@@ -92,7 +92,11 @@ fn locales_are_validated_and_categories_need_unsubscribe_settings() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("workflow news has a category"), "{err}");
-    for fix in ["HERALD_PUBLIC_URL", "HERALD_UNSUBSCRIBE_SECRET", "--workflow"] {
+    for fix in [
+        "HERALD_PUBLIC_URL",
+        "HERALD_UNSUBSCRIBE_SECRET",
+        "--workflow",
+    ] {
         assert!(err.contains(fix), "names {fix}: {err}");
     }
     // A worker that runs only the transactional workflow needs no

@@ -57,7 +57,8 @@ async fn status_before_any_relay_says_what_creates_the_stream() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(
-        text.contains("stream not found") && text.contains("`herald relay` or `herald up` creates it"),
+        text.contains("stream not found")
+            && text.contains("`herald relay` or `herald up` creates it"),
         "{text}"
     );
 }

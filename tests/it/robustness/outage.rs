@@ -179,9 +179,11 @@ async fn an_unreachable_smtp_server_is_reported_at_start_up() {
     h.set("HERALD_SMTP_URL", format!("smtp://127.0.0.1:{closed}"));
     let worker = h.spawn(&["worker", "--http", &addr]);
     readyz_names_smtp_outage(&addr, &format!("127.0.0.1:{closed}")).await;
-    wait::until("the log says SMTP is unreachable", wait::DEFAULT, || async {
-        worker.log().contains("SMTP transport unreachable")
-    })
+    wait::until(
+        "the log says SMTP is unreachable",
+        wait::DEFAULT,
+        || async { worker.log().contains("SMTP transport unreachable") },
+    )
     .await;
 }
 

@@ -41,8 +41,8 @@ fn validate_refuses_what_rendering_would_fail_on() {
         .display()
         .to_string();
     for expected in [
-        format!("{w}:6:12: email.subject: date: invalid date pattern \"%Q\""),
-        format!("{w}:7:9: email.text: unknown helper \"currency\""),
+        format!("{w}:6:13: email.subject: date: invalid date pattern \"%Q\""),
+        format!("{w}:7:10: email.text: unknown helper \"currency\""),
         format!("{pb}:1:1: partials include each other in a cycle: pa -> pb -> pa"),
         format!("{body}:2:"),
         "unknown partial \"nope\"".to_string(),
@@ -140,3 +140,57 @@ async fn display_names_with_commas_quotes_and_utf8(backend: Backend) {
 }
 
 both_backends!(display_names_with_commas_quotes_and_utf8);
+
+/// Template syntax errors are reported where the author wrote the cause,
+/// in the YAML file: an unclosed `{{#if}}` at the tag that opens it (the
+/// parser stopped at the template's end and listed its grammar rules), an
+/// unclosed `{{` in a quoted value, a block closed by another name naming
+/// the file line of its opening, and an unquoted `{{` that YAML read as a
+/// mapping, with the quoted value to write.
+#[test]
+fn template_syntax_errors_point_at_their_cause_in_the_file() {
+    let d = workflows(&[
+        (
+            "a.yaml",
+            &format!(
+                "{BASE}  subject: 'It''s {{{{event.name}}'\n  text: |\n\n    Hello,\n      {{{{#if event.vip}}}}\n    VIP\n"
+            ),
+        ),
+        (
+            "b.yaml",
+            &format!(
+                "{}  subject: hi\n  text: >\n    {{{{#each event.items}}}}\n      {{{{this}}}}\n    {{{{/if}}}}\n",
+                BASE.replace("name: w", "name: b")
+            ),
+        ),
+        (
+            "c.yaml",
+            "name: c\non: { subjects: [events.a] }\nemail:\n  from: a@example.com\n  to: {{event.email}}\n",
+        ),
+    ]);
+    let out = HeraldEnv::default().run(&["workflows", "validate", d.path().to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let f = |name: &str| d.path().join(name).display().to_string();
+    for expected in [
+        format!(
+            "{}:6:19: email.subject: invalid template: this `{{{{` is never closed with `}}}}`",
+            f("a.yaml")
+        ),
+        format!(
+            "{}:10:7: email.text: invalid template: `{{{{#if}}}}` is never closed (no `{{{{/if}}}}` after it)",
+            f("a.yaml")
+        ),
+        format!(
+            "{}:10:5: email.text: invalid template: `{{{{/if}}}}` closes `{{{{#each}}}}` opened at line 8, column 5",
+            f("b.yaml")
+        ),
+        format!(
+            "{}:5:7: invalid type: map, expected an address template (\"{{{{event.email}}}}\") or a list of them (a value that begins with {{{{ must be quoted, or YAML reads it as a mapping: write \"{{{{event.email}}}}\")",
+            f("c.yaml")
+        ),
+    ] {
+        assert!(err.contains(&expected), "missing {expected:?} in:\n{err}");
+    }
+    assert!(!err.contains("expected escape"), "{err}");
+}

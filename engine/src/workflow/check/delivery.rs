@@ -72,6 +72,7 @@ impl DeliveryCheck<'_> {
             text: text.to_string(),
             html: false,
             file: self.p.file.clone(),
+            yaml: self.p.yaml.clone(),
             loc: *loc,
             what: what.to_string(),
             template_file: None,

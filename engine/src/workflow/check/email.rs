@@ -49,6 +49,7 @@ impl EmailCheck<'_> {
             text: text.to_string(),
             html,
             file: self.p.file.clone(),
+            yaml: self.p.yaml.clone(),
             loc: *loc,
             what,
             template_file: None,

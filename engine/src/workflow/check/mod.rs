@@ -20,6 +20,9 @@ pub struct TemplateSource {
     /// Rendered into an HTML body: values are HTML-escaped.
     pub html: bool,
     pub file: PathBuf,
+    /// The workflow file's text, to trace a problem inside an inline
+    /// template to its line and column there.
+    pub yaml: std::sync::Arc<str>,
     pub loc: Location,
     /// How the problem names it: `email.subject`, `email.html_file "x.hbs"`.
     pub what: String,

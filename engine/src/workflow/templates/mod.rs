@@ -102,6 +102,7 @@ pub const PARTIAL_BLOCK_USE: &str = "{{> @partial-block}} renders only inside a 
 ({{#> name}}…{{/name}}); give it a fallback ({{#> @partial-block}}…{{/@partial-block}}) or include the partial so";
 
 mod graph;
+pub mod syntax;
 #[cfg(test)]
 mod tests;
 mod walker;
