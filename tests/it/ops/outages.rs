@@ -127,3 +127,40 @@ async fn postgres_connection_loss_relay_and_worker_recover() {
     herald_tests::env::enqueue_many_on(&conn, "events.test.m", 100, 10).await;
     m.finish(&conn).await;
 }
+
+/// SIGTERM while NATS is down stops relay and worker at once: a consumer
+/// binding again (a request NATS does not answer) used to hold the worker
+/// for the request's 10 s timeout.
+#[tokio::test]
+async fn sigterm_while_nats_is_down_stops_at_once() {
+    let mut m = MidFlow::start(Backend::Sqlite).await;
+    // A graceful shutdown: the server tells its clients, so the worker's
+    // consumers end at once and start binding again.
+    let pid = m.w.env.nats.pid().expect("nats-server runs");
+    let stopped = std::process::Command::new("kill")
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    wait::until("the worker notices NATS is gone", wait::DEFAULT, || async {
+        m.worker.log().contains("consumer stopped; starting it again")
+    })
+    .await;
+    // Past the first restart's 500 ms backoff, the consumer is binding
+    // again, waiting on a server that is gone (the condition is the time).
+    let since = std::time::Instant::now();
+    wait::until("the consumer is binding again", wait::DEFAULT, || async {
+        since.elapsed() >= Duration::from_millis(1500)
+    })
+    .await;
+    for p in [&mut m.relay, &mut m.worker] {
+        let since = std::time::Instant::now();
+        assert_eq!(p.terminate(Duration::from_secs(30)).await.code(), Some(0));
+        assert!(
+            since.elapsed() < Duration::from_secs(3),
+            "took {:?} to stop:\n{}",
+            since.elapsed(),
+            p.log()
+        );
+    }
+}

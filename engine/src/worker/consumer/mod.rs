@@ -204,7 +204,12 @@ impl Worker {
         part: &str,
         stop: &CancellationToken,
     ) -> Result<(), String> {
-        let consumer = self.consumer(js, &wf).await.map_err(|e| e.to_string())?;
+        // Binding asks the server: with NATS down it waits out the request
+        // timeout, which must not hold up a shutdown.
+        let consumer = tokio::select! {
+            c = self.consumer(js, &wf) => c.map_err(|e| e.to_string())?,
+            _ = stop.cancelled() => return Ok(()),
+        };
         super::failpoint::hit("consumer_session");
         health.set(part, Check::Ok);
         self.metrics.set_consumer_up(&wf.name, true);
