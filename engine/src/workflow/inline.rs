@@ -91,11 +91,10 @@ fn block_indicator(lines: &[&str], l: usize) -> Option<bool> {
     None
 }
 
-/// A block scalar whose first content character is at line `l`, column
-/// index `indent` (its indentation). Lines above `l` that are blank belong
-/// to it as leading empty lines, but the parser reported the first
-/// non-blank one; they are counted in by the caller's comparison failing
-/// otherwise, so they are prepended here.
+/// A block scalar whose first non-blank content line is `l` (where the YAML
+/// parser locates it), indented by `indent` columns. Blank lines between
+/// the indicator and `l` are part of the value (leading newlines), so the
+/// reading starts right below the indicator.
 fn block(lines: &[&str], l: usize, indent: usize, folded: bool) -> Traced {
     let mut first = l;
     while first > 1
