@@ -23,9 +23,20 @@ pub struct Outstanding {
     pub seq: i64,
 }
 
+/// Rows of an aggregate read per query while looking for its first
+/// unfinished event.
+const PAGE: i64 = 100;
+
 /// The first earlier event of `aggregate` (outbox order, before `seq`) that
 /// `wf` consumes and has not finished, if any. An event the stream no
 /// longer holds (below `first_stream_seq`) is not waited for.
+///
+/// Read a page at a time from the workflow's progress on: the aggregate's
+/// earlier rows may be mostly other workflows' events, and every one must
+/// be looked at (a fixed window once missed an unfinished event behind a
+/// hundred of those). The rows passed over (another workflow's, gone from
+/// the stream, or finished) move the progress on, so the next event's
+/// check starts after them.
 pub async fn outstanding(
     db: &DatabaseConnection,
     wf: &Workflow,
@@ -33,43 +44,96 @@ pub async fn outstanding(
     seq: i64,
     first_stream_seq: u64,
 ) -> Result<Option<Outstanding>, DbErr> {
+    let mut after = progress(db, &wf.name, aggregate).await?;
+    let start = after;
+    loop {
+        let rows = earlier_rows(db, aggregate, after, seq).await?;
+        let full = rows.len() as i64 == PAGE;
+        for row in rows {
+            let consumed = wf
+                .subjects
+                .iter()
+                .any(|f| subject::matches(f, &row.subject));
+            let gone = row
+                .stream_seq
+                .is_some_and(|s| u64::try_from(s).unwrap_or(0) < first_stream_seq);
+            // Done, but the progress was not recorded (a crash in between)?
+            if consumed && !gone && !finished(db, &wf.name, row.earlier.event_id).await? {
+                if after > start {
+                    advance(db, &wf.name, aggregate, after).await?;
+                }
+                return Ok(Some(row.earlier));
+            }
+            after = row.earlier.seq;
+        }
+        if !full {
+            break;
+        }
+    }
+    if after > start {
+        advance(db, &wf.name, aggregate, after).await?;
+    }
+    Ok(None)
+}
+
+/// One earlier outbox row of an aggregate.
+struct EarlierRow {
+    earlier: Outstanding,
+    subject: String,
+    stream_seq: Option<i64>,
+}
+
+/// How far `workflow` has finished the aggregate's events (an outbox seq; 0: none).
+async fn progress(db: &DatabaseConnection, workflow: &str, aggregate: &str) -> Result<i64, DbErr> {
     let b = db.get_database_backend();
     let sql = format!(
-        "SELECT o.seq, o.subject, o.event_id, o.stream_seq FROM herald_outbox o \
-         WHERE o.ordering_key = {k} AND o.seq < {s} AND o.seq > COALESCE( \
-           (SELECT p.seq FROM herald_aggregate_progress p \
-            WHERE p.workflow = {w} AND p.ordering_key = {k}), 0) \
-         ORDER BY o.seq LIMIT 100",
-        k = ph(b, 1),
-        s = ph(b, 2),
-        w = ph(b, 3),
+        "SELECT seq FROM herald_aggregate_progress WHERE workflow = {w} AND ordering_key = {k}",
+        w = ph(b, 1),
+        k = ph(b, 2),
     );
-    let values: Vec<Value> = vec![aggregate.into(), seq.into(), wf.name.as_str().into()];
+    let values: Vec<Value> = vec![workflow.into(), aggregate.into()];
+    let row = db
+        .query_one_raw(Statement::from_sql_and_values(b, sql, values))
+        .await?;
+    match row {
+        Some(r) => r.try_get("", "seq"),
+        None => Ok(0),
+    }
+}
+
+/// The aggregate's rows after `after` and before `before`, in outbox order,
+/// a page at most.
+async fn earlier_rows(
+    db: &DatabaseConnection,
+    aggregate: &str,
+    after: i64,
+    before: i64,
+) -> Result<Vec<EarlierRow>, DbErr> {
+    let b = db.get_database_backend();
+    let sql = format!(
+        "SELECT seq, subject, event_id, stream_seq FROM herald_outbox \
+         WHERE ordering_key = {k} AND seq > {a} AND seq < {s} ORDER BY seq LIMIT {PAGE}",
+        k = ph(b, 1),
+        a = ph(b, 2),
+        s = ph(b, 3),
+    );
+    let values: Vec<Value> = vec![aggregate.into(), after.into(), before.into()];
+    let mut out = Vec::new();
     for r in db
         .query_all_raw(Statement::from_sql_and_values(b, sql, values))
         .await?
     {
-        let subj: String = r.try_get("", "subject")?;
-        if !wf.subjects.iter().any(|f| subject::matches(f, &subj)) {
-            continue;
-        }
-        let stream_seq: Option<i64> = r.try_get("", "stream_seq")?;
-        if stream_seq.is_some_and(|s| u64::try_from(s).unwrap_or(0) < first_stream_seq) {
-            continue;
-        }
         let event_id: uuid::Uuid = r.try_get("", "event_id")?;
-        let earlier = Outstanding {
-            event_id: event_id.into(),
-            seq: r.try_get("", "seq")?,
-        };
-        // Done, but the progress was not recorded (a crash in between)?
-        if finished(db, &wf.name, earlier.event_id).await? {
-            advance(db, &wf.name, aggregate, earlier.seq).await?;
-            continue;
-        }
-        return Ok(Some(earlier));
+        out.push(EarlierRow {
+            earlier: Outstanding {
+                event_id: event_id.into(),
+                seq: r.try_get("", "seq")?,
+            },
+            subject: r.try_get("", "subject")?,
+            stream_seq: r.try_get("", "stream_seq")?,
+        });
     }
-    Ok(None)
+    Ok(out)
 }
 
 /// Has `workflow` finished `event`: recorded deliveries, all final?

@@ -73,7 +73,10 @@ pub fn workflow_load(data: &[u8]) {
                 // A position traced into a file is a place in that file.
                 if let Ok(text) = std::fs::read_to_string(&p.file) {
                     let lines = text.lines().count().max(1) as u64;
-                    assert!(p.line <= lines + 1, "problem past the file's end ({lines} lines): {p}");
+                    assert!(
+                        p.line <= lines + 1,
+                        "problem past the file's end ({lines} lines): {p}"
+                    );
                 }
             }
             let _ = problems.to_string();

@@ -143,7 +143,9 @@ async fn sigterm_while_nats_is_down_stops_at_once() {
         .unwrap();
     assert!(stopped.success());
     wait::until("the worker notices NATS is gone", wait::DEFAULT, || async {
-        m.worker.log().contains("consumer stopped; starting it again")
+        m.worker
+            .log()
+            .contains("consumer stopped; starting it again")
     })
     .await;
     // Past the first restart's 500 ms backoff, the consumer is binding

@@ -279,7 +279,48 @@ async fn discarding_a_dead_letter_releases_its_aggregate(backend: Backend) {
     assert!(list.is_empty(), "{list:?}");
 }
 
+/// An unfinished earlier event is waited for however many events of other
+/// subjects stand between it and the later one: the check once read only
+/// the aggregate's next 100 rows and let the later event go first.
+async fn an_earlier_event_behind_many_others_is_still_waited_for(backend: Backend) {
+    let w = Scenario::new(backend)
+        .workflow("wf.yaml", PER_AGGREGATE)
+        .start()
+        .await;
+    let txn = w.env.conn.begin().await.unwrap();
+    for n in 0..150 {
+        let other = NewEvent::new("events.other.step", json!({"n": n})).aggregate("agg", 7);
+        enqueue(&txn, other).await.unwrap();
+    }
+    for n in 0..2 {
+        let mine =
+            NewEvent::new("events.order.step", json!({"agg": 7, "n": n})).aggregate("agg", 7);
+        enqueue(&txn, mine).await.unwrap();
+    }
+    txn.commit().await.unwrap();
+    let _relay = w.relay();
+    w.env.wait_all_published().await;
+    // Only the later of the two: the earlier one has not been emailed.
+    let out = w
+        .run(&["replay", "--workflow", "ordered", "--from-seq", "152"])
+        .await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("replayed 1, sent 0"), "{text}");
+    assert_eq!(w.sink.count(), 0, "the later event went first");
+    // The worker sends both, in order.
+    let _worker = w.worker();
+    w.wait_sent(2).await;
+    let order: Vec<String> = w
+        .sink
+        .received()
+        .iter()
+        .map(|m| m.header("Subject").unwrap())
+        .collect();
+    assert_eq!(order, vec!["n=0", "n=1"]);
+}
+
 both_backends!(
     a_dead_letter_holds_back_its_aggregate_only,
     discarding_a_dead_letter_releases_its_aggregate,
+    an_earlier_event_behind_many_others_is_still_waited_for,
 );
