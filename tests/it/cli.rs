@@ -209,9 +209,11 @@ async fn concurrent_migrations_all_succeed(backend: Backend) {
 
 both_backends!(concurrent_migrations_all_succeed);
 
-/// A read command pointed at a SQLite file that does not exist says so and
-/// creates nothing (the default URL would create an empty Herald, and
-/// `herald dlq list` in the wrong directory would report no dead letters).
+/// A command about what Herald has done, pointed at a SQLite file that does
+/// not exist, says so and creates nothing: the default URL would create an
+/// empty Herald, where `herald dlq list` in the wrong directory reports no
+/// dead letters, and a replay sends every email again (its empty ledger
+/// has none of them sent), suppressed addresses included.
 #[test]
 fn read_commands_do_not_create_a_database() {
     let dir = tempfile::tempdir().unwrap();
@@ -225,6 +227,29 @@ fn read_commands_do_not_create_a_database() {
         &["status"][..],
         &["dlq", "list"],
         &["trace", "0195d3c2-0000-7000-8000-000000000001"],
+        &[
+            "replay",
+            "--workflow",
+            "welcome",
+            "--since",
+            "1h",
+            "--smtp-url",
+            "file:///dev/null",
+        ],
+        &[
+            "replay",
+            "--workflow",
+            "welcome",
+            "--since",
+            "1h",
+            "--dry-run",
+        ],
+        &["dlq", "retry", "--all", "--smtp-url", "file:///dev/null"],
+        &["suppressions", "list"],
+        &["suppressions", "add", "a@example.com"],
+        &["unsubscribes", "list"],
+        &["outbox", "prune", "--older-than", "1d"],
+        &["outbox", "retry"],
     ] {
         let out = env.run(args);
         let err = stderr(&out);

@@ -40,6 +40,16 @@ pub async fn open_db(
 /// which `up` and the services want; `herald status` run in the wrong
 /// directory should say so, not report an empty Herald).
 pub async fn open_existing_db(g: &Global, role: &str) -> Result<sea_orm::DatabaseConnection> {
+    refuse_missing_sqlite(g)?;
+    open_db(g, herald::db::Pool::OnDemand, role).await
+}
+
+/// For a command that works on what Herald has already done (replay, dead
+/// letters, suppressions, the outbox): a SQLite file that does not exist
+/// would be a new, empty database. A replay against one sends every email
+/// again, since its ledger has none of them; a suppression added to one
+/// protects no one. So it is refused, naming the file.
+pub fn refuse_missing_sqlite(g: &Global) -> Result<()> {
     let url = g.database_url.expose();
     let path = url
         .strip_prefix("sqlite://")
@@ -60,7 +70,7 @@ pub async fn open_existing_db(g: &Global, role: &str) -> Result<sea_orm::Databas
             "no database at {p}: nothing has run here yet (`herald up`, `herald migrate` or a relay or worker creates it); check --database-url / HERALD_DATABASE_URL"
         ));
     }
-    open_db(g, herald::db::Pool::OnDemand, role).await
+    Ok(())
 }
 
 /// Close what [`open_db`] opened; a pool still in use after 5 s is left to the exit.

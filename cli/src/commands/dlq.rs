@@ -130,6 +130,7 @@ async fn show(g: &Global, id: i64, json: bool) -> Result<ExitCode> {
 /// `dlq discard ID`: close it, then re-drive what its aggregate held behind it.
 async fn discard(g: &Global, id: i64) -> Result<ExitCode> {
     let smtp = g.smtp_for("dlq discard")?;
+    super::refuse_missing_sqlite(g)?;
     let engine = super::worker::engine(g, &smtp, herald::db::Pool::OnDemand, "herald dlq").await?;
     let d = herald::dlq::get(&engine.db, id)
         .await?
@@ -163,6 +164,7 @@ async fn retry(
     workflow: Option<String>,
 ) -> Result<ExitCode> {
     let smtp = g.smtp_for("dlq retry")?;
+    super::refuse_missing_sqlite(g)?;
     let engine = super::worker::engine(g, &smtp, herald::db::Pool::OnDemand, "herald dlq").await?;
     let rows = match id {
         Some(id) => vec![

@@ -32,7 +32,7 @@ pub use args::{
     Cli, ColorWhen, DEV_SMTP_URL, GLOBAL_HEADING, Global, HttpArgs, LogFormat, clap_color,
 };
 use connect::close_dbs;
-pub use connect::{jetstream_for, open_db, open_existing_db};
+pub use connect::{jetstream_for, open_db, open_existing_db, refuse_missing_sqlite};
 use logging::init_logging;
 pub use service::{
     cancel_on_signals, describe_reload, log_reload, observe, reload_on_sighup, unless_stopped,

@@ -39,7 +39,7 @@ pub enum OutboxCmd {
 }
 
 pub async fn run(g: &Global, cmd: OutboxCmd) -> Result<ExitCode> {
-    let db = super::open_db(g, herald::db::Pool::OnDemand, "herald outbox").await?;
+    let db = super::open_existing_db(g, "herald outbox").await?;
     herald::db::migrate(&db).await?;
     match cmd {
         OutboxCmd::Prune { older_than } => {

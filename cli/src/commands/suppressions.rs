@@ -46,7 +46,7 @@ pub enum UnsubscribesCmd {
 }
 
 async fn db(g: &Global, role: &str) -> Result<sea_orm::DatabaseConnection> {
-    let db = super::open_db(g, herald::db::Pool::OnDemand, role).await?;
+    let db = super::open_existing_db(g, role).await?;
     herald::db::migrate(&db).await?;
     Ok(db)
 }
