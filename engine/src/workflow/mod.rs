@@ -147,8 +147,8 @@ impl Catalog {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn load(dir: &Path) -> Result<Catalog, Problems> {
-    let files = source::yaml_files(dir).map_err(|p| Problems(vec![p]))?;
     let mut problems = Vec::new();
+    let files = source::yaml_files(dir, &mut problems).map_err(|p| Problems(vec![p]))?;
     let partials = source::read_partials(dir, &mut problems);
     let parsed = source::read_workflows(&files, &mut problems);
     let mut registries = compile::Registries::new();

@@ -24,26 +24,58 @@ pub struct Partial {
     pub text: String,
 }
 
-/// Every YAML file under `dir`, sorted, recursively.
-pub fn yaml_files(dir: &Path) -> Result<Vec<PathBuf>, Problem> {
-    let mut out = Vec::new();
-    walk(dir, &mut out)
+/// Every YAML file under `dir`, sorted, recursively; a symlink that leads
+/// outside the directory is a problem (see [`files_under`]).
+pub fn yaml_files(dir: &Path, problems: &mut Vec<Problem>) -> Result<Vec<PathBuf>, Problem> {
+    let files = files_under(dir, problems)
         .map_err(|e| Problem::in_file(dir, format!("cannot read workflows directory: {e}")))?;
-    Ok(out)
+    Ok(files
+        .into_iter()
+        .filter(|p| matches!(p.extension().and_then(|x| x.to_str()), Some("yaml" | "yml")))
+        .collect())
 }
 
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-    let mut entries: Vec<_> = std::fs::read_dir(dir)?.filter_map(Result::ok).collect();
-    entries.sort_by_key(|e| e.path());
-    for e in entries {
-        let p = e.path();
-        if p.is_dir() {
-            walk(&p, out)?;
-        } else if matches!(p.extension().and_then(|x| x.to_str()), Some("yaml" | "yml")) {
-            out.push(p);
+/// Every file under `dir`, sorted, recursively. Symlinks are followed only
+/// while they stay inside the directory: one that leads out is a problem
+/// (templates and partials must not read files elsewhere, and neither may
+/// workflows), and a directory reached again (a symlink loop) is read once.
+fn files_under(dir: &Path, problems: &mut Vec<Problem>) -> std::io::Result<Vec<PathBuf>> {
+    let root = dir.canonicalize()?;
+    let mut seen = std::collections::BTreeSet::from([root.clone()]);
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(&d)?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .collect();
+        entries.sort();
+        // Depth first, in order: subdirectories go on the stack reversed.
+        let mut subdirs = Vec::new();
+        for p in entries {
+            let Ok(real) = p.canonicalize() else {
+                continue; // a dangling link: nothing to read
+            };
+            if !real.starts_with(&root) {
+                problems.push(Problem::in_file(
+                    &p,
+                    format!(
+                        "a symlink that leads outside the workflows directory (to {}): not read",
+                        real.display()
+                    ),
+                ));
+            } else if real.is_dir() {
+                if seen.insert(real) {
+                    subdirs.push(p);
+                }
+            } else {
+                out.push(p);
+            }
         }
+        todo.extend(subdirs.into_iter().rev());
     }
-    Ok(())
+    out.sort();
+    Ok(out)
 }
 
 /// A short hash of every file under `dir` (relative paths and contents, in
@@ -51,22 +83,7 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
 /// entries count as their names only.
 pub fn version(dir: &Path) -> String {
     use sha2::{Digest, Sha256};
-    fn all(dir: &Path, out: &mut Vec<PathBuf>) {
-        let Ok(rd) = std::fs::read_dir(dir) else {
-            return;
-        };
-        let mut entries: Vec<PathBuf> = rd.filter_map(Result::ok).map(|e| e.path()).collect();
-        entries.sort();
-        for p in entries {
-            if p.is_dir() {
-                all(&p, out);
-            } else {
-                out.push(p);
-            }
-        }
-    }
-    let mut files = Vec::new();
-    all(dir, &mut files);
+    let files = files_under(dir, &mut Vec::new()).unwrap_or_default();
     let mut h = Sha256::new();
     for f in &files {
         let rel = f.strip_prefix(dir).unwrap_or(f);
@@ -202,8 +219,16 @@ pub fn read_partials(dir: &Path, problems: &mut Vec<Problem>) -> Vec<Partial> {
     };
     let mut paths: Vec<_> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
     paths.sort();
+    let inside = |p: &Path| match (p.canonicalize(), dir.canonicalize()) {
+        (Ok(p), Ok(d)) => p.starts_with(d),
+        _ => false,
+    };
     let mut out = Vec::new();
     for p in paths {
+        if !inside(&p) {
+            // Reported by the directory walk; never read.
+            continue;
+        }
         let Some(stem) = p
             .file_name()
             .and_then(|f| f.to_str())

@@ -2,6 +2,7 @@
 //! to the worker, `workflows render` (decoded, `--raw`, `--html`), and
 //! `herald send-test` against the SMTP sink.
 
+mod paths;
 mod render;
 mod send_test;
 
