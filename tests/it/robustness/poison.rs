@@ -65,6 +65,15 @@ async fn poison_messages_dead_letter_and_the_consumer_stays_up(backend: Backend)
     w.wait_sent(101).await;
     w.wait_count("SELECT COUNT(*) FROM herald_dead_letters", 7)
         .await;
+    // Each says why: the array is not an object; the deep object is one,
+    // but deeper than the parser reads (it was called "not an object").
+    for (reason, n) in [
+        ("%is not a JSON object%", 1),
+        ("%cannot be read: recursion limit exceeded%", 1),
+    ] {
+        let sql = format!("SELECT COUNT(*) FROM herald_dead_letters WHERE reason LIKE '{reason}'");
+        assert_eq!(w.count(&sql).await, n, "{reason}");
+    }
     assert_eq!(w.sink.count(), 101);
     let ready = readyz(&addr).await.unwrap_or_default();
     assert!(ready.starts_with("HTTP/1.1 200"), "{ready}");

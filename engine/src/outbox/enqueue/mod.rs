@@ -187,6 +187,7 @@ impl Default for EnqueueOptions {
 /// assert!(matches!(err, EnqueueError::InvalidSubject { .. }));
 /// ```
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum EnqueueError {
     #[error("invalid subject {subject:?}: {source}")]
     InvalidSubject {
@@ -198,6 +199,9 @@ pub enum EnqueueError {
     PayloadNotObject { kind: &'static str },
     #[error("payload is {size} bytes, over the limit of {max} bytes")]
     PayloadTooLarge { size: usize, max: usize },
+    /// Deeper than the worker's JSON parser reads (it would dead-letter it).
+    #[error("payload nests deeper than {max} levels")]
+    PayloadTooDeep { max: usize },
     #[error("invalid header {name:?}: {reason}")]
     InvalidHeader { name: String, reason: &'static str },
     #[error("invalid aggregate type {kind:?}: use letters, digits, '_', '-' or '.'")]

@@ -67,6 +67,23 @@ fn rejects_bad_input_before_io() {
             ..
         })
     ));
+    // 127 levels deep is read back by the worker; 128 is not.
+    let nested = |levels: usize| {
+        let mut v = json!(1);
+        for _ in 1..levels {
+            v = json!({ "a": v });
+        }
+        v
+    };
+    assert!(check(&NewEvent::new("events.a", nested(128)), &o).is_ok());
+    assert!(matches!(
+        check(&NewEvent::new("events.a", nested(129)), &o),
+        Err(EnqueueError::PayloadTooDeep { max: 127 })
+    ));
+    let text = nested(128).to_string();
+    assert!(serde_json::from_str::<serde_json::Value>(&text).is_ok());
+    let text = nested(129).to_string();
+    assert!(serde_json::from_str::<serde_json::Value>(&text).is_err());
     let ok = check(
         &NewEvent::new("events.a", json!({})).aggregate("vault", 7),
         &o,

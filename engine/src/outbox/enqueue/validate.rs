@@ -17,6 +17,31 @@ fn json_kind(v: &serde_json::Value) -> &'static str {
     }
 }
 
+/// How deep serde_json parses (its recursion limit of 128 counts the
+/// top-level object, and refuses at 128 levels): the worker could not read
+/// a deeper payload back.
+const MAX_DEPTH: usize = 127;
+
+/// Nesting depth of arrays and objects (a scalar is 0), without recursion:
+/// a value built in code may be deeper than the stack.
+fn depth(v: &serde_json::Value) -> usize {
+    let mut deepest = 0;
+    let mut todo = vec![(v, 0usize)];
+    while let Some((v, d)) = todo.pop() {
+        let children: Box<dyn Iterator<Item = &serde_json::Value>> = match v {
+            serde_json::Value::Array(a) => Box::new(a.iter()),
+            serde_json::Value::Object(o) => Box::new(o.values()),
+            _ => continue,
+        };
+        deepest = deepest.max(d + 1);
+        if deepest > MAX_DEPTH {
+            return deepest;
+        }
+        todo.extend(children.map(|c| (c, d + 1)));
+    }
+    deepest
+}
+
 pub(super) fn check(event: &NewEvent, opts: &EnqueueOptions) -> Result<Checked, EnqueueError> {
     subject::validate_event_subject(&event.subject).map_err(|source| {
         EnqueueError::InvalidSubject {
@@ -28,6 +53,9 @@ pub(super) fn check(event: &NewEvent, opts: &EnqueueOptions) -> Result<Checked, 
         return Err(EnqueueError::PayloadNotObject {
             kind: json_kind(&event.payload),
         });
+    }
+    if depth(&event.payload) > MAX_DEPTH {
+        return Err(EnqueueError::PayloadTooDeep { max: MAX_DEPTH });
     }
     let payload = event.payload.to_string();
     let max = opts.max_payload_bytes.min(DEFAULT_MAX_PAYLOAD);

@@ -3,10 +3,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::{self, AckKind};
+use async_nats::jetstream;
 
 use crate::worker::lanes::LaneKey;
-use crate::worker::settle::settle;
+use crate::worker::settle::{give_back, keep, settle};
 use crate::worker::{Disposition, Event};
 use crate::workflow::Workflow;
 
@@ -64,7 +64,7 @@ pub(super) async fn lane(s: Arc<Session>, key: LaneKey) {
         if s.stop.is_cancelled() {
             // This message and the ones behind it go back.
             for m in s.lanes.drain(&key) {
-                nak(&m).await;
+                give_back(&m).await;
             }
             return;
         }
@@ -157,12 +157,6 @@ async fn step(s: &Session, msg: &jetstream::Message, ordered: bool) -> Step {
     }
 }
 
-async fn nak(msg: &jetstream::Message) {
-    if let Err(e) = msg.ack_with(AckKind::Nak(None)).await {
-        tracing::debug!(error = %e, "nak failed; the message will be redelivered after the ack wait");
-    }
-}
-
 /// Keep every held message ours (JetStream redelivers a message
 /// unacknowledged for `ack_wait`): the ones being sent to a slow server and
 /// the ones waiting in their lane.
@@ -174,7 +168,7 @@ pub(super) async fn progress(s: Arc<Session>, every: Duration) {
             _ = tokio::time::sleep(every) => {}
         }
         for m in s.lanes.all() {
-            let _ = m.ack_with(AckKind::Progress).await;
+            keep(&m).await;
         }
         if s.lanes.held() == 0 && s.stop.is_cancelled() {
             return;

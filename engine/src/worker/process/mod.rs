@@ -308,8 +308,13 @@ impl Worker {
         super::failpoint::hit("processing");
         let payload: serde_json::Value = match serde_json::from_str(&ev.payload) {
             Ok(v @ serde_json::Value::Object(_)) => v,
-            Ok(_) | Err(_) => {
-                let reason = format!("payload of {} is not a JSON object", ev.subject);
+            other => {
+                let reason = match other {
+                    Ok(_) => format!("payload of {} is not a JSON object", ev.subject),
+                    // Also what the parser refuses in valid JSON: nesting
+                    // deeper than 128 levels.
+                    Err(e) => format!("payload of {} cannot be read: {e}", ev.subject),
+                };
                 self.dead_letter(
                     wf,
                     ev,
