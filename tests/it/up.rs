@@ -227,3 +227,28 @@ async fn up_exits_1_when_its_nats_server_cannot_be_restarted() {
         up.log()
     );
 }
+
+/// A nats-server that cannot start (here: its monitoring port is taken)
+/// is reported with nats-server's own reason, not only "see the log".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_says_why_its_nats_server_did_not_start() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let sink = SmtpSink::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (env, _) = env_without_nats(&db, &sink, &dir);
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let monitor = taken.local_addr().unwrap().port();
+    let conf = dir.path().join("nats.conf");
+    let text = std::fs::read_to_string(&conf).unwrap();
+    std::fs::write(&conf, format!("{text}http: 127.0.0.1:{monitor}\n")).unwrap();
+    let out = tokio::task::spawn_blocking(move || env.run(&["up"]))
+        .await
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("exited at start") && err.contains("address already in use"),
+        "{err}"
+    );
+    drop(taken);
+}

@@ -30,6 +30,18 @@ async fn answers(url: &str) -> bool {
         .is_ok()
 }
 
+/// The last fatal or error line nats-server wrote (e.g. a port in use),
+/// without its timestamp, so the reason reaches the terminal.
+fn last_error(log: &str) -> Option<String> {
+    let text = std::fs::read_to_string(log).ok()?;
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.contains("[FTL]") || l.contains("[ERR]"))?;
+    let at = line.find("[FTL]").or_else(|| line.find("[ERR]"))?;
+    Some(line[at + 5..].trim().to_string())
+}
+
 /// How `up` runs its own nats-server.
 pub(super) struct NatsSpec {
     bin: PathBuf,
@@ -66,8 +78,11 @@ impl NatsSpec {
         while !answers(&self.url).await {
             if let Ok(Some(status)) = child.try_wait() {
                 anyhow::bail!(
-                    "{} exited at start ({status}); see .herald/nats.log",
-                    self.bin.display()
+                    "{} exited at start ({status}){}; see .herald/nats.log",
+                    self.bin.display(),
+                    last_error(".herald/nats.log")
+                        .map(|e| format!(": {e}"))
+                        .unwrap_or_default()
                 );
             }
             if Instant::now() > deadline {
