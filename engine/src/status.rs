@@ -229,7 +229,7 @@ pub async fn add_stream(
         };
         let hint = match kind {
             StatusErrorKind::NoStream => {
-                " (no relay has run against this NATS server yet: `herald relay` or `herald up` creates it)"
+                " (a relay creates the stream when it starts: none has run with this stream name on this NATS server; check --stream and --nats-url)"
             }
             _ => "",
         };

@@ -209,6 +209,16 @@ both_backends!(
 fn replay_needs_a_start() {
     let out = HeraldEnv::default().run(&["replay", "--workflow", "x"]);
     assert_eq!(out.status.code(), Some(2));
+    // A range that cannot hold anything is a usage error, before any I/O.
+    for (args, says) in [
+        (&["--from-seq", "0"][..], "0 is not in 1.."),
+        (&["--since", "1h", "--until", "2h"], "is before --since"),
+    ] {
+        let out = HeraldEnv::default().run(&[&["replay", "--workflow", "x"][..], args].concat());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
 }
 
 /// SIGINT stops a replay between messages; it prints where to continue, and

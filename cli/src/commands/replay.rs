@@ -20,8 +20,8 @@ pub struct ReplayCmd {
     /// Start at this time: RFC 3339 (2026-11-23T09:00:00Z) or a duration ago (1h, 30m).
     #[arg(long, value_parser = time_arg)]
     pub since: Option<DateTime<Utc>>,
-    /// Start at this stream sequence (e.g. the one an interrupted replay printed).
-    #[arg(long)]
+    /// Start at this stream sequence (e.g. the one an interrupted replay printed); the first is 1.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
     pub from_seq: Option<u64>,
     /// Stop at messages published after this time (RFC 3339 or a duration ago).
     #[arg(long, value_parser = time_arg)]
@@ -49,6 +49,8 @@ pub fn time_arg(s: &str) -> Result<DateTime<Utc>, String> {
 }
 
 pub async fn run(g: &Global, cmd: ReplayCmd) -> Result<ExitCode> {
+    // The flags first: a usage error needs no server.
+    let opts = options(&cmd)?;
     // A dry run sends nothing: no transport is needed for it.
     let smtp = match (cmd.dry_run, &g.smtp_url) {
         (true, None) => herald::secret::SecretUrl::new(super::DEV_SMTP_URL),
@@ -69,7 +71,6 @@ pub async fn run(g: &Global, cmd: ReplayCmd) -> Result<ExitCode> {
     if cmd.resend {
         worker = worker.resending(cmd.reason.clone());
     }
-    let opts = options(&cmd)?;
     let stop = CancellationToken::new();
     super::cancel_on_signals(stop.clone());
 
@@ -98,6 +99,15 @@ fn options(cmd: &ReplayCmd) -> Result<ReplayOptions> {
         (None, Some(t)) => Start::Time(t),
         (None, None) => return Err(usage("give --since or --from-seq")),
     };
+    if let (Some(since), Some(until)) = (cmd.since, cmd.until)
+        && until < since
+    {
+        return Err(usage(format!(
+            "--until {} is before --since {}: the range is empty",
+            until.to_rfc3339(),
+            since.to_rfc3339()
+        )));
+    }
     Ok(ReplayOptions::from(start)
         .until(cmd.until)
         .dry_run(cmd.dry_run))

@@ -58,7 +58,7 @@ async fn status_before_any_relay_says_what_creates_the_stream() {
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(
         text.contains("stream not found")
-            && text.contains("`herald relay` or `herald up` creates it"),
+            && text.contains("a relay creates the stream when it starts"),
         "{text}"
     );
 }
