@@ -106,9 +106,14 @@ fn yaml_message(e: &serde_saphyr::Error) -> String {
     let text = e.to_string();
     let first = text.lines().next().unwrap_or("").trim();
     let first = first.strip_prefix("error: ").unwrap_or(first);
-    match first.split_once(": ") {
+    let message = match first.split_once(": ") {
         Some((pos, rest)) if pos.starts_with("line ") => rest.to_string(),
         _ => first.to_string(),
+    };
+    // The parser's advice is about its own API, not the author's file.
+    match message.strip_suffix(", set DuplicateKeyPolicy in Options if acceptable") {
+        Some(m) => format!("{m} (each key may appear once)"),
+        None => message,
     }
 }
 

@@ -293,7 +293,44 @@ pub struct RawEmail {
     pub html_file: Option<Spanned<String>>,
     /// Extra headers; values are templates.
     #[serde(default)]
-    pub headers: BTreeMap<String, String>,
+    #[schemars(with = "BTreeMap<String, String>")]
+    pub headers: BTreeMap<HeaderName, Spanned<String>>,
+}
+
+/// A header's name as written in `email.headers`, with its position, so a
+/// problem with it or its value is reported on its own line. Ordered by
+/// name, as a map key.
+///
+/// ```
+/// use herald::workflow::spec::HeaderName;
+/// let h: std::collections::BTreeMap<HeaderName, String> =
+///     serde_saphyr::from_str("X-Campaign: spring\n")?;
+/// let (name, _) = h.iter().next().ok_or("no header")?;
+/// assert_eq!((name.0.value.as_str(), name.0.referenced.line()), ("X-Campaign", 1));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Debug, Clone, Deserialize)]
+#[serde(transparent)]
+pub struct HeaderName(pub Spanned<String>);
+
+impl PartialEq for HeaderName {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.value == other.0.value
+    }
+}
+
+impl Eq for HeaderName {}
+
+impl PartialOrd for HeaderName {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for HeaderName {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0.value.cmp(&other.0.value)
+    }
 }
 
 /// The `retry:` section: attempts per recipient before a dead letter, and the

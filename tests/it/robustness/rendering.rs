@@ -164,6 +164,10 @@ fn template_syntax_errors_point_at_their_cause_in_the_file() {
             ),
         ),
         (
+            "d.yaml",
+            "name: d\non: { subjects: [events.a] }\nemail:\n  from: a@example.com\n  to: b@example.com\n  subject: hi\n  text: hi\n  headers:\n    X-Good: \"{{event.a}}\"\n    Subject: nope\n    X-Bad: \"{{nope event.a}}\"\n",
+        ),
+        (
             "c.yaml",
             "name: c\non: { subjects: [events.a] }\nemail:\n  from: a@example.com\n  to: {{event.email}}\n",
         ),
@@ -185,6 +189,15 @@ fn template_syntax_errors_point_at_their_cause_in_the_file() {
             "{}:10:5: email.text: invalid template: `{{{{/if}}}}` closes `{{{{#each}}}}` opened at line 8, column 5",
             f("b.yaml")
         ),
+        // Header problems on the header's own line (they were at `email:`).
+        format!(
+            "{}:10:5: email.headers: \"Subject\" is not an allowed header name",
+            f("d.yaml")
+        ),
+        format!(
+            "{}:11:13: email.headers.X-Bad: unknown helper \"nope\"",
+            f("d.yaml")
+        ),
         format!(
             "{}:5:7: invalid type: map, expected an address template (\"{{{{event.email}}}}\") or a list of them (a value that begins with {{{{ must be quoted, or YAML reads it as a mapping: write \"{{{{event.email}}}}\")",
             f("c.yaml")
@@ -193,4 +206,41 @@ fn template_syntax_errors_point_at_their_cause_in_the_file() {
         assert!(err.contains(&expected), "missing {expected:?} in:\n{err}");
     }
     assert!(!err.contains("expected escape"), "{err}");
+}
+
+/// A duplicate key is named without the YAML library's advice about its
+/// own options; a backoff whose first wait is longer than its longest is
+/// refused (every wait would silently be the longest).
+#[test]
+fn yaml_and_retry_mistakes_are_named_plainly() {
+    let d = workflows(&[
+        (
+            "dup.yaml",
+            &format!("{BASE}  subject: hi\n  subject: again\n  text: hi\n"),
+        ),
+        (
+            "retry.yaml",
+            &format!(
+                "{}  subject: hi\n  text: hi\nretry:\n  backoff: {{ initial: 10s, max: 1s }}\n",
+                BASE.replace("name: w", "name: r")
+            ),
+        ),
+    ]);
+    let out = HeraldEnv::default().run(&["workflows", "validate", d.path().to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    let f = |name: &str| d.path().join(name).display().to_string();
+    for expected in [
+        format!(
+            "{}:7:3: duplicate mapping key: subject (each key may appear once)",
+            f("dup.yaml")
+        ),
+        format!(
+            "{}:9:3: retry.backoff.initial 10s is longer than retry.backoff.max 1s",
+            f("retry.yaml")
+        ),
+    ] {
+        assert!(err.contains(&expected), "missing {expected:?} in:\n{err}");
+    }
+    assert!(!err.contains("DuplicateKeyPolicy"), "{err}");
 }

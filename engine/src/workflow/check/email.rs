@@ -6,7 +6,7 @@ use serde_saphyr::{Location, Spanned};
 
 use crate::workflow::address::split_mailbox_template;
 use crate::workflow::source::{Parsed, read_template};
-use crate::workflow::spec::OneOrMany;
+use crate::workflow::spec::{HeaderName, OneOrMany};
 use crate::workflow::template_id::{Field, Part, RecipientKind, TemplateId};
 use crate::workflow::{AddressTemplate, CompiledEmail, Problem};
 
@@ -202,27 +202,27 @@ impl EmailCheck<'_> {
     /// each value a template.
     fn headers(
         &mut self,
-        headers: &BTreeMap<String, String>,
-        eloc: &Location,
+        headers: &BTreeMap<HeaderName, Spanned<String>>,
     ) -> Vec<(String, TemplateId)> {
         let mut out = Vec::new();
-        for (h, v) in headers {
+        for (name, v) in headers {
+            let h = &name.0.value;
             let bad = h.is_empty()
                 || h.chars()
                     .any(|ch| ch == ':' || ch.is_whitespace() || ch.is_control());
             if bad || RESERVED_HEADERS.contains(&h.to_ascii_lowercase().as_str()) {
                 self.problems.push(Problem::at(
                     &self.p.file,
-                    eloc,
+                    &name.0.referenced,
                     format!("email.headers: {h:?} is not an allowed header name"),
                 ));
                 continue;
             }
             let id = self.template(
                 Field::Header(h.clone()),
-                v,
+                &v.value,
                 false,
-                eloc,
+                &v.referenced,
                 format!("email.headers.{h}"),
             );
             out.push((h.clone(), id));
@@ -285,7 +285,7 @@ pub fn check_email(
             "email needs a body: text, text_file, html or html_file",
         ));
     }
-    let headers = c.headers(&email.headers, &eloc);
+    let headers = c.headers(&email.headers);
     let mut take = |k: &str| recipients.remove(k).unwrap_or_default();
     let localized = |want_html: bool| {
         c.locales

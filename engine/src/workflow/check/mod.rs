@@ -187,6 +187,22 @@ pub fn check_retry(p: &Parsed, problems: &mut Vec<Problem>) -> RetryPolicy {
             }
         }
     }
+    if retry.initial > retry.max {
+        let default = |given: &Option<String>| {
+            if given.is_none() {
+                " (the default)"
+            } else {
+                ""
+            }
+        };
+        problems.push(at(format!(
+            "retry.backoff.initial {}{} is longer than retry.backoff.max {}{}: every wait would be cut to max",
+            crate::duration::human(retry.initial),
+            default(&b.initial),
+            crate::duration::human(retry.max),
+            default(&b.max),
+        )));
+    }
     if let Some(m) = b.multiplier {
         if !(1.0..=10.0).contains(&m) {
             problems.push(at(
