@@ -22,7 +22,9 @@ pub fn in_file(
     line: usize,
     col: usize,
 ) -> Option<(u64, u64)> {
-    let lines: Vec<&str> = yaml.lines().collect();
+    // Lines as YAML counts them: CR LF, a lone CR and LF each end one.
+    let normalized = yaml.replace("\r\n", "\n").replace('\r', "\n");
+    let lines: Vec<&str> = normalized.split('\n').collect();
     let (l, c) = (
         usize::try_from(loc.line()).ok()?,
         usize::try_from(loc.column()).ok()?,

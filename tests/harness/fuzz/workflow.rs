@@ -70,9 +70,15 @@ pub fn workflow_load(data: &[u8]) {
                     p.file.starts_with(dir.path()),
                     "problem outside the directory: {p}"
                 );
-                // A position traced into a file is a place in that file.
+                // A position traced into a file is a place in that file
+                // (lines as YAML counts them: a lone CR breaks a line too).
                 if let Ok(text) = std::fs::read_to_string(&p.file) {
-                    let lines = text.lines().count().max(1) as u64;
+                    let lines = (text
+                        .replace("\r\n", "\n")
+                        .replace('\r', "\n")
+                        .lines()
+                        .count()
+                        .max(1)) as u64;
                     assert!(
                         p.line <= lines + 1,
                         "problem past the file's end ({lines} lines): {p}"
