@@ -143,8 +143,10 @@ pub fn parse(file: &Path, text: &str) -> Result<RawWorkflow, Problem> {
 /// template (begins with `{{`).
 fn unquoted_template(text: &str, line: u64, col: u64) -> Option<String> {
     let (line, col) = (usize::try_from(line).ok()?, usize::try_from(col).ok()?);
+    // Lines as YAML counts them (a lone CR ends one too).
     let rest: String = text
-        .lines()
+        .replace("\r\n", "\n")
+        .split(['\n', '\r'])
         .nth(line.checked_sub(1)?)?
         .chars()
         .skip(col.checked_sub(1)?)
