@@ -141,6 +141,24 @@ pub(crate) async fn blocking(
         .await
 }
 
+/// The open `held` dead letter of `event_id` in `workflow`, if one is
+/// stored: an event looked at again while still held (a replay, a
+/// redelivery) does not get a second one.
+pub(crate) async fn open_held(
+    db: &DatabaseConnection,
+    workflow: &str,
+    event_id: EventId,
+) -> Result<Option<dead_letter::Model>, DbErr> {
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+    dead_letter::Entity::find()
+        .filter(dead_letter::Column::Workflow.eq(workflow))
+        .filter(dead_letter::Column::EventId.eq(event_id.as_uuid()))
+        .filter(dead_letter::Column::Kind.eq(DeadLetterKind::Held))
+        .filter(dead_letter::Column::RetriedAt.is_null())
+        .one(db)
+        .await
+}
+
 /// The open dead letters held behind `dl` (same workflow and aggregate,
 /// later in the stream), in stream order: re-driven after it.
 pub(crate) async fn followers(

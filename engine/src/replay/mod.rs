@@ -289,6 +289,11 @@ fn tally(summary: &mut Summary, o: &crate::worker::ProcessOutcome) {
     summary.sent += o.sent;
     summary.skipped += o.skipped;
     summary.failed += o.dead_lettered;
+    // Dead-lettered already (held behind its aggregate's dead letter, or a
+    // render that fails again): not delivered, and no new dead letter.
+    if matches!(o.disposition, Disposition::Terminate { .. }) && o.dead_lettered == 0 {
+        summary.failed += 1;
+    }
     match o.disposition {
         // A transient failure cannot wait here; the durable consumer
         // or a later replay will deliver it.

@@ -198,17 +198,25 @@ impl Worker {
         aggregate: &str,
         front: herald_entities::dead_letter::Model,
     ) -> Result<ProcessOutcome, DbErr> {
+        // Named by its event too: a re-drive that fails again closes dead
+        // letter N and opens another for the same event.
         let reason = format!(
-            "held behind dead letter {} (event {}) of aggregate {aggregate}: `herald dlq retry {}` or `herald dlq discard {}` releases it",
-            front.id, front.event_id, front.id, front.id
+            "held behind event {} of aggregate {aggregate}, dead-lettered (dead letter {}): re-driving or discarding that event's open dead letter releases it (`herald dlq list`, `herald status`)",
+            front.event_id, front.id
         );
-        self.dead_letter(wf, ev, None, DeadLetterKind::Held, reason.clone(), None, 0)
-            .await?;
+        let written = match crate::dlq::open_held(&self.db, &wf.name, ev.id).await? {
+            Some(_) => 0,
+            None => {
+                self.dead_letter(wf, ev, None, DeadLetterKind::Held, reason.clone(), None, 0)
+                    .await?;
+                1
+            }
+        };
         self.advance(wf, ev).await?;
         Ok(ProcessOutcome::whole(
             Disposition::Terminate { reason },
             0,
-            1,
+            written,
         ))
     }
 
