@@ -282,3 +282,43 @@ fn help_and_version_answer_despite_a_broken_file() {
         );
     }
 }
+
+/// `herald config` checks the workflows a worker here would run: every
+/// problem at FILE:LINE:COL, and the settings they need (a workflow with a
+/// category needs the unsubscribe settings), so exit 0 means a worker
+/// would start. Without a workflows directory (a relay's host) it skips.
+#[test]
+fn config_checks_the_workflows_a_worker_would_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = in_dir(dir.path());
+    env.set(
+        "HERALD_WORKFLOWS",
+        herald_tests::example_workflows().display().to_string(),
+    );
+    let out = env.run(&["config"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("workflow campaign-codes has a category"),
+        "{}",
+        stderr(&out)
+    );
+    env.set("HERALD_PUBLIC_URL", "https://mail.example.org")
+        .set("HERALD_UNSUBSCRIBE_SECRET", "0123456789abcdef0123");
+    assert!(env.run(&["config"]).status.success());
+    let broken = dir.path().join("wf");
+    std::fs::create_dir(&broken).unwrap();
+    std::fs::write(broken.join("a.yaml"), "name: a\nwat: 1\n").unwrap();
+    env.set("HERALD_WORKFLOWS", broken.display().to_string());
+    let out = env.run(&["config"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("a.yaml:2:1: unknown field `wat`"),
+        "{}",
+        stderr(&out)
+    );
+    env.set(
+        "HERALD_WORKFLOWS",
+        dir.path().join("none").display().to_string(),
+    );
+    assert!(env.run(&["config"]).status.success());
+}

@@ -158,7 +158,12 @@ fn every_read_command_takes_json() {
     env.set(
         "HERALD_WORKFLOWS",
         root.join("workflows").display().to_string(),
-    );
+    )
+    // The sample campaign has a category: `config` checks what a worker
+    // would need for it.
+    .set("HERALD_PUBLIC_URL", "https://mail.example.org")
+    .set("HERALD_UNSUBSCRIBE_SECRET", "0123456789abcdef0123");
+    assert!(env.run(&["migrate"]).status.success());
     for args in [
         &["workflows", "list", "--json"][..],
         &["workflows", "validate", "--json"],

@@ -46,7 +46,34 @@ fn check(g: &Global, loaded: &Loaded) -> Result<()> {
         .map_err(|e| usage(e.to_string().trim_start_matches("error: ").trim()))?;
     let cli = Cli::from_arg_matches(&matches).map_err(|e| usage(e.to_string()))?;
     if let Command::Up(up) = cli.command {
-        up.worker.unsubscribe()?;
+        let unsubscribe = up.worker.unsubscribe()?;
+        workflows(g, &up.worker.workflow, unsubscribe)?;
+    }
+    Ok(())
+}
+
+/// The workflows a worker here would run, when the directory exists (a
+/// relay's host may have none): every problem, then the settings they need.
+fn workflows(
+    g: &Global,
+    only: &[String],
+    unsubscribe: Option<herald::unsubscribe::Unsubscribe>,
+) -> Result<()> {
+    if !g.workflows.is_dir() {
+        return Ok(());
+    }
+    let catalog = herald::workflow::load(&g.workflows).map_err(usage)?;
+    let mut cfg = herald::worker::WorkerConfig::default();
+    if let Some(u) = unsubscribe {
+        cfg = cfg.unsubscribe(u);
+    }
+    let selected = catalog
+        .workflows
+        .iter()
+        .filter(|w| only.is_empty() || only.contains(&w.name));
+    let missing = cfg.missing_settings(selected);
+    if !missing.is_empty() {
+        return Err(usage(missing.join("\n")));
     }
     Ok(())
 }

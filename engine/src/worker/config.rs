@@ -27,6 +27,34 @@ pub struct WorkerConfig {
 }
 
 impl WorkerConfig {
+    /// What these workflows need that this configuration lacks: a workflow
+    /// with a `category` sends bulk mail with one-click unsubscribe, which
+    /// needs the unsubscribe settings. Checked before a worker starts (and
+    /// by `herald config`), one line per workflow.
+    ///
+    /// ```no_run
+    /// # fn example(catalog: herald::workflow::Catalog) {
+    /// let missing = herald::worker::WorkerConfig::default().missing_settings(catalog.workflows.iter());
+    /// for line in &missing {
+    ///     eprintln!("{line}");
+    /// }
+    /// # }
+    /// ```
+    pub fn missing_settings<'a>(
+        &self,
+        workflows: impl Iterator<Item = &'a crate::workflow::Workflow>,
+    ) -> Vec<String> {
+        workflows
+            .filter(|w| w.category().is_some() && self.unsubscribe.is_none())
+            .map(|w| {
+                format!(
+                    "workflow {} has a category (bulk mail with one-click unsubscribe): set --public-url (HERALD_PUBLIC_URL: where recipients reach this worker's --http listener) and --unsubscribe-secret (HERALD_UNSUBSCRIBE_SECRET: at least 16 characters, kept stable), or run only other workflows with --workflow",
+                    w.name
+                )
+            })
+            .collect()
+    }
+
     /// The JetStream stream to consume: the one the relay publishes to.
     ///
     /// ```

@@ -297,15 +297,7 @@ impl Worker {
         &self,
         workflows: impl Iterator<Item = &'a Workflow>,
     ) -> Vec<String> {
-        workflows
-            .filter(|w| w.category().is_some() && self.cfg.unsubscribe.is_none())
-            .map(|w| {
-                format!(
-                    "workflow {} has a category (bulk mail with one-click unsubscribe): set --public-url (HERALD_PUBLIC_URL: where recipients reach this worker's --http listener) and --unsubscribe-secret (HERALD_UNSUBSCRIBE_SECRET: at least 16 characters, kept stable), or run only other workflows with --workflow",
-                    w.name
-                )
-            })
-            .collect()
+        self.cfg.missing_settings(workflows)
     }
 
     /// The worker's metrics (what it sent, retried, dead-lettered so far).
