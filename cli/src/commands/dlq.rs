@@ -97,6 +97,21 @@ async fn list(g: &Global, workflow: Option<String>, all: bool, json: bool) -> Re
         let header = ["id", "workflow", "recipient", "kind", "state", "reason"];
         print!("{}", super::text::table(header, &rows));
         println!("{} dead letter(s)", rows.len());
+        if let Some(name) = &workflow
+            && rows.is_empty()
+        {
+            let known = herald::dlq::workflows(&db).await?;
+            if !known.contains(name) {
+                eprintln!(
+                    "no dead letters of a workflow named {name:?}; workflows with dead letters: {}",
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                );
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -166,6 +181,21 @@ async fn retry(
     let smtp = g.smtp_for("dlq retry")?;
     super::refuse_missing_sqlite(g)?;
     let engine = super::worker::engine(g, &smtp, herald::db::Pool::OnDemand, "herald dlq").await?;
+    if let Some(name) = &workflow
+        && engine.catalog.get(name).is_none()
+    {
+        let names: Vec<&str> = engine
+            .catalog
+            .workflows
+            .iter()
+            .map(|w| w.name.as_str())
+            .collect();
+        return Err(usage(format!(
+            "no workflow named {name:?} in {} (workflows: {})",
+            g.workflows.display(),
+            names.join(", ")
+        )));
+    }
     let rows = match id {
         Some(id) => vec![
             herald::dlq::get(&engine.db, id)

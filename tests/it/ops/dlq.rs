@@ -152,6 +152,22 @@ async fn dlq_retry_one_and_by_workflow(backend: Backend) {
     let left: Vec<serde_json::Value> =
         serde_json::from_str(&ok_stdout(&w.run(&["dlq", "list", "--json"]).await)).unwrap();
     assert_eq!(left.len(), 2, "greet's other two are still dead letters");
+    // A misspelt workflow: re-drive refuses it, list says who has any.
+    let out = w
+        .run(&["dlq", "retry", "--all", "--workflow", "gret"])
+        .await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("no workflow named \"gret\""), "{err}");
+    let out = w.run(&["dlq", "list", "--workflow", "gret"]).await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains(
+            "no dead letters of a workflow named \"gret\"; workflows with dead letters: greet"
+        ),
+        "{err}"
+    );
 }
 
 both_backends!(dlq_retry_one_and_by_workflow);
