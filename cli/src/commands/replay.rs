@@ -115,13 +115,15 @@ fn options(cmd: &ReplayCmd) -> Result<ReplayOptions> {
 
 /// A dry run's line per email a message would send.
 fn list_would_send(p: &replay::Progress) {
-    for (to, subject, already) in &p.would_send {
-        let note = if *already {
-            "  (already sent: skipped)"
+    for w in &p.would_send {
+        if w.to.is_empty() {
+            println!("seq {}  {}", p.seq, w.preview);
         } else {
-            ""
-        };
-        println!("seq {}  to {to}  subject {subject:?}{note}", p.seq);
+            println!(
+                "seq {}  to {}  subject {:?}  ({})",
+                p.seq, w.to, w.subject, w.preview
+            );
+        }
     }
 }
 

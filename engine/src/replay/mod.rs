@@ -24,10 +24,11 @@ use futures::StreamExt;
 
 use crate::worker::{Disposition, Event, Worker};
 use crate::workflow::Workflow;
-use crate::workflow::render::Outcome;
 use tokio_util::sync::CancellationToken;
 
+mod preview;
 mod range;
+pub use preview::{Preview, WouldSend};
 use range::open_range;
 
 /// Where a replay starts.
@@ -136,8 +137,8 @@ pub struct Summary {
 /// ```
 /// // A dry run's listing, given to `replay` as its `on_progress`.
 /// let show = |p: &herald::replay::Progress| {
-///     for (to, subject, already_sent) in &p.would_send {
-///         println!("seq {} to {to}: {subject:?}{}", p.seq, if *already_sent { " (sent)" } else { "" });
+///     for w in &p.would_send {
+///         println!("seq {} to {}: {:?} ({})", p.seq, w.to, w.subject, w.preview);
 ///     }
 /// };
 /// ```
@@ -146,8 +147,9 @@ pub struct Progress {
     pub seq: u64,
     /// Messages of the range still ahead.
     pub remaining: u64,
-    /// Dry run: the emails this message would send, `(recipient, subject, already_sent)`.
-    pub would_send: Vec<(String, String, bool)>,
+    /// Dry run: each email of this message and what the real run would do
+    /// with it (one line without an email when the event sends none).
+    pub would_send: Vec<WouldSend>,
 }
 
 /// Why a replay could not run (or stopped): the stream, its retention, or
@@ -264,17 +266,9 @@ async fn replay_event(
     ev: &Event,
     stop: &CancellationToken,
     summary: &mut Summary,
-) -> Result<Option<Vec<(String, String, bool)>>, ReplayError> {
+) -> Result<Option<Vec<WouldSend>>, ReplayError> {
     if opts.dry_run {
-        let would_send = dry_run(worker, wf, ev).await?;
-        for (_, _, already) in &would_send {
-            if *already {
-                summary.skipped += 1
-            } else {
-                summary.sent += 1
-            }
-        }
-        return Ok(Some(would_send));
+        return Ok(Some(preview::preview(worker, wf, ev, summary).await?));
     }
     let o = worker.process_when_reachable(wf, ev, stop).await?;
     if o.disposition == Disposition::Paused {
@@ -303,31 +297,4 @@ fn tally(summary: &mut Summary, o: &crate::worker::ProcessOutcome) {
         Disposition::Busy { .. } => summary.skipped += 1,
         Disposition::Ack | Disposition::Terminate { .. } | Disposition::Paused => {}
     }
-}
-
-/// What a message would send: each email's recipients and subject, and
-/// whether the ledger already has it as sent.
-async fn dry_run(
-    worker: &Worker,
-    wf: &Workflow,
-    ev: &Event,
-) -> Result<Vec<(String, String, bool)>, ReplayError> {
-    let payload: serde_json::Value = serde_json::from_str(&ev.payload).unwrap_or_default();
-    let mut out = Vec::new();
-    if let Ok(Outcome::Emails(emails)) = worker.catalog().render(wf, &payload, &ev.meta(&wf.name)) {
-        // The worker's keys (a repeated address list gets its item index),
-        // so what the dry run calls sent is what a replay would skip.
-        for (recipient, e) in crate::worker::recipient_keys(&emails) {
-            let key = crate::ledger::Key {
-                event_id: ev.id,
-                workflow: &wf.name,
-                recipient: &recipient,
-            };
-            let sent = crate::ledger::state_of(&worker.db, &key).await?
-                == Some(herald_entities::delivery::DeliveryState::Sent);
-            let to: Vec<String> = e.to.iter().map(ToString::to_string).collect();
-            out.push((to.join(", "), e.subject.clone(), sent));
-        }
-    }
-    Ok(out)
 }

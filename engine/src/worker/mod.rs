@@ -34,7 +34,7 @@ pub(crate) mod failpoint;
 mod lanes;
 mod limits;
 mod names;
-mod order;
+pub(crate) mod order;
 mod process;
 pub(crate) use process::recipient_keys;
 mod reload;

@@ -116,6 +116,44 @@ async fn a_hard_bounce_suppresses_the_address(backend: Backend) {
     .await;
     w.wait_sent(3).await;
     assert_eq!(w.count("SELECT COUNT(*) FROM herald_dead_letters").await, 0);
+
+    // Suppressed again: a resend's dry run says it would not go, and the
+    // resend sends nothing to it (the dry run once listed it as sent).
+    assert!(
+        w.run(&["suppressions", "add", "ops@example.com"])
+            .await
+            .status
+            .success()
+    );
+    let sent = w.sink.count();
+    let resend = [
+        "replay",
+        "--workflow",
+        "receipt",
+        "--since",
+        "1h",
+        "--resend",
+    ];
+    let dry = w.run(&[&resend[..], &["--dry-run"]].concat()).await;
+    let text = String::from_utf8_lossy(&dry.stdout);
+    assert!(
+        text.contains(
+            "to ops@example.com  subject \"Receipt 4\"  (suppressed or unsubscribed: not sent)"
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("would be sent again"), "{text}");
+    let real = w.run(&resend).await;
+    assert!(
+        real.status.success(),
+        "{}",
+        String::from_utf8_lossy(&real.stderr)
+    );
+    assert_eq!(
+        w.sink.count(),
+        sent,
+        "nothing resent to a suppressed address"
+    );
 }
 
 /// The List-Unsubscribe URL of a received email.

@@ -203,6 +203,32 @@ async fn a_dead_letter_holds_back_its_aggregate_only(backend: Backend) {
         .trim_start_matches("agg/")
         .to_string();
     worker.terminate(Duration::from_secs(30)).await;
+    // A dry run says what the replay will do, counted alike.
+    let out = w
+        .run(&[
+            "replay",
+            "--workflow",
+            "ordered",
+            "--from-seq",
+            "1",
+            "--dry-run",
+        ])
+        .await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("replayed 6, sent 0, skipped 4, failed 2"),
+        "{text}"
+    );
+    assert_eq!(
+        text.matches("held behind dead-lettered event").count(),
+        2,
+        "{text}"
+    );
+    assert_eq!(
+        text.matches("recorded as dead: skipped").count(),
+        1,
+        "{text}"
+    );
     // A replay over the range holds them again without a second dead
     // letter each, and counts them as failed (not delivered).
     let out = w
