@@ -272,6 +272,15 @@ fn bad_values_name_their_source() {
             &["worker", "--ack-wait", "500ms"][..],
             "lease of a delivery's claim",
         ),
+        // Each valid, unsafe together; refused by the relay and by config.
+        (
+            &["relay", "--relay-lease", "6m"][..],
+            "--relay-lease 6m must be at most half of --duplicate-window 10m",
+        ),
+        (
+            &["up", "--relay-lease", "2m", "--duplicate-window", "3m"][..],
+            "at most half of --duplicate-window 3m",
+        ),
     ] {
         let out = run(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));

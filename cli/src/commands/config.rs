@@ -46,6 +46,7 @@ fn check(g: &Global, loaded: &Loaded) -> Result<()> {
         .map_err(|e| usage(e.to_string().trim_start_matches("error: ").trim()))?;
     let cli = Cli::from_arg_matches(&matches).map_err(|e| usage(e.to_string()))?;
     if let Command::Up(up) = cli.command {
+        up.relay.check()?;
         let unsubscribe = up.worker.unsubscribe()?;
         workflows(g, &up.worker.workflow, unsubscribe)?;
     }

@@ -41,6 +41,21 @@ pub struct RelayArgs {
 }
 
 impl RelayArgs {
+    /// Settings that are each valid but unsafe together: a batch that
+    /// outlives its lease is published again by another relay, and only the
+    /// stream's duplicate window drops the copies, so the lease must stay
+    /// well inside it.
+    pub fn check(&self) -> Result<()> {
+        if self.relay_lease * 2 > self.duplicate_window {
+            return Err(super::usage(format!(
+                "--relay-lease {} must be at most half of --duplicate-window {}: rows a stalled relay still holds are published again by another after the lease, and only the duplicate window drops the copies",
+                herald::duration::human(self.relay_lease),
+                herald::duration::human(self.duplicate_window)
+            )));
+        }
+        Ok(())
+    }
+
     pub fn config(&self) -> RelayConfig {
         RelayConfig::default()
             .batch_size(self.relay_batch)
@@ -78,6 +93,7 @@ pub async fn build(
     // One connection per batch in flight (on PostgreSQL a batch holds its
     // rows in a transaction), the NOTIFY listener and the health check,
     // opened now: opening one mid-batch is slow.
+    args.check()?;
     let pool = herald::db::Pool::Warm(args.relay_in_flight + 2);
     let db = super::open_db(g, pool, "herald relay").await?;
     herald::db::migrate(&db).await?;

@@ -103,7 +103,8 @@ async fn start(
     smtp: &SecretUrl,
     stop: CancellationToken,
 ) -> Result<Running> {
-    // Configuration first (workflows, SMTP URL, database), then servers.
+    // Configuration first (settings, workflows, SMTP URL, database), then servers.
+    cmd.relay.check()?;
     let engine = engine(
         g,
         smtp,
