@@ -160,6 +160,12 @@ impl Pool {
     /// Connect and disconnect: is the server reachable? (The outage probe.)
     /// A good session is kept for the next delivery.
     pub async fn probe(&self) -> Result<(), String> {
+        // Under the connection limit like a send: a probe at start-up may
+        // run beside the first deliveries.
+        let _permit = match &self.open {
+            Some(s) => Some(s.acquire().await.map_err(|e| e.to_string())?),
+            None => None,
+        };
         match self.connect().await {
             Ok(c) => {
                 self.idle.lock().await.push((c, Instant::now()));

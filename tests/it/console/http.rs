@@ -280,8 +280,10 @@ async fn console_cuts_off_silent_clients_and_reports_unreadiness() {
         assert!(read.is_ok(), "a client that sent {sent:?} was not cut off");
         assert!(started.elapsed() < Duration::from_secs(15));
     }
-    // The SMTP server goes away: not ready, and why.
+    // The SMTP server goes away (the session the worker's start-up check
+    // keeps is hung up too): not ready, and why.
     c.w.sink.set_outage(Some(Outage::Refuse));
+    c.w.sink.close_idle();
     c.emit("Cy", "cy@example.org").await;
     wait::until(
         "/readyz says the SMTP transport fails",
