@@ -207,6 +207,15 @@ impl SmtpSink {
         self.lock().received.len()
     }
 
+    /// The Subject of every message received, in the order received.
+    pub fn subjects(&self) -> Vec<String> {
+        self.lock()
+            .received
+            .iter()
+            .map(|m| m.header("Subject").unwrap_or_default())
+            .collect()
+    }
+
     /// Every recipient that got at least one message, sorted, each once.
     pub fn distinct_recipients(&self) -> Vec<String> {
         let mut to: Vec<String> = self

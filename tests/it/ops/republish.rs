@@ -105,17 +105,12 @@ async fn republished_events_behind_later_ones_are_emailed_in_order(backend: Back
     assert_eq!(old.len(), 10);
     let worker =
         w.h.spawn(&["worker", "--ack-wait", "5s", "--max-ack-pending", "4"]);
-    let start = std::time::Instant::now();
-    while w.sink.count() < 20 && start.elapsed() < Duration::from_secs(120) {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait::until("20 emails", Duration::from_secs(120), || async {
+        w.sink.count() >= 20
+    })
+    .await;
     assert_eq!(w.sink.count(), 20, "worker log:\n{}", worker.log());
-    let order: Vec<String> = w
-        .sink
-        .received()
-        .iter()
-        .map(|m| m.header("Subject").unwrap())
-        .collect();
+    let order = w.sink.subjects();
     let expected: Vec<String> = (0..20).map(|n| format!("n={n}")).collect();
     assert_eq!(order, expected);
     relay.terminate(Duration::from_secs(30)).await;

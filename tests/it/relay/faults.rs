@@ -129,7 +129,8 @@ async fn relay_serves_health_and_metrics() {
 /// A relay frozen past its lease (a failpoint pauses it 5 s right after
 /// its claim; the lease is 2 s) does not publish its stale batch when it
 /// wakes. By then another relay has published those rows and later rows
-/// of the same aggregates, and the duplicate window (1 s here) has passed:
+/// of the same aggregates, and the duplicate window (cut to 1 s on the
+/// server here: relays refuse a lease over half their window) has passed:
 /// publishing them again would put each event in the stream twice, the
 /// second copy behind later events of its aggregate.
 async fn a_relay_frozen_past_its_lease_leaves_its_batch(backend: Backend) {
@@ -137,8 +138,7 @@ async fn a_relay_frozen_past_its_lease_leaves_its_batch(backend: Backend) {
     env.enqueue_many("events.test.created", 20, 2).await;
     let mut frozen_env = env.herald.clone();
     frozen_env.set("HERALD_FAILPOINT", "pause-once:5000:relay_after_claim");
-    // Both relays keep the stream's short window (each applies its own).
-    let args = relay_args(&["--duplicate-window", "1s"]);
+    let args = relay_args(&[]);
     let mut frozen = frozen_env.spawn(&args);
     wait::until(
         "the first relay has claimed and froze",
@@ -148,6 +148,12 @@ async fn a_relay_frozen_past_its_lease_leaves_its_batch(backend: Backend) {
     .await;
     let mut other = env.herald.spawn(&args);
     env.wait_all_published().await;
+    // Both relays have applied their settings; the window is cut now.
+    let js = env.nats.jetstream().await;
+    let mut stream = js.get_stream("HERALD").await.unwrap();
+    let mut config = stream.info().await.unwrap().config.clone();
+    config.duplicate_window = Duration::from_secs(1);
+    js.update_stream(config).await.unwrap();
     env.enqueue_many("events.test.created", 20, 2).await;
     env.wait_all_published().await;
     wait::until("the frozen relay wakes", wait::DEFAULT, || async {

@@ -304,12 +304,7 @@ async fn discarding_a_dead_letter_releases_its_aggregate(backend: Backend) {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(w.sink.count(), 2);
-    let subjects: Vec<String> = w
-        .sink
-        .received()
-        .iter()
-        .map(|m| m.header("Subject").unwrap())
-        .collect();
+    let subjects = w.sink.subjects();
     assert_eq!(subjects, vec!["n=1", "n=2"]);
     let list: Vec<serde_json::Value> =
         serde_json::from_slice(&w.run(&["dlq", "list", "--json"]).await.stdout).unwrap();
@@ -347,12 +342,7 @@ async fn an_earlier_event_behind_many_others_is_still_waited_for(backend: Backen
     // The worker sends both, in order.
     let _worker = w.worker();
     w.wait_sent(2).await;
-    let order: Vec<String> = w
-        .sink
-        .received()
-        .iter()
-        .map(|m| m.header("Subject").unwrap())
-        .collect();
+    let order = w.sink.subjects();
     assert_eq!(order, vec!["n=0", "n=1"]);
 }
 
