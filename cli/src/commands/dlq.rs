@@ -3,7 +3,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Subcommand;
 use herald::metrics::Metrics;
-use herald::worker::{Disposition, WorkerConfig};
+use herald::worker::WorkerConfig;
 
 use super::{Global, usage};
 
@@ -256,7 +256,7 @@ impl Tally {
         match r {
             Ok(o) => {
                 self.sent += o.sent;
-                if o.disposition == Disposition::Ack {
+                if o.delivered() {
                     self.ok += 1;
                     return true;
                 }

@@ -171,3 +171,52 @@ async fn dlq_retry_one_and_by_workflow(backend: Backend) {
 }
 
 both_backends!(dlq_retry_one_and_by_workflow);
+
+/// A re-drive closes its dead letter only once the event has an outcome.
+/// Interrupted while the SMTP server is down, or answered with a 4xx, the
+/// dead letter stays open (it was closed first, and the email was then in
+/// no list: nothing else owns a dead-lettered event); a later re-drive
+/// delivers it once.
+async fn an_unfinished_redrive_leaves_its_dead_letter_open(backend: Backend) {
+    let w = Scenario::new(backend)
+        .workflow("wf.yaml", super::NUMBERED)
+        .start()
+        .await;
+    w.sink
+        .script([herald_tests::smtp::Reply::Code(550, "5.7.1 no".into())]);
+    let _relay = w.relay();
+    let mut worker = w.worker();
+    w.env.enqueue_many("events.test.n", 1, 0).await;
+    w.wait_count("SELECT COUNT(*) FROM herald_dead_letters", 1)
+        .await;
+    worker.terminate(Duration::from_secs(30)).await;
+    let open = "SELECT COUNT(*) FROM herald_dead_letters WHERE retried_at IS NULL";
+
+    // Down: the re-drive waits for the server; stopped meanwhile.
+    w.sink.set_outage(Some(herald_tests::smtp::Outage::Refuse));
+    let mut redrive = w.h.spawn(&["dlq", "retry", "--all"]);
+    wait::until("the re-drive waits for SMTP", wait::DEFAULT, || async {
+        redrive.log().contains("SMTP transport unreachable")
+    })
+    .await;
+    redrive.terminate(Duration::from_secs(30)).await;
+    assert_eq!(w.count(open).await, 1, "{}", redrive.log());
+    w.sink.set_outage(None);
+
+    // A 4xx: retrying, not resolved; still open.
+    w.sink
+        .script([herald_tests::smtp::Reply::Code(451, "4.3.0 later".into())]);
+    let out = w.run(&["dlq", "retry", "--all"]).await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("0 delivered, 1 failed"), "{text}");
+    assert_eq!(w.count(open).await, 1);
+
+    let out = w.run(&["dlq", "retry", "--all"]).await;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("1 delivered, 0 failed; sent 1"), "{text}");
+    assert_eq!(w.count(open).await, 0);
+    assert_eq!(w.sink.count(), 1);
+}
+
+both_backends!(an_unfinished_redrive_leaves_its_dead_letter_open);

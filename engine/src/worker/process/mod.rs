@@ -46,6 +46,19 @@ pub struct ProcessOutcome {
 }
 
 impl ProcessOutcome {
+    /// Done, and nothing dead-lettered: every delivery sent or skipped.
+    ///
+    /// ```no_run
+    /// # async fn example(worker: herald::worker::Worker, dl: herald::dlq::DeadLetter) -> Result<(), Box<dyn std::error::Error>> {
+    /// if !worker.redrive(&dl).await?.delivered() {
+    ///     eprintln!("dead letter {} is not resolved yet", dl.id);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn delivered(&self) -> bool {
+        self.disposition == Disposition::Ack && self.dead_lettered == 0
+    }
+
     pub(super) fn whole(
         disposition: Disposition,
         skipped: u64,

@@ -32,9 +32,13 @@ impl Worker {
     }
 
     /// Re-drive a dead letter through the normal path: reopen its dead
-    /// deliveries, process the stored event again (the ledger skips what was
-    /// sent), and mark the dead letter retried. A new failure writes a new
-    /// dead letter.
+    /// deliveries and process the stored event again (the ledger skips what
+    /// was sent). The dead letter is closed only once the event has an
+    /// outcome: every delivery recorded, or a new dead letter written in its
+    /// place. Still held behind its aggregate, retrying after a 4xx, or
+    /// interrupted while the transport is down, it stays open: nothing else
+    /// owns the event (its stream message was settled long ago), so closing
+    /// it then lost the email from every list.
     ///
     /// ```no_run
     /// # async fn example(worker: herald::worker::Worker) -> Result<(), Box<dyn std::error::Error>> {
@@ -52,15 +56,23 @@ impl Worker {
             .workflow(&dl.workflow)
             .ok_or_else(|| RedriveError::UnknownWorkflow(dl.workflow.clone()))?;
         ledger::reopen_dead(&self.db, dl.event_id.into(), &dl.workflow).await?;
-        // Closed first: it must not hold back its own re-drive.
-        dlq::mark_retried(&self.db, dl.id).await?;
-        self.process_when_reachable(
-            &wf,
-            &Event::from_dead_letter(dl),
-            &tokio_util::sync::CancellationToken::new(),
-        )
-        .await
-        .map_err(RedriveError::from)
+        let o = self
+            .process_when_reachable(
+                &wf,
+                &Event::from_dead_letter(dl),
+                &tokio_util::sync::CancellationToken::new(),
+            )
+            .await?;
+        let settled = match o.disposition {
+            Disposition::Ack => true,
+            // A new dead letter takes its place; none written: still held.
+            Disposition::Terminate { .. } => o.dead_lettered > 0,
+            _ => false,
+        };
+        if settled {
+            dlq::mark_retried(&self.db, dl.id).await?;
+        }
+        Ok(o)
     }
 
     /// Re-drive what waited behind `dl` (re-driven or discarded), in stream
@@ -83,7 +95,7 @@ impl Worker {
         let mut out = Vec::new();
         for f in dlq::followers(&self.db, dl).await? {
             let o = self.redrive(&f).await?;
-            let done = o.disposition == Disposition::Ack;
+            let done = o.delivered();
             out.push((f.id, o));
             if !done {
                 break;
