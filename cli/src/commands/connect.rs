@@ -41,7 +41,37 @@ pub async fn open_db(
 /// directory should say so, not report an empty Herald).
 pub async fn open_existing_db(g: &Global, role: &str) -> Result<sea_orm::DatabaseConnection> {
     refuse_missing_sqlite(g)?;
-    open_db(g, herald::db::Pool::OnDemand, role).await
+    let db = open_db(g, herald::db::Pool::OnDemand, role).await?;
+    refuse_without_herald(&db, g).await?;
+    Ok(db)
+}
+
+/// The same for a database that exists but holds no Herald tables (an
+/// empty file, a new PostgreSQL database, a misspelt name): nothing Herald
+/// did is in it, and a replay against it would send everything again.
+pub async fn refuse_without_herald(db: &sea_orm::DatabaseConnection, g: &Global) -> Result<()> {
+    use sea_orm::{ConnectionTrait, DbBackend, Statement};
+    let b = db.get_database_backend();
+    let sql = match b {
+        DbBackend::Postgres => {
+            "SELECT COUNT(*) AS n FROM pg_tables WHERE tablename = 'herald_outbox' AND schemaname = ANY(current_schemas(false))"
+        }
+        _ => {
+            "SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table' AND name = 'herald_outbox'"
+        }
+    };
+    let row = db.query_one_raw(Statement::from_string(b, sql)).await?;
+    let n: i64 = match row {
+        Some(r) => r.try_get("", "n")?,
+        None => 0,
+    };
+    if n == 0 {
+        return Err(anyhow::anyhow!(
+            "the database at {} has no Herald tables: nothing has run against it yet (`herald up`, `herald migrate` or a relay or worker creates them); check --database-url / HERALD_DATABASE_URL",
+            herald::secret::redact_url(g.database_url.expose())
+        ));
+    }
+    Ok(())
 }
 
 /// For a command that works on what Herald has already done (replay, dead
@@ -56,11 +86,10 @@ pub fn refuse_missing_sqlite(g: &Global) -> Result<()> {
         .or_else(|| url.strip_prefix("sqlite:"))
         .and_then(|rest| rest.split('?').next())
         .filter(|p| !p.is_empty() && !p.contains(":memory:"));
-    // Only where the URL would create the file (?mode=rwc) in a directory
-    // that exists; otherwise connecting fails with its own hint.
-    let creates = url.contains("mode=rwc");
+    // In a directory that exists; otherwise connecting fails with its own
+    // hint. (Without ?mode=rwc that hint would be to add it: the wrong
+    // advice for a command that must find Herald's history.)
     if let Some(p) = path
-        && creates
         && !std::path::Path::new(p).exists()
         && std::path::Path::new(p)
             .parent()

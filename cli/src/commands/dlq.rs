@@ -145,8 +145,8 @@ async fn show(g: &Global, id: i64, json: bool) -> Result<ExitCode> {
 /// `dlq discard ID`: close it, then re-drive what its aggregate held behind it.
 async fn discard(g: &Global, id: i64) -> Result<ExitCode> {
     let smtp = g.smtp_for("dlq discard")?;
-    super::refuse_missing_sqlite(g)?;
-    let engine = super::worker::engine(g, &smtp, herald::db::Pool::OnDemand, "herald dlq").await?;
+    let engine =
+        super::worker::engine(g, &smtp, herald::db::Pool::OnDemand, "herald dlq", true).await?;
     let d = herald::dlq::get(&engine.db, id)
         .await?
         .ok_or_else(|| usage(format!("no dead letter with id {id}")))?;
@@ -179,8 +179,8 @@ async fn retry(
     workflow: Option<String>,
 ) -> Result<ExitCode> {
     let smtp = g.smtp_for("dlq retry")?;
-    super::refuse_missing_sqlite(g)?;
-    let engine = super::worker::engine(g, &smtp, herald::db::Pool::OnDemand, "herald dlq").await?;
+    let engine =
+        super::worker::engine(g, &smtp, herald::db::Pool::OnDemand, "herald dlq", true).await?;
     if let Some(name) = &workflow
         && engine.catalog.get(name).is_none()
     {

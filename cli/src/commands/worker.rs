@@ -81,11 +81,26 @@ pub struct Engine {
     pub db: sea_orm::DatabaseConnection,
 }
 
-pub async fn engine(g: &Global, smtp: &SecretUrl, pool: Pool, role: &str) -> Result<Engine> {
+/// `existing`: the command works on what Herald has done (replay, dead
+/// letters) and refuses a database without Herald's tables rather than
+/// create them (see [`super::connect::refuse_without_herald`]).
+pub async fn engine(
+    g: &Global,
+    smtp: &SecretUrl,
+    pool: Pool,
+    role: &str,
+    existing: bool,
+) -> Result<Engine> {
     let catalog = herald::workflow::load(&g.workflows).map_err(usage)?;
     let transport = Transport::from_url(smtp.expose()).map_err(usage)?;
     herald::db::backend_of(g.database_url.expose())?;
+    if existing {
+        super::refuse_missing_sqlite(g)?;
+    }
     let db = super::open_db(g, pool, role).await?;
+    if existing {
+        super::connect::refuse_without_herald(&db, g).await?;
+    }
     herald::db::migrate(&db).await?;
     Ok(Engine {
         catalog,
@@ -168,6 +183,7 @@ pub async fn run(g: &Global, cmd: WorkerCmd) -> Result<ExitCode> {
             &smtp,
             Pool::Warm(cmd.worker.db_connections),
             "herald worker",
+            false,
         )
         .await?;
         select(g, &engine, &cmd.worker)?;

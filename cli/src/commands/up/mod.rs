@@ -110,6 +110,7 @@ async fn start(
         smtp,
         herald::db::Pool::Warm(cmd.worker.db_connections),
         "herald up",
+        false,
     )
     .await?;
     let o = super::observe(g, "up", &cmd.http, &stop).await?;
