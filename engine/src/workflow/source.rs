@@ -68,8 +68,12 @@ fn files_under(dir: &Path, problems: &mut Vec<Problem>) -> std::io::Result<Vec<P
                 if seen.insert(real) {
                     subdirs.push(p);
                 }
-            } else {
+            } else if real.is_file() {
                 out.push(p);
+            } else {
+                // A FIFO or a device: reading it would block the load (and
+                // a reload, and the shutdown behind it) or never end.
+                problems.push(Problem::in_file(&p, "not a regular file: not read"));
             }
         }
         todo.extend(subdirs.into_iter().rev());
@@ -209,6 +213,13 @@ pub fn read_template(
         )));
         return None;
     }
+    if !path.is_file() {
+        problems.push(at(format!(
+            "template path {:?} is not a regular file",
+            field.value
+        )));
+        return None;
+    }
     match std::fs::read_to_string(&path) {
         Ok(t) => Some(t),
         Err(e) => {
@@ -226,14 +237,16 @@ pub fn read_partials(dir: &Path, problems: &mut Vec<Problem>) -> Vec<Partial> {
     };
     let mut paths: Vec<_> = entries.filter_map(Result::ok).map(|e| e.path()).collect();
     paths.sort();
-    let inside = |p: &Path| match (p.canonicalize(), dir.canonicalize()) {
-        (Ok(p), Ok(d)) => p.starts_with(d),
+    // What the directory walk keeps: a regular file inside the directory.
+    let readable = |p: &Path| match (p.canonicalize(), dir.canonicalize()) {
+        (Ok(p), Ok(d)) => p.starts_with(d) && p.is_file(),
         _ => false,
     };
     let mut out = Vec::new();
     for p in paths {
-        if !inside(&p) {
-            // Reported by the directory walk; never read.
+        if !readable(&p) {
+            // Reported by the walk (outside, not a regular file); a dangling
+            // link has nothing to read, and a use of it is an unknown partial.
             continue;
         }
         let Some(stem) = p

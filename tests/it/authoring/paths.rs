@@ -62,3 +62,38 @@ fn template_paths_and_partials_stay_inside_the_workflows_directory() {
     assert_eq!(out.status.code(), Some(2));
     assert!(!text(&out.stdout).contains(SECRET));
 }
+
+/// A FIFO in the workflows directory (a workflow file, a partial or a
+/// template a workflow names) is reported and never opened: reading one
+/// blocked validation, and a reload and the shutdown behind it, forever.
+#[test]
+fn a_fifo_in_the_workflows_directory_is_reported_not_read() {
+    let d = dir(&[(
+        "w.yaml",
+        &USES
+            .replace("name: leak", "name: w")
+            .replace("  text: \"{{> pw}}\"", "  text_file: templates/t.hbs"),
+    )]);
+    std::fs::create_dir_all(d.path().join("templates/partials")).unwrap();
+    for fifo in ["zz.yaml", "templates/partials/p.hbs", "templates/t.hbs"] {
+        let made = std::process::Command::new("mkfifo")
+            .arg(d.path().join(fifo))
+            .status()
+            .unwrap();
+        assert!(made.success());
+    }
+    let out = env_with(&d).run(&["workflows", "validate"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    let at = |f: &str| d.path().join(f).display().to_string();
+    for expected in [
+        format!("{}:1:1: not a regular file: not read", at("zz.yaml")),
+        format!(
+            "{}:1:1: not a regular file: not read",
+            at("templates/partials/p.hbs")
+        ),
+        "template path \"templates/t.hbs\" is not a regular file".to_string(),
+    ] {
+        assert!(err.contains(&expected), "missing {expected:?} in:\n{err}");
+    }
+}
