@@ -197,11 +197,17 @@ async fn retry(
         )));
     }
     let rows = match id {
-        Some(id) => vec![
-            herald::dlq::get(&engine.db, id)
+        Some(id) => {
+            let d = herald::dlq::get(&engine.db, id)
                 .await?
-                .ok_or_else(|| usage(format!("no dead letter with id {id}")))?,
-        ],
+                .ok_or_else(|| usage(format!("no dead letter with id {id}")))?;
+            if d.retried_at.is_some() || d.discarded_at.is_some() {
+                return Err(usage(format!(
+                    "dead letter {id} is already closed (re-driven or discarded): `herald dlq list` shows the open ones"
+                )));
+            }
+            vec![d]
+        }
         None if all => herald::dlq::list(&engine.db, workflow.as_deref(), false).await?,
         None => unreachable_args()?,
     };

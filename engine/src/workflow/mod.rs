@@ -187,6 +187,8 @@ pub fn load(dir: &Path) -> Result<Catalog, Problems> {
         }
     }
     if !problems.is_empty() {
+        // In reading order: the checks run field by field, not line by line.
+        problems.sort_by(|a, b| (&a.file, a.line, a.col).cmp(&(&b.file, b.line, b.col)));
         return Err(Problems(problems));
     }
     let templates = Arc::new(Templates {

@@ -217,6 +217,11 @@ async fn an_unfinished_redrive_leaves_its_dead_letter_open(backend: Backend) {
     assert!(text.contains("1 delivered, 0 failed; sent 1"), "{text}");
     assert_eq!(w.count(open).await, 0);
     assert_eq!(w.sink.count(), 1);
+    // Closed now: re-driving it by id says so.
+    let out = w.run(&["dlq", "retry", "1"]).await;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("dead letter 1 is already closed"), "{err}");
 }
 
 both_backends!(an_unfinished_redrive_leaves_its_dead_letter_open);
