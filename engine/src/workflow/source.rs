@@ -129,7 +129,11 @@ pub fn parse(file: &Path, text: &str) -> Result<RawWorkflow, Problem> {
             .map(|l| (l.line(), l.column()))
             .unwrap_or((1, 1));
         let mut message = yaml_message(&e);
-        if let Some(value) = unquoted_template(text, line, col) {
+        // Only where a mapping came instead of a string: a `{{` starting a
+        // line of a badly indented block is another mistake.
+        let read_as_mapping =
+            message.contains("invalid type: map") || message.contains("expected string scalar");
+        if read_as_mapping && let Some(value) = unquoted_template(text, line, col) {
             message.push_str(&format!(
                 " (a value that begins with {{{{ must be quoted, or YAML reads it as a mapping: write {value:?})"
             ));
