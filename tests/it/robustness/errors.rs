@@ -8,18 +8,23 @@ use herald_tests::scenario::{Scenario, run_off_runtime};
 use herald_tests::smtp::Reply;
 use std::time::{Duration, Instant};
 
-/// A SQLite file that does not exist says how to create it; a missing
-/// directory is named.
+/// A SQLite file that does not exist says how to create it to a command
+/// that creates one, and that nothing has run here to one that reads what
+/// Herald did; a missing directory is named.
 async fn a_missing_sqlite_file_or_directory_says_so(h: &mut HeraldEnv, dir: &tempfile::TempDir) {
     let missing = dir.path().join("nope.db");
     h.set(
         "HERALD_DATABASE_URL",
         format!("sqlite://{}", missing.display()),
     );
-    let out = run_off_runtime(h, &["status"]).await;
+    let out = run_off_runtime(h, &["migrate"]).await;
     let err = String::from_utf8_lossy(&out.stderr).to_string();
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("add ?mode=rwc"), "{err}");
+    let out = run_off_runtime(h, &["status"]).await;
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("nothing has run here yet"), "{err}");
     h.set("HERALD_DATABASE_URL", "sqlite:///no/such/dir/h.db?mode=rwc");
     let err = String::from_utf8_lossy(&run_off_runtime(h, &["status"]).await.stderr).to_string();
     assert!(
