@@ -154,6 +154,8 @@ async fn discard(g: &Global, id: i64) -> Result<ExitCode> {
         return Err(usage(format!("dead letter {id} is already closed")));
     }
     herald::dlq::discard(&engine.db, id).await?;
+    // Held to the end of the command: dropping it ends the notice task.
+    let _waiting = say_when_waiting(&engine.transport);
     let worker = engine.worker(WorkerConfig::default(), Metrics::new());
     let mut tally = Tally::default();
     for (fid, o) in worker.release_followers(&d).await? {
@@ -211,6 +213,8 @@ async fn retry(
         None if all => herald::dlq::list(&engine.db, workflow.as_deref(), false).await?,
         None => unreachable_args()?,
     };
+    // Held to the end of the command: dropping it ends the notice task.
+    let _waiting = say_when_waiting(&engine.transport);
     let worker = engine.worker(WorkerConfig::default(), Metrics::new());
     let mut tally = Tally::default();
     for d in &rows {
@@ -240,6 +244,25 @@ async fn retry(
     } else {
         ExitCode::from(1)
     })
+}
+
+/// A re-drive waits for an SMTP server that cannot be reached (no attempt
+/// counted), however long: say so once, and that stopping is safe. The
+/// task ends when the returned guard is dropped.
+fn say_when_waiting(
+    transport: &herald::smtp::Transport,
+) -> tokio_util::task::AbortOnDropHandle<()> {
+    let mut states = transport.subscribe();
+    tokio_util::task::AbortOnDropHandle::new(tokio::spawn(async move {
+        while states.changed().await.is_ok() {
+            if !states.borrow().is_up() {
+                eprintln!(
+                    "herald: waiting for the SMTP server to answer; Ctrl-C stops, and what is not re-driven stays open for a later `herald dlq retry`"
+                );
+                return;
+            }
+        }
+    }))
 }
 
 /// What a re-drive did, for its summary line.

@@ -199,6 +199,13 @@ async fn an_unfinished_redrive_leaves_its_dead_letter_open(backend: Backend) {
         redrive.log().contains("SMTP transport unreachable")
     })
     .await;
+    assert!(
+        redrive
+            .log()
+            .contains("waiting for the SMTP server to answer; Ctrl-C stops"),
+        "says what it waits for: {}",
+        redrive.log()
+    );
     redrive.terminate(Duration::from_secs(30)).await;
     assert_eq!(w.count(open).await, 1, "{}", redrive.log());
     w.sink.set_outage(None);
