@@ -5,6 +5,8 @@ use clap::Subcommand;
 use herald::metrics::Metrics;
 use herald::worker::WorkerConfig;
 
+use super::worker::Database::MustExist;
+
 use super::{Global, usage};
 
 #[derive(Subcommand, Debug)]
@@ -145,8 +147,14 @@ async fn show(g: &Global, id: i64, json: bool) -> Result<ExitCode> {
 /// `dlq discard ID`: close it, then re-drive what its aggregate held behind it.
 async fn discard(g: &Global, id: i64) -> Result<ExitCode> {
     let smtp = g.smtp_for("dlq discard")?;
-    let engine =
-        super::worker::engine(g, &smtp, herald::db::Pool::OnDemand, "herald dlq", true).await?;
+    let engine = super::worker::engine(
+        g,
+        &smtp,
+        herald::db::Pool::OnDemand,
+        "herald dlq",
+        MustExist,
+    )
+    .await?;
     let d = herald::dlq::get(&engine.db, id)
         .await?
         .ok_or_else(|| usage(format!("no dead letter with id {id}")))?;
@@ -181,8 +189,14 @@ async fn retry(
     workflow: Option<String>,
 ) -> Result<ExitCode> {
     let smtp = g.smtp_for("dlq retry")?;
-    let engine =
-        super::worker::engine(g, &smtp, herald::db::Pool::OnDemand, "herald dlq", true).await?;
+    let engine = super::worker::engine(
+        g,
+        &smtp,
+        herald::db::Pool::OnDemand,
+        "herald dlq",
+        MustExist,
+    )
+    .await?;
     if let Some(name) = &workflow
         && engine.catalog.get(name).is_none()
     {

@@ -56,7 +56,14 @@ pub async fn run(g: &Global, cmd: ReplayCmd) -> Result<ExitCode> {
         (true, None) => herald::secret::SecretUrl::new(super::DEV_SMTP_URL),
         _ => g.smtp_for("replay")?,
     };
-    let engine = engine(g, &smtp, herald::db::Pool::OnDemand, "herald replay", true).await?;
+    let engine = engine(
+        g,
+        &smtp,
+        herald::db::Pool::OnDemand,
+        "herald replay",
+        super::worker::Database::MustExist,
+    )
+    .await?;
     let wf = engine.catalog.get(&cmd.workflow).cloned().ok_or_else(|| {
         usage(format!(
             "no workflow named {:?} in {}",

@@ -81,16 +81,25 @@ pub struct Engine {
     pub db: sea_orm::DatabaseConnection,
 }
 
-/// `existing`: the command works on what Herald has done (replay, dead
-/// letters) and refuses a database without Herald's tables rather than
-/// create them (see [`super::connect::refuse_without_herald`]).
+/// Whether a command may start Herald in a database that has none yet.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Database {
+    /// The services: create the tables (and the SQLite file) when missing.
+    Create,
+    /// Commands about what Herald has done (replay, dead letters): a
+    /// database without Herald's tables is refused, not created (see
+    /// [`super::connect::refuse_without_herald`]).
+    MustExist,
+}
+
 pub async fn engine(
     g: &Global,
     smtp: &SecretUrl,
     pool: Pool,
     role: &str,
-    existing: bool,
+    database: Database,
 ) -> Result<Engine> {
+    let existing = database == Database::MustExist;
     let catalog = herald::workflow::load(&g.workflows).map_err(usage)?;
     let transport = Transport::from_url(smtp.expose()).map_err(usage)?;
     herald::db::backend_of(g.database_url.expose())?;
@@ -183,7 +192,7 @@ pub async fn run(g: &Global, cmd: WorkerCmd) -> Result<ExitCode> {
             &smtp,
             Pool::Warm(cmd.worker.db_connections),
             "herald worker",
-            false,
+            Database::Create,
         )
         .await?;
         select(g, &engine, &cmd.worker)?;

@@ -110,7 +110,7 @@ async fn start(
         smtp,
         herald::db::Pool::Warm(cmd.worker.db_connections),
         "herald up",
-        false,
+        super::worker::Database::Create,
     )
     .await?;
     let o = super::observe(g, "up", &cmd.http, &stop).await?;
