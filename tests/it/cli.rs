@@ -248,6 +248,25 @@ fn read_commands_do_not_create_a_database() {
     refused_everywhere(&env, welcome, "has no Herald tables");
 }
 
+/// A PostgreSQL database without Herald's tables (a new one, a misspelt
+/// name) is refused alike, and none of the commands gives it the tables.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_commands_refuse_a_postgres_database_without_herald() {
+    let db = TestDb::empty(Backend::Postgres).await;
+    let mut env = HeraldEnv::default();
+    env.set(
+        "HERALD_WORKFLOWS",
+        herald_tests::example_workflows().display().to_string(),
+    )
+    .set("HERALD_DATABASE_URL", db.url.clone());
+    tokio::task::spawn_blocking(move || {
+        refused_everywhere(&env, "contract-signed-welcome", "has no Herald tables");
+        refused_everywhere(&env, "contract-signed-welcome", "has no Herald tables");
+    })
+    .await
+    .unwrap();
+}
+
 fn refused_everywhere(env: &HeraldEnv, welcome: &str, says: &str) {
     for args in [
         &["status"][..],
