@@ -252,3 +252,24 @@ async fn up_says_why_its_nats_server_did_not_start() {
     );
     drop(taken);
 }
+
+/// A nats.conf nats-server cannot parse is reported with its own FILE:LINE:COL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_names_a_nats_config_error() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let sink = SmtpSink::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (env, _) = env_without_nats(&db, &sink, &dir);
+    let conf = dir.path().join("nats.conf");
+    let text = std::fs::read_to_string(&conf).unwrap();
+    std::fs::write(&conf, format!("{text}write_deadline: \"soon\"\n")).unwrap();
+    let out = tokio::task::spawn_blocking(move || env.run(&["up"]))
+        .await
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("exited at start") && err.contains("nats.conf:3:"),
+        "{err}"
+    );
+}

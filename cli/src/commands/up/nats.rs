@@ -31,15 +31,19 @@ async fn answers(url: &str) -> bool {
 }
 
 /// The last fatal or error line nats-server wrote (e.g. a port in use),
-/// without its timestamp, so the reason reaches the terminal.
+/// without its timestamp, so the reason reaches the terminal. A bad config
+/// file is reported before logging starts, as `nats-server: FILE:LINE:COL: ...`.
 fn last_error(log: &str) -> Option<String> {
     let text = std::fs::read_to_string(log).ok()?;
     let line = text
         .lines()
         .rev()
-        .find(|l| l.contains("[FTL]") || l.contains("[ERR]"))?;
-    let at = line.find("[FTL]").or_else(|| line.find("[ERR]"))?;
-    Some(line[at + 5..].trim().to_string())
+        .find(|l| l.contains("[FTL]") || l.contains("[ERR]") || l.starts_with("nats-server: "))?;
+    let reason = match line.find("[FTL]").or_else(|| line.find("[ERR]")) {
+        Some(at) => &line[at + 5..],
+        None => line.trim_start_matches("nats-server: "),
+    };
+    Some(reason.trim().to_string())
 }
 
 /// How `up` runs its own nats-server.
